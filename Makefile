@@ -1,0 +1,46 @@
+# Every target sets up what it needs; a fresh clone needs no other step.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+CONTROLPLANE := $(BIN)/python -m e2e.controlplane
+
+.PHONY: install lint test demo controlplane controlplane-build controlplane-down controlplane-status clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## test: lint, then every test (unit and integration against the local control plane)
+test: lint controlplane-build
+	$(BIN)/pytest
+
+## controlplane-build: build (or reuse cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd
+controlplane-build: install
+	$(CONTROLPLANE) build
+
+## controlplane: start the local control plane with three simulated nodes, in the background
+controlplane: controlplane-build
+	$(CONTROLPLANE) up
+
+controlplane-down: install
+	$(CONTROLPLANE) down
+
+controlplane-status: install
+	$(CONTROLPLANE) status
+
+## demo: the local control plane with simulated nodes, and how to use it
+demo: controlplane
+
+clean: controlplane-down
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
