@@ -36,7 +36,9 @@ async def request(
         else:
             kwargs["json"] = body
     root, _, rest = path.lstrip("/").partition("/")
-    async with api.call_api(method, version="", base=f"/{root}", url=rest, raise_for_status=False, **kwargs) as response:
+    async with api.call_api(
+        method, version="", base=f"/{root}", url=rest, raise_for_status=False, **kwargs
+    ) as response:
         status = response.status_code
         text = response.text
     try:

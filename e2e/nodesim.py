@@ -70,8 +70,14 @@ def node_status(spec: NodeSpec, index: int) -> dict[str, Any]:
     now = _now()
     resources = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi"}
     conditions = [
-        {"type": kind, "status": "False", "reason": reason, "message": "simulated", "lastHeartbeatTime": now,
-         "lastTransitionTime": now}
+        {
+            "type": kind,
+            "status": "False",
+            "reason": reason,
+            "message": "simulated",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
         for kind, reason in (
             ("MemoryPressure", "KubeletHasSufficientMemory"),
             ("DiskPressure", "KubeletHasNoDiskPressure"),
@@ -79,8 +85,14 @@ def node_status(spec: NodeSpec, index: int) -> dict[str, Any]:
         )
     ]
     conditions.append(
-        {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "simulated kubelet is ready",
-         "lastHeartbeatTime": now, "lastTransitionTime": now}
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "message": "simulated kubelet is ready",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
     )
     return {
         "capacity": resources,
@@ -91,9 +103,16 @@ def node_status(spec: NodeSpec, index: int) -> dict[str, Any]:
             {"type": "Hostname", "address": spec.name},
         ],
         "nodeInfo": {
-            "architecture": "amd64", "operatingSystem": "linux", "osImage": "simulated", "kernelVersion": "6.1.0",
-            "containerRuntimeVersion": "simulated://1.0", "kubeletVersion": "v1.36.3", "kubeProxyVersion": "",
-            "machineID": spec.name, "systemUUID": spec.name, "bootID": spec.name,
+            "architecture": "amd64",
+            "operatingSystem": "linux",
+            "osImage": "simulated",
+            "kernelVersion": "6.1.0",
+            "containerRuntimeVersion": "simulated://1.0",
+            "kubeletVersion": "v1.36.3",
+            "kubeProxyVersion": "",
+            "machineID": spec.name,
+            "systemUUID": spec.name,
+            "bootID": spec.name,
         },
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
     }
@@ -111,9 +130,14 @@ def running_status(pod: dict[str, Any], pod_ip: str, host_ip: str) -> dict[str, 
             else {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}
         )
         return {
-            "name": container["name"], "image": container.get("image", ""), "imageID": "",
+            "name": container["name"],
+            "image": container.get("image", ""),
+            "imageID": "",
             "containerID": f"simulated://{pod['metadata']['uid']}-{container['name']}",
-            "ready": running, "started": running, "restartCount": 0, "state": state,
+            "ready": running,
+            "started": running,
+            "restartCount": 0,
+            "state": state,
         }
 
     conditions = [
@@ -176,8 +200,12 @@ class NodeSimulator:
         spec = {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": _micro_now()}
         response = await self.client.patch(path, json={"spec": spec}, headers=_MERGE)
         if response.status_code == 404:
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": name, "namespace": "kube-node-lease"}, "spec": spec}
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": name, "namespace": "kube-node-lease"},
+                "spec": spec,
+            }
             response = await self.client.post(
                 "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", json=body
             )
@@ -193,8 +221,11 @@ class NodeSimulator:
                     await self._renew_lease(name)
                     if since_status >= STATUS_HEARTBEAT_SECONDS:
                         ready = [c for c in node_status(spec, index)["conditions"] if c["type"] == "Ready"]
-                        patch = {"status": {"conditions": [{"type": "Ready", "lastHeartbeatTime": ready[0][
-                            "lastHeartbeatTime"]}]}}
+                        patch = {
+                            "status": {
+                                "conditions": [{"type": "Ready", "lastHeartbeatTime": ready[0]["lastHeartbeatTime"]}]
+                            }
+                        }
                         await self.client.patch(f"/api/v1/nodes/{name}/status", json=patch, headers=_STRATEGIC)
                 except httpx.HTTPError as error:
                     log.warning("heartbeat for %s failed: %s", name, error)
@@ -222,8 +253,12 @@ class NodeSimulator:
                 backoff = min(backoff * 2, 10.0)
 
     async def _stream(self, resource_version: str) -> None:
-        params = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
-                  "timeoutSeconds": str(random.randint(300, 600))}
+        params = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(random.randint(300, 600)),
+        }
         async with self.client.stream("GET", "/api/v1/pods", params=params) as response:
             response.raise_for_status()
             async for line in response.aiter_lines():

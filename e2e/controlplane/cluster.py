@@ -87,9 +87,7 @@ def write_kubeconfig(path: Path, server: str, ca: Path, client: KeyPair, user: s
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [
-            {"name": user, "user": {"client-certificate": str(client.cert), "client-key": str(client.key)}}
-        ],
+        "users": [{"name": user, "user": {"client-certificate": str(client.cert), "client-key": str(client.key)}}],
         "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
         "current-context": "local",
     }
@@ -144,7 +142,9 @@ class ControlPlane:
         )
         pki = create_pki(state.path / "pki")
         write_kubeconfig(state.kubeconfig, state.server, pki.ca.cert, pki.admin)
-        write_kubeconfig(state.path / "controller-manager.kubeconfig", state.server, pki.ca.cert, pki.controller_manager)
+        write_kubeconfig(
+            state.path / "controller-manager.kubeconfig", state.server, pki.ca.cert, pki.controller_manager
+        )
         write_kubeconfig(state.path / "scheduler.kubeconfig", state.server, pki.ca.cert, pki.scheduler)
         (state.path / "audit-policy.json").write_text(json.dumps(_AUDIT_POLICY))
         state.commands = _commands(state, binaries, pki, watch_cache_sizes)

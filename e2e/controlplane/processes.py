@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -10,6 +11,9 @@ import time
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+
+# Children started by this process, kept referenced until reaped (a collected running Popen warns).
+_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def _die_with_parent() -> None:
@@ -35,6 +39,7 @@ def spawn(args: list[str], log_path: Path, *, attached: bool, env: dict[str, str
             preexec_fn=_die_with_parent if attached else None,
             env=env,
         )
+    _children[process.pid] = process
     return process.pid
 
 
@@ -67,14 +72,21 @@ def _is_zombie(pid: int) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def stop(pid: int, expected_executable: str | None = None, *, grace: float = 10.0) -> None:
     """SIGTERM the process group of ``pid``, then SIGKILL it after ``grace`` seconds."""
+    child = _children.pop(pid, None)
+    if child is not None:
+        _signal_group(pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(pid, signal.SIGKILL)
+            child.wait(timeout=5)
+        return
     if not is_alive(pid, expected_executable):
         return
     _signal_group(pid, signal.SIGTERM)
@@ -92,6 +104,10 @@ def stop(pid: int, expected_executable: str | None = None, *, grace: float = 10.
 def kill(pid: int) -> None:
     """SIGKILL at once, as a crash would."""
     _signal_group(pid, signal.SIGKILL)
+    child = _children.pop(pid, None)
+    if child is not None:
+        child.wait(timeout=5)
+        return
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and is_alive(pid):
         time.sleep(0.02)
@@ -101,8 +117,6 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
     _reap(pid)

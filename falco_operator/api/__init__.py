@@ -1,0 +1,1 @@
+"""Pydantic models of the project's custom resources and the CRD schemas generated from them."""

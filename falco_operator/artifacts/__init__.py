@@ -1,0 +1,1 @@
+"""Logic shared by the operator and the artifact agent: sources, OCI, file layout, validation."""

@@ -1,0 +1,1 @@
+"""The Falco controller: pure builders of desired objects and the reconciler that applies them."""

@@ -1,0 +1,1 @@
+"""Controller-runtime-style machinery with no Falco knowledge: client, informers, work queue, controllers, manager."""

@@ -1,0 +1,1 @@
+"""The artifact status controller: aggregates ArtifactReports into each artifact's status."""
