@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONTROLPLANE := $(BIN)/python -m e2e.controlplane
 
-.PHONY: install lint test demo controlplane controlplane-build controlplane-down controlplane-status clean
+.PHONY: install lint test demo controlplane controlplane-build controlplane-down controlplane-status clean \
+	manifests manifests-check pod-template-schema
 
 install: $(STAMP)
 
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-lint: install
+lint: manifests-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -44,3 +45,17 @@ demo: controlplane
 
 clean: controlplane-down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+## manifests: regenerate manifests/crd from the API models (no cluster, no network)
+manifests: install
+	$(BIN)/python -m falco_operator.manifests
+
+## manifests-check: fail when the committed manifests differ from what the models give
+manifests-check: install
+	$(BIN)/python -m falco_operator.manifests --check
+
+## pod-template-schema: refresh the PodTemplateSpec schema snapshot from the pinned control plane's OpenAPI
+pod-template-schema: controlplane-build
+	$(BIN)/python -m e2e.controlplane --dir .controlplane-schema up --node schema-node
+	$(BIN)/python -m e2e.pod_template_schema --kubeconfig .controlplane-schema/admin.kubeconfig; \
+	  status=$$?; $(BIN)/python -m e2e.controlplane --dir .controlplane-schema down; exit $$status

@@ -1,1 +1,68 @@
 """Pydantic models of the project's custom resources and the CRD schemas generated from them."""
+
+from .artifacts import (
+    ArtifactStatus,
+    Config,
+    ConfigConfigMapRef,
+    ConfigSpec,
+    NodeCounts,
+    Plugin,
+    PluginConfig,
+    PluginSpec,
+    RulesConfigMapRef,
+    Rulesfile,
+    RulesfileSpec,
+)
+from .base import Condition, KubeModel, KubeObject, LabelSelector, LabelSelectorRequirement, ObjectMeta
+from .falco import Engine, Falco, FalcoRulesSelection, FalcoSpec, FalcoStatus
+from .falcorule import FalcoRule, FalcoRuleSpec, FalcoRuleStatus
+from .kinds import ALL_KINDS, ARTIFACT_GROUP, INSTANCE_GROUP, VERSION, KindInfo
+from .oci import CredentialsRef, ImageRef, OCIArtifact, OCILocation, Registry, RulesOCIArtifact, parse_reference
+from .report import ArtifactReport, ArtifactReportSpec, ArtifactReportStatus, ReportedArtifact
+from .schema import custom_resource_definition, openapi_schema
+
+__all__ = [
+    "ALL_KINDS",
+    "ARTIFACT_GROUP",
+    "INSTANCE_GROUP",
+    "VERSION",
+    "ArtifactReport",
+    "ArtifactReportSpec",
+    "ArtifactReportStatus",
+    "ArtifactStatus",
+    "Condition",
+    "Config",
+    "ConfigConfigMapRef",
+    "ConfigSpec",
+    "CredentialsRef",
+    "Engine",
+    "Falco",
+    "FalcoRule",
+    "FalcoRuleSpec",
+    "FalcoRuleStatus",
+    "FalcoRulesSelection",
+    "FalcoSpec",
+    "FalcoStatus",
+    "ImageRef",
+    "KindInfo",
+    "KubeModel",
+    "KubeObject",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "NodeCounts",
+    "OCIArtifact",
+    "OCILocation",
+    "ObjectMeta",
+    "Plugin",
+    "PluginConfig",
+    "PluginSpec",
+    "Registry",
+    "ReportedArtifact",
+    "RulesConfigMapRef",
+    "RulesOCIArtifact",
+    "Rulesfile",
+    "RulesfileSpec",
+    "custom_resource_definition",
+    "openapi_schema",
+    "parse_reference",
+]

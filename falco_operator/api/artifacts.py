@@ -1,0 +1,137 @@
+"""The artifact kinds: Rulesfile, Plugin and Config (``artifact.falcosecurity.dev/v1alpha1``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from .base import KubeModel, KubeObject, LabelSelector
+from .oci import OCIArtifact, RulesOCIArtifact
+from .schema_types import Conditions, FreeForm, cel, validations
+
+Priority = Annotated[int, Field(ge=0, le=99)]
+DEFAULT_PRIORITY = 50
+
+
+class RulesConfigMapRef(KubeModel):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    key: Annotated[str, Field(min_length=1, max_length=253)] = "rules.yaml"
+
+
+class ConfigConfigMapRef(KubeModel):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    key: Annotated[str, Field(min_length=1, max_length=253)] = "config.yaml"
+
+
+class NodeCounts(KubeModel):
+    targeted: int = 0
+    installed: int = 0
+    loaded: int = 0
+    failed: int = 0
+    summary: str | None = None
+    """``installed/targeted``, for the Nodes printer column."""
+
+
+class ArtifactStatus(KubeModel):
+    observed_generation: int | None = None
+    resolved_digest: str | None = None
+    nodes: NodeCounts | None = None
+    conditions: Conditions | None = None
+
+
+# inlineRules and config are free-form (a string, or a list / an object), which a structural schema cannot type.
+# CEL sees such fields only through dyn(); their shape is checked by the agent, which reports it in status.
+class RulesfileSpec(KubeModel):
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.ociArtifact) || has(dyn(self).inlineRules) || has(self.configMapRef)",
+                "a Rulesfile needs at least one source: ociArtifact, inlineRules or configMapRef",
+            ),
+            cel(
+                "!(has(dyn(self).inlineRules) && has(self.ociArtifact) && has(self.ociArtifact.inline))",
+                "set inlineRules or ociArtifact.inline, not both (they are the same thing)",
+            ),
+        )
+    )
+
+    oci_artifact: RulesOCIArtifact | None = None
+    inline_rules: FreeForm = None
+    """A rules document: a YAML string or a structured list."""
+    config_map_ref: RulesConfigMapRef | None = None
+    priority: Priority = DEFAULT_PRIORITY
+    selector: LabelSelector | None = None
+    instance_selector: LabelSelector | None = None
+
+    def inline(self) -> str | list[Any] | None:
+        """The inline rules, from ``inlineRules`` or the seed's ``ociArtifact.inline``."""
+        if self.inline_rules is not None:
+            value: str | list[Any] = self.inline_rules
+            return value
+        return self.oci_artifact.inline if self.oci_artifact else None
+
+    def oci(self) -> OCIArtifact | None:
+        """The OCI source, if the ``ociArtifact`` names one (the seed may use it only for ``inline``)."""
+        if self.oci_artifact and (self.oci_artifact.reference or self.oci_artifact.image):
+            return self.oci_artifact
+        return None
+
+
+class PluginConfig(KubeModel):
+    name: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    library_path: Annotated[str, Field(min_length=1)] | None = None
+    init_config: FreeForm = None
+    open_params: str | None = None
+
+
+class PluginSpec(KubeModel):
+    oci_artifact: OCIArtifact | None = None
+    config: PluginConfig | None = None
+    selector: LabelSelector | None = None
+    instance_selector: LabelSelector | None = None
+
+
+class ConfigSpec(KubeModel):
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("has(dyn(self).config) || has(self.configMapRef)", "a Config needs config or configMapRef"),
+        )
+    )
+
+    config: FreeForm = None
+    """A falco.yaml fragment: a YAML string or a structured object."""
+    config_map_ref: ConfigConfigMapRef | None = None
+    priority: Priority = DEFAULT_PRIORITY
+    selector: LabelSelector | None = None
+    instance_selector: LabelSelector | None = None
+
+
+class Rulesfile(KubeObject):
+    api_version: Literal["artifact.falcosecurity.dev/v1alpha1"] = "artifact.falcosecurity.dev/v1alpha1"
+    kind: Literal["Rulesfile"] = "Rulesfile"
+    spec: RulesfileSpec
+    status: ArtifactStatus | None = None
+
+
+class Plugin(KubeObject):
+    api_version: Literal["artifact.falcosecurity.dev/v1alpha1"] = "artifact.falcosecurity.dev/v1alpha1"
+    kind: Literal["Plugin"] = "Plugin"
+    spec: PluginSpec = Field(default_factory=PluginSpec)
+    status: ArtifactStatus | None = None
+
+    @property
+    def plugin_name(self) -> str:
+        return (self.spec.config.name if self.spec.config else None) or self.metadata.name or ""
+
+    @property
+    def library_path(self) -> str:
+        configured = self.spec.config.library_path if self.spec.config else None
+        return configured or f"/usr/share/falco/plugins/{self.metadata.name}.so"
+
+
+class Config(KubeObject):
+    api_version: Literal["artifact.falcosecurity.dev/v1alpha1"] = "artifact.falcosecurity.dev/v1alpha1"
+    kind: Literal["Config"] = "Config"
+    spec: ConfigSpec
+    status: ArtifactStatus | None = None

@@ -1,0 +1,81 @@
+"""Shared model configuration and the Kubernetes types every kind uses."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class KubeModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields from newer servers are ignored."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_attribute_docstrings=True
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON the API server expects: aliases, unset optional fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class LabelSelectorRequirement(KubeModel):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] | None = None
+
+
+class LabelSelector(KubeModel):
+    """``metav1.LabelSelector``: the requirements are ANDed; an empty selector matches everything."""
+
+    match_labels: dict[str, str] | None = None
+    match_expressions: list[LabelSelectorRequirement] | None = None
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(key) != value for key, value in (self.match_labels or {}).items()):
+            return False
+        for requirement in self.match_expressions or []:
+            present = requirement.key in labels
+            value = labels.get(requirement.key)
+            values = requirement.values or []
+            if requirement.operator == "In" and not (present and value in values):
+                return False
+            if requirement.operator == "NotIn" and present and value in values:
+                return False
+            if requirement.operator == "Exists" and not present:
+                return False
+            if requirement.operator == "DoesNotExist" and present:
+                return False
+        return True
+
+
+class Condition(KubeModel):
+    """``metav1.Condition``."""
+
+    type: str = Field(max_length=316)
+    status: Literal["True", "False", "Unknown"]
+    observed_generation: int | None = Field(default=None, ge=0)
+    last_transition_time: str
+    reason: str = Field(min_length=1, max_length=1024)
+    message: str = Field(max_length=32768)
+
+
+class ObjectMeta(KubeModel):
+    """The part of ``metadata`` the models use; the rest stays in the raw object."""
+
+    name: str | None = None
+    namespace: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    generation: int | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+
+
+class KubeObject(KubeModel):
+    """Common envelope of every kind."""
+
+    api_version: str
+    kind: str
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)

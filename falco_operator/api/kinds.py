@@ -1,0 +1,146 @@
+"""Every custom resource kind of the project: names, schema models, printer columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from .artifacts import ArtifactStatus, ConfigSpec, PluginSpec, RulesfileSpec
+from .falco import FalcoSpec, FalcoStatus
+from .falcorule import FalcoRuleSpec, FalcoRuleStatus
+from .report import ArtifactReportSpec, ArtifactReportStatus
+
+INSTANCE_GROUP = "instance.falcosecurity.dev"
+ARTIFACT_GROUP = "artifact.falcosecurity.dev"
+VERSION = "v1alpha1"
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    json_path: str
+    type: str = "string"
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    group: str
+    kind: str
+    plural: str
+    spec_model: type[BaseModel]
+    status_model: type[BaseModel]
+    columns: tuple[PrinterColumn, ...]
+    categories: tuple[str, ...]
+    short_names: tuple[str, ...] = ()
+    spec_required: bool = True
+    description: str = ""
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{self.group}"
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{VERSION}"
+
+
+def _condition(name: str) -> PrinterColumn:
+    return PrinterColumn(name, f'.status.conditions[?(@.type=="{name}")].status')
+
+
+AGE = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
+NODES = PrinterColumn("Nodes", ".status.nodes.summary")
+PRIORITY = PrinterColumn("Priority", ".spec.priority", "integer")
+
+FALCO = KindInfo(
+    group=INSTANCE_GROUP,
+    kind="Falco",
+    plural="falcos",
+    spec_model=FalcoSpec,
+    status_model=FalcoStatus,
+    columns=(
+        PrinterColumn("Type", ".status.resourceType"),
+        PrinterColumn("Version", ".status.version"),
+        PrinterColumn("Desired", ".status.desiredReplicas", "integer"),
+        PrinterColumn("Ready", ".status.availableReplicas", "integer"),
+        PrinterColumn("Updated", ".status.updatedReplicas", "integer"),
+        _condition("Reconciled"),
+        _condition("Available"),
+        AGE,
+    ),
+    categories=("falcosecurity", "instances"),
+    short_names=("falco",),
+    spec_required=False,
+    description="A Falco deployment: a DaemonSet (default) or a Deployment running Falco and its artifact agent.",
+)
+RULESFILE = KindInfo(
+    group=ARTIFACT_GROUP,
+    kind="Rulesfile",
+    plural="rulesfiles",
+    spec_model=RulesfileSpec,
+    status_model=ArtifactStatus,
+    columns=(PRIORITY, _condition("Programmed"), NODES, AGE),
+    categories=("falcosecurity", "artifacts"),
+    description="Falco rules from an OCI artifact, a ConfigMap or inline, delivered to the selected Falco pods.",
+)
+PLUGIN = KindInfo(
+    group=ARTIFACT_GROUP,
+    kind="Plugin",
+    plural="plugins",
+    spec_model=PluginSpec,
+    status_model=ArtifactStatus,
+    columns=(_condition("Programmed"), NODES, AGE),
+    categories=("falcosecurity", "artifacts"),
+    spec_required=False,
+    description="A Falco plugin: its library from an OCI artifact (optional) and its configuration entry.",
+)
+CONFIG = KindInfo(
+    group=ARTIFACT_GROUP,
+    kind="Config",
+    plural="configs",
+    spec_model=ConfigSpec,
+    status_model=ArtifactStatus,
+    columns=(PRIORITY, _condition("Programmed"), NODES, AGE),
+    categories=("falcosecurity", "artifacts"),
+    description="A falco.yaml fragment delivered to the config.d directory of the selected Falco pods.",
+)
+FALCORULE = KindInfo(
+    group=ARTIFACT_GROUP,
+    kind="FalcoRule",
+    plural="falcorules",
+    spec_model=FalcoRuleSpec,
+    status_model=FalcoRuleStatus,
+    columns=(
+        PrinterColumn("Rule", ".spec.rule"),
+        PrinterColumn("Priority", ".spec.priority"),
+        _condition("Accepted"),
+        _condition("Programmed"),
+        AGE,
+    ),
+    categories=("falcosecurity", "artifacts"),
+    description="One Falco rule owned by an application team, scoped to its namespace.",
+)
+ARTIFACTREPORT = KindInfo(
+    group=ARTIFACT_GROUP,
+    kind="ArtifactReport",
+    plural="artifactreports",
+    spec_model=ArtifactReportSpec,
+    status_model=ArtifactReportStatus,
+    columns=(
+        PrinterColumn("Node", ".spec.nodeName"),
+        PrinterColumn("Instance", ".spec.instance"),
+        PrinterColumn("Falco", ".status.falco.reachable"),
+        AGE,
+    ),
+    categories=("falcosecurity", "artifacts"),
+    spec_required=False,
+    description="What the artifact agent of one Falco pod materialized; written by that agent only.",
+)
+
+ALL_KINDS: tuple[KindInfo, ...] = (FALCO, RULESFILE, PLUGIN, CONFIG, FALCORULE, ARTIFACTREPORT)

@@ -1,0 +1,179 @@
+"""OCI artifact references in both accepted shapes, and their normalization."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import ConfigDict, Field
+
+from .base import KubeModel
+from .schema_types import cel, validations
+
+DEFAULT_REGISTRY = "ghcr.io"
+DEFAULT_TAG = "latest"
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+REPOSITORY_PATTERN = rf"^{_COMPONENT}(?:/{_COMPONENT})*$"
+TAG_PATTERN = r"^(?:sha256:[a-f0-9]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$"
+REFERENCE_PATTERN = (
+    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+DURATION_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+$"
+
+
+class ImageRef(KubeModel):
+    repository: Annotated[str, Field(pattern=REPOSITORY_PATTERN, max_length=255)]
+    tag: Annotated[str, Field(pattern=TAG_PATTERN)] = DEFAULT_TAG
+    """A tag, or a digest when it starts with ``sha256:``."""
+
+
+class SecretRef(KubeModel):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+
+
+class RegistryAuth(KubeModel):
+    secret_ref: SecretRef
+
+
+class RegistryTLS(KubeModel):
+    insecure_skip_verify: bool | None = None
+
+
+class Registry(KubeModel):
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!(has(self.plainHTTP) && self.plainHTTP && has(self.tls))",
+                "plainHTTP and tls are mutually exclusive: a plain-HTTP registry has no TLS settings",
+            )
+        )
+    )
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(?::[0-9]+)?$", max_length=253)] | None = None
+    """Registry host (and port); unset means ghcr.io."""
+    auth: RegistryAuth | None = None
+    plain_http: bool | None = Field(default=None, alias="plainHTTP")
+    tls: RegistryTLS | None = None
+
+
+class PullSecret(KubeModel):
+    """The seed form of registry credentials."""
+
+    secret_name: Annotated[str, Field(min_length=1, max_length=253)]
+    username_key: str = "username"
+    password_key: str = "password"
+
+
+_OCI_RULES = (
+    cel(
+        "!(has(self.reference) && has(self.image))",
+        "set either reference (one string) or image with registry, not both",
+    ),
+    cel(
+        "!(has(self.reference) && has(self.registry) && has(self.registry.name))",
+        "registry.name cannot be combined with reference: the reference names its registry",
+    ),
+    cel(
+        "!(has(self.pullSecret) && has(self.registry) && has(self.registry.auth))",
+        "set either pullSecret or registry.auth, not both",
+    ),
+)
+
+
+class OCIArtifact(KubeModel):
+    """Where an artifact comes from: ``image`` + ``registry``, or the seed's ``reference`` + ``pullSecret``."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            *_OCI_RULES,
+            cel("has(self.reference) || has(self.image)", "ociArtifact needs a reference or an image"),
+        )
+    )
+
+    image: ImageRef | None = None
+    registry: Registry | None = None
+    reference: Annotated[str, Field(pattern=REFERENCE_PATTERN, max_length=1024)] | None = None
+    pull_secret: PullSecret | None = None
+    refresh_interval: Annotated[str, Field(pattern=DURATION_PATTERN)] | None = None
+    """Re-resolve the tag this often and follow it when it moves; unset resolves once per spec change."""
+
+    def location(self) -> OCILocation:
+        """The registry, repository and tag or digest, whichever form the user wrote."""
+        registry = self.registry or Registry()
+        plain_http = bool(registry.plain_http)
+        insecure = bool(registry.tls and registry.tls.insecure_skip_verify)
+        if self.reference:
+            host, repository, tag, digest = parse_reference(self.reference)
+            return OCILocation(host, repository, tag, digest, plain_http, insecure)
+        if self.image is None:
+            raise ValueError("ociArtifact has neither reference nor image")
+        tag, digest = (None, self.image.tag) if self.image.tag.startswith("sha256:") else (self.image.tag, None)
+        return OCILocation(registry.name or DEFAULT_REGISTRY, self.image.repository, tag, digest, plain_http, insecure)
+
+    def credentials(self) -> CredentialsRef | None:
+        if self.pull_secret:
+            return CredentialsRef(self.pull_secret.secret_name, self.pull_secret.username_key,
+                                  self.pull_secret.password_key)  # fmt: skip
+        if self.registry and self.registry.auth:
+            return CredentialsRef(self.registry.auth.secret_ref.name, "username", "password")
+        return None
+
+
+class RulesOCIArtifact(OCIArtifact):
+    """The Rulesfile's ``ociArtifact``, which also accepts the seed's ``inline`` rules."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            *_OCI_RULES,
+            cel(
+                "has(self.reference) || has(self.image) || has(self.inline)",
+                "ociArtifact needs a reference, an image or inline rules",
+            ),
+        )
+    )
+
+    inline: str | None = None
+    """Seed form of ``spec.inlineRules``."""
+
+
+@dataclass(frozen=True)
+class OCILocation:
+    registry: str
+    repository: str
+    tag: str | None
+    digest: str | None
+    plain_http: bool = False
+    insecure_skip_verify: bool = False
+
+    @property
+    def reference(self) -> str:
+        suffix = f"@{self.digest}" if self.digest else f":{self.tag or DEFAULT_TAG}"
+        return f"{self.registry}/{self.repository}{suffix}"
+
+
+@dataclass(frozen=True)
+class CredentialsRef:
+    secret_name: str
+    username_key: str
+    password_key: str
+
+
+def parse_reference(reference: str) -> tuple[str, str, str | None, str | None]:
+    """Split ``host[:port]/repo[:tag][@digest]`` into (host, repository, tag, digest).
+
+    The first component is a host when it has a dot or a port or is ``localhost``; otherwise the registry is
+    ghcr.io. Without a tag or digest the tag is ``latest``.
+    """
+    if not re.match(REFERENCE_PATTERN, reference):
+        raise ValueError(f"invalid OCI reference {reference!r}")
+    name, _, digest = reference.partition("@")
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        host, path = first, rest
+    else:
+        host, path = DEFAULT_REGISTRY, name
+    repository, _, tag = path.partition(":")
+    return host, repository, tag or (None if digest else DEFAULT_TAG), digest or None
