@@ -1,4 +1,4 @@
-"""The artifact kinds: Rulesfile, Plugin and Config (``artifact.falcosecurity.dev/v1alpha1``)."""
+"""The artifact kinds: Rulesfile, Plugin and Config (`artifact.falcosecurity.dev/v1alpha1`)."""
 
 from __future__ import annotations
 
@@ -16,28 +16,40 @@ DEFAULT_PRIORITY = 50
 
 class RulesConfigMapRef(KubeModel):
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """ConfigMap name, in the same namespace."""
     key: Annotated[str, Field(min_length=1, max_length=253)] = "rules.yaml"
+    """Key of the rules document in the ConfigMap."""
 
 
 class ConfigConfigMapRef(KubeModel):
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """ConfigMap name, in the same namespace."""
     key: Annotated[str, Field(min_length=1, max_length=253)] = "config.yaml"
+    """Key of the falco.yaml fragment in the ConfigMap."""
 
 
 class NodeCounts(KubeModel):
     targeted: int = 0
+    """Agents this artifact applies to."""
     installed: int = 0
+    """Agents that wrote the current generation."""
     loaded: int = 0
+    """Agents whose Falco confirmed loading it."""
     failed: int = 0
+    """Agents that could not fetch or validate it."""
     summary: str | None = None
-    """``installed/targeted``, for the Nodes printer column."""
+    """`installed/targeted`, for the Nodes printer column."""
 
 
 class ArtifactStatus(KubeModel):
     observed_generation: int | None = None
+    """The generation this status describes."""
     resolved_digest: str | None = None
+    """The OCI digest the tag resolved to."""
     nodes: NodeCounts | None = None
+    """How many agents are at which stage."""
     conditions: Conditions | None = None
+    """ResolvedRefs, Programmed, Valid."""
 
 
 # inlineRules and config are free-form (a string, or a list / an object), which a structural schema cannot type.
@@ -57,22 +69,27 @@ class RulesfileSpec(KubeModel):
     )
 
     oci_artifact: RulesOCIArtifact | None = None
+    """Rules from an OCI artifact (loaded first within this Rulesfile)."""
     inline_rules: FreeForm = None
     """A rules document: a YAML string or a structured list."""
     config_map_ref: RulesConfigMapRef | None = None
+    """Rules from a key of a ConfigMap in the same namespace (loaded second)."""
     priority: Priority = DEFAULT_PRIORITY
+    """0-99; files of a higher priority load later and override earlier ones."""
     selector: LabelSelector | None = None
+    """Matched against the labels of the Node a Falco pod runs on; unset means every node."""
     instance_selector: LabelSelector | None = None
+    """Matched against the labels of the Falco; unset means every Falco in the namespace."""
 
     def inline(self) -> str | list[Any] | None:
-        """The inline rules, from ``inlineRules`` or the seed's ``ociArtifact.inline``."""
+        """The inline rules, from `inlineRules` or the seed's `ociArtifact.inline`."""
         if self.inline_rules is not None:
             value: str | list[Any] = self.inline_rules
             return value
         return self.oci_artifact.inline if self.oci_artifact else None
 
     def oci(self) -> OCIArtifact | None:
-        """The OCI source, if the ``ociArtifact`` names one (the seed may use it only for ``inline``)."""
+        """The OCI source, if the `ociArtifact` names one (the seed may use it only for `inline`)."""
         if self.oci_artifact and (self.oci_artifact.reference or self.oci_artifact.image):
             return self.oci_artifact
         return None
@@ -80,16 +97,24 @@ class RulesfileSpec(KubeModel):
 
 class PluginConfig(KubeModel):
     name: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    """Plugin name; unset means the Plugin's object name."""
     library_path: Annotated[str, Field(min_length=1)] | None = None
+    """Path of the library; unset means `/usr/share/falco/plugins/<object name>.so`."""
     init_config: FreeForm = None
+    """The plugin's `init_config`: any YAML value."""
     open_params: str | None = None
+    """The plugin's `open_params`."""
 
 
 class PluginSpec(KubeModel):
     oci_artifact: OCIArtifact | None = None
+    """The plugin library; unset when the library is already in the Falco image."""
     config: PluginConfig | None = None
+    """The plugin's entry in Falco's `plugins` list."""
     selector: LabelSelector | None = None
+    """Matched against the labels of the Node a Falco pod runs on; unset means every node."""
     instance_selector: LabelSelector | None = None
+    """Matched against the labels of the Falco; unset means every Falco in the namespace."""
 
 
 class ConfigSpec(KubeModel):
@@ -102,9 +127,13 @@ class ConfigSpec(KubeModel):
     config: FreeForm = None
     """A falco.yaml fragment: a YAML string or a structured object."""
     config_map_ref: ConfigConfigMapRef | None = None
+    """A falco.yaml fragment from a key of a ConfigMap in the same namespace."""
     priority: Priority = DEFAULT_PRIORITY
+    """0-99; files of a higher priority load later and override earlier ones."""
     selector: LabelSelector | None = None
+    """Matched against the labels of the Node a Falco pod runs on; unset means every node."""
     instance_selector: LabelSelector | None = None
+    """Matched against the labels of the Falco; unset means every Falco in the namespace."""
 
 
 class Rulesfile(KubeObject):

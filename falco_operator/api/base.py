@@ -22,15 +22,20 @@ class KubeModel(BaseModel):
 
 class LabelSelectorRequirement(KubeModel):
     key: str
+    """Label key."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """How the key relates to the values."""
     values: list[str] | None = None
+    """Values for In and NotIn; empty for Exists and DoesNotExist."""
 
 
 class LabelSelector(KubeModel):
-    """``metav1.LabelSelector``: the requirements are ANDed; an empty selector matches everything."""
+    """`metav1.LabelSelector`: the requirements are ANDed; an empty selector matches everything."""
 
     match_labels: dict[str, str] | None = None
+    """Labels that must all be present with these values."""
     match_expressions: list[LabelSelectorRequirement] | None = None
+    """Requirements that must all hold."""
 
     def matches(self, labels: dict[str, str]) -> bool:
         if any(labels.get(key) != value for key, value in (self.match_labels or {}).items()):
@@ -51,18 +56,24 @@ class LabelSelector(KubeModel):
 
 
 class Condition(KubeModel):
-    """``metav1.Condition``."""
+    """`metav1.Condition`."""
 
     type: str = Field(max_length=316)
+    """Condition type, e.g. Reconciled or Programmed."""
     status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
     observed_generation: int | None = Field(default=None, ge=0)
+    """The object generation the condition was computed from."""
     last_transition_time: str
+    """When the status last changed."""
     reason: str = Field(min_length=1, max_length=1024)
+    """One CamelCase word for the last change."""
     message: str = Field(max_length=32768)
+    """What happened, for people."""
 
 
 class ObjectMeta(KubeModel):
-    """The part of ``metadata`` the models use; the rest stays in the raw object."""
+    """The part of `metadata` the models use; the rest stays in the raw object."""
 
     name: str | None = None
     namespace: str | None = None

@@ -1,4 +1,4 @@
-"""The Falco kind (``instance.falcosecurity.dev/v1alpha1``)."""
+"""The Falco kind (`instance.falcosecurity.dev/v1alpha1`)."""
 
 from __future__ import annotations
 
@@ -15,26 +15,33 @@ EngineKind = Literal["modern_ebpf", "ebpf", "kmod", "nodriver"]
 
 class RollingUpdate(KubeModel):
     max_unavailable: IntOrString | None = None
+    """Pods that may be unavailable during the update: a number or a percentage."""
     max_surge: IntOrString | None = None
+    """Pods that may be created above the desired number during the update."""
 
 
 class DaemonSetUpdateStrategy(KubeModel):
     type: Literal["RollingUpdate", "OnDelete"] | None = None
+    """How the DaemonSet replaces its pods."""
     rolling_update: RollingUpdate | None = None
+    """Parameters of a rolling update."""
 
 
 class DeploymentStrategy(KubeModel):
     type: Literal["RollingUpdate", "Recreate"] | None = None
+    """How the Deployment replaces its pods."""
     rolling_update: RollingUpdate | None = None
+    """Parameters of a rolling update."""
 
 
 class Engine(KubeModel):
     kind: EngineKind
+    """Falco driver: `modern_ebpf`, `ebpf` or `kmod` (a driver-loader init container loads these two), `nodriver`."""
 
 
 class FalcoRulesSelection(KubeModel):
     namespace_selector: LabelSelector | None = None
-    """Namespaces whose FalcoRules this Falco loads: unset selects none, ``{}`` selects all."""
+    """Namespaces whose FalcoRules this Falco loads: unset selects none, `{}` selects all."""
 
 
 class FalcoSpec(KubeModel):
@@ -61,12 +68,19 @@ class FalcoSpec(KubeModel):
     type: WorkloadType | None = None
     """Unset means DaemonSet."""
     replicas: Annotated[int, Field(ge=1)] | None = None
+    """Deployment only; unset means 1."""
     version: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """Falco image tag; unset means the operator's default. A `falco` container image in podTemplateSpec wins."""
     pod_template_spec: PodTemplateSpec | None = None
+    """Merged over the generated pod template: containers, volumes and env by name, volume mounts by path."""
     update_strategy: DaemonSetUpdateStrategy | None = None
+    """DaemonSet only: how pods are replaced."""
     strategy: DeploymentStrategy | None = None
+    """Deployment only: how pods are replaced."""
     engine: Engine | None = None
+    """Falco engine; unset means `modern_ebpf` for a DaemonSet and `nodriver` for a Deployment."""
     falco_rules: FalcoRulesSelection | None = None
+    """Which namespaces' FalcoRules this Falco loads."""
 
     @property
     def workload_type(self) -> WorkloadType:
@@ -81,13 +95,21 @@ class FalcoSpec(KubeModel):
 
 class FalcoStatus(KubeModel):
     resource_type: str | None = None
+    """The workload kind that runs Falco: DaemonSet or Deployment."""
     version: str | None = None
+    """The Falco version running."""
     desired_replicas: int | None = None
+    """Pods the workload wants."""
     available_replicas: int | None = None
+    """Pods ready for at least minReadySeconds."""
     unavailable_replicas: int | None = None
+    """Pods wanted but not available."""
     updated_replicas: int | None = None
+    """Pods running the current pod template."""
     observed_generation: int | None = None
+    """The generation this status describes."""
     conditions: Conditions | None = None
+    """Reconciled, Available, Progressing."""
 
 
 class Falco(KubeObject):

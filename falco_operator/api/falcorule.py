@@ -16,17 +16,26 @@ PRIORITY_PATTERN = r"^(?i)(emergency|alert|critical|error|warning|notice|informa
 
 class FalcoRuleSpec(KubeModel):
     rule: Annotated[str, Field(min_length=1, max_length=1024)]
+    """Rule name, unique within the namespace."""
     desc: str | None = None
+    """What the rule detects."""
     condition: Annotated[str, Field(min_length=1)]
+    """Falco condition; the operator scopes it to this namespace."""
     output: str | None = None
+    """Falco output format of an alert."""
     priority: Annotated[str, Field(pattern=PRIORITY_PATTERN)] | None = None
+    """Falco priority, any case: EMERGENCY, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFORMATIONAL, DEBUG."""
     tags: list[str] | None = None
+    """Falco tags of the rule."""
     enabled: bool = True
+    """Load the rule enabled."""
 
 
 class FalcoRuleStatus(KubeModel):
     observed_generation: int | None = None
+    """The generation this status describes."""
     conditions: Conditions | None = None
+    """Accepted, Programmed."""
 
 
 class FalcoRule(KubeObject):

@@ -26,20 +26,24 @@ DURATION_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+$"
 
 class ImageRef(KubeModel):
     repository: Annotated[str, Field(pattern=REPOSITORY_PATTERN, max_length=255)]
+    """Repository path in the registry, e.g. `falcosecurity/rules/falco-rules`."""
     tag: Annotated[str, Field(pattern=TAG_PATTERN)] = DEFAULT_TAG
-    """A tag, or a digest when it starts with ``sha256:``."""
+    """A tag, or a digest when it starts with `sha256:`."""
 
 
 class SecretRef(KubeModel):
     name: Annotated[str, Field(min_length=1, max_length=253)]
+    """Name of the Secret."""
 
 
 class RegistryAuth(KubeModel):
     secret_ref: SecretRef
+    """Secret in the same namespace: `username`/`password` keys, or a `kubernetes.io/dockerconfigjson`."""
 
 
 class RegistryTLS(KubeModel):
     insecure_skip_verify: bool | None = None
+    """Accept any certificate the registry presents (testing only)."""
 
 
 class Registry(KubeModel):
@@ -55,16 +59,22 @@ class Registry(KubeModel):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(?::[0-9]+)?$", max_length=253)] | None = None
     """Registry host (and port); unset means ghcr.io."""
     auth: RegistryAuth | None = None
+    """Credentials for the registry."""
     plain_http: bool | None = Field(default=None, alias="plainHTTP")
+    """Talk to the registry over plain HTTP (a local registry)."""
     tls: RegistryTLS | None = None
+    """TLS settings for the registry connection."""
 
 
 class PullSecret(KubeModel):
     """The seed form of registry credentials."""
 
     secret_name: Annotated[str, Field(min_length=1, max_length=253)]
+    """Secret in the same namespace that holds the credentials."""
     username_key: str = "username"
+    """Key of the user name in the Secret."""
     password_key: str = "password"
+    """Key of the password in the Secret."""
 
 
 _OCI_RULES = (
@@ -84,7 +94,7 @@ _OCI_RULES = (
 
 
 class OCIArtifact(KubeModel):
-    """Where an artifact comes from: ``image`` + ``registry``, or the seed's ``reference`` + ``pullSecret``."""
+    """Where an artifact comes from: `image` + `registry`, or the seed's `reference` + `pullSecret`."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
@@ -94,9 +104,13 @@ class OCIArtifact(KubeModel):
     )
 
     image: ImageRef | None = None
+    """Repository and tag (or digest) in `registry`."""
     registry: Registry | None = None
+    """Registry host, credentials and transport settings."""
     reference: Annotated[str, Field(pattern=REFERENCE_PATTERN, max_length=1024)] | None = None
+    """Seed form: `host/repository:tag` or `host/repository@sha256:...` in one string."""
     pull_secret: PullSecret | None = None
+    """Seed form of credentials, with `reference`."""
     refresh_interval: Annotated[str, Field(pattern=DURATION_PATTERN)] | None = None
     """Re-resolve the tag this often and follow it when it moves; unset resolves once per spec change."""
 
@@ -123,7 +137,7 @@ class OCIArtifact(KubeModel):
 
 
 class RulesOCIArtifact(OCIArtifact):
-    """The Rulesfile's ``ociArtifact``, which also accepts the seed's ``inline`` rules."""
+    """The Rulesfile's `ociArtifact`, which also accepts the seed's `inline` rules."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
@@ -136,7 +150,7 @@ class RulesOCIArtifact(OCIArtifact):
     )
 
     inline: str | None = None
-    """Seed form of ``spec.inlineRules``."""
+    """Seed form of `spec.inlineRules`."""
 
 
 @dataclass(frozen=True)
@@ -162,10 +176,10 @@ class CredentialsRef:
 
 
 def parse_reference(reference: str) -> tuple[str, str, str | None, str | None]:
-    """Split ``host[:port]/repo[:tag][@digest]`` into (host, repository, tag, digest).
+    """Split `host[:port]/repo[:tag][@digest]` into (host, repository, tag, digest).
 
-    The first component is a host when it has a dot or a port or is ``localhost``; otherwise the registry is
-    ghcr.io. Without a tag or digest the tag is ``latest``.
+    The first component is a host when it has a dot or a port or is `localhost`; otherwise the registry is
+    ghcr.io. Without a tag or digest the tag is `latest`.
     """
     if not re.match(REFERENCE_PATTERN, reference):
         raise ValueError(f"invalid OCI reference {reference!r}")

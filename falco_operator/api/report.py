@@ -13,24 +13,37 @@ ArtifactState = Literal["Installed", "Loaded", "Invalid", "Failed", "Pending"]
 
 class ArtifactReportSpec(KubeModel):
     node_name: str | None = None
+    """Node of the agent's pod."""
     instance: str | None = None
+    """Name of the Falco the agent serves."""
 
 
 class ReportedArtifact(KubeModel):
     kind: Literal["Rulesfile", "Plugin", "Config", "FalcoRule"]
+    """Kind of the artifact."""
     name: str
+    """Name of the artifact."""
     generation: int | None = None
+    """Generation of the artifact that was materialized."""
     digest: str | None = None
+    """OCI digest pulled, for OCI sources."""
     sha256: str | None = None
+    """SHA-256 of the content written."""
     files: list[str] | None = None
+    """Files written for the artifact."""
     state: ArtifactState
+    """Installed (written), Loaded (Falco confirmed), Invalid, Failed or Pending."""
     reason: str | None = None
+    """One CamelCase word for the state."""
     message: str | None = None
+    """What happened, for people."""
 
 
 class FalcoProbe(KubeModel):
     version: str | None = None
+    """Falco version reported by its web server."""
     reachable: bool | None = None
+    """Whether the agent reached Falco's web server."""
 
 
 class ArtifactReportStatus(KubeModel):
@@ -41,7 +54,9 @@ class ArtifactReportStatus(KubeModel):
         ]
         | None
     ) = None
+    """One entry per artifact that applies to this agent."""
     falco: FalcoProbe | None = None
+    """What the agent learned from Falco."""
 
 
 class ArtifactReport(KubeObject):

@@ -15,7 +15,7 @@ _DROPPED = {"title", "$defs"}
 
 
 def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """A structural schema for ``model``: references inlined, optional-null unions collapsed."""
+    """A structural schema for `model`: references inlined, optional-null unions collapsed."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     definitions = raw.get("$defs", {})
     return _structural(raw, definitions)
@@ -55,11 +55,21 @@ def _structural(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, 
     return result
 
 
+def spec_schema(info: KindInfo) -> dict[str, Any]:
+    return {**openapi_schema(info.spec_model), "description": f"Desired state of the {info.kind}."}
+
+
+def status_schema(info: KindInfo) -> dict[str, Any]:
+    writer = "its agent" if info.kind == "ArtifactReport" else "the operator"
+    return {
+        **openapi_schema(info.status_model),
+        "description": f"Observed state of the {info.kind}, written by {writer}.",
+    }
+
+
 def custom_resource_schema(info: KindInfo) -> dict[str, Any]:
-    spec = openapi_schema(info.spec_model)
-    status = openapi_schema(info.status_model)
-    spec.setdefault("description", f"Desired state of the {info.kind}.")
-    status.setdefault("description", f"Observed state of the {info.kind}, written by its controller.")
+    spec = spec_schema(info)
+    status = status_schema(info)
     schema: dict[str, Any] = {
         "type": "object",
         "description": info.description,
@@ -77,7 +87,7 @@ def custom_resource_schema(info: KindInfo) -> dict[str, Any]:
 
 
 def custom_resource_definition(info: KindInfo) -> dict[str, Any]:
-    """The ``apiextensions.k8s.io/v1`` CustomResourceDefinition of one kind."""
+    """The `apiextensions.k8s.io/v1` CustomResourceDefinition of one kind."""
     names: dict[str, Any] = {
         "kind": info.kind,
         "listKind": f"{info.kind}List",

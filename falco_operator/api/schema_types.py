@@ -12,14 +12,14 @@ from pydantic import Field, WithJsonSchema
 from .base import Condition
 
 IntOrString = Annotated[int | str, WithJsonSchema({"x-kubernetes-int-or-string": True})]
-"""An ``intstr.IntOrString`` (``maxUnavailable: 1`` or ``"25%"``)."""
+"""An `intstr.IntOrString` (`maxUnavailable: 1` or `"25%"`)."""
 
 FreeForm = Annotated[Any, WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True})]
 """Any YAML value, kept as the user wrote it."""
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
-    """One ``x-kubernetes-validations`` entry."""
+    """One `x-kubernetes-validations` entry."""
     entry = {"rule": rule, "message": message}
     if field_path:
         entry["fieldPath"] = field_path
@@ -32,7 +32,7 @@ def validations(*rules: dict[str, str]) -> dict[str, Any]:
 
 @cache
 def pod_template_snapshot() -> dict[str, Any]:
-    """The pinned Kubernetes version's PodTemplateSpec schema (``containers`` not required)."""
+    """The pinned Kubernetes version's PodTemplateSpec schema (`containers` not required)."""
     snapshot: dict[str, Any] = json.loads((Path(__file__).parent / "pod_template_schema.json").read_text())
     return snapshot
 
@@ -43,7 +43,7 @@ def _pod_template_schema() -> dict[str, Any]:
 
 
 PodTemplateSpec = Annotated[dict[str, Any], WithJsonSchema(_pod_template_schema())]
-"""A ``PodTemplateSpec`` overlay, validated by the API server with the Kubernetes pod schema."""
+"""A `PodTemplateSpec` overlay, validated by the API server with the Kubernetes pod schema."""
 
 Conditions = Annotated[
     list[Condition],

@@ -49,7 +49,7 @@ WIDGET_CRD: dict[str, Any] = {
 
 async def _crd_established(api: kr8s.asyncio.Api, name: str) -> bool:
     status, body = await request(api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-    conditions = (body or {}).get("status", {}).get("conditions", []) if status == 200 else []
+    conditions = ((body or {}).get("status") or {}).get("conditions") or [] if status == 200 else []
     return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
 

@@ -1,0 +1,1 @@
+"""Scenarios shared by the local suite (tests/) and the kind suite."""

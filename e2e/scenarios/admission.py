@@ -1,0 +1,106 @@
+"""Objects the API server must reject, each with what its message must say.
+
+Shared by the admission tests and listed in docs/api.md (a unit test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+DIGEST = "sha256:" + "a" * 64
+
+
+@dataclass(frozen=True)
+class BadObject:
+    id: str
+    kind: str
+    spec: Any
+    expect: tuple[str, ...]
+    """Fragments the API server's message must contain: the field and the problem."""
+    omit_spec: bool = False
+    code: int = 422
+    """422 for schema and CEL violations; strict decoding errors (unknown fields) are 400."""
+
+
+def _rules(**spec: Any) -> dict[str, Any]:
+    return {"inlineRules": "- list: l\n  items: []", **spec}
+
+
+BAD_OBJECTS: tuple[BadObject, ...] = (
+    BadObject("falco-unknown-type", "Falco", {"type": "StatefulSet"},
+              ("spec.type", 'Unsupported value: "StatefulSet"')),
+    BadObject("falco-replicas-on-daemonset", "Falco", {"type": "DaemonSet", "replicas": 2},
+              ("spec.replicas", "replicas can only be set when type is Deployment")),
+    BadObject("falco-replicas-without-type", "Falco", {"replicas": 2},
+              ("spec.replicas", "replicas can only be set when type is Deployment")),
+    BadObject("falco-zero-replicas", "Falco", {"type": "Deployment", "replicas": 0},
+              ("spec.replicas", "greater than or equal to 1")),
+    BadObject("falco-strategy-on-daemonset", "Falco", {"strategy": {"type": "Recreate"}},
+              ("spec.strategy", "strategy can only be set when type is Deployment")),
+    BadObject("falco-update-strategy-on-deployment", "Falco",
+              {"type": "Deployment", "updateStrategy": {"type": "OnDelete"}},
+              ("spec.updateStrategy", "updateStrategy can only be set when type is DaemonSet")),
+    BadObject("falco-unknown-engine", "Falco", {"engine": {"kind": "gvisor"}},
+              ("spec.engine.kind", 'Unsupported value: "gvisor"')),
+    BadObject("falco-container-without-name", "Falco",
+              {"podTemplateSpec": {"spec": {"containers": [{"image": "falco:custom"}]}}},
+              ("spec.podTemplateSpec.spec.containers[0].name", "Required value")),
+    BadObject("falco-bad-pull-policy", "Falco",
+              {"podTemplateSpec": {"spec": {"containers": [{"name": "falco", "imagePullPolicy": "Sometimes"}]}}},
+              ("spec.podTemplateSpec.spec.containers[0].imagePullPolicy", 'Unsupported value: "Sometimes"')),
+    BadObject("falco-toleration-bad-effect", "Falco",
+              {"podTemplateSpec": {"spec": {"tolerations": [{"key": "k", "effect": "Sometimes"}]}}},
+              ("spec.podTemplateSpec.spec.tolerations[0].effect", "Unsupported value")),
+    BadObject("rulesfile-priority-100", "Rulesfile", _rules(priority=100),
+              ("spec.priority", "less than or equal to 99")),
+    BadObject("rulesfile-negative-priority", "Rulesfile", _rules(priority=-1),
+              ("spec.priority", "greater than or equal to 0")),
+    BadObject("rulesfile-no-source", "Rulesfile", {"priority": 10},
+              ("spec", "a Rulesfile needs at least one source")),
+    BadObject("rulesfile-missing-spec", "Rulesfile", None, ("spec", "Required value"), omit_spec=True),
+    BadObject("rulesfile-both-oci-forms", "Rulesfile",
+              {"ociArtifact": {"reference": "ghcr.io/a/b:1", "image": {"repository": "a/b"}}},
+              ("spec.ociArtifact", "set either reference (one string) or image with registry, not both")),
+    BadObject("rulesfile-reference-with-registry-name", "Rulesfile",
+              {"ociArtifact": {"reference": "ghcr.io/a/b:1", "registry": {"name": "quay.io"}}},
+              ("spec.ociArtifact", "registry.name cannot be combined with reference")),
+    BadObject("rulesfile-pull-secret-and-auth", "Rulesfile",
+              {"ociArtifact": {"reference": "ghcr.io/a/b:1", "pullSecret": {"secretName": "s"},
+                               "registry": {"auth": {"secretRef": {"name": "s"}}}}},
+              ("spec.ociArtifact", "set either pullSecret or registry.auth, not both")),
+    BadObject("rulesfile-plain-http-and-tls", "Rulesfile",
+              {"ociArtifact": {"image": {"repository": "a/b"},
+                               "registry": {"plainHTTP": True, "tls": {"insecureSkipVerify": True}}}},
+              ("spec.ociArtifact.registry", "plainHTTP and tls are mutually exclusive")),
+    BadObject("rulesfile-empty-oci-artifact", "Rulesfile", {"ociArtifact": {}},
+              ("spec.ociArtifact", "ociArtifact needs a reference, an image or inline rules")),
+    BadObject("rulesfile-inline-twice", "Rulesfile",
+              {"inlineRules": "- list: a\n  items: []", "ociArtifact": {"inline": "- list: b\n  items: []"}},
+              ("spec", "set inlineRules or ociArtifact.inline, not both")),
+    BadObject("rulesfile-malformed-reference", "Rulesfile", {"ociArtifact": {"reference": "ghcr.io/Falco Rules"}},
+              ("spec.ociArtifact.reference", "should match")),
+    BadObject("rulesfile-malformed-digest", "Rulesfile",
+              {"ociArtifact": {"image": {"repository": "a/b", "tag": "sha256:xyz"}}},
+              ("spec.ociArtifact.image.tag", "should match")),
+    BadObject("rulesfile-bad-refresh-interval", "Rulesfile",
+              {"ociArtifact": {"reference": "ghcr.io/a/b:1", "refreshInterval": "soon"}},
+              ("spec.ociArtifact.refreshInterval", "should match")),
+    BadObject("rulesfile-bad-selector-operator", "Rulesfile",
+              _rules(selector={"matchExpressions": [{"key": "k", "operator": "Maybe"}]}),
+              ("spec.selector.matchExpressions[0].operator", 'Unsupported value: "Maybe"')),
+    BadObject("rulesfile-configmap-without-name", "Rulesfile", {"configMapRef": {"key": "x.yaml"}},
+              ("spec.configMapRef.name", "Required value")),
+    BadObject("plugin-empty-oci-artifact", "Plugin", {"ociArtifact": {}},
+              ("spec.ociArtifact", "ociArtifact needs a reference or an image")),
+    BadObject("config-no-source", "Config", {"priority": 20},
+              ("spec", "a Config needs config or configMapRef")),
+    BadObject("falcorule-without-condition", "FalcoRule", {"rule": "r", "output": "o"},
+              ("spec.condition", "Required value")),
+    BadObject("falcorule-without-rule", "FalcoRule", {"condition": "proc.name = bash"},
+              ("spec.rule", "Required value")),
+    BadObject("falcorule-unknown-priority", "FalcoRule", {"rule": "r", "condition": "c", "priority": "URGENT"},
+              ("spec.priority", "should match")),
+    BadObject("unknown-field-strict", "Rulesfile", _rules(prioritty=10),
+              ('unknown field "spec.prioritty"',), code=400),
+)  # fmt: skip
