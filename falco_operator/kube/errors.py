@@ -1,0 +1,61 @@
+"""Errors the runtime tells apart: API answers by status code, and terminal reconcile errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TerminalError(Exception):
+    """The spec itself is wrong: retrying cannot help, so the request is not requeued."""
+
+
+class ApiError(Exception):
+    """The API server answered with an error status."""
+
+    def __init__(self, status: int, message: str, reason: str = "", body: Any = None) -> None:
+        super().__init__(f"{status} {reason}: {message}" if reason else f"{status}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.body = body
+
+    @classmethod
+    def from_response(cls, status: int, body: Any, text: str) -> ApiError:
+        message = body.get("message", text) if isinstance(body, dict) else text
+        reason = body.get("reason", "") if isinstance(body, dict) else ""
+        error_type = _BY_STATUS.get(status, ApiError)
+        return error_type(status, str(message)[:2000], str(reason), body)
+
+
+class NotFound(ApiError):
+    pass
+
+
+class Conflict(ApiError):
+    pass
+
+
+class Gone(ApiError):
+    """The resourceVersion asked for is too old (410): relist."""
+
+
+class Invalid(ApiError):
+    """The object was rejected by validation (422)."""
+
+
+class Forbidden(ApiError):
+    pass
+
+
+class Unauthorized(ApiError):
+    pass
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    422: Invalid,
+}

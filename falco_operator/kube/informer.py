@@ -1,0 +1,226 @@
+"""An informer: list, then watch from the list's resourceVersion, keeping a local store and calling handlers.
+
+Watches ask for bookmarks and a random server-side timeout (300-600 s), have an inactivity deadline, and
+restart from the last resourceVersion seen; a 410 Gone relists. Errors back off exponentially with jitter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+import httpx
+
+from .backoff import Backoff
+from .client import Client
+from .errors import ApiError, Gone
+from .resources import Resource
+from .store import IndexFunc, Store, object_key
+
+Json = dict[str, Any]
+log = logging.getLogger("falco_operator.kube.informer")
+
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+
+
+@dataclass(frozen=True)
+class EventHandler:
+    on_add: Callable[[Json], None] | None = None
+    on_update: Callable[[Json, Json], None] | None = None
+    on_delete: Callable[[Json], None] | None = None
+
+
+class Informer:
+    def __init__(
+        self,
+        client: Client,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        metadata_only: bool = False,
+        resync_period: float | None = None,
+        indexers: dict[str, IndexFunc] | None = None,
+        inactivity_timeout: float = 120.0,
+        watch_timeout: tuple[int, int] = (300, 600),
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.resource = resource
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.metadata_only = metadata_only
+        self.resync_period = resync_period
+        self.inactivity_timeout = inactivity_timeout
+        self.watch_timeout = watch_timeout
+        self.store = Store(indexers)
+        self.has_synced = False
+        self.requests = 0
+        """LIST and WATCH requests made (pages count one each), for tests and diagnostics."""
+        self._client = client
+        self._backoff = backoff or Backoff()
+        self._handlers: list[EventHandler] = []
+        self._resource_version = ""
+
+    @property
+    def name(self) -> str:
+        scope = f" in {self.namespace}" if self.namespace else ""
+        selectors = ",".join(filter(None, [self.label_selector, self.field_selector]))
+        return f"{self.resource.plural}{scope}" + (f" [{selectors}]" if selectors else "")
+
+    def add_handler(self, handler: EventHandler) -> None:
+        """Register handlers; when already synced, the handler is first told of every cached object."""
+        self._handlers.append(handler)
+        if self.has_synced and handler.on_add:
+            for obj in self.store.objects():
+                handler.on_add(obj)
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; reports started once the first list is in the store."""
+        client = await self._client.fork()
+        try:
+            await self._relist(client, initial=True)
+            self.has_synced = True
+            task_status.started()
+            async with anyio.create_task_group() as group:
+                if self.resync_period:
+                    group.start_soon(self._resync_loop)
+                await self._watch_loop(client)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await client.close()
+
+    async def _watch_loop(self, client: Client) -> None:
+        while True:
+            try:
+                await self._watch(client)
+            except Gone:
+                log.info("watch of %s expired (410 Gone); relisting", self.name)
+                await self._relist(client, initial=False)
+            except (ApiError, httpx.HTTPError, ValueError) as error:
+                delay = self._backoff.next_delay()
+                log.warning("watch of %s failed: %s; retrying in %.1fs", self.name, _describe(error), delay)
+                await anyio.sleep(delay)
+
+    async def _relist(self, client: Client, *, initial: bool) -> None:
+        # The first list may come from the watch cache (resourceVersion=0); after 410 Gone read consistently.
+        resource_version: str | None = "0" if initial else None
+        while True:
+            try:
+                self.requests += 1
+                items, self._resource_version = await client.list(
+                    self.resource, self.namespace, label_selector=self.label_selector,
+                    field_selector=self.field_selector, resource_version=resource_version,
+                    accept=METADATA_LIST if self.metadata_only else None,
+                )  # fmt: skip
+                break
+            except (ApiError, httpx.HTTPError) as error:
+                delay = self._backoff.next_delay()
+                log.warning("list of %s failed: %s; retrying in %.1fs", self.name, _describe(error), delay)
+                resource_version = None if isinstance(error, Gone) else resource_version
+                await anyio.sleep(delay)
+        self._replace(items)
+
+    def _replace(self, items: list[Json]) -> None:
+        fresh = {object_key(item): item for item in items}
+        for obj in fresh.values():
+            previous = self.store.upsert(obj)
+            if previous is None:
+                self._notify_add(obj)
+            elif _version(previous) != _version(obj):
+                self._notify_update(previous, obj)
+        for key in [key for key in self.store.keys() if key not in fresh]:  # noqa: SIM118
+            gone = self.store.get(key)
+            if gone is not None:
+                self.store.delete(gone)
+                self._notify_delete(gone)
+
+    async def _watch(self, client: Client) -> None:
+        params = {
+            "watch": "1",
+            "resourceVersion": self._resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(random.randint(*self.watch_timeout)),
+        }
+        if self.label_selector:
+            params["labelSelector"] = self.label_selector
+        if self.field_selector:
+            params["fieldSelector"] = self.field_selector
+        self.requests += 1
+        accept = METADATA_WATCH if self.metadata_only else None
+        async with client.stream(
+            self.resource.path(self.namespace), params=params, read_timeout=self.inactivity_timeout, accept=accept
+        ) as response:
+            async for line in response.aiter_lines():
+                if line:
+                    self._apply_event(json.loads(line))
+
+    def _apply_event(self, event: Json) -> None:
+        kind = event.get("type")
+        obj: Json = event.get("object") or {}
+        if kind == "ERROR":
+            code = int(obj.get("code") or 0)
+            if code == 410:
+                raise Gone(410, str(obj.get("message", "")), str(obj.get("reason", "Expired")), obj)
+            raise ApiError(code, str(obj.get("message", obj)), str(obj.get("reason", "")), obj)
+        version = _version(obj)
+        if version:
+            self._resource_version = version
+        if kind == "BOOKMARK":
+            return
+        if kind in ("ADDED", "MODIFIED"):
+            previous = self.store.upsert(obj)
+            if previous is None:
+                self._notify_add(obj)
+            else:
+                self._notify_update(previous, obj)
+        elif kind == "DELETED":
+            previous = self.store.delete(obj)
+            self._notify_delete(previous or obj)
+        # A watch that delivers events is healthy: later failures start from a short delay again.
+        self._backoff.reset()
+
+    async def _resync_loop(self) -> None:
+        assert self.resync_period
+        while True:
+            await anyio.sleep(self.resync_period)
+            for obj in self.store.objects():
+                self._notify_update(obj, obj)
+
+    def _notify_add(self, obj: Json) -> None:
+        for handler in self._handlers:
+            if handler.on_add:
+                _guard(handler.on_add, obj)
+
+    def _notify_update(self, old: Json, new: Json) -> None:
+        for handler in self._handlers:
+            if handler.on_update:
+                _guard(handler.on_update, old, new)
+
+    def _notify_delete(self, obj: Json) -> None:
+        for handler in self._handlers:
+            if handler.on_delete:
+                _guard(handler.on_delete, obj)
+
+
+def _version(obj: Json) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _guard(function: Callable[..., None], *args: Json) -> None:
+    try:
+        function(*args)
+    except Exception:
+        log.exception("event handler failed")
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

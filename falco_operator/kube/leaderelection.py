@@ -1,0 +1,155 @@
+"""Leader election on a ``coordination.k8s.io/v1`` Lease, with optimistic concurrency on every write.
+
+Expiry is judged by the local clock from when this candidate last saw the lease record change, not from the
+holder's timestamps, so clock skew between nodes cannot make two leaders.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from typing import Any
+
+import anyio
+
+from .client import Client
+from .errors import ApiError, Conflict, NotFound
+from .metrics import RuntimeMetrics
+from .resources import LEASES
+
+Json = dict[str, Any]
+log = logging.getLogger("falco_operator.kube.leaderelection")
+
+
+class LeaderLost(Exception):
+    """The lease could not be renewed within the renew deadline: stop acting at once."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LeaderElector:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        namespace: str,
+        name: str,
+        identity: str,
+        metrics: RuntimeMetrics | None = None,
+        lease_duration: float = 15.0,
+        renew_deadline: float = 10.0,
+        retry_period: float = 2.0,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.lease_duration = lease_duration
+        self.renew_deadline = renew_deadline
+        self.retry_period = retry_period
+        self.leading = False
+        self._lease: Json | None = None
+        self._observed_spec: Json | None = None
+        self._observed_at = 0.0
+        self._gauge = metrics.leader_status.labels(name) if metrics else None
+        if self._gauge:
+            self._gauge.set(0)
+
+    async def acquire(self) -> None:
+        """Return once this candidate holds the lease."""
+        logged = False
+        while not await self._try_acquire_or_renew():
+            if not logged:
+                holder = (self._observed_spec or {}).get("holderIdentity")
+                log.info("waiting for lease %s/%s held by %s", self.namespace, self.name, holder)
+                logged = True
+            await anyio.sleep(self.retry_period)
+        self._set_leading(True)
+        log.info("acquired lease %s/%s as %s", self.namespace, self.name, self.identity)
+
+    async def keep_renewing(self) -> None:
+        """Renew every retry period; raise ``LeaderLost`` when no renewal succeeds within the renew deadline."""
+        last_renewal = time.monotonic()
+        while True:
+            await anyio.sleep(self.retry_period)
+            try:
+                with anyio.fail_after(self.renew_deadline):
+                    renewed = await self._try_acquire_or_renew()
+            except (TimeoutError, ApiError, OSError) as error:
+                log.warning("renewing lease %s/%s failed: %s", self.namespace, self.name, error)
+                renewed = False
+            if renewed:
+                last_renewal = time.monotonic()
+            elif time.monotonic() - last_renewal > self.renew_deadline or not self._held_by_me():
+                self._set_leading(False)
+                raise LeaderLost(f"lost lease {self.namespace}/{self.name}")
+
+    async def release(self) -> None:
+        """Give the lease up so another candidate takes over at once (on a clean shutdown)."""
+        if not self.leading or self._lease is None:
+            return
+        lease = self._lease
+        now = _now()
+        spec = {**lease["spec"], "holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now, "acquireTime": now}
+        try:
+            with anyio.fail_after(self.retry_period * 2):
+                await self.client.update(LEASES, {**lease, "spec": spec})
+            log.info("released lease %s/%s", self.namespace, self.name)
+        except (TimeoutError, ApiError, OSError) as error:
+            log.warning("releasing lease %s/%s failed: %s", self.namespace, self.name, error)
+        self._set_leading(False)
+
+    def _set_leading(self, leading: bool) -> None:
+        self.leading = leading
+        if self._gauge:
+            self._gauge.set(1 if leading else 0)
+
+    def _held_by_me(self) -> bool:
+        return bool(self._lease and self._lease["spec"].get("holderIdentity") == self.identity)
+
+    def _observe(self, lease: Json) -> None:
+        spec = lease.get("spec") or {}
+        if spec != self._observed_spec:
+            self._observed_spec = spec
+            self._observed_at = time.monotonic()
+
+    async def _try_acquire_or_renew(self) -> bool:
+        now = _now()
+        try:
+            lease = await self.client.get(LEASES, self.name, self.namespace)
+        except NotFound:
+            spec: Json = {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.lease_duration),
+                    "acquireTime": now, "renewTime": now, "leaseTransitions": 0}  # fmt: skip
+            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}  # fmt: skip
+            try:
+                self._lease = await self.client.create(LEASES, body, self.namespace)
+            except Conflict:
+                return False
+            self._observe(self._lease)
+            return True
+        self._observe(lease)
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
+        if holder and holder != self.identity and time.monotonic() < self._observed_at + duration:
+            return False
+        taking_over = holder != self.identity
+        new_spec: Json = {
+            **spec,
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(self.lease_duration),
+            "renewTime": now,
+        }
+        if taking_over:
+            new_spec["acquireTime"] = now
+            new_spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (1 if holder else 0)
+        try:
+            self._lease = await self.client.update(LEASES, {**lease, "spec": new_spec})
+        except Conflict:
+            return False
+        self._observe(self._lease)
+        return True
