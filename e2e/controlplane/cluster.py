@@ -130,7 +130,7 @@ class ControlPlane:
         return self.state.path / "pki" / "ca.crt"
 
     @classmethod
-    def create(cls, directory: Path, *, attached: bool = True, watch_cache_sizes: str | None = None) -> ControlPlane:
+    def create(cls, directory: Path, *, attached: bool = True, apiserver_args: tuple[str, ...] = ()) -> ControlPlane:
         """Prepare certificates, kubeconfigs and commands in ``directory``; nothing runs yet."""
         binaries = ensure_binaries()
         directory.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ class ControlPlane:
         )
         write_kubeconfig(state.path / "scheduler.kubeconfig", state.server, pki.ca.cert, pki.scheduler)
         (state.path / "audit-policy.json").write_text(json.dumps(_AUDIT_POLICY))
-        state.commands = _commands(state, binaries, pki, watch_cache_sizes)
+        state.commands = _commands(state, binaries, pki, apiserver_args)
         state.executables = {name: Path(args[0]).name for name, args in state.commands.items()}
         state.save()
         return cls(state, binaries, attached=attached)
@@ -218,7 +218,7 @@ class ControlPlane:
         raise TimeoutError(f"kube-apiserver not ready within {timeout:.0f}s; last answer: {last}")
 
 
-def _commands(state: State, binaries: Binaries, pki: Pki, watch_cache_sizes: str | None) -> dict[str, list[str]]:
+def _commands(state: State, binaries: Binaries, pki: Pki, apiserver_args: tuple[str, ...]) -> dict[str, list[str]]:
     directory = state.path
     etcd_url = f"http://127.0.0.1:{state.etcd_port}"
     peer_url = f"http://127.0.0.1:{state.etcd_peer_port}"
@@ -245,8 +245,7 @@ def _commands(state: State, binaries: Binaries, pki: Pki, watch_cache_sizes: str
         "--audit-log-format=json",
         "--audit-log-mode=blocking",
     ]
-    if watch_cache_sizes:
-        apiserver.append(f"--watch-cache-sizes={watch_cache_sizes}")
+    apiserver += apiserver_args
     return {
         "etcd": [
             str(binaries.path("etcd")),

@@ -34,8 +34,14 @@ def start_node_simulator(plane: ControlPlane, nodes: tuple[str, ...], *, timeout
         time.sleep(0.1)
 
 
-def start_cluster(directory: Path, nodes: tuple[str, ...] = DEFAULT_NODES, *, attached: bool = True) -> ControlPlane:
-    plane = ControlPlane.create(directory, attached=attached)
+def start_cluster(
+    directory: Path,
+    nodes: tuple[str, ...] = DEFAULT_NODES,
+    *,
+    attached: bool = True,
+    apiserver_args: tuple[str, ...] = (),
+) -> ControlPlane:
+    plane = ControlPlane.create(directory, attached=attached, apiserver_args=apiserver_args)
     try:
         plane.start()
         if nodes:

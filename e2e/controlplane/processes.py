@@ -17,8 +17,8 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def _die_with_parent() -> None:
-    # Linux only: the kernel sends SIGTERM to the child when the process that started it exits, so an
-    # interrupted or killed test run leaves no control plane behind.
+    # Linux only: the kernel sends SIGTERM to the child when the thread that started it exits, so an
+    # interrupted or killed test run leaves no control plane behind. Spawn from long-lived threads only.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 

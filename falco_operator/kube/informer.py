@@ -64,7 +64,11 @@ class Informer:
         self.store = Store(indexers)
         self.has_synced = False
         self.requests = 0
-        """LIST and WATCH requests made (pages count one each), for tests and diagnostics."""
+        """LIST and WATCH requests made, for tests and diagnostics."""
+        self.relists = 0
+        """Lists after the first one (410 Gone)."""
+        self.events_received = 0
+        """Watch events other than bookmarks that crossed the wire."""
         self._client = client
         self._backoff = backoff or Backoff()
         self._handlers: list[EventHandler] = []
@@ -104,6 +108,7 @@ class Informer:
                 await self._watch(client)
             except Gone:
                 log.info("watch of %s expired (410 Gone); relisting", self.name)
+                self.relists += 1
                 await self._relist(client, initial=False)
             except (ApiError, httpx.HTTPError, ValueError) as error:
                 delay = self._backoff.next_delay()
@@ -176,6 +181,7 @@ class Informer:
             self._resource_version = version
         if kind == "BOOKMARK":
             return
+        self.events_received += 1
         if kind in ("ADDED", "MODIFIED"):
             previous = self.store.upsert(obj)
             if previous is None:

@@ -1,0 +1,118 @@
+"""Informers against the real API server: order of events, server-side selectors, metadata-only lists."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import kr8s.asyncio
+import pytest
+
+from e2e.controlplane import ControlPlane
+from e2e.kube import call
+from e2e.wait import wait_for
+from falco_operator.kube import Client, EventHandler, Informer, RuntimeMetrics
+from falco_operator.kube.resources import CONFIG_MAPS
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def running(informer: Informer) -> AsyncIterator[Informer]:
+    async with anyio.create_task_group() as group:
+        with anyio.fail_after(30):
+            await group.start(informer.run)
+        yield informer
+        group.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def client(control_plane: ControlPlane) -> AsyncIterator[Client]:
+    client = await Client.connect(
+        kubeconfig=str(control_plane.kubeconfig), field_manager="tests", metrics=RuntimeMetrics()
+    )
+    yield client
+    await client.close()
+
+
+def recorder(events: list[tuple[str, str, Any]]) -> EventHandler:
+    return EventHandler(
+        on_add=lambda obj: events.append(("add", obj["metadata"]["name"], (obj.get("data") or {}).get("v"))),
+        on_update=lambda old, new: events.append(("update", new["metadata"]["name"], (new.get("data") or {}).get("v"))),
+        on_delete=lambda obj: events.append(("delete", obj["metadata"]["name"], None)),
+    )
+
+
+async def test_informer_sees_add_update_delete_in_order(api: kr8s.asyncio.Api, namespace: str, client: Client) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    await call(api, "POST", path, body={"metadata": {"name": "before"}, "data": {"v": "0"}})
+    events: list[tuple[str, str, Any]] = []
+    informer = Informer(client, CONFIG_MAPS, namespace=namespace)
+    informer.add_handler(recorder(events))
+    async with running(informer):
+        assert informer.has_synced
+        assert events == [("add", "before", "0")]
+        await call(api, "POST", path, body={"metadata": {"name": "cm"}, "data": {"v": "1"}})
+        for value in ("2", "3"):
+            await call(
+                api, "PATCH", f"{path}/cm", body={"data": {"v": value}}, content_type="application/merge-patch+json"
+            )
+        await call(api, "DELETE", f"{path}/cm")
+        expected = [("add", "cm", "1"), ("update", "cm", "2"), ("update", "cm", "3"), ("delete", "cm", None)]
+        await wait_for(lambda: _value(events[1:]), lambda seen: seen == expected, what="events in order", timeout=20)
+        assert informer.store.get(f"{namespace}/cm") is None
+        assert informer.store.get(f"{namespace}/before") is not None
+
+
+async def _value(events: list[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
+    return list(events)
+
+
+async def test_selector_informers_receive_only_matching_objects(
+    api: kr8s.asyncio.Api, namespace: str, client: Client
+) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    by_label = Informer(client, CONFIG_MAPS, namespace=namespace, label_selector="team=a")
+    by_field = Informer(client, CONFIG_MAPS, namespace=namespace, field_selector="metadata.name=exact")
+    label_events: list[tuple[str, str, Any]] = []
+    field_events: list[tuple[str, str, Any]] = []
+    by_label.add_handler(recorder(label_events))
+    by_field.add_handler(recorder(field_events))
+    async with running(by_label), running(by_field):
+        await call(api, "POST", path, body={"metadata": {"name": "a1", "labels": {"team": "a"}}, "data": {"v": "1"}})
+        await call(api, "POST", path, body={"metadata": {"name": "b1", "labels": {"team": "b"}}, "data": {"v": "1"}})
+        await call(api, "POST", path, body={"metadata": {"name": "exact"}, "data": {"v": "1"}})
+        for value in ("2", "3", "4"):
+            await call(
+                api, "PATCH", f"{path}/b1", body={"data": {"v": value}}, content_type="application/merge-patch+json"
+            )
+        await call(api, "PATCH", f"{path}/a1", body={"data": {"v": "9"}}, content_type="application/merge-patch+json")
+        await wait_for(lambda: _value(label_events), lambda seen: ("update", "a1", "9") in seen, what="a1 update")
+        await wait_for(lambda: _value(field_events), lambda seen: ("add", "exact", "1") in seen, what="exact add")
+        # The informers filter nothing themselves: whatever reached them crossed the wire.
+        assert label_events == [("add", "a1", "1"), ("update", "a1", "9")]
+        assert by_label.events_received == 2
+        assert field_events == [("add", "exact", "1")]
+        assert by_field.events_received == 1
+        assert by_label.store.keys() == [f"{namespace}/a1"]
+
+
+async def test_metadata_only_informer_keeps_no_data(api: kr8s.asyncio.Api, namespace: str, client: Client) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    await call(api, "POST", path, body={"metadata": {"name": "listed", "labels": {"x": "1"}}, "data": {"v": "secret"}})
+    informer = Informer(client, CONFIG_MAPS, namespace=namespace, metadata_only=True)
+    async with running(informer):
+        await call(api, "POST", path, body={"metadata": {"name": "watched"}, "data": {"v": "secret"}})
+        await wait_for(lambda: _len(informer), lambda n: n == 2, what="two objects")
+        for obj in informer.store.objects():
+            assert "data" not in obj
+            assert obj["kind"] == "PartialObjectMetadata"
+        listed = informer.store.get(f"{namespace}/listed")
+        assert listed is not None
+        assert listed["metadata"]["labels"] == {"x": "1"}
+
+
+async def _len(informer: Informer) -> int:
+    return len(informer.store)
