@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from typing import Any
 
 from .client import Client
@@ -33,7 +34,7 @@ class EventRecorder:
         body = {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{metadata.get('name')}.", "namespace": namespace},
+            "metadata": {"name": f"{metadata.get('name')}.{time.time_ns():x}", "namespace": namespace},
             "eventTime": now,
             "reportingController": self.controller,
             "reportingInstance": self.instance,
