@@ -3,16 +3,94 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import socket
+import sys
+
+import anyio
 
 from . import __version__
+from .instance.options import DEFAULT_AGENT_IMAGE, DEFAULT_FALCO_VERSION, BuildOptions, supports_native_sidecar
+from .instance.setup import setup_falco_controller
+from .kube import Client, LeaderLost, Manager, ManagerOptions, RuntimeMetrics, configure_logging
+from .resources import registry
+
+log = logging.getLogger("falco_operator")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="falco-operator", description="Run Falco on Kubernetes.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
+                     help="kubeconfig to use outside a cluster (in a pod: the service account)")  # fmt: skip
+    run.add_argument("--metrics-bind-address", default=":8080", help="serve /metrics here ('' to disable)")
+    run.add_argument("--health-probe-bind-address", default=":8081", help="serve /healthz and /readyz here")
+    run.add_argument("--leader-elect", action="store_true", help="run controllers only while holding the Lease")
+    run.add_argument("--leader-election-namespace", default=os.environ.get("POD_NAMESPACE", "falco-operator-system"))
+    run.add_argument("--leader-election-id", default="falco-operator", help="name of the Lease")
+    run.add_argument("--namespace", action="append", default=[], dest="namespaces",
+                     help="watch this namespace (repeatable); default: all namespaces")  # fmt: skip
+    run.add_argument("--excluded-labels", action="append", default=[],
+                     help="glob of Falco labels not copied to its objects (repeatable or comma-separated)")  # fmt: skip
+    agent_image = os.environ.get("FALCO_OPERATOR_AGENT_IMAGE", DEFAULT_AGENT_IMAGE)
+    run.add_argument("--agent-image", default=agent_image,
+                     help="image of the artifact agent sidecar (env FALCO_OPERATOR_AGENT_IMAGE)")  # fmt: skip
+    run.add_argument("--default-falco-version", default=DEFAULT_FALCO_VERSION,
+                     help="Falco image tag when a Falco sets none")  # fmt: skip
+    run.add_argument("--native-sidecar", choices=("auto", "true", "false"), default="auto",
+                     help="run the agent as a native sidecar; auto: when the API server is 1.29 or later")  # fmt: skip
+    run.add_argument("--sync-period", type=float, default=600.0, help="seconds between full resyncs of Falcos")
+    run.add_argument("--workers", type=int, default=4, help="concurrent reconciles")
+    run.add_argument("--log-format", choices=("json", "text"), default="json")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     return parser
 
 
+async def run(args: argparse.Namespace) -> None:
+    metrics = RuntimeMetrics()
+    client = await Client.connect(kubeconfig=args.kubeconfig, field_manager="falco-operator", metrics=metrics,
+                                  registry=registry())  # fmt: skip
+    native = args.native_sidecar == "true"
+    if args.native_sidecar == "auto":
+        native = supports_native_sidecar(*await client.server_version())
+    excluded = tuple(glob.strip() for value in args.excluded_labels for glob in value.split(",") if glob.strip())
+    options = BuildOptions(agent_image=args.agent_image, default_falco_version=args.default_falco_version,
+                           native_sidecar=native, excluded_labels=excluded)  # fmt: skip
+    identity = os.environ.get("POD_NAME") or socket.gethostname()
+    manager = Manager(
+        client,
+        ManagerOptions(
+            metrics_address=args.metrics_bind_address or None, probe_address=args.health_probe_bind_address or None,
+            leader_election=args.leader_elect, leader_election_namespace=args.leader_election_namespace,
+            leader_election_id=args.leader_election_id, identity=identity,
+        ),
+        metrics,
+    )  # fmt: skip
+    setup_falco_controller(manager, client, options, namespaces=tuple(args.namespaces), workers=args.workers,
+                           resync_period=args.sync_period, identity=identity)  # fmt: skip
+    log.info("starting", extra={"native_sidecar": native, "namespaces": args.namespaces or "all"})
+    try:
+        await manager.run_until_signalled()
+    finally:
+        await client.close()
+
+
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_format, args.log_level)
+    try:
+        anyio.run(run, args)
+    except BaseExceptionGroup as group:
+        lost, rest = group.split(LeaderLost)
+        if lost is None or rest is not None:
+            raise
+        log.error("%s; exiting so that a standby takes over", lost.exceptions[0])
+        return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

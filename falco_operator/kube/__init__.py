@@ -2,6 +2,7 @@
 
 from .apply import Applier, project
 from .backoff import Backoff
+from .cache import Cache
 from .client import Client
 from .controller import (
     GENERATION_CHANGED,
@@ -31,6 +32,7 @@ __all__ = [
     "ApiError",
     "Applier",
     "Backoff",
+    "Cache",
     "CacheSyncTimeout",
     "Client",
     "Conflict",

@@ -1,0 +1,60 @@
+"""The base falco.yaml every Falco starts from: no rules, hot reload of config.d and rules.d, web server on."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from ..api.falco import EngineKind
+
+WEB_PORT = 8765
+RULES_DIR = "/etc/falco/rules.d"
+CONFIG_DIR = "/etc/falco/config.d"
+PLUGINS_DIR = "/usr/share/falco/plugins"
+
+
+def base_config(engine_kind: EngineKind) -> dict[str, Any]:
+    return {
+        "config_files": [CONFIG_DIR],
+        "rules_files": [RULES_DIR],
+        "watch_config_files": True,
+        "engine": {"kind": engine_kind},
+        "load_plugins": [],
+        "plugins": [],
+        "stdout_output": {"enabled": True},
+        "json_output": False,
+        "webserver": {
+            "enabled": True,
+            "listen_port": WEB_PORT,
+            "k8s_healthz_endpoint": "/healthz",
+            "prometheus_metrics_enabled": True,
+            "ssl_enabled": False,
+        },
+        "metrics": {
+            "enabled": True,
+            "interval": "1m",
+            "output_rule": False,
+            "rules_counters_enabled": True,
+            "resource_utilization_enabled": True,
+            "state_counters_enabled": True,
+            "kernel_event_counters_enabled": True,
+            "libbpf_stats_enabled": True,
+            "convert_memory_to_mb": True,
+            "include_empty_values": False,
+        },
+    }
+
+
+def render(config: dict[str, Any]) -> str:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    buffer = io.StringIO()
+    yaml.dump(config, buffer)
+    return buffer.getvalue()
+
+
+def config_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,193 @@
+"""The generated pod template: the falco container, the artifact agent sidecar, the driver loader, volumes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api import Falco
+from .falcoconfig import CONFIG_DIR, PLUGINS_DIR, RULES_DIR, WEB_PORT
+from .naming import CONFIG_HASH_ANNOTATION, selector_labels
+from .options import DRIVER_LOADER_REPOSITORY, FALCO_IMAGE_REPOSITORY, BuildOptions
+from .version import falco_version
+
+Json = dict[str, Any]
+FALCO_CONTAINER = "falco"
+AGENT_CONTAINER = "artifact-operator"
+DRIVER_LOADER_CONTAINER = "driver-loader"
+RESERVED_CONTAINERS = (FALCO_CONTAINER, AGENT_CONTAINER, DRIVER_LOADER_CONTAINER)
+AGENT_PORT = 8081
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+# (volume name, host path, mount path in the falco container, read-only)
+HOST_MOUNTS: tuple[tuple[str, str, str, bool], ...] = (
+    ("boot-fs", "/boot", "/host/boot", True),
+    ("lib-modules", "/lib/modules", "/host/lib/modules", True),
+    ("usr-fs", "/usr", "/host/usr", True),
+    ("proc-fs", "/proc", "/host/proc", True),
+    ("etc-fs", "/etc", "/host/etc", True),
+    ("dev-fs", "/dev", "/host/dev", True),
+    ("sys-module", "/sys/module", "/sys/module", False),
+    ("var-run", "/var/run", "/host/var/run", False),
+    ("containerd-run", "/run/containerd", "/host/run/containerd", False),
+    ("crio-run", "/run/crio", "/host/run/crio", False),
+    ("host-containerd-run", "/run/host-containerd", "/host/run/host-containerd", False),
+    ("k3s-containerd-run", "/run/k3s/containerd", "/host/run/k3s/containerd", False),
+)
+# Shared with the agent: it writes, Falco reads and hot-reloads.
+SHARED_DIRS: tuple[tuple[str, str], ...] = (("rules-d", RULES_DIR), ("config-d", CONFIG_DIR), ("plugins", PLUGINS_DIR))
+DRIVER_MOUNTS = ("boot-fs", "lib-modules", "usr-fs", "proc-fs", "etc-fs", "dev-fs")
+
+
+def user_container(falco: Falco, name: str) -> Json | None:
+    """The user's override of container ``name`` (among containers or initContainers), if any."""
+    spec = (falco.spec.pod_template_spec or {}).get("spec") or {}
+    for field in ("containers", "initContainers"):
+        for container in spec.get(field) or []:
+            if isinstance(container, dict) and container.get("name") == name:
+                return container
+    return None
+
+
+def resolved_version(falco: Falco, options: BuildOptions) -> str:
+    image = (user_container(falco, FALCO_CONTAINER) or {}).get("image")
+    return falco_version(image, falco.spec.version, options.default_falco_version)
+
+
+def needs_host_access(falco: Falco) -> bool:
+    """Every engine but ``nodriver`` watches the kernel: privileged, with the host mounted."""
+    return falco.spec.engine_kind != "nodriver"
+
+
+def _field_env(name: str, path: str) -> Json:
+    return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+
+def _http_probe(path: str, port: int, period: int, failure_threshold: int = 3) -> Json:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "failureThreshold": failure_threshold}
+
+
+def falco_container(falco: Falco, options: BuildOptions) -> Json:
+    version = resolved_version(falco, options)
+    host = needs_host_access(falco)
+    mounts: list[Json] = [{"name": name, "mountPath": path} for name, path in SHARED_DIRS]
+    mounts += [
+        {"name": "root-falco", "mountPath": "/root/.falco"},
+        {"name": "falco-yaml", "mountPath": "/etc/falco/falco.yaml", "subPath": "falco.yaml", "readOnly": True},
+    ]
+    if host:
+        mounts += [{"name": n, "mountPath": p, "readOnly": ro} for n, _, p, ro in HOST_MOUNTS]
+    container: Json = {
+        "name": FALCO_CONTAINER,
+        "image": f"{FALCO_IMAGE_REPOSITORY}:{version}",
+        "args": ["/usr/bin/falco"],
+        "env": [
+            {"name": "HOST_ROOT", "value": "/host"},
+            _field_env("FALCO_HOSTNAME", "spec.nodeName"),
+            _field_env("FALCO_K8S_NODE_NAME", "spec.nodeName"),
+        ],
+        "ports": [{"name": "web", "containerPort": WEB_PORT, "protocol": "TCP"}],
+        # Canonical quantities, as the API server writes them back, so an unchanged spec compares equal.
+        "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "startupProbe": _http_probe("/healthz", WEB_PORT, 5, 20),
+        "livenessProbe": _http_probe("/healthz", WEB_PORT, 15),
+        "readinessProbe": _http_probe("/healthz", WEB_PORT, 15),
+        "volumeMounts": mounts,
+    }
+    if host:
+        container["securityContext"] = {"privileged": True}
+    return container
+
+
+def agent_container(falco: Falco, options: BuildOptions) -> Json:
+    name = falco.metadata.name or ""
+    container: Json = {
+        "name": AGENT_CONTAINER,
+        "image": options.agent_image,
+        "command": ["falco-artifact-agent"],
+        "env": [
+            _field_env("POD_NAME", "metadata.name"),
+            _field_env("POD_NAMESPACE", "metadata.namespace"),
+            _field_env("POD_UID", "metadata.uid"),
+            _field_env("NODE_NAME", "spec.nodeName"),
+            {"name": "FALCO_INSTANCE", "value": name},
+        ],
+        "ports": [{"name": "agent-probes", "containerPort": AGENT_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+        "readinessProbe": _http_probe("/readyz", AGENT_PORT, 10),
+        "livenessProbe": _http_probe("/healthz", AGENT_PORT, 20),
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
+        "volumeMounts": [{"name": n, "mountPath": p} for n, p in SHARED_DIRS]
+        + [{"name": "agent-token", "mountPath": TOKEN_PATH, "readOnly": True}],
+    }
+    if options.native_sidecar:
+        # Falco starts only once the agent has materialized every artifact (its /readyz).
+        container["restartPolicy"] = "Always"
+        container["startupProbe"] = _http_probe("/readyz", AGENT_PORT, 2, 150)
+    return container
+
+
+def driver_loader_container(falco: Falco, options: BuildOptions) -> Json:
+    version = resolved_version(falco, options)
+    return {
+        "name": DRIVER_LOADER_CONTAINER,
+        "image": f"{DRIVER_LOADER_REPOSITORY}:{version}",
+        "args": [falco.spec.engine_kind],
+        "env": [{"name": "HOST_ROOT", "value": "/host"}],
+        "securityContext": {"privileged": True},
+        "volumeMounts": [{"name": "root-falco", "mountPath": "/root/.falco"}]
+        + [{"name": n, "mountPath": p, "readOnly": ro} for n, _, p, ro in HOST_MOUNTS if n in DRIVER_MOUNTS],
+    }
+
+
+def volumes(falco: Falco) -> list[Json]:
+    name = falco.metadata.name or ""
+    result: list[Json] = [{"name": n, "emptyDir": {}} for n, _ in SHARED_DIRS]
+    result += [
+        {"name": "root-falco", "emptyDir": {}},
+        {"name": "falco-yaml", "configMap": {"name": name, "items": [{"key": "falco.yaml", "path": "falco.yaml"}]}},
+        {
+            "name": "agent-token",
+            "projected": {
+                "sources": [
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1",
+                                                                                 "fieldPath": "metadata.namespace"}}]}},
+                ]
+            },
+        },
+    ]  # fmt: skip
+    if needs_host_access(falco):
+        result += [{"name": n, "hostPath": {"path": host}} for n, host, _, _ in HOST_MOUNTS]
+    return result
+
+
+def default_pod_template(falco: Falco, options: BuildOptions, config_hash: str) -> Json:
+    """The template before the user's ``podTemplateSpec`` is merged over it."""
+    name = falco.metadata.name or ""
+    init_containers: list[Json] = []
+    if falco.spec.engine_kind in ("kmod", "ebpf"):
+        init_containers.append(driver_loader_container(falco, options))
+    containers = [falco_container(falco, options)]
+    if options.native_sidecar:
+        init_containers.append(agent_container(falco, options))
+    else:
+        containers.append(agent_container(falco, options))
+    spec: Json = {
+        "serviceAccountName": name,
+        # Only the agent gets API credentials (a projected token); the falco process holds none.
+        "automountServiceAccountToken": False,
+        "containers": containers,
+        "volumes": volumes(falco),
+    }
+    if init_containers:
+        spec["initContainers"] = init_containers
+    if falco.spec.workload_type == "DaemonSet":
+        spec["tolerations"] = [
+            {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+            {"key": "node-role.kubernetes.io/master", "operator": "Exists", "effect": "NoSchedule"},
+        ]
+    return {
+        "metadata": {"labels": selector_labels(name), "annotations": {CONFIG_HASH_ANNOTATION: config_hash}},
+        "spec": spec,
+    }

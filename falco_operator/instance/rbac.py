@@ -1,0 +1,188 @@
+"""The agent's identity and permissions, and the operator's own ClusterRole (one place for both).
+
+The agent may read the artifact kinds and its own Falco, write ArtifactReports, read Nodes, and ``get`` only
+the ConfigMaps and Secrets that artifacts applying to its Falco reference. An RBAC rule with an empty
+``resourceNames`` list grants every object of its kind, so a rule with no names is left out entirely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..api import Config, Falco, LabelSelector, Plugin, Rulesfile
+from .naming import (
+    OWNER_NAME_LABEL,
+    OWNER_NAMESPACE_LABEL,
+    cluster_object_name,
+    object_labels,
+    owner_reference,
+)
+from .options import BuildOptions
+
+Json = dict[str, Any]
+ARTIFACT_GROUP = "artifact.falcosecurity.dev"
+INSTANCE_GROUP = "instance.falcosecurity.dev"
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
+@dataclass(frozen=True)
+class References:
+    configmaps: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()
+
+
+def _applies_to(selector: LabelSelector | None, falco: Falco) -> bool:
+    return selector is None or selector.matches(falco.metadata.labels or {})
+
+
+def artifact_references(falco: Falco, artifacts: list[Json]) -> References:
+    """ConfigMaps and Secrets named by the artifacts (raw Rulesfile/Plugin/Config objects) that apply to ``falco``."""
+    configmaps: set[str] = set()
+    secrets: set[str] = set()
+    for raw in artifacts:
+        kind = raw.get("kind")
+        try:
+            if kind == "Rulesfile":
+                rulesfile = Rulesfile.model_validate(raw)
+                if not _applies_to(rulesfile.spec.instance_selector, falco):
+                    continue
+                if rulesfile.spec.config_map_ref:
+                    configmaps.add(rulesfile.spec.config_map_ref.name)
+                oci = rulesfile.spec.oci()
+                credentials = oci.credentials() if oci else None
+            elif kind == "Plugin":
+                plugin = Plugin.model_validate(raw)
+                if not _applies_to(plugin.spec.instance_selector, falco):
+                    continue
+                credentials = plugin.spec.oci_artifact.credentials() if plugin.spec.oci_artifact else None
+            elif kind == "Config":
+                config = Config.model_validate(raw)
+                if not _applies_to(config.spec.instance_selector, falco):
+                    continue
+                if config.spec.config_map_ref:
+                    configmaps.add(config.spec.config_map_ref.name)
+                credentials = None
+            else:
+                continue
+        except ValueError:
+            continue  # an object the API server accepted but these models cannot read refers to nothing
+        if credentials:
+            secrets.add(credentials.secret_name)
+    return References(tuple(sorted(configmaps)), tuple(sorted(secrets)))
+
+
+def agent_rules(falco_name: str, references: References) -> list[Json]:
+    rules: list[Json] = [
+        {"apiGroups": [ARTIFACT_GROUP], "resources": ["rulesfiles", "plugins", "configs", "falcorules"],
+         "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [ARTIFACT_GROUP], "resources": ["artifactreports"],
+         "verbs": ["get", "create", "update", "patch"]},
+        {"apiGroups": [ARTIFACT_GROUP], "resources": ["artifactreports/status"], "verbs": ["get", "update", "patch"]},
+        {"apiGroups": [INSTANCE_GROUP], "resources": ["falcos"], "resourceNames": [falco_name],
+         "verbs": ["get", "list", "watch"]},
+    ]  # fmt: skip
+    if references.configmaps:
+        rules.append({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": list(references.configmaps),
+                      "verbs": ["get"]})  # fmt: skip
+    if references.secrets:
+        rules.append({"apiGroups": [""], "resources": ["secrets"], "resourceNames": list(references.secrets),
+                      "verbs": ["get"]})  # fmt: skip
+    return rules
+
+
+AGENT_CLUSTER_RULES: list[Json] = [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+
+
+def _namespaced_metadata(falco: Falco, raw: Json, options: BuildOptions) -> Json:
+    return {
+        "name": falco.metadata.name,
+        "namespace": falco.metadata.namespace,
+        "labels": object_labels(falco.metadata.name or "", falco.metadata.labels, options.excluded_labels),
+        "ownerReferences": [owner_reference(raw)],
+    }
+
+
+def _cluster_metadata(falco: Falco, options: BuildOptions) -> Json:
+    namespace, name = falco.metadata.namespace or "", falco.metadata.name or ""
+    labels = object_labels(name, falco.metadata.labels, options.excluded_labels)
+    labels |= {OWNER_NAMESPACE_LABEL: namespace, OWNER_NAME_LABEL: name}
+    return {"name": cluster_object_name(namespace, name), "labels": labels}
+
+
+def _subject(falco: Falco) -> Json:
+    return {"kind": "ServiceAccount", "name": falco.metadata.name, "namespace": falco.metadata.namespace}
+
+
+def build_service_account(falco: Falco, raw: Json, options: BuildOptions) -> Json:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _namespaced_metadata(falco, raw, options),
+        "automountServiceAccountToken": False,
+    }
+
+
+def build_role(falco: Falco, raw: Json, options: BuildOptions, references: References) -> Json:
+    return {
+        "apiVersion": f"{RBAC_GROUP}/v1",
+        "kind": "Role",
+        "metadata": _namespaced_metadata(falco, raw, options),
+        "rules": agent_rules(falco.metadata.name or "", references),
+    }
+
+
+def build_role_binding(falco: Falco, raw: Json, options: BuildOptions) -> Json:
+    return {
+        "apiVersion": f"{RBAC_GROUP}/v1",
+        "kind": "RoleBinding",
+        "metadata": _namespaced_metadata(falco, raw, options),
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": falco.metadata.name},
+        "subjects": [_subject(falco)],
+    }
+
+
+def build_cluster_role(falco: Falco, options: BuildOptions) -> Json:
+    return {
+        "apiVersion": f"{RBAC_GROUP}/v1",
+        "kind": "ClusterRole",
+        "metadata": _cluster_metadata(falco, options),
+        "rules": AGENT_CLUSTER_RULES,
+    }
+
+
+def build_cluster_role_binding(falco: Falco, options: BuildOptions) -> Json:
+    metadata = _cluster_metadata(falco, options)
+    return {
+        "apiVersion": f"{RBAC_GROUP}/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": metadata,
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": metadata["name"]},
+        "subjects": [_subject(falco)],
+    }
+
+
+_CRUD = ["get", "list", "watch", "create", "update", "patch", "delete"]
+_READ = ["get", "list", "watch"]
+
+OPERATOR_RULES: list[Json] = [
+    {"apiGroups": [INSTANCE_GROUP], "resources": ["falcos"], "verbs": ["get", "list", "watch", "update", "patch"]},
+    {"apiGroups": [INSTANCE_GROUP], "resources": ["falcos/status"], "verbs": ["get", "update", "patch"]},
+    {"apiGroups": [INSTANCE_GROUP], "resources": ["falcos/finalizers"], "verbs": ["update"]},
+    {"apiGroups": [ARTIFACT_GROUP], "resources": ["rulesfiles", "plugins", "configs", "falcorules"], "verbs": _READ},
+    {"apiGroups": [ARTIFACT_GROUP],
+     "resources": ["rulesfiles/status", "plugins/status", "configs/status", "falcorules/status"],
+     "verbs": ["get", "update", "patch"]},
+    {"apiGroups": [ARTIFACT_GROUP], "resources": ["artifactreports"], "verbs": ["get", "list", "watch", "create",
+                                                                                 "update", "patch"]},
+    {"apiGroups": [ARTIFACT_GROUP], "resources": ["artifactreports/status"], "verbs": ["get", "update", "patch"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts", "services", "configmaps"], "verbs": _CRUD},
+    # Only to hand it on: the agent may read the Secrets its artifacts name (RBAC forbids granting what one lacks).
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": _READ},
+    {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments"], "verbs": _CRUD},
+    {"apiGroups": [RBAC_GROUP], "resources": ["roles", "rolebindings", "clusterroles", "clusterrolebindings"],
+     "verbs": _CRUD},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+]  # fmt: skip

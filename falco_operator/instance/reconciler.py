@@ -1,0 +1,167 @@
+"""The Falco reconciler: read from the caches, build the desired objects, apply what differs, write status."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..api import Falco
+from ..kube import Applier, Cache, Client, EventRecorder, Invalid, Request, Resource, Result, TerminalError
+from ..kube.resources import (
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    CONFIG_MAPS,
+    DAEMON_SETS,
+    DEPLOYMENTS,
+    ROLE_BINDINGS,
+    ROLES,
+    SERVICE_ACCOUNTS,
+    SERVICES,
+)
+from ..resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
+from .naming import cluster_object_name
+from .options import FINALIZER, BuildOptions
+from .podtemplate import resolved_version
+from .rbac import (
+    References,
+    artifact_references,
+    build_cluster_role,
+    build_cluster_role_binding,
+    build_role,
+    build_role_binding,
+    build_service_account,
+)
+from .status import desired_status, transitions
+from .workload import build_configmap, build_service, build_workload
+
+Json = dict[str, Any]
+log = logging.getLogger("falco_operator.instance")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def controlled_by(obj: Json, uid: str) -> bool:
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def desired_objects(
+    falco: Falco, raw: Json, options: BuildOptions, references: References
+) -> list[tuple[Resource, Json]]:
+    """Everything one Falco needs, in the order it is applied (identity and RBAC before the pods that use them)."""
+    workload = build_workload(falco, raw, options)
+    return [
+        (SERVICE_ACCOUNTS, build_service_account(falco, raw, options)),
+        (ROLES, build_role(falco, raw, options, references)),
+        (ROLE_BINDINGS, build_role_binding(falco, raw, options)),
+        (CLUSTER_ROLES, build_cluster_role(falco, options)),
+        (CLUSTER_ROLE_BINDINGS, build_cluster_role_binding(falco, options)),
+        (CONFIG_MAPS, build_configmap(falco, raw, options)),
+        (SERVICES, build_service(falco, raw, options)),
+        (DAEMON_SETS if workload["kind"] == "DaemonSet" else DEPLOYMENTS, workload),
+    ]
+
+
+class FalcoReconciler:
+    def __init__(
+        self,
+        client: Client,
+        cache: Cache,
+        options: BuildOptions,
+        events: EventRecorder,
+        clock: Callable[[], str] = _now,
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.options = options
+        self.events = events
+        self.applier = Applier(client)
+        self.clock = clock
+
+    async def reconcile(self, request: Request) -> Result | None:
+        raw = self.cache.get(FALCOS, request.name, request.namespace)
+        if raw is None:
+            return None  # namespaced objects go by garbage collection; cluster ones went with the finalizer
+        try:
+            falco = Falco.model_validate(raw)
+        except ValidationError as invalid:
+            raise TerminalError(f"cannot read Falco {request}: {invalid}") from invalid
+        if raw["metadata"].get("deletionTimestamp"):
+            await self._finalize(raw)
+            return None
+        raw = await self._ensure_finalizer(raw)
+        namespace = request.namespace
+        artifacts = [obj for kind in (RULESFILES, PLUGINS, CONFIGS) for obj in self.cache.in_namespace(kind, namespace)]
+        error, workload = await self._apply_all(falco, raw, artifact_references(falco, artifacts))
+        kind = falco.spec.workload_type
+        await self._remove_other_workload(raw, kind)
+        await self._write_status(falco, raw, kind, workload, error)
+        return None
+
+    async def _apply_all(self, falco: Falco, raw: Json, references: References) -> tuple[str | None, Json | None]:
+        uid = raw["metadata"]["uid"]
+        workload: Json | None = None
+        for resource, desired in desired_objects(falco, raw, self.options, references):
+            name = desired["metadata"]["name"]
+            live = self.cache.get(resource, name, desired["metadata"].get("namespace"))
+            if live is not None and resource.namespaced and not controlled_by(live, uid):
+                return f"{resource.kind} {name} already exists and is not owned by this Falco; rename one of them", None
+            try:
+                applied = await self.applier.apply(resource, desired, live)
+            except Invalid as invalid:
+                return f"the API server rejected the {resource.kind}: {invalid.message}", None
+            if resource in (DAEMON_SETS, DEPLOYMENTS):
+                workload = applied or live
+        return None, workload
+
+    async def _remove_other_workload(self, raw: Json, kind: str) -> None:
+        other = DEPLOYMENTS if kind == "DaemonSet" else DAEMON_SETS
+        metadata = raw["metadata"]
+        live = self.cache.get(other, metadata["name"], metadata["namespace"])
+        if live is not None and controlled_by(live, metadata["uid"]):
+            log.info("type is %s now: deleting the %s", kind, other.kind)
+            await self.client.delete(other, metadata["name"], metadata["namespace"], uid=live["metadata"]["uid"])
+            self.applier.forget(other, metadata["namespace"], metadata["name"])
+
+    async def _write_status(self, falco: Falco, raw: Json, kind: str, workload: Json | None, error: str | None) -> None:
+        old = raw.get("status")
+        status = desired_status(
+            kind=kind, workload=workload, version=resolved_version(falco, self.options), error=error,
+            generation=int(raw["metadata"].get("generation") or 0), old=old, now=self.clock(),
+        )  # fmt: skip
+        if status == old:
+            return
+        metadata = raw["metadata"]
+        await self.client.patch_status(FALCOS, metadata["name"], status, metadata["namespace"])
+        for kind_, state, reason, message in transitions(old, status):
+            healthy = state == "True" or kind_ == "Progressing"
+            if kind_ == "Progressing":
+                continue  # rollouts are visible on the workload itself
+            await self.events.emit(raw, "Normal" if healthy else "Warning", reason, message)
+
+    async def _ensure_finalizer(self, raw: Json) -> Json:
+        metadata = raw["metadata"]
+        finalizers = list(metadata.get("finalizers") or [])
+        if FINALIZER in finalizers:
+            return raw
+        patch = {"metadata": {"finalizers": [*finalizers, FINALIZER], "resourceVersion": metadata["resourceVersion"]}}
+        updated: Json = await self.client.merge_patch(FALCOS, metadata["name"], patch, metadata["namespace"])
+        return updated
+
+    async def _finalize(self, raw: Json) -> None:
+        metadata = raw["metadata"]
+        name = cluster_object_name(metadata["namespace"], metadata["name"])
+        await self.client.delete(CLUSTER_ROLE_BINDINGS, name)
+        await self.client.delete(CLUSTER_ROLES, name)
+        for resource in (CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES):
+            self.applier.forget(resource, "", name)
+        finalizers = [f for f in metadata.get("finalizers") or [] if f != FINALIZER]
+        if len(finalizers) != len(metadata.get("finalizers") or []):
+            patch = {"metadata": {"finalizers": finalizers, "resourceVersion": metadata["resourceVersion"]}}
+            await self.client.merge_patch(FALCOS, metadata["name"], patch, metadata["namespace"])
+        self.events.forget(raw)

@@ -1,0 +1,89 @@
+"""Wire the Falco controller into a manager: informers, event sources, workers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..kube import (
+    GENERATION_CHANGED,
+    LABELS_CHANGED,
+    Cache,
+    Client,
+    Controller,
+    EventRecorder,
+    Manager,
+    Predicate,
+    Request,
+    any_of,
+    controller_owner,
+)
+from ..kube.resources import (
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    CONFIG_MAPS,
+    DAEMON_SETS,
+    DEPLOYMENTS,
+    ROLE_BINDINGS,
+    ROLES,
+    SERVICE_ACCOUNTS,
+    SERVICES,
+)
+from ..resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
+from .naming import MANAGED_BY, OPERATOR, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
+from .options import FIELD_MANAGER, BuildOptions
+from .reconciler import FalcoReconciler
+
+Json = dict[str, Any]
+CONTROLLER_NAME = "falco"
+MANAGED = f"{MANAGED_BY}={OPERATOR}"
+
+DELETION_OR_FINALIZERS_CHANGED = Predicate(
+    update=lambda old, new: (
+        old["metadata"].get("deletionTimestamp") != new["metadata"].get("deletionTimestamp")
+        or old["metadata"].get("finalizers") != new["metadata"].get("finalizers")
+    )
+)
+
+
+def _cluster_owner(obj: Json) -> list[Request]:
+    labels = obj["metadata"].get("labels") or {}
+    namespace, name = labels.get(OWNER_NAMESPACE_LABEL), labels.get(OWNER_NAME_LABEL)
+    return [Request(namespace, name)] if namespace and name else []
+
+
+def setup_falco_controller(
+    manager: Manager,
+    client: Client,
+    options: BuildOptions,
+    *,
+    namespaces: tuple[str, ...] = (),
+    workers: int = 4,
+    resync_period: float | None = 600.0,
+    identity: str = OPERATOR,
+) -> FalcoReconciler:
+    cache = Cache(manager, namespaces)
+    events = EventRecorder(client, FIELD_MANAGER, identity)
+    reconciler = FalcoReconciler(client, cache, options, events)
+    controller = Controller(CONTROLLER_NAME, reconciler, metrics=manager.metrics, workers=workers)
+
+    falco_predicate = any_of(GENERATION_CHANGED, LABELS_CHANGED, DELETION_OR_FINALIZERS_CHANGED)
+    for informer in cache.watch(FALCOS, resync_period=resync_period):
+        controller.for_(informer, falco_predicate)
+    owner = controller_owner("instance.falcosecurity.dev", "Falco")
+    for resource in (SERVICE_ACCOUNTS, ROLES, ROLE_BINDINGS, CONFIG_MAPS, SERVICES, DAEMON_SETS, DEPLOYMENTS):
+        for informer in cache.watch(resource, label_selector=MANAGED):
+            controller.watches(informer, owner)
+    for resource in (CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS):
+        for informer in cache.watch(resource, label_selector=MANAGED):
+            controller.watches(informer, _cluster_owner)
+
+    def falcos_in_namespace(obj: Json) -> list[Request]:
+        namespace = obj["metadata"].get("namespace") or ""
+        return [Request.for_object(falco) for falco in cache.in_namespace(FALCOS, namespace)]
+
+    # An artifact's references decide what the agents of every Falco in its namespace may read.
+    for resource in (RULESFILES, PLUGINS, CONFIGS):
+        for informer in cache.watch(resource):
+            controller.watches(informer, falcos_in_namespace, GENERATION_CHANGED)
+    manager.add_controller(controller)
+    return reconciler

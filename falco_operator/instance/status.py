@@ -1,0 +1,106 @@
+"""The Falco status: replica counts from the workload and the Reconciled / Available / Progressing conditions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReplicaCounts:
+    desired: int
+    available: int
+    unavailable: int
+    updated: int
+    up_to_date: bool
+    """The workload controller has seen the latest spec."""
+
+
+def replica_counts(kind: str, workload: Json | None) -> ReplicaCounts | None:
+    if workload is None:
+        return None
+    status = workload.get("status") or {}
+    generation = (workload.get("metadata") or {}).get("generation")
+    seen = status.get("observedGeneration")
+    up_to_date = generation is None or seen == generation
+    if kind == "DaemonSet":
+        return ReplicaCounts(
+            int(status.get("desiredNumberScheduled") or 0), int(status.get("numberAvailable") or 0),
+            int(status.get("numberUnavailable") or 0), int(status.get("updatedNumberScheduled") or 0), up_to_date,
+        )  # fmt: skip
+    desired = int((workload.get("spec") or {}).get("replicas") or 0)
+    return ReplicaCounts(
+        desired, int(status.get("availableReplicas") or 0), int(status.get("unavailableReplicas") or 0),
+        int(status.get("updatedReplicas") or 0), up_to_date,
+    )  # fmt: skip
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str, generation: int) -> Json:
+    return {"type": kind, "status": "True" if ok else "False", "reason": reason, "message": message,
+            "observedGeneration": generation}  # fmt: skip
+
+
+def conditions(counts: ReplicaCounts | None, error: str | None, generation: int, kind: str) -> list[Json]:
+    reconciled = (
+        _condition("Reconciled", False, "ApplyFailed", error, generation)
+        if error
+        else _condition("Reconciled", True, "Applied", "every object is applied as the spec says", generation)
+    )
+    if counts is None:
+        available = _condition("Available", False, "WorkloadMissing", f"the {kind} does not exist yet", generation)
+        progressing = _condition("Progressing", True, "Creating", f"the {kind} is being created", generation)
+        return [reconciled, available, progressing]
+    ratio = f"{counts.available}/{counts.desired} pods available"
+    if counts.desired == 0:
+        available = _condition(
+            "Available", False, "NoPods", f"the {kind} wants no pods (no matching node?)", generation
+        )
+    elif counts.available >= counts.desired and counts.unavailable == 0:
+        available = _condition("Available", True, "PodsAvailable", ratio, generation)
+    else:
+        available = _condition("Available", False, "PodsUnavailable", ratio, generation)
+    rolling = not counts.up_to_date or counts.updated < counts.desired or counts.unavailable > 0
+    progressing = (
+        _condition("Progressing", True, "RollingOut", f"{counts.updated}/{counts.desired} pods updated", generation)
+        if rolling
+        else _condition("Progressing", False, "UpToDate", "every pod runs the current template", generation)
+    )
+    return [reconciled, available, progressing]
+
+
+def with_transition_times(new: list[Json], old: list[Json] | None, now: str) -> list[Json]:
+    """Keep a condition's lastTransitionTime while its status stays the same."""
+    previous = {c.get("type"): c for c in old or []}
+    result = []
+    for condition in new:
+        before = previous.get(condition["type"])
+        same = before is not None and before.get("status") == condition["status"]
+        stamp = before.get("lastTransitionTime") if same and before else now
+        result.append({**condition, "lastTransitionTime": stamp or now})
+    return result
+
+
+def desired_status(
+    *, kind: str, workload: Json | None, version: str, error: str | None, generation: int, old: Json | None, now: str
+) -> Json:
+    counts = replica_counts(kind, workload)
+    status: Json = {"resourceType": kind, "version": version, "observedGeneration": generation}
+    if counts is not None:
+        status |= {"desiredReplicas": counts.desired, "availableReplicas": counts.available,
+                   "unavailableReplicas": counts.unavailable, "updatedReplicas": counts.updated}  # fmt: skip
+    status["conditions"] = with_transition_times(
+        conditions(counts, error, generation, kind), (old or {}).get("conditions"), now
+    )
+    return status
+
+
+def transitions(old: Json | None, new: Json) -> list[tuple[str, str, str, str]]:
+    """(type, status, reason, message) of every condition whose status changed (or appeared)."""
+    before = {c.get("type"): c.get("status") for c in (old or {}).get("conditions") or []}
+    return [
+        (c["type"], c["status"], c["reason"], c["message"])
+        for c in new["conditions"]
+        if before.get(c["type"]) != c["status"]
+    ]

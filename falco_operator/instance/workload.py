@@ -1,0 +1,84 @@
+"""The ConfigMap, Service and workload (DaemonSet or Deployment) of one Falco."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..api import Falco
+from .falcoconfig import WEB_PORT, base_config, config_hash, render
+from .merge import merge_pod_template
+from .naming import object_labels, owner_reference, selector_labels
+from .options import BuildOptions
+from .podtemplate import AGENT_CONTAINER, default_pod_template
+
+Json = dict[str, Any]
+
+
+def _metadata(falco: Falco, raw: Json, options: BuildOptions) -> Json:
+    return {
+        "name": falco.metadata.name,
+        "namespace": falco.metadata.namespace,
+        "labels": object_labels(falco.metadata.name or "", falco.metadata.labels, options.excluded_labels),
+        "ownerReferences": [owner_reference(raw)],
+    }
+
+
+def falco_yaml(falco: Falco) -> str:
+    return render(base_config(falco.spec.engine_kind))
+
+
+def build_configmap(falco: Falco, raw: Json, options: BuildOptions) -> Json:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(falco, raw, options),
+        "data": {"falco.yaml": falco_yaml(falco)},
+    }
+
+
+def build_service(falco: Falco, raw: Json, options: BuildOptions) -> Json:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(falco, raw, options),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector_labels(falco.metadata.name or ""),
+            "ports": [{"name": "web", "port": WEB_PORT, "targetPort": WEB_PORT, "protocol": "TCP"}],
+        },
+    }
+
+
+def user_overlay(falco: Falco, options: BuildOptions) -> Json:
+    """The user's podTemplateSpec, with the agent override moved to where the agent runs on this cluster."""
+    overlay = copy.deepcopy(falco.spec.pod_template_spec or {})
+    spec = overlay.get("spec")
+    if not isinstance(spec, dict):
+        return overlay
+    source, target = ("containers", "initContainers") if options.native_sidecar else ("initContainers", "containers")
+    moved = [c for c in spec.get(source) or [] if isinstance(c, dict) and c.get("name") == AGENT_CONTAINER]
+    if moved:
+        spec[source] = [c for c in spec[source] if c not in moved]
+        spec[target] = [*(spec.get(target) or []), *moved]
+    return overlay
+
+
+def build_pod_template(falco: Falco, options: BuildOptions) -> Json:
+    default = default_pod_template(falco, options, config_hash(falco_yaml(falco)))
+    return merge_pod_template(default, user_overlay(falco, options))
+
+
+def build_workload(falco: Falco, raw: Json, options: BuildOptions) -> Json:
+    name = falco.metadata.name or ""
+    spec: Json = {"selector": {"matchLabels": selector_labels(name)}, "template": build_pod_template(falco, options)}
+    if falco.spec.workload_type == "Deployment":
+        spec["replicas"] = falco.spec.replicas or 1
+        if falco.spec.strategy:
+            spec["strategy"] = falco.spec.strategy.to_wire()
+        kind = "Deployment"
+    else:
+        if falco.spec.update_strategy:
+            spec["updateStrategy"] = falco.spec.update_strategy.to_wire()
+        kind = "DaemonSet"
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": _metadata(falco, raw, options), "spec": spec}
