@@ -140,7 +140,8 @@ class Controller:
                 enqueue(obj)
 
         def on_update(old: Json, new: Json) -> None:
-            if all(p.update(old, new) for p in predicates):
+            # A periodic resync hands the same object twice: it always reconciles, whatever the predicates say.
+            if old is new or all(p.update(old, new) for p in predicates):
                 enqueue(new)
 
         def on_delete(obj: Json) -> None:
