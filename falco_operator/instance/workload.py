@@ -59,7 +59,11 @@ def user_overlay(falco: Falco, options: BuildOptions) -> Json:
     source, target = ("containers", "initContainers") if options.native_sidecar else ("initContainers", "containers")
     moved = [c for c in spec.get(source) or [] if isinstance(c, dict) and c.get("name") == AGENT_CONTAINER]
     if moved:
-        spec[source] = [c for c in spec[source] if c not in moved]
+        remaining = [c for c in spec[source] if c not in moved]
+        if remaining:
+            spec[source] = remaining
+        else:
+            del spec[source]
         spec[target] = [*(spec.get(target) or []), *moved]
     return overlay
 

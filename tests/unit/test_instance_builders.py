@@ -1,0 +1,194 @@
+"""Pure builders of the Falco controller: pod template, versions, RBAC, status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from falco_operator.api import Falco
+from falco_operator.instance.naming import cluster_object_name, object_labels
+from falco_operator.instance.options import BuildOptions, supports_native_sidecar
+from falco_operator.instance.rbac import References, agent_rules, artifact_references
+from falco_operator.instance.reconciler import desired_objects
+from falco_operator.instance.status import desired_status, transitions
+from falco_operator.instance.version import falco_version, parse_image
+from falco_operator.instance.workload import build_workload, falco_yaml
+
+Json = dict[str, Any]
+DIGEST = "sha256:" + "c" * 64
+
+
+def make(spec: Json | None = None, labels: dict[str, str] | None = None, name: str = "f") -> tuple[Falco, Json]:
+    raw = {
+        "apiVersion": "instance.falcosecurity.dev/v1alpha1",
+        "kind": "Falco",
+        "metadata": {"name": name, "namespace": "ns", "uid": "uid-1", "labels": labels or {}, "generation": 1},
+        "spec": spec or {},
+    }
+    return Falco.model_validate(raw), raw
+
+
+def pod_spec(workload: Json) -> Json:
+    spec: Json = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def by_name(items: list[Json]) -> dict[str, Json]:
+    return {item["name"]: item for item in items}
+
+
+@pytest.mark.parametrize(
+    ("image", "repository", "tag", "digest"),
+    [
+        ("reg:5000/falco:x", "reg:5000/falco", "x", None),
+        ("reg:5000/falco", "reg:5000/falco", None, None),
+        (f"falco@{DIGEST}", "falco", None, DIGEST),
+        (f"docker.io/falcosecurity/falco:0.44.1@{DIGEST}", "docker.io/falcosecurity/falco", "0.44.1", DIGEST),
+    ],
+)
+def test_parse_image_survives_registry_ports_and_digests(
+    image: str, repository: str, tag: str | None, digest: str | None
+) -> None:
+    reference = parse_image(image)
+    assert (reference.repository, reference.tag, reference.digest) == (repository, tag, digest)
+
+
+def test_falco_version_prefers_the_user_image_tag_then_spec_then_default() -> None:
+    assert falco_version("reg:5000/falco:x", "0.40.0", "0.44.1") == "x"
+    assert falco_version(f"falco@{DIGEST}", "0.40.0", "0.44.1") == "0.40.0"
+    assert falco_version(None, None, "0.44.1") == "0.44.1"
+
+
+def test_default_daemonset_runs_privileged_falco_with_the_agent_as_native_sidecar() -> None:
+    falco, raw = make()
+    workload = build_workload(falco, raw, BuildOptions(agent_image="agent:1"))
+    assert workload["kind"] == "DaemonSet"
+    spec = pod_spec(workload)
+    falco_container = by_name(spec["containers"])["falco"]
+    assert falco_container["securityContext"] == {"privileged": True}
+    assert {e["name"] for e in falco_container["env"]} == {"HOST_ROOT", "FALCO_HOSTNAME", "FALCO_K8S_NODE_NAME"}
+    agent = by_name(spec["initContainers"])["artifact-operator"]
+    assert agent["restartPolicy"] == "Always"
+    assert agent["image"] == "agent:1"
+    assert "driver-loader" not in by_name(spec["initContainers"])
+    assert spec["automountServiceAccountToken"] is False
+    assert {t["key"] for t in spec["tolerations"]} == {
+        "node-role.kubernetes.io/control-plane",
+        "node-role.kubernetes.io/master",
+    }
+    assert workload["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_old_api_servers_get_the_agent_as_a_regular_container_with_the_seed_override_moved_along() -> None:
+    falco, raw = make(
+        {"podTemplateSpec": {"spec": {"initContainers": [{"name": "artifact-operator", "image": "mine"}]}}}
+    )
+    spec = pod_spec(build_workload(falco, raw, BuildOptions(native_sidecar=False)))
+    agent = by_name(spec["containers"])["artifact-operator"]
+    assert agent["image"] == "mine"
+    assert "restartPolicy" not in agent
+    assert "startupProbe" not in agent
+    assert "initContainers" not in spec
+
+
+@pytest.mark.parametrize("engine", ["kmod", "ebpf"])
+def test_kernel_drivers_get_a_driver_loader_of_the_falco_version(engine: str) -> None:
+    falco, raw = make({"engine": {"kind": engine}, "version": "0.43.0"})
+    loader = by_name(pod_spec(build_workload(falco, raw, BuildOptions()))["initContainers"])["driver-loader"]
+    assert loader["image"] == "docker.io/falcosecurity/falco-driver-loader:0.43.0"
+    assert loader["args"] == [engine]
+    assert f"kind: {engine}" in falco_yaml(falco)
+
+
+def test_plugin_only_deployment_is_neither_privileged_nor_host_mounted() -> None:
+    falco, raw = make({"type": "Deployment", "replicas": 2})
+    workload = build_workload(falco, raw, BuildOptions())
+    assert (workload["kind"], workload["spec"]["replicas"]) == ("Deployment", 2)
+    spec = pod_spec(workload)
+    assert "securityContext" not in by_name(spec["containers"])["falco"]
+    assert not [v for v in spec["volumes"] if "hostPath" in v]
+    assert "tolerations" not in spec
+    assert "kind: nodriver" in falco_yaml(falco)
+
+
+def test_config_hash_changes_with_falco_yaml_only() -> None:
+    def config_hash(spec: Json) -> str:
+        falco, raw = make(spec)
+        return str(build_workload(falco, raw, BuildOptions())["spec"]["template"]["metadata"]["annotations"][
+            "instance.falcosecurity.dev/config-hash"])  # fmt: skip
+
+    assert config_hash({}) == config_hash({"version": "0.40.0"})
+    assert config_hash({}) != config_hash({"engine": {"kind": "kmod"}})
+
+
+def test_labels_propagate_except_excluded_globs_and_selector_labels_stay() -> None:
+    labels = object_labels("f", {"team": "sec", "argocd.argoproj.io/instance": "x", "app.kubernetes.io/instance": "y"},
+                           ("argocd.argoproj.io/*",))  # fmt: skip
+    assert labels == {"team": "sec", "app.kubernetes.io/name": "falco", "app.kubernetes.io/instance": "f",
+                      "app.kubernetes.io/managed-by": "falco-operator"}  # fmt: skip
+
+
+def test_cluster_objects_of_two_falcos_never_collide() -> None:
+    assert cluster_object_name("a-b", "c") != cluster_object_name("a", "b-c")
+
+
+def test_agent_role_has_no_secret_rule_without_references_and_only_named_ones_with() -> None:
+    without = agent_rules("f", References())
+    assert all(rule.get("resourceNames", ["x"]) for rule in without), "an empty resourceNames grants everything"
+    assert not [r for r in without if {"secrets", "configmaps"} & set(r["resources"])]
+    with_refs = agent_rules("f", References(configmaps=("cm",), secrets=("s",)))
+    assert {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s"], "verbs": ["get"]} in with_refs
+    assert {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cm"], "verbs": ["get"]} in with_refs
+
+
+def test_references_follow_instance_selectors_and_both_credential_shapes() -> None:
+    falco, _ = make(labels={"tier": "prod"})
+    artifacts = [
+        {"kind": "Rulesfile", "metadata": {"name": "a"},
+         "spec": {"ociArtifact": {"reference": "r.io/x:1", "pullSecret": {"secretName": "seed-creds"}},
+                  "configMapRef": {"name": "rules-cm"}}},
+        {"kind": "Plugin", "metadata": {"name": "p"},
+         "spec": {"ociArtifact": {"image": {"repository": "x"},
+                                  "registry": {"auth": {"secretRef": {"name": "creds"}}}}}},
+        {"kind": "Config", "metadata": {"name": "c"}, "spec": {"configMapRef": {"name": "cfg"}}},
+        {"kind": "Rulesfile", "metadata": {"name": "other"},
+         "spec": {"configMapRef": {"name": "not-mine"}, "instanceSelector": {"matchLabels": {"tier": "dev"}}}},
+    ]  # fmt: skip
+    assert artifact_references(falco, artifacts) == References(("cfg", "rules-cm"), ("creds", "seed-creds"))
+
+
+def test_desired_objects_cover_identity_rbac_config_service_and_workload_in_order() -> None:
+    falco, raw = make()
+    kinds = [resource.kind for resource, _ in desired_objects(falco, raw, BuildOptions(), References())]
+    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
+                     "Service", "DaemonSet"]  # fmt: skip
+
+
+def test_status_counts_conditions_and_transition_times() -> None:
+    workload = {"metadata": {"generation": 2},
+                "status": {"observedGeneration": 2, "desiredNumberScheduled": 3, "numberAvailable": 3,
+                           "updatedNumberScheduled": 3}}  # fmt: skip
+    first = desired_status(kind="DaemonSet", workload=workload, version="0.44.1", error=None, generation=1, old=None,
+                           now="t1")  # fmt: skip
+    assert (first["desiredReplicas"], first["availableReplicas"], first["unavailableReplicas"]) == (3, 3, 0)
+    assert {c["type"]: c["status"] for c in first["conditions"]} == {"Reconciled": "True", "Available": "True",
+                                                                     "Progressing": "False"}  # fmt: skip
+    same = desired_status(kind="DaemonSet", workload=workload, version="0.44.1", error=None, generation=1, old=first,
+                          now="t2")  # fmt: skip
+    assert same == first, "an unchanged status is byte-equal, so nothing is written"
+    failed = desired_status(kind="DaemonSet", workload=workload, version="0.44.1", error="rejected", generation=1,
+                            old=first, now="t3")  # fmt: skip
+    reconciled = next(c for c in failed["conditions"] if c["type"] == "Reconciled")
+    assert (reconciled["status"], reconciled["reason"], reconciled["lastTransitionTime"]) == (
+        "False",
+        "ApplyFailed",
+        "t3",
+    )
+    assert transitions(first, failed) == [("Reconciled", "False", "ApplyFailed", "rejected")]
+
+
+def test_native_sidecars_from_kubernetes_1_29() -> None:
+    assert not supports_native_sidecar(1, 28)
+    assert supports_native_sidecar(1, 29)
+    assert supports_native_sidecar(2, 0)
