@@ -40,8 +40,9 @@ controlplane-down: install
 controlplane-status: install
 	$(CONTROLPLANE) status
 
-## demo: the local control plane with simulated nodes, and how to use it
-demo: controlplane
+## demo: the local control plane with simulated nodes, the operator, and seed example 01 running on it
+demo: controlplane-build
+	$(BIN)/python -m e2e.demo
 
 clean: controlplane-down
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -10,7 +10,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api import Falco
-from ..kube import Applier, Cache, Client, EventRecorder, Invalid, Request, Resource, Result, TerminalError
+from ..kube import (
+    Applier,
+    Cache,
+    Client,
+    EventRecorder,
+    Forbidden,
+    Invalid,
+    Request,
+    Resource,
+    Result,
+    TerminalError,
+)
 from ..kube.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
@@ -97,7 +108,14 @@ class FalcoReconciler:
         raw = await self._ensure_finalizer(raw)
         namespace = request.namespace
         artifacts = [obj for kind in (RULESFILES, PLUGINS, CONFIGS) for obj in self.cache.in_namespace(kind, namespace)]
-        error, workload = await self._apply_all(falco, raw, artifact_references(falco, artifacts))
+        try:
+            error, workload = await self._apply_all(falco, raw, artifact_references(falco, artifacts))
+        except Forbidden as forbidden:
+            if "being terminated" in forbidden.message:
+                # The namespace is going away and the Falco with it: recreating its objects would only churn.
+                log.info("namespace %s is terminating; not applying", namespace)
+                return None
+            raise
         kind = falco.spec.workload_type
         await self._remove_other_workload(raw, kind)
         await self._write_status(falco, raw, kind, workload, error)

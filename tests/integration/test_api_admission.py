@@ -46,7 +46,7 @@ from falco_operator.api.oci import OCIArtifact, RegistryAuth, RegistryTLS, Secre
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds")]
 
-SEED_DIR = Path(__file__).resolve().parents[3] / "shared" / "examples" / "seed"
+SEED_DIR = Path(__file__).resolve().parents[2] / "manifests" / "samples"
 KINDS = {info.kind: info for info in ALL_KINDS}
 
 

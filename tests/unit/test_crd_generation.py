@@ -59,3 +59,14 @@ def test_api_doc_lists_every_rejected_object() -> None:
     for case in BAD_OBJECTS:
         assert f"`{case.id}`" in document, f"{case.id} missing from docs/api.md"
     assert len(BAD_OBJECTS) >= 20
+
+
+def test_samples_are_the_seed_examples() -> None:
+    """manifests/samples carries the seed examples as users paste them (the seed sits beside the repo in CI)."""
+    seed = ROOT.parent / "shared" / "examples" / "seed"
+    samples = sorted((ROOT / "manifests" / "samples").glob("0*.yaml"))
+    assert len(samples) == 9
+    for path in samples:
+        original = seed / path.name
+        if original.exists():
+            assert path.read_text() == original.read_text(), path.name
