@@ -174,9 +174,10 @@ class FalcoReconciler:
     async def _finalize(self, raw: Json) -> None:
         metadata = raw["metadata"]
         name = cluster_object_name(metadata["namespace"], metadata["name"])
-        await self.client.delete(CLUSTER_ROLE_BINDINGS, name)
-        await self.client.delete(CLUSTER_ROLES, name)
         for resource in (CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES):
+            # The cache may not show an object applied a moment ago: what this operator applied is deleted too.
+            if self.cache.get(resource, name) is not None or self.applier.has_applied(resource, "", name):
+                await self.client.delete(resource, name)
             self.applier.forget(resource, "", name)
         finalizers = [f for f in metadata.get("finalizers") or [] if f != FINALIZER]
         if len(finalizers) != len(metadata.get("finalizers") or []):

@@ -68,5 +68,8 @@ class Applier:
         self._applied[key] = _Applied(digest, project(result, desired))
         return result
 
+    def has_applied(self, resource: Resource, namespace: str, name: str) -> bool:
+        return (resource.api_version, resource.kind, namespace, name) in self._applied
+
     def forget(self, resource: Resource, namespace: str, name: str) -> None:
         self._applied.pop((resource.api_version, resource.kind, namespace, name), None)
