@@ -63,7 +63,8 @@ def client_from_kubeconfig(path: Path) -> httpx.AsyncClient:
     user = config["users"][0]["user"]
     context = ssl.create_default_context(cafile=cluster["certificate-authority"])
     context.load_cert_chain(user["client-certificate"], user["client-key"])
-    return httpx.AsyncClient(base_url=cluster["server"], verify=context, timeout=httpx.Timeout(30.0, read=None))
+    # Watches get bookmarks about every minute; two minutes of silence means a dead connection.
+    return httpx.AsyncClient(base_url=cluster["server"], verify=context, timeout=httpx.Timeout(30.0, read=120.0))
 
 
 def node_status(spec: NodeSpec, index: int) -> dict[str, Any]:
@@ -171,6 +172,7 @@ class NodeSimulator:
         self.nodes = {spec.name: (index, spec) for index, spec in enumerate(nodes)}
         self.ready_file = ready_file
         self._pod_counter = 0
+        self._resource_version = ""
 
     async def run(self) -> None:
         for name in self.nodes:
@@ -236,25 +238,28 @@ class NodeSimulator:
         backoff = 0.5
         while True:
             try:
-                response = await self.client.get("/api/v1/pods")
-                response.raise_for_status()
-                listing = response.json()
-                for pod in listing["items"]:
-                    await self._handle(pod)
+                if not self._resource_version:
+                    response = await self.client.get("/api/v1/pods")
+                    response.raise_for_status()
+                    listing = response.json()
+                    for pod in listing["items"]:
+                        await self._handle(pod)
+                    self._resource_version = listing["metadata"]["resourceVersion"]
                 if not announced:
                     task_status.started()
                     announced = True
-                await self._stream(listing["metadata"]["resourceVersion"])
+                await self._stream()  # ends normally at the server's timeout: watch again from where it was
                 backoff = 0.5
             except (httpx.HTTPError, ValueError, KeyError) as error:
                 log.warning("pod watch interrupted: %s; relisting in %.1fs", error, backoff)
+                self._resource_version = ""
                 await anyio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, 10.0)
 
-    async def _stream(self, resource_version: str) -> None:
+    async def _stream(self) -> None:
         params = {
             "watch": "1",
-            "resourceVersion": resource_version,
+            "resourceVersion": self._resource_version,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(random.randint(300, 600)),
         }
@@ -266,6 +271,7 @@ class NodeSimulator:
                 event = json.loads(line)
                 if event["type"] == "ERROR":
                     raise ValueError(f"watch error: {event['object'].get('message')}")
+                self._resource_version = event["object"]["metadata"].get("resourceVersion") or self._resource_version
                 if event["type"] in ("ADDED", "MODIFIED"):
                     await self._handle(event["object"])
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import processes
-from .build import Binaries, ensure_binaries
+from .build import Binaries, binaries_dir, ensure_binaries
 from .pki import KeyPair, Pki, create_pki
 
 STATE_FILE = "state.json"
@@ -155,7 +155,7 @@ class ControlPlane:
     @classmethod
     def attach(cls, directory: Path) -> ControlPlane:
         """Reconnect to a control plane that another process started in ``directory``."""
-        return cls(State.load(directory), ensure_binaries(), attached=False)
+        return cls(State.load(directory), Binaries(binaries_dir()), attached=False)
 
     def start(self, *, timeout: float = 120.0) -> None:
         started = time.monotonic()

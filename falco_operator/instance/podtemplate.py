@@ -58,6 +58,10 @@ def needs_host_access(falco: Falco) -> bool:
     return falco.spec.engine_kind != "nodriver"
 
 
+def _mount(name: str, path: str, read_only: bool) -> Json:
+    return {"name": name, "mountPath": path, "readOnly": True} if read_only else {"name": name, "mountPath": path}
+
+
 def _field_env(name: str, path: str) -> Json:
     return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
 
@@ -75,7 +79,7 @@ def falco_container(falco: Falco, options: BuildOptions) -> Json:
         {"name": "falco-yaml", "mountPath": "/etc/falco/falco.yaml", "subPath": "falco.yaml", "readOnly": True},
     ]
     if host:
-        mounts += [{"name": n, "mountPath": p, "readOnly": ro} for n, _, p, ro in HOST_MOUNTS]
+        mounts += [_mount(n, p, ro) for n, _, p, ro in HOST_MOUNTS]
     container: Json = {
         "name": FALCO_CONTAINER,
         "image": f"{FALCO_IMAGE_REPOSITORY}:{version}",
@@ -135,7 +139,7 @@ def driver_loader_container(falco: Falco, options: BuildOptions) -> Json:
         "env": [{"name": "HOST_ROOT", "value": "/host"}],
         "securityContext": {"privileged": True},
         "volumeMounts": [{"name": "root-falco", "mountPath": "/root/.falco"}]
-        + [{"name": n, "mountPath": p, "readOnly": ro} for n, _, p, ro in HOST_MOUNTS if n in DRIVER_MOUNTS],
+        + [_mount(n, p, ro) for n, _, p, ro in HOST_MOUNTS if n in DRIVER_MOUNTS],
     }
 
 

@@ -46,7 +46,7 @@ from .rbac import (
     build_role_binding,
     build_service_account,
 )
-from .status import desired_status, transitions
+from .status import desired_status, transitions, with_transition_times
 from .workload import build_configmap, build_service, build_workload
 
 Json = dict[str, Any]
@@ -98,13 +98,14 @@ class FalcoReconciler:
         raw = self.cache.get(FALCOS, request.name, request.namespace)
         if raw is None:
             return None  # namespaced objects go by garbage collection; cluster ones went with the finalizer
+        if raw["metadata"].get("deletionTimestamp"):
+            await self._finalize(raw)  # needs metadata only: a spec these models cannot read never blocks deletion
+            return None
         try:
             falco = Falco.model_validate(raw)
         except ValidationError as invalid:
+            await self._report_unreadable(raw, invalid)
             raise TerminalError(f"cannot read Falco {request}: {invalid}") from invalid
-        if raw["metadata"].get("deletionTimestamp"):
-            await self._finalize(raw)
-            return None
         raw = await self._ensure_finalizer(raw)
         namespace = request.namespace
         artifacts = [obj for kind in (RULESFILES, PLUGINS, CONFIGS) for obj in self.cache.in_namespace(kind, namespace)]
@@ -125,8 +126,11 @@ class FalcoReconciler:
         uid = raw["metadata"]["uid"]
         workload: Json | None = None
         for resource, desired in desired_objects(falco, raw, self.options, references):
-            name = desired["metadata"]["name"]
-            live = self.cache.get(resource, name, desired["metadata"].get("namespace"))
+            name, namespace = desired["metadata"]["name"], desired["metadata"].get("namespace")
+            live = self.cache.get(resource, name, namespace)
+            if live is None and resource.namespaced and not self.applier.has_applied(resource, namespace, name):
+                # The caches hold only labelled objects: look for one of the same name that is someone else's.
+                live = await self.client.get_or_none(resource, name, namespace)
             if live is not None and resource.namespaced and not controlled_by(live, uid):
                 return f"{resource.kind} {name} already exists and is not owned by this Falco; rename one of them", None
             try:
@@ -136,6 +140,21 @@ class FalcoReconciler:
             if resource in (DAEMON_SETS, DEPLOYMENTS):
                 workload = applied or live
         return None, workload
+
+    async def _report_unreadable(self, raw: Json, invalid: ValidationError) -> None:
+        message = f"the operator cannot read this Falco: {invalid}"[:2000]
+        generation = int(raw["metadata"].get("generation") or 0)
+        old = raw.get("status") or {}
+        condition = {"type": "Reconciled", "status": "False", "reason": "InvalidSpec", "message": message,
+                     "observedGeneration": generation}  # fmt: skip
+        kept = [c for c in old.get("conditions") or [] if c.get("type") != "Reconciled"]
+        status = {
+            **old,
+            "conditions": [*kept, *with_transition_times([condition], old.get("conditions"), self.clock())],
+        }
+        if status != old:
+            await self.client.patch_status(FALCOS, raw["metadata"]["name"], status, raw["metadata"]["namespace"])
+            await self.events.emit(raw, "Warning", "InvalidSpec", message)
 
     async def _remove_other_workload(self, raw: Json, kind: str) -> None:
         other = DEPLOYMENTS if kind == "DaemonSet" else DAEMON_SETS
@@ -148,14 +167,19 @@ class FalcoReconciler:
 
     async def _write_status(self, falco: Falco, raw: Json, kind: str, workload: Json | None, error: str | None) -> None:
         old = raw.get("status")
+        metadata = raw["metadata"]
+        if workload is None:  # an earlier object failed: the counts still come from the live workload
+            workload = self.cache.get(DAEMON_SETS if kind == "DaemonSet" else DEPLOYMENTS, metadata["name"],
+                                      metadata["namespace"])  # fmt: skip
         status = desired_status(
             kind=kind, workload=workload, version=resolved_version(falco, self.options), error=error,
             generation=int(raw["metadata"].get("generation") or 0), old=old, now=self.clock(),
         )  # fmt: skip
         if status == old:
             return
-        metadata = raw["metadata"]
-        await self.client.patch_status(FALCOS, metadata["name"], status, metadata["namespace"])
+        # A merge patch keeps keys it does not mention: clear the ones the new status no longer has.
+        cleared = {key: None for key in (old or {}) if key not in status}
+        await self.client.patch_status(FALCOS, metadata["name"], {**status, **cleared}, metadata["namespace"])
         for kind_, state, reason, message in transitions(old, status):
             healthy = state == "True" or kind_ == "Progressing"
             if kind_ == "Progressing":

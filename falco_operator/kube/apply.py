@@ -13,12 +13,23 @@ from .resources import Resource
 Json = dict[str, Any]
 
 
+def _is_zero(value: Any) -> bool:
+    return value is False or value == 0 or value == "" if isinstance(value, (bool, int, str)) else False
+
+
 def project(live: Any, desired: Any) -> Any:
-    """The part of ``live`` shaped like ``desired``: the values of exactly the fields ``desired`` sets."""
+    """The part of ``live`` shaped like ``desired``: the values of exactly the fields ``desired`` sets.
+
+    The API server leaves out fields whose value is the zero value (``readOnly: false``), so a desired zero
+    scalar counts as present when the live object lacks the field.
+    """
     if isinstance(desired, dict):
         if not isinstance(live, dict):
             return live
-        return {key: project(live.get(key), value) for key, value in desired.items()}
+        return {
+            key: value if key not in live and _is_zero(value) else project(live.get(key), value)
+            for key, value in desired.items()
+        }
     if isinstance(desired, list):
         if not isinstance(live, list) or len(live) != len(desired):
             return live
@@ -37,35 +48,43 @@ class _Applied:
 
 
 class Applier:
-    """Applies desired objects; skips when the live object already holds what would be applied.
+    """Applies desired objects; skips when the live object (from an informer cache) shows nothing would change.
 
-    Two checks, either is enough to skip: the live object's fields equal the desired ones; or the desired
-    object is what this applier applied last and the live fields are as the API server returned them then
-    (the server normalizes some values, such as quantities, so they need not equal the desired text).
+    Every applied object carries an annotation with the hash of the desired object. A call is skipped only
+    when that hash is unchanged (so a field dropped from the desired object still reaches the API server, which
+    then removes it) and the live values of the desired fields are as wanted: equal to the desired ones, or to
+    what the API server returned after this applier's last apply (the server normalizes some values, such as
+    quantities).
     """
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, hash_annotation: str | None = None) -> None:
         self.client = client
+        self.hash_annotation = hash_annotation or f"{client.field_manager}/applied-hash"
         self._applied: dict[tuple[str, str, str, str], _Applied] = {}
         self.calls = 0
         self.skips = 0
 
     async def apply(self, resource: Resource, desired: Json, live: Json | None) -> Json | None:
-        """Apply ``desired`` unless ``live`` (from an informer cache) shows it is in place; None when skipped."""
+        """Apply ``desired`` unless ``live`` shows it is in place; returns the API server's answer, None if skipped."""
         metadata = desired["metadata"]
         key = (resource.api_version, resource.kind, str(metadata.get("namespace") or ""), str(metadata["name"]))
         digest = _digest(desired)
-        if live is not None:
-            projection = project(live, desired)
+        stamped = {**desired, "metadata": {**metadata, "annotations": {**(metadata.get("annotations") or {}),
+                                                                        self.hash_annotation: digest}}}  # fmt: skip
+        if (
+            live is not None
+            and ((live.get("metadata") or {}).get("annotations") or {}).get(self.hash_annotation) == digest
+        ):
+            projection = project(live, stamped)
             remembered = self._applied.get(key)
-            if projection == desired or (
+            if projection == stamped or (
                 remembered and remembered.digest == digest and remembered.projection == projection
             ):
                 self.skips += 1
                 return None
         self.calls += 1
-        result = await self.client.apply(resource, desired)
-        self._applied[key] = _Applied(digest, project(result, desired))
+        result = await self.client.apply(resource, stamped)
+        self._applied[key] = _Applied(digest, project(result, stamped))
         return result
 
     def has_applied(self, resource: Resource, namespace: str, name: str) -> bool:

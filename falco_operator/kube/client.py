@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import kr8s.asyncio
+from kr8s._exceptions import APITimeoutError
 
-from .errors import ApiError, NotFound
+from .errors import ApiError, NotFound, Unreachable
 from .metrics import RuntimeMetrics
 from .resources import Resource, ResourceRegistry
 
@@ -115,6 +116,8 @@ class Client:
             ) as response:
                 code = str(response.status_code)
                 return response.status_code, response.text
+        except (httpx.TransportError, APITimeoutError, OSError) as error:
+            raise Unreachable(f"{method} {path}: {type(error).__name__}: {error}") from error
         finally:
             self._count(code, method)
 
@@ -139,6 +142,8 @@ class Client:
                         await self._reauthenticate()
                     raise ApiError.from_response(response.status_code, _decode(text), text)
                 yield response
+        except (httpx.TransportError, APITimeoutError, OSError) as error:
+            raise Unreachable(f"watch {path}: {type(error).__name__}: {error}") from error
         finally:
             self._count(code, "GET")
 
@@ -184,7 +189,12 @@ class Client:
         items: list[Json] = []
         while True:
             page: Json = await self.request("GET", resource.path(namespace), params=params, accept=accept)
-            items.extend(page.get("items") or [])
+            for item in page.get("items") or []:
+                # List items of built-in kinds come without apiVersion and kind; watch events carry them.
+                if not accept:
+                    item.setdefault("apiVersion", resource.api_version)
+                    item.setdefault("kind", resource.kind)
+                items.append(item)
             metadata = page.get("metadata") or {}
             token = metadata.get("continue")
             if not token:

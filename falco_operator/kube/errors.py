@@ -31,6 +31,13 @@ class NotFound(ApiError):
     pass
 
 
+class Unreachable(ApiError):
+    """No answer: connection refused or reset, time-out, TLS failure (status 0). Retried like any API error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message, "Unreachable")
+
+
 class Conflict(ApiError):
     pass
 

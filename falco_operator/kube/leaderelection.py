@@ -61,7 +61,7 @@ class LeaderElector:
     async def acquire(self) -> None:
         """Return once this candidate holds the lease."""
         logged = False
-        while not await self._try_acquire_or_renew():
+        while not await self._attempt():
             if not logged:
                 holder = (self._observed_spec or {}).get("holderIdentity")
                 log.info("waiting for lease %s/%s held by %s", self.namespace, self.name, holder)
@@ -70,17 +70,20 @@ class LeaderElector:
         self._set_leading(True)
         log.info("acquired lease %s/%s as %s", self.namespace, self.name, self.identity)
 
+    async def _attempt(self) -> bool:
+        try:
+            with anyio.fail_after(self.renew_deadline):
+                return await self._try_acquire_or_renew()
+        except (TimeoutError, ApiError) as error:
+            log.warning("lease %s/%s: %s", self.namespace, self.name, error)
+            return False
+
     async def keep_renewing(self) -> None:
         """Renew every retry period; raise ``LeaderLost`` when no renewal succeeds within the renew deadline."""
         last_renewal = time.monotonic()
         while True:
             await anyio.sleep(self.retry_period)
-            try:
-                with anyio.fail_after(self.renew_deadline):
-                    renewed = await self._try_acquire_or_renew()
-            except (TimeoutError, ApiError, OSError) as error:
-                log.warning("renewing lease %s/%s failed: %s", self.namespace, self.name, error)
-                renewed = False
+            renewed = await self._attempt()
             if renewed:
                 last_renewal = time.monotonic()
             elif time.monotonic() - last_renewal > self.renew_deadline or not self._held_by_me():
@@ -98,7 +101,7 @@ class LeaderElector:
             with anyio.fail_after(self.retry_period * 2):
                 await self.client.update(LEASES, {**lease, "spec": spec})
             log.info("released lease %s/%s", self.namespace, self.name)
-        except (TimeoutError, ApiError, OSError) as error:
+        except (TimeoutError, ApiError) as error:
             log.warning("releasing lease %s/%s failed: %s", self.namespace, self.name, error)
         self._set_leading(False)
 
@@ -108,7 +111,8 @@ class LeaderElector:
             self._gauge.set(1 if leading else 0)
 
     def _held_by_me(self) -> bool:
-        return bool(self._lease and self._lease["spec"].get("holderIdentity") == self.identity)
+        """As last observed (read or written): a newer holder seen on a renewal attempt means leadership is gone."""
+        return bool(self._observed_spec and self._observed_spec.get("holderIdentity") == self.identity)
 
     def _observe(self, lease: Json) -> None:
         spec = lease.get("spec") or {}

@@ -211,6 +211,28 @@ async def test_owned_fields_are_restored_and_foreign_fields_left_alone(
     assert (await call(api, "GET", path))["metadata"]["annotations"]["team"] == "blue"
 
 
+async def test_a_field_dropped_from_the_spec_is_removed_from_the_objects(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator
+) -> None:
+    spec = {"podTemplateSpec": {"spec": {"nodeSelector": {"falco": "yes"}}}}
+    await create_falco(api, namespace, falco("shrinking", spec, labels={"team": "sec"}))
+    path = f"/apis/apps/v1/namespaces/{namespace}/daemonsets/shrinking"
+    ds = await wait_for(getter(api, path), bool, what="DaemonSet", timeout=30)
+    assert ds is not None
+    assert ds["metadata"]["labels"]["team"] == "sec"
+    assert ds["spec"]["template"]["spec"]["nodeSelector"] == {"falco": "yes"}
+    falco_path = f"{FALCO_API}/namespaces/{namespace}/falcos/shrinking"
+    dropped = {"metadata": {"labels": {"team": None}}, "spec": {"podTemplateSpec": None}}
+    await call(api, "PATCH", falco_path, body=dropped, content_type=MERGE)
+    shrunk = await wait_for(
+        getter(api, path),
+        lambda d: "team" not in (d or {})["metadata"]["labels"]
+        and "nodeSelector" not in (d or {})["spec"]["template"]["spec"],
+        what="label and nodeSelector removed", timeout=30,
+    )  # fmt: skip
+    assert shrunk is not None
+
+
 async def test_type_switch_leaves_one_workload_and_deletion_removes_everything(
     api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator
 ) -> None:
@@ -363,3 +385,49 @@ async def test_agent_token_reads_only_the_secrets_its_artifacts_reference(
     assert secrets_rules == [
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["creds-b"], "verbs": ["get"]}
     ]
+
+
+def _own_writes(mark: AuditMark, operator: RunningOperator, namespace: str) -> list[Json]:
+    """Writes of the operator concerning ``namespace``, but for the renewals of its Lease."""
+    return [w for w in mark.writes_since(user=operator.username)
+            if (w["objectRef"].get("namespace") == namespace or f":{namespace}:" in str(w["objectRef"].get("name")))
+            and w["objectRef"].get("resource") != "leases"]  # fmt: skip
+
+
+async def test_a_restarted_operator_finds_nothing_to_change(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """Runs last in this module: it replaces the module's operator by a fresh process with empty caches."""
+    await create_falco(api, namespace, falco("plain", labels={"team": "sec"}))
+    await create_falco(
+        api,
+        namespace,
+        falco(
+            "custom",
+            {
+                "type": "Deployment",
+                "replicas": 2,
+                "engine": {"kind": "kmod"},
+                "podTemplateSpec": {"spec": {"nodeSelector": {"a": "b"}}},
+            },
+        ),
+    )
+    await call(api, "POST", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles", body={
+        "apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Rulesfile", "metadata": {"name": "r"},
+        "spec": {"configMapRef": {"name": "my-rules"}}})  # fmt: skip
+    await wait_available(api, namespace, "plain", 3)
+    await wait_for(getter(api, f"{FALCO_API}/namespaces/{namespace}/falcos/custom"),
+                   lambda f: condition(f, "Reconciled") == "True", what="custom reconciled")  # fmt: skip
+    await anyio.sleep(3)
+    operator.process.terminate()
+    operator.process.wait(timeout=30)
+    mark = AuditMark.now(control_plane.state.audit_log)
+    with run_operator(control_plane, tmp_path, "--sync-period=5") as fresh:
+        await wait_for(lambda: scrape(fresh.metrics_url),
+                       lambda s: value(s, "leader_election_master_status") == 1,
+                       what="fresh operator leads")  # fmt: skip
+        await anyio.sleep(12)  # the initial reconcile of everything and two resyncs
+        reconciles = value(await scrape(fresh.metrics_url), "controller_runtime_reconcile_total")
+    writes = _own_writes(mark, fresh, namespace)
+    assert writes == [], f"a fresh operator wrote: {describe(writes)}"
+    assert reconciles >= 6

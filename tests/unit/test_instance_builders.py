@@ -192,3 +192,11 @@ def test_native_sidecars_from_kubernetes_1_29() -> None:
     assert not supports_native_sidecar(1, 28)
     assert supports_native_sidecar(1, 29)
     assert supports_native_sidecar(2, 0)
+
+
+def test_projection_treats_zero_values_the_api_server_omits_as_present() -> None:
+    from falco_operator.kube import project
+
+    desired = {"spec": {"readOnly": False, "replicas": 0, "name": "x", "enabled": True}}
+    assert project({"spec": {"name": "x", "enabled": True}}, desired) == desired
+    assert project({"spec": {"name": "x"}}, desired) != desired
