@@ -47,3 +47,14 @@ def owner_reference(falco: dict[str, Any]) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+def owned_metadata(name: str, namespace: str, falco_labels: dict[str, str] | None, excluded: tuple[str, ...],
+                   raw_falco: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Metadata of a namespaced object owned (and garbage-collected) with its Falco."""
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": object_labels(name, falco_labels, excluded),
+        "ownerReferences": [owner_reference(raw_falco)],
+    }

@@ -16,7 +16,7 @@ from .naming import (
     OWNER_NAMESPACE_LABEL,
     cluster_object_name,
     object_labels,
-    owner_reference,
+    owned_metadata,
 )
 from .options import BuildOptions
 
@@ -95,12 +95,8 @@ AGENT_CLUSTER_RULES: list[Json] = [{"apiGroups": [""], "resources": ["nodes"], "
 
 
 def _namespaced_metadata(falco: Falco, raw: Json, options: BuildOptions) -> Json:
-    return {
-        "name": falco.metadata.name,
-        "namespace": falco.metadata.namespace,
-        "labels": object_labels(falco.metadata.name or "", falco.metadata.labels, options.excluded_labels),
-        "ownerReferences": [owner_reference(raw)],
-    }
+    metadata = falco.metadata
+    return owned_metadata(metadata.name or "", metadata.namespace or "", metadata.labels, options.excluded_labels, raw)
 
 
 def _cluster_metadata(falco: Falco, options: BuildOptions) -> Json:

@@ -8,7 +8,7 @@ from typing import Any
 from ..api import Falco
 from .falcoconfig import WEB_PORT, base_config, config_hash, render
 from .merge import merge_pod_template
-from .naming import object_labels, owner_reference, selector_labels
+from .naming import owned_metadata, selector_labels
 from .options import BuildOptions
 from .podtemplate import AGENT_CONTAINER, default_pod_template
 
@@ -16,12 +16,8 @@ Json = dict[str, Any]
 
 
 def _metadata(falco: Falco, raw: Json, options: BuildOptions) -> Json:
-    return {
-        "name": falco.metadata.name,
-        "namespace": falco.metadata.namespace,
-        "labels": object_labels(falco.metadata.name or "", falco.metadata.labels, options.excluded_labels),
-        "ownerReferences": [owner_reference(raw)],
-    }
+    metadata = falco.metadata
+    return owned_metadata(metadata.name or "", metadata.namespace or "", metadata.labels, options.excluded_labels, raw)
 
 
 def falco_yaml(falco: Falco) -> str:
