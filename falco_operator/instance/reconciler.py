@@ -180,11 +180,12 @@ class FalcoReconciler:
         # A merge patch keeps keys it does not mention: clear the ones the new status no longer has.
         cleared = {key: None for key in (old or {}) if key not in status}
         await self.client.patch_status(FALCOS, metadata["name"], {**status, **cleared}, metadata["namespace"])
+        before = {c.get("type") for c in (old or {}).get("conditions") or []}
         for kind_, state, reason, message in transitions(old, status):
-            healthy = state == "True" or kind_ == "Progressing"
-            if kind_ == "Progressing":
-                continue  # rollouts are visible on the workload itself
-            await self.events.emit(raw, "Normal" if healthy else "Warning", reason, message)
+            # Rollouts show on the workload itself; a first status is no transition, unless it is a failure.
+            if kind_ == "Progressing" or (kind_ not in before and (state == "True" or kind_ == "Available")):
+                continue
+            await self.events.emit(raw, "Normal" if state == "True" else "Warning", reason, message)
 
     async def _ensure_finalizer(self, raw: Json) -> Json:
         metadata = raw["metadata"]
