@@ -94,11 +94,12 @@ async def test_informer_relists_when_its_resource_version_expired(fragile_plane:
     await client.create(CONFIG_MAPS, {"metadata": {"name": "gone", "namespace": NAMESPACE}, "data": {"v": "1"}})
     deleted_while_away = {"metadata": {"name": "deleted-while-away", "namespace": NAMESPACE}}
     await client.create(CONFIG_MAPS, deleted_while_away)
-    informer = Informer(client, CONFIG_MAPS, namespace=NAMESPACE, backoff=Backoff(6.0, 30.0, jitter=0.0))
+    informer = Informer(client, CONFIG_MAPS, namespace=NAMESPACE, backoff=Backoff(15.0, 30.0, jitter=0.0))
     async with anyio.create_task_group() as group:
         await group.start(informer.run)
         await restart_apiserver(fragile_plane, 0.5)
-        # While the informer waits out its 6 s backoff, history moves on and is compacted away.
+        # While the informer waits out its 15 s backoff (ample for a restart on a loaded machine),
+        # history moves on and is compacted away.
         await client.merge_patch(CONFIG_MAPS, "gone", {"data": {"v": "2"}}, NAMESPACE)
         await client.delete(CONFIG_MAPS, "deleted-while-away", NAMESPACE)
         await client.create(CONFIG_MAPS, {"metadata": {"name": "created-while-away", "namespace": NAMESPACE}})
