@@ -24,7 +24,7 @@ import kr8s.asyncio
 from e2e.audit import AuditMark
 from e2e.controlplane import start_cluster
 from e2e.kube import call, request
-from e2e.operator import kubectl, run_operator
+from e2e.operator import install_crds, run_operator
 
 FALCOS = "/apis/instance.falcosecurity.dev/v1alpha1/namespaces/{ns}/falcos"
 
@@ -57,8 +57,7 @@ async def main(falcos: int) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         plane = start_cluster(Path(workdir) / "plane")
         try:
-            kubectl(plane, "apply", "-f", "manifests/crd")
-            kubectl(plane, "wait", "--for=condition=Established", "--timeout=60s", "-f", "manifests/crd")
+            install_crds(plane)
             with run_operator(plane, Path(workdir), "--sync-period=10") as operator:
                 api = await kr8s.asyncio.api(kubeconfig=str(plane.kubeconfig))
                 namespace = "bench"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,10 +13,10 @@ import pytest
 
 from .controlplane import ControlPlane, start_cluster
 from .kube import call, request
+from .operator import install_crds
 from .wait import wait_for
 
 REUSE_ENV = "E2E_CONTROLPLANE_DIR"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -77,25 +75,7 @@ async def request_delete(api: kr8s.asyncio.Api, path: str) -> None:
         raise AssertionError(f"DELETE {path} -> {status}: {body}")
 
 
-def kubectl(plane: ControlPlane, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the control plane's own kubectl with its admin kubeconfig."""
-    command = [str(plane.binaries.path("kubectl")), f"--kubeconfig={plane.kubeconfig}", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    if check and result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-    return result
-
-
 @pytest.fixture(scope="session")
 def crds(control_plane: ControlPlane) -> Path:
-    """The project's CRDs, installed as users install them (client-side ``kubectl apply``) and Established."""
-    directory = PROJECT_ROOT / "manifests" / "crd"
-    kubectl(control_plane, "apply", "-f", str(directory))
-    kubectl(control_plane, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(directory))
-    # Established comes a moment before every API server handler serves the new resources.
-    deadline = time.monotonic() + 30
-    while (served := kubectl(control_plane, "get", "falcosecurity", "-A", check=False)).returncode != 0:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"CRDs not served: {served.stderr}")
-        time.sleep(0.2)
-    return directory
+    """The project's CRDs, installed as users install them (client-side ``kubectl apply``) and served."""
+    return install_crds(control_plane)

@@ -15,13 +15,14 @@ import json
 import logging
 import random
 import signal
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
+
+from e2e.controlplane.cluster import kubeconfig_tls
 
 log = logging.getLogger("nodesim")
 
@@ -58,13 +59,9 @@ def _micro_now() -> str:
 
 def client_from_kubeconfig(path: Path) -> httpx.AsyncClient:
     """An HTTP client for the admin kubeconfig that the control plane harness writes."""
-    config = json.loads(path.read_text())
-    cluster = config["clusters"][0]["cluster"]
-    user = config["users"][0]["user"]
-    context = ssl.create_default_context(cafile=cluster["certificate-authority"])
-    context.load_cert_chain(user["client-certificate"], user["client-key"])
+    server, context = kubeconfig_tls(path)
     # Watches get bookmarks about every minute; two minutes of silence means a dead connection.
-    return httpx.AsyncClient(base_url=cluster["server"], verify=context, timeout=httpx.Timeout(30.0, read=120.0))
+    return httpx.AsyncClient(base_url=server, verify=context, timeout=httpx.Timeout(30.0, read=120.0))
 
 
 def node_status(spec: NodeSpec, index: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ from .controlplane import ControlPlane, write_token_kubeconfig
 from .controlplane.cluster import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+MANIFESTS = ROOT / "manifests"
 NAMESPACE = "falco-operator-system"
 SERVICE_ACCOUNT = "falco-operator"
 USERNAME = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
@@ -38,44 +39,75 @@ class RunningOperator:
         return self.log_path.read_text(errors="replace")[-size:]
 
 
-def kubectl(plane: ControlPlane, *args: str, stdin: str | None = None) -> str:
-    command = [str(plane.binaries.path("kubectl")), f"--kubeconfig={plane.kubeconfig}", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, input=stdin)
-    if result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
-    return result.stdout
+def install_crds(plane: ControlPlane) -> Path:
+    """Apply the CRDs as users do (client-side ``kubectl apply``) and wait until they are served."""
+    directory = MANIFESTS / "crd"
+    plane.kubectl("apply", "-f", str(directory))
+    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(directory))
+    # Established comes a moment before every API server handler serves the new resources.
+    deadline = time.monotonic() + 30
+    while (served := plane.kubectl("get", "falcosecurity", "-A", check=False)).returncode != 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"CRDs not served: {served.stderr}")
+        time.sleep(0.2)
+    return directory
 
 
 def service_account_token(plane: ControlPlane, namespace: str, name: str, seconds: int = 3600) -> str:
     request = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                           "spec": {"expirationSeconds": seconds}})  # fmt: skip
-    out = kubectl(plane, "create", "--raw", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
-                  "-f", "-", stdin=request)  # fmt: skip
+    path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
+    out = plane.kubectl("create", "--raw", path, "-f", "-", stdin=request).stdout
     return str(json.loads(out)["status"]["token"])
+
+
+def prepare_operator(plane: ControlPlane, kubeconfig: Path, token_seconds: int = 3600) -> None:
+    """Install the operator's namespace and RBAC; write a kubeconfig with its ServiceAccount's token."""
+    plane.kubectl("apply", "-f", str(MANIFESTS / "manager" / "namespace.yaml"), "-f", str(MANIFESTS / "rbac"))
+    token = service_account_token(plane, NAMESPACE, SERVICE_ACCOUNT, token_seconds)
+    write_token_kubeconfig(kubeconfig, plane.server, plane.ca_file, token)
+
+
+def operator_command(kubeconfig: Path, metrics_port: int, probe_port: int, *extra_args: str) -> list[str]:
+    return [sys.executable, "-m", "falco_operator", "run", f"--kubeconfig={kubeconfig}",
+            f"--metrics-bind-address=127.0.0.1:{metrics_port}", f"--health-probe-bind-address=127.0.0.1:{probe_port}",
+            *extra_args]  # fmt: skip
+
+
+def operator_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+def wait_ready(probe_port: int, alive: Callable[[], bool], describe: Callable[[], str], timeout: float = 60) -> None:
+    """Poll the operator's ``/readyz`` until it answers 200; fail early if the process is gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise AssertionError(f"the operator exited: {describe()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{probe_port}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the operator was not ready within {timeout:.0f}s: {describe()}")
 
 
 @contextmanager
 def run_operator(plane: ControlPlane, workdir: Path, *extra_args: str) -> Iterator[RunningOperator]:
-    """Install the operator's namespace and RBAC, then run ``falco-operator run`` with the ServiceAccount's token."""
-    manifests = ROOT / "manifests"
-    kubectl(plane, "apply", "-f", str(manifests / "manager" / "namespace.yaml"), "-f", str(manifests / "rbac"))
+    """Run ``falco-operator run`` with the ServiceAccount's token and leader election, for one ``with`` block."""
     kubeconfig = workdir / "operator.kubeconfig"
-    write_token_kubeconfig(
-        kubeconfig, plane.server, plane.ca_file, service_account_token(plane, NAMESPACE, SERVICE_ACCOUNT)
-    )
+    prepare_operator(plane, kubeconfig)
     metrics_port, probe_port = free_port(), free_port()
     log_path = workdir / "operator.log"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    command = operator_command(kubeconfig, metrics_port, probe_port, "--leader-elect",
+                               f"--leader-election-namespace={NAMESPACE}", *extra_args)  # fmt: skip
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "falco_operator", "run", f"--kubeconfig={kubeconfig}",
-             f"--metrics-bind-address=127.0.0.1:{metrics_port}", f"--health-probe-bind-address=127.0.0.1:{probe_port}",
-             "--leader-elect", f"--leader-election-namespace={NAMESPACE}", *extra_args],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-        )  # fmt: skip
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=operator_env(), cwd=ROOT)
     running = RunningOperator(process, metrics_port, probe_port, log_path)
     try:
-        _wait_ready(running)
+        wait_ready(probe_port, lambda: process.poll() is None, lambda: "\n" + running.log_tail())
         yield running
     finally:
         process.terminate()
@@ -84,18 +116,3 @@ def run_operator(plane: ControlPlane, workdir: Path, *extra_args: str) -> Iterat
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def _wait_ready(operator: RunningOperator, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if operator.process.poll() is not None:
-            raise AssertionError(f"the operator exited:\n{operator.log_tail()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{operator.probe_port}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the operator was not ready within {timeout:.0f}s:\n{operator.log_tail()}")

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import ssl
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from .controlplane import KUBERNETES_VERSION
+from .controlplane.cluster import kubeconfig_tls
 
 OUTPUT = Path(__file__).resolve().parents[1] / "falco_operator" / "api" / "pod_template_schema.json"
 _ROOT = "io.k8s.api.core.v1.PodTemplateSpec"
@@ -91,12 +91,8 @@ def pod_template_schema(openapi: dict[str, Any]) -> dict[str, Any]:
 
 
 def fetch_openapi(kubeconfig: Path) -> dict[str, Any]:
-    config = json.loads(kubeconfig.read_text())
-    cluster = config["clusters"][0]["cluster"]
-    user = config["users"][0]["user"]
-    context = ssl.create_default_context(cafile=cluster["certificate-authority"])
-    context.load_cert_chain(user["client-certificate"], user["client-key"])
-    with urllib.request.urlopen(f"{cluster['server']}/openapi/v3/api/v1", context=context, timeout=60) as response:
+    server, context = kubeconfig_tls(kubeconfig)
+    with urllib.request.urlopen(f"{server}/openapi/v3/api/v1", context=context, timeout=60) as response:
         document: dict[str, Any] = json.loads(response.read())
     return document
 

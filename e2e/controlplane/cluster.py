@@ -7,9 +7,9 @@ stop what ``up`` started.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import ssl
+import subprocess
 import sys
 import time
 import urllib.error
@@ -93,6 +93,16 @@ def write_kubeconfig(path: Path, server: str, ca: Path, client: KeyPair, user: s
     }
     path.write_text(json.dumps(config, indent=2))
     path.chmod(0o600)
+
+
+def kubeconfig_tls(path: Path) -> tuple[str, ssl.SSLContext]:
+    """Server URL and a TLS context with the client certificate, from a kubeconfig written by ``write_kubeconfig``."""
+    config = json.loads(path.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    user = config["users"][0]["user"]
+    context = ssl.create_default_context(cafile=cluster["certificate-authority"])
+    context.load_cert_chain(user["client-certificate"], user["client-key"])
+    return str(cluster["server"]), context
 
 
 def write_token_kubeconfig(path: Path, server: str, ca: Path, token: str, namespace: str = "default") -> None:
@@ -193,6 +203,14 @@ class ControlPlane:
         pid = self.state.pids.get(name)
         return pid is not None and processes.is_alive(pid, self.state.executables.get(name))
 
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the control plane's own kubectl with the admin kubeconfig; fails loudly unless ``check`` is off."""
+        command = [str(self.binaries.path("kubectl")), f"--kubeconfig={self.kubeconfig}", *args]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, input=stdin)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
     def stop(self) -> None:
         for name in reversed(list(self.state.pids)):
             self.stop_component(name)
@@ -283,9 +301,3 @@ def _commands(state: State, binaries: Binaries, pki: Pki, apiserver_args: tuple[
             "--leader-elect=false",
         ],
     }
-
-
-def kubectl_env(plane: ControlPlane) -> dict[str, str]:
-    env = dict(os.environ)
-    env["KUBECONFIG"] = str(plane.kubeconfig)
-    return env

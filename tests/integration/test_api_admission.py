@@ -11,7 +11,6 @@ import pytest
 from ruamel.yaml import YAML
 
 from e2e.controlplane import ControlPlane
-from e2e.fixtures import kubectl
 from e2e.kube import call, request
 from e2e.scenarios.admission import BAD_OBJECTS, BadObject
 from falco_operator.api import (
@@ -126,12 +125,12 @@ async def test_bad_object_is_rejected_with_a_message_naming_field_and_problem(
 
 
 def test_kubectl_finds_every_kind_by_category_and_short_name(control_plane: ControlPlane) -> None:
-    resources = kubectl(control_plane, "api-resources", "--categories=falcosecurity", "-o", "name").stdout.split()
+    resources = control_plane.kubectl("api-resources", "--categories=falcosecurity", "-o", "name").stdout.split()
     assert sorted(resources) == sorted(info.crd_name for info in ALL_KINDS)
-    artifacts = kubectl(control_plane, "api-resources", "--categories=artifacts", "-o", "name").stdout.split()
+    artifacts = control_plane.kubectl("api-resources", "--categories=artifacts", "-o", "name").stdout.split()
     assert "falcos.instance.falcosecurity.dev" not in artifacts
     assert "rulesfiles.artifact.falcosecurity.dev" in artifacts
-    short = kubectl(control_plane, "get", "falco", "-A", check=False)
+    short = control_plane.kubectl("get", "falco", "-A", check=False)
     assert short.returncode == 0, short.stderr
 
 

@@ -20,7 +20,7 @@ from e2e.audit import AuditMark, describe
 from e2e.controlplane import ControlPlane, write_token_kubeconfig
 from e2e.kube import call, request
 from e2e.metrics import scrape, value
-from e2e.operator import NAMESPACE, RunningOperator, kubectl, run_operator, service_account_token
+from e2e.operator import NAMESPACE, RunningOperator, run_operator, service_account_token
 from e2e.wait import wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds")]
@@ -99,7 +99,7 @@ async def test_seed_01_daemonset_on_every_node_with_the_documented_objects(
     status = falco_obj["status"]
     assert (status["resourceType"], status["version"], status["desiredReplicas"]) == ("DaemonSet", "0.44.1", 3)
 
-    table = kubectl(control_plane, "get", "falco", "-n", namespace)
+    table = control_plane.kubectl("get", "falco", "-n", namespace).stdout
     header, row = table.splitlines()[:2]
     assert header.split()[:8] == ["NAME", "TYPE", "VERSION", "DESIRED", "READY", "UPDATED", "RECONCILED", "AVAILABLE"]
     assert row.split()[:8] == ["falco-sample", "DaemonSet", "0.44.1", "3", "3", "3", "True", "True"]
@@ -196,8 +196,8 @@ async def test_owned_fields_are_restored_and_foreign_fields_left_alone(
                                what="DaemonSet recreated", timeout=15)  # fmt: skip
     assert recreated is not None
 
-    kubectl(control_plane, "annotate", "-n", namespace, "daemonset/guarded", "team=blue")
-    kubectl(control_plane, "set", "image", "-n", namespace, "daemonset/guarded", "falco=evil/falco:1")
+    control_plane.kubectl("annotate", "-n", namespace, "daemonset/guarded", "team=blue")
+    control_plane.kubectl("set", "image", "-n", namespace, "daemonset/guarded", "falco=evil/falco:1")
 
     def image(ds: Json | None) -> str:
         return str(containers_by_name((ds or {})["spec"]["template"]["spec"], "containers")["falco"]["image"])

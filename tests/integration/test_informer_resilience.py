@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import anyio
 import httpx
@@ -124,7 +123,3 @@ async def _relists(informer: Informer) -> int:
 
 async def _keys(informer: Informer) -> set[str]:
     return set(informer.store.keys())
-
-
-def test_fragile_plane_is_separate(fragile_plane: ControlPlane, control_plane: ControlPlane) -> None:
-    assert Path(fragile_plane.state.directory) != Path(control_plane.state.directory)

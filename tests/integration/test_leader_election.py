@@ -82,14 +82,22 @@ async def copied_by(api: kr8s.asyncio.Api, namespace: str, name: str) -> str:
     return str(secret["metadata"]["annotations"]["copied-by"]) if status == 200 else ""
 
 
+async def leader_and_standby(
+    api: kr8s.asyncio.Api, namespace: str, candidates: dict[str, Candidate], leader: str, standby: str
+) -> tuple[Candidate, Candidate]:
+    """Start ``leader``, wait until it holds the Lease, then start ``standby`` and wait until it is up."""
+    start = candidates["start"]
+    first = start(leader)  # type: ignore[operator]
+    await wait_for(lambda: holder(api, namespace), lambda h: h == leader, what=f"{leader} leads", timeout=30)
+    second = start(standby)  # type: ignore[operator]
+    await wait_for(second.role, lambda role: role == "standby", what=f"{standby} up, not leading", timeout=30)
+    return first, second
+
+
 async def test_one_leader_reconciles_and_a_killed_leader_is_replaced_within_20s(
     api: kr8s.asyncio.Api, namespace: str, candidates: dict[str, Candidate]
 ) -> None:
-    start = candidates["start"]
-    first = start("first")  # type: ignore[operator]
-    await wait_for(lambda: holder(api, namespace), lambda h: h == "first", what="first leads", timeout=30)
-    second = start("second")  # type: ignore[operator]
-    await wait_for(second.role, lambda role: role == "standby", what="second up, not leading", timeout=30)
+    first, second = await leader_and_standby(api, namespace, candidates, "first", "second")
 
     configmaps = f"/api/v1/namespaces/{namespace}/configmaps"
     await call(api, "POST", configmaps, body={"metadata": {"name": "one", "labels": {"copy": "yes"}}, "data": {}})
@@ -111,11 +119,7 @@ async def test_one_leader_reconciles_and_a_killed_leader_is_replaced_within_20s(
 async def test_a_clean_stop_releases_the_lease_at_once(
     api: kr8s.asyncio.Api, namespace: str, candidates: dict[str, Candidate]
 ) -> None:
-    start = candidates["start"]
-    leader = start("leader")  # type: ignore[operator]
-    await wait_for(lambda: holder(api, namespace), lambda h: h == "leader", what="leader leads", timeout=30)
-    standby = start("standby")  # type: ignore[operator]
-    await wait_for(standby.role, lambda role: role == "standby", what="standby up", timeout=30)
+    leader, standby = await leader_and_standby(api, namespace, candidates, "leader", "standby")
     stopped_at = time.monotonic()
     assert leader.stop(signal.SIGTERM) == 0
     await wait_for(lambda: holder(api, namespace), lambda h: h == "standby", what="standby takes over", timeout=15)
