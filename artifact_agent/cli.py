@@ -1,20 +1,100 @@
-"""The ``falco-artifact-agent`` command."""
+"""The ``falco-artifact-agent`` command: the sidecar that delivers rules, plugins and config to Falco."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import anyio
 
 from falco_operator import __version__
+from falco_operator.kube import Client, RuntimeMetrics, configure_logging
+from falco_operator.resources import registry
+
+from .agent import Agent, Settings
+from .materializer import Directories
+from .report import Identity
+
+log = logging.getLogger("artifact_agent")
+FIELD_MANAGER = "falco-artifact-agent"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="falco-artifact-agent", description="Materialize Falco rules, plugins and config next to Falco."
+        prog="falco-artifact-agent",
+        description="Materialize the Rulesfiles, Plugins and Configs that apply to this Falco pod into the "
+        "directories Falco reads, and report what was delivered in an ArtifactReport. Identity comes from the "
+        "environment: POD_NAME, POD_NAMESPACE, POD_UID, NODE_NAME, FALCO_INSTANCE.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
+                        help="kubeconfig to use outside a cluster (in a pod: the mounted token)")  # fmt: skip
+    parser.add_argument("--rules-dir", type=Path, default=Path("/etc/falco/rules.d"), help="rules files go here")
+    parser.add_argument("--config-dir", type=Path, default=Path("/etc/falco/config.d"),
+                        help="config fragments (and the plugins fragment) go here")  # fmt: skip
+    parser.add_argument("--plugins-dir", type=Path, default=Path("/usr/share/falco/plugins"),
+                        help="plugin libraries go here; default library paths point here, so Falco must see it "
+                        "at the same path")  # fmt: skip
+    parser.add_argument("--probe-address", default=":8081",
+                        help="serve /healthz, /readyz and /metrics here ('' to disable)")  # fmt: skip
+    parser.add_argument("--debounce", type=float, default=0.3,
+                        help="seconds of quiet that end a burst of changes, written as one generation")  # fmt: skip
+    parser.add_argument("--stuck-after", type=float, default=180.0,
+                        help="/healthz fails once an informer has failed this many seconds in a row")  # fmt: skip
+    parser.add_argument("--log-format", choices=("json", "text"), default="json")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     return parser
 
 
+def identity_from_environment(environ: dict[str, str]) -> Identity:
+    missing = [name for name in ("POD_NAME", "POD_NAMESPACE") if not environ.get(name)]
+    if missing:
+        raise SystemExit(f"falco-artifact-agent: set {' and '.join(missing)} (the pod template sets them)")
+    return Identity(
+        pod_name=environ["POD_NAME"], namespace=environ["POD_NAMESPACE"], pod_uid=environ.get("POD_UID") or None,
+        node_name=environ.get("NODE_NAME") or None, instance=environ.get("FALCO_INSTANCE") or None,
+    )  # fmt: skip
+
+
+async def run(args: argparse.Namespace, identity: Identity) -> None:
+    metrics = RuntimeMetrics()
+    client = await Client.connect(kubeconfig=args.kubeconfig, field_manager=FIELD_MANAGER, metrics=metrics,
+                                  registry=registry())  # fmt: skip
+    settings = Settings(
+        identity=identity,
+        directories=Directories(args.rules_dir, args.config_dir, args.plugins_dir),
+        probe_address=args.probe_address or None,
+        debounce=args.debounce,
+        stuck_after=args.stuck_after,
+    )
+    agent = Agent(client, settings, metrics)
+    log.info("starting", extra={"pod": identity.pod_name, "namespace": identity.namespace,
+                                "node": identity.node_name, "instance": identity.instance})  # fmt: skip
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(agent.run)
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for received in signals:
+                    log.info("received %s, stopping", signal.Signals(received).name)
+                    group.cancel_scope.cancel()
+                    break
+    finally:
+        with anyio.CancelScope(shield=True):
+            await client.close()
+
+
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_format, args.log_level)
+    identity = identity_from_environment(dict(os.environ))
+    anyio.run(run, args, identity)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,73 @@
-"""Logic shared by the operator and the artifact agent: sources, OCI, file layout, validation."""
+"""Logic shared by the operator and the agent: file naming, validation, plugin config rendering, planning."""
+
+from .model import (
+    EMPTY,
+    ArtifactKey,
+    Content,
+    Delivered,
+    FileRef,
+    Outcome,
+    Resolution,
+    Resolutions,
+    State,
+    Unavailable,
+    sha256_hex,
+)
+from .naming import (
+    CONFIG_DIR,
+    DIRECTORIES,
+    PLUGINS_CONFIG_FILE,
+    PLUGINS_DIR,
+    RULES_DIR,
+    Medium,
+    ParsedFileName,
+    artifact_file_name,
+    parse_artifact_file_name,
+    plugin_library_file_name,
+)
+from .planning import Artifact, Plan, RulesFileView, RulesSetCheck, artifact_key, plan, remote_sources
+from .plugins import plugin_entry, render_plugins_config
+from .validation import Invalid, check_config, check_rules, parse_config, parse_rules
+from .yamldoc import Problem, YamlProblem, dump_yaml, load_yaml
+
+__all__ = [
+    "CONFIG_DIR",
+    "DIRECTORIES",
+    "EMPTY",
+    "PLUGINS_CONFIG_FILE",
+    "PLUGINS_DIR",
+    "RULES_DIR",
+    "Artifact",
+    "ArtifactKey",
+    "Content",
+    "Delivered",
+    "FileRef",
+    "Invalid",
+    "Medium",
+    "Outcome",
+    "ParsedFileName",
+    "Plan",
+    "Problem",
+    "Resolution",
+    "Resolutions",
+    "RulesFileView",
+    "RulesSetCheck",
+    "State",
+    "Unavailable",
+    "YamlProblem",
+    "artifact_file_name",
+    "artifact_key",
+    "check_config",
+    "check_rules",
+    "dump_yaml",
+    "load_yaml",
+    "parse_artifact_file_name",
+    "parse_config",
+    "parse_rules",
+    "plan",
+    "plugin_entry",
+    "plugin_library_file_name",
+    "remote_sources",
+    "render_plugins_config",
+    "sha256_hex",
+]

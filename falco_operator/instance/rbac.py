@@ -1,7 +1,7 @@
 """The agent's identity and permissions, and the operator's own ClusterRole (one place for both).
 
-The agent may read the artifact kinds and its own Falco, write ArtifactReports, read Nodes, and ``get`` only
-the ConfigMaps and Secrets that artifacts applying to its Falco reference. An RBAC rule with an empty
+The agent may read the artifact kinds and its own Falco, write ArtifactReports, read Nodes, watch only the
+ConfigMaps and ``get`` only the Secrets that artifacts applying to its Falco reference. An RBAC rule with an empty
 ``resourceNames`` list grants every object of its kind, so a rule with no names is left out entirely.
 """
 
@@ -83,8 +83,9 @@ def agent_rules(falco_name: str, references: References) -> list[Json]:
          "verbs": ["get", "list", "watch"]},
     ]  # fmt: skip
     if references.configmaps:
+        # list and watch too: the agent watches each ConfigMap by name (a metadata.name field selector).
         rules.append({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": list(references.configmaps),
-                      "verbs": ["get"]})  # fmt: skip
+                      "verbs": ["get", "list", "watch"]})  # fmt: skip
     if references.secrets:
         rules.append({"apiGroups": [""], "resources": ["secrets"], "resourceNames": list(references.secrets),
                       "verbs": ["get"]})  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,11 @@ class Informer:
         """Lists after the first one (410 Gone)."""
         self.events_received = 0
         """Watch events other than bookmarks that crossed the wire."""
+        self.last_error: BaseException | None = None
+        """The error of the last failed list or watch; None once a list or watch succeeds again."""
+        self.failing_since: float | None = None
+        """``time.monotonic()`` of the first failure in the current run of failures; None when healthy."""
+        self._error_handlers: list[Callable[[BaseException], None]] = []
         self._client = client
         self._backoff = backoff or Backoff()
         self._handlers: list[EventHandler] = []
@@ -86,6 +92,28 @@ class Informer:
         if self.has_synced and handler.on_add:
             for obj in self.store.objects():
                 handler.on_add(obj)
+
+    def add_error_handler(self, handler: Callable[[BaseException], None]) -> None:
+        """Called with each list or watch failure (then the informer backs off and retries by itself)."""
+        self._error_handlers.append(handler)
+
+    def failing_for(self) -> float:
+        """Seconds the informer has been failing without a success in between (0 when healthy)."""
+        return 0.0 if self.failing_since is None else time.monotonic() - self.failing_since
+
+    def _failed(self, error: BaseException) -> None:
+        self.last_error = error
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        for handler in self._error_handlers:
+            try:
+                handler(error)
+            except Exception:
+                log.exception("error handler failed")
+
+    def _succeeded(self) -> None:
+        self.last_error = None
+        self.failing_since = None
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; reports started once the first list is in the store."""
@@ -111,6 +139,7 @@ class Informer:
                 self.relists += 1
                 await self._relist(client, initial=False)
             except (ApiError, httpx.HTTPError, ValueError) as error:
+                self._failed(error)
                 delay = self._backoff.next_delay()
                 log.warning("watch of %s failed: %s; retrying in %.1fs", self.name, _describe(error), delay)
                 await anyio.sleep(delay)
@@ -126,8 +155,10 @@ class Informer:
                     field_selector=self.field_selector, resource_version=resource_version,
                     accept=METADATA_LIST if self.metadata_only else None,
                 )  # fmt: skip
+                self._succeeded()
                 break
             except (ApiError, httpx.HTTPError) as error:
+                self._failed(error)
                 delay = self._backoff.next_delay()
                 log.warning("list of %s failed: %s; retrying in %.1fs", self.name, _describe(error), delay)
                 resource_version = None if isinstance(error, Gone) else resource_version
@@ -164,6 +195,7 @@ class Informer:
         async with client.stream(
             self.resource.path(self.namespace), params=params, read_timeout=self.inactivity_timeout, accept=accept
         ) as response:
+            self._succeeded()
             async for line in response.aiter_lines():
                 if line:
                     self._apply_event(json.loads(line))

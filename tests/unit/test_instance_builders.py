@@ -139,7 +139,9 @@ def test_agent_role_has_no_secret_rule_without_references_and_only_named_ones_wi
     assert not [r for r in without if {"secrets", "configmaps"} & set(r["resources"])]
     with_refs = agent_rules("f", References(configmaps=("cm",), secrets=("s",)))
     assert {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s"], "verbs": ["get"]} in with_refs
-    assert {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cm"], "verbs": ["get"]} in with_refs
+    configmaps = {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cm"],
+                  "verbs": ["get", "list", "watch"]}  # fmt: skip
+    assert configmaps in with_refs
 
 
 def test_references_follow_instance_selectors_and_both_credential_shapes() -> None:

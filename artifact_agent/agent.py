@@ -1,0 +1,237 @@
+"""The agent: watch what applies to this Falco pod, plan the files, write them as one generation, report.
+
+Informers watch the artifact kinds in the pod's namespace, the pod's Node (labels only) and its Falco (labels
+only), and the ConfigMaps that artifacts name. Any change marks the state dirty; a burst of changes is coalesced
+within the debounce window into one pass: resolve sources, plan (pure), swap the directories that changed,
+publish the report if it changed. The first complete pass makes ``/readyz`` succeed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Outcome, RulesSetCheck, plan
+from falco_operator.kube import ApiError, Backoff, Client, EventHandler, Informer, RuntimeMetrics
+from falco_operator.kube.endpoints import HttpEndpoints, metrics_handler, probe_handler
+from falco_operator.kube.resources import NODES
+from falco_operator.resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
+
+from .materializer import Directories, Materializer
+from .metrics import AgentMetrics
+from .recovery import recover_last_good
+from .report import Identity, Reporter, report_status
+from .selection import select
+from .sources import ConfigMapWatches, config_map_reference, resolve
+
+log = logging.getLogger("artifact_agent")
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Settings:
+    identity: Identity
+    directories: Directories
+    probe_address: str | None = ":8081"
+    debounce: float = 0.3
+    """Quiet time that ends a burst of changes."""
+    max_delay: float = 3.0
+    """A burst that never goes quiet is still written this long after it began."""
+    first_pass_wait: float = 10.0
+    """At start, how long to wait for referenced ConfigMaps to be listed before the first write."""
+    stuck_after: float = 180.0
+    """``/healthz`` fails once an informer has failed this long without a success."""
+
+
+class Agent:
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        metrics: RuntimeMetrics,
+        rules_set_check: RulesSetCheck | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.runtime_metrics = metrics
+        self.metrics = AgentMetrics(metrics.registry)
+        self.materializer = Materializer(settings.directories)
+        self.reporter = Reporter(client, settings.identity)
+        self.rules_set_check = rules_set_check
+        self.ready = False
+        self.passes = 0
+        self.ports: dict[str, int] = {}
+        self._dirty = anyio.Event()
+        self._changes = 0
+        self._last_good: dict[ArtifactKey, Delivered] = {}
+        self._disk_at_start: dict[str, dict[str, bytes]] = {}
+        self._backoff = Backoff(initial=1.0, cap=30.0)
+        self._invalid_generations: set[tuple[ArtifactKey, int | None]] = set()
+        identity = settings.identity
+        namespace = identity.namespace
+        self.artifact_informers = [Informer(client, resource, namespace=namespace)
+                                   for resource in (RULESFILES, PLUGINS, CONFIGS)]  # fmt: skip
+        self.node_informer = Informer(
+            client, NODES, field_selector=f"metadata.name={identity.node_name}", metadata_only=True
+        ) if identity.node_name else None  # fmt: skip
+        self.falco_informer = Informer(
+            client, FALCOS, namespace=namespace, field_selector=f"metadata.name={identity.instance}", metadata_only=True
+        ) if identity.instance else None  # fmt: skip
+        self.config_maps = ConfigMapWatches(client, namespace, self._mark_dirty)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    @property
+    def informers(self) -> list[Informer]:
+        """The informers that exist for the whole run (ConfigMap watches come and go with references)."""
+        fixed = [*self.artifact_informers, self.node_informer, self.falco_informer]
+        return [informer for informer in fixed if informer is not None]
+
+    def healthy(self) -> bool:
+        """False once an informer has failed for ``stuck_after`` seconds (a ConfigMap the agent may not read is
+        reported on its artifact instead: a restart would not help it)."""
+        return all(informer.failing_for() < self.settings.stuck_after for informer in self.informers)
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as group:
+            if self.settings.probe_address:
+                endpoints = HttpEndpoints(self.settings.probe_address, {
+                    "/healthz": probe_handler(self.healthy, "informers"),
+                    "/readyz": probe_handler(lambda: self.ready, "first materialization"),
+                    "/metrics": metrics_handler(self.runtime_metrics.registry),
+                })  # fmt: skip
+                self.ports["probes"] = await group.start(endpoints.run)
+            await group.start(self.config_maps.run)
+            for informer in self.informers:
+                self.metrics.watch_informer(informer.name, _healthy_check(informer))
+                informer.add_handler(EventHandler(self._on_add, self._on_update, self._on_delete))
+                informer.add_error_handler(lambda _: self._mark_dirty())
+            async with anyio.create_task_group() as starting:
+                for informer in self.informers:
+                    starting.start_soon(_start_informer, group, informer)
+            await anyio.to_thread.run_sync(self._adopt)
+            await self.reporter.load()
+            task_status.started()
+            await self._loop()
+
+    async def _loop(self) -> None:
+        first = True
+        while True:
+            self._dirty = anyio.Event()
+            try:
+                await self._pass(first)
+                first = False
+                self._backoff.reset()
+            except (ApiError, OSError) as error:
+                delay = self._backoff.next_delay()
+                log.warning("pass failed, retrying in %.1fs: %s", delay, error)
+                await anyio.sleep(delay)
+                self._dirty.set()
+            await self._dirty.wait()
+            await self._coalesce()
+
+    async def _coalesce(self) -> None:
+        deadline = time.monotonic() + self.settings.max_delay
+        while time.monotonic() < deadline:
+            seen = self._changes
+            await anyio.sleep(min(self.settings.debounce, max(0.0, deadline - time.monotonic())))
+            if self._changes == seen:
+                return
+
+    # -- one pass -----------------------------------------------------------------------------------------
+
+    def _selected(self) -> list[Artifact]:
+        objects = [obj for informer in self.artifact_informers for obj in informer.store.objects()]
+        artifacts, unreadable = select(objects, _labels(self.node_informer), _labels(self.falco_informer))
+        for raw in unreadable:
+            log.warning("cannot read %s %s", raw.get("kind"), (raw.get("metadata") or {}).get("name"))
+        return artifacts
+
+    async def _pass(self, first: bool) -> None:
+        artifacts = self._selected()
+        self.config_maps.watch_only({ref[0] for ref in map(config_map_reference, artifacts) if ref})
+        if first:
+            with anyio.move_on_after(self.settings.first_pass_wait):
+                await self.config_maps.wait_settled()
+        if first and not self._last_good:
+            self._last_good = recover_last_good(self._disk_at_start, artifacts)
+        result = plan(
+            artifacts, resolve(artifacts, self.config_maps), self._last_good,
+            plugins_dir=str(self.settings.directories.plugins), rules_set_check=self.rules_set_check,
+        )  # fmt: skip
+        swapped = await anyio.to_thread.run_sync(self.materializer.apply, result.directories)
+        if swapped:
+            for directory in swapped:
+                self.metrics.swaps.labels(directory).inc()
+            self.metrics.last_swap.set_to_current_time()
+            log.info("swapped %s", ", ".join(swapped))
+        self._remember(result.outcomes)
+        status = report_status(result.outcomes, self.settings.directories.by_kind())
+        if await self.reporter.publish(status):
+            self.metrics.report_writes.inc()
+        self.passes += 1
+        if not self.ready:
+            self.ready = True
+            log.info("first materialization done", extra={"artifacts": len(result.outcomes)})
+
+    def _remember(self, outcomes: Sequence[Outcome]) -> None:
+        self._last_good = {outcome.key: outcome.delivered for outcome in outcomes if not outcome.delivered.empty}
+        self.metrics.artifacts.clear()
+        for outcome in outcomes:
+            self.metrics.artifacts.labels(outcome.key.kind, outcome.state).inc()
+            if outcome.state == "Invalid" and (outcome.key, outcome.generation) not in self._invalid_generations:
+                self._invalid_generations.add((outcome.key, outcome.generation))
+                self.metrics.invalid.labels(outcome.key.kind).inc()
+                log.warning("%s is invalid: %s", outcome.key, outcome.message)
+
+    def _adopt(self) -> None:
+        self._disk_at_start = self.materializer.read()
+
+    # -- events -------------------------------------------------------------------------------------------
+
+    def _mark_dirty(self) -> None:
+        self._changes += 1
+        self._dirty.set()
+
+    def _on_add(self, _: Json) -> None:
+        self._mark_dirty()
+
+    def _on_update(self, old: Json, new: Json) -> None:
+        if _meaningful_change(old, new):
+            self._mark_dirty()
+
+    def _on_delete(self, _: Json) -> None:
+        self._mark_dirty()
+
+
+def _meaningful_change(old: Json, new: Json) -> bool:
+    """Status-only updates of artifacts (the operator writes them) change nothing the agent writes."""
+    old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
+    return (
+        old_meta.get("generation") != new_meta.get("generation")
+        or old_meta.get("labels") != new_meta.get("labels")
+        or old_meta.get("deletionTimestamp") != new_meta.get("deletionTimestamp")
+        or old.get("data") != new.get("data")
+        or old.get("binaryData") != new.get("binaryData")
+    )
+
+
+def _labels(informer: Informer | None) -> dict[str, str]:
+    if informer is None:
+        return {}
+    objects = informer.store.objects()
+    return dict((objects[0].get("metadata") or {}).get("labels") or {}) if objects else {}
+
+
+def _healthy_check(informer: Informer) -> Callable[[], bool]:
+    return lambda: informer.failing_for() == 0
+
+
+async def _start_informer(group: anyio.abc.TaskGroup, informer: Informer) -> None:
+    await group.start(informer.run)

@@ -1,0 +1,43 @@
+"""The agent's own Prometheus metrics, beside the runtime's (REST client requests)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+PREFIX = "falco_artifact_agent"
+
+
+class AgentMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.swaps = Counter(
+            f"{PREFIX}_generation_swaps_total", "Atomic generation swaps, by directory.", ["directory"],
+            registry=registry,
+        )  # fmt: skip
+        self.invalid = Counter(
+            f"{PREFIX}_invalid_artifacts_total",
+            "Times an artifact was found invalid (counted once per invalid generation), by kind.", ["kind"],
+            registry=registry,
+        )  # fmt: skip
+        self.last_swap = Gauge(
+            f"{PREFIX}_last_swap_timestamp_seconds", "Unix time of the last generation swap.", registry=registry
+        )
+        self.artifacts = Gauge(
+            f"{PREFIX}_artifacts", "Applicable artifacts, by kind and state.", ["kind", "state"], registry=registry
+        )
+        self.report_writes = Counter(
+            f"{PREFIX}_report_writes_total", "Writes of this agent's ArtifactReport.", registry=registry
+        )
+        self._informer_health = Gauge(
+            f"{PREFIX}_informer_healthy", "1 while an informer lists and watches without failing, else 0.",
+            ["informer"], registry=registry,
+        )  # fmt: skip
+
+    def watch_informer(self, name: str, healthy: Callable[[], bool]) -> None:
+        self._informer_health.labels(name).set_function(lambda: 1.0 if healthy() else 0.0)
+
+    def forget_informer(self, name: str) -> None:
+        with contextlib.suppress(KeyError):
+            self._informer_health.remove(name)

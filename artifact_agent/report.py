@@ -1,0 +1,93 @@
+"""The agent's ArtifactReport: one per agent pod, owned by the pod, written only when what it says changes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from falco_operator.api import ArtifactReportStatus, ReportedArtifact
+from falco_operator.artifacts import Outcome
+from falco_operator.kube import Client, Conflict, NotFound
+from falco_operator.resources import ARTIFACTREPORTS
+
+log = logging.getLogger("artifact_agent.report")
+Json = dict[str, Any]
+
+
+def report_status(outcomes: Iterable[Outcome], directories: Mapping[str, Path]) -> Json:
+    """The ``status`` of the report: one entry per applicable artifact, in a stable order."""
+    entries = [
+        ReportedArtifact(
+            kind=outcome.key.kind,
+            name=outcome.key.name,
+            generation=outcome.generation,
+            digest=outcome.delivered.digest,
+            sha256=outcome.sha256,
+            files=sorted(str(directories[directory] / name) for directory, name in outcome.delivered.files) or None,
+            state=outcome.state,
+            reason=outcome.reason,
+            message=outcome.message,
+        )
+        for outcome in sorted(outcomes, key=lambda outcome: outcome.key)
+    ]
+    return ArtifactReportStatus(artifacts=entries).to_wire()
+
+
+@dataclass(frozen=True)
+class Identity:
+    pod_name: str
+    namespace: str
+    pod_uid: str | None
+    node_name: str | None
+    instance: str | None
+
+
+class Reporter:
+    def __init__(self, client: Client, identity: Identity) -> None:
+        self._client = client
+        self._identity = identity
+        self._written: Json | None = None
+        self._exists = False
+        self.writes = 0
+
+    async def load(self) -> None:
+        """Read the report a previous run of this pod left, so an unchanged status is not written again."""
+        existing = await self._client.get_or_none(ARTIFACTREPORTS, self._identity.pod_name, self._identity.namespace)
+        self._exists = existing is not None
+        self._written = (existing or {}).get("status") if existing else None
+
+    async def publish(self, status: Json) -> bool:
+        """Write ``status`` when it differs from what the report holds; True when a write was made."""
+        if self._exists and status == self._written:
+            return False
+        if not self._exists:
+            await self._create()
+        try:
+            await self._client.patch_status(ARTIFACTREPORTS, self._identity.pod_name, status, self._identity.namespace)
+        except NotFound:
+            self._exists = False  # deleted behind our back: created again on the next change
+            raise
+        self.writes += 1
+        self._written = status
+        return True
+
+    async def _create(self) -> None:
+        identity = self._identity
+        metadata: Json = {"name": identity.pod_name, "namespace": identity.namespace}
+        if identity.pod_uid:
+            metadata["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Pod", "name": identity.pod_name, "uid": identity.pod_uid}
+            ]
+        spec = {
+            key: value for key, value in (("nodeName", identity.node_name), ("instance", identity.instance)) if value
+        }
+        body = {"apiVersion": ARTIFACTREPORTS.api_version, "kind": "ArtifactReport", "metadata": metadata, "spec": spec}
+        # Conflict: already there (a restart that could not read it first); the status patch follows.
+        with contextlib.suppress(Conflict):
+            await self._client.create(ARTIFACTREPORTS, body)
+        self._exists = True
+        self.writes += 1

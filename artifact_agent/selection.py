@@ -1,0 +1,51 @@
+"""Which artifacts apply: ``selector`` against the agent's Node labels, ``instanceSelector`` against its Falco's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from falco_operator.api import Config, Plugin, Rulesfile
+from falco_operator.artifacts import Artifact
+
+Json = dict[str, Any]
+_MODELS: dict[str, type[Rulesfile] | type[Config] | type[Plugin]] = {
+    "Rulesfile": Rulesfile,
+    "Config": Config,
+    "Plugin": Plugin,
+}
+
+
+def parse_artifact(raw: Json) -> Artifact | None:
+    """The model of a Rulesfile, Config or Plugin; None for an object these models cannot read."""
+    model = _MODELS.get(str(raw.get("kind")))
+    if model is None:
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValueError:
+        return None
+
+
+def applies(artifact: Artifact, node_labels: Mapping[str, str], falco_labels: Mapping[str, str]) -> bool:
+    spec = artifact.spec
+    if spec.selector is not None and not spec.selector.matches(dict(node_labels)):
+        return False
+    return spec.instance_selector is None or spec.instance_selector.matches(dict(falco_labels))
+
+
+def select(
+    objects: Iterable[Json], node_labels: Mapping[str, str], falco_labels: Mapping[str, str]
+) -> tuple[list[Artifact], list[Json]]:
+    """(artifacts that apply, raw objects that could not be read); deleted objects are already absent."""
+    chosen: list[Artifact] = []
+    unreadable: list[Json] = []
+    for raw in objects:
+        if (raw.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        artifact = parse_artifact(raw)
+        if artifact is None:
+            unreadable.append(raw)
+        elif applies(artifact, node_labels, falco_labels):
+            chosen.append(artifact)
+    return chosen, unreadable

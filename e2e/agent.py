@@ -1,0 +1,124 @@
+"""Run artifact agents as real processes, each with the token of its Falco's ServiceAccount and its own directories.
+
+The operator creates the ServiceAccount, Role and DaemonSet of a Falco; the DaemonSet's pods exist on the simulated
+nodes. An ``AgentProcess`` plays the sidecar of one of those pods: the pod's name, UID and node in its
+environment, files written under a temporary directory instead of the pod's volumes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .controlplane import ControlPlane, write_token_kubeconfig
+from .controlplane.cluster import free_port
+from .operator import ROOT, service_account_token
+from .wait import wait_for
+
+Json = dict[str, object]
+
+
+@dataclass
+class AgentProcess:
+    plane: ControlPlane
+    workdir: Path
+    namespace: str
+    falco: str
+    pod: str
+    pod_uid: str
+    node: str
+    debounce: float = 0.3
+    probe_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def rules_dir(self) -> Path:
+        return self.workdir / "rules.d"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.workdir / "config.d"
+
+    @property
+    def plugins_dir(self) -> Path:
+        return self.workdir / "plugins"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "agent.log"
+
+    def log_tail(self, size: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-size:] if self.log_path.exists() else ""
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        kubeconfig = self.workdir / "agent.kubeconfig"
+        token = service_account_token(self.plane, self.namespace, self.falco)
+        write_token_kubeconfig(kubeconfig, self.plane.server, self.plane.ca_file, token, self.namespace)
+        env = dict(os.environ, PYTHONPATH=str(ROOT), POD_NAME=self.pod, POD_NAMESPACE=self.namespace,
+                   POD_UID=self.pod_uid, NODE_NAME=self.node, FALCO_INSTANCE=self.falco)  # fmt: skip
+        command = [sys.executable, "-m", "artifact_agent", f"--kubeconfig={kubeconfig}",
+                   f"--rules-dir={self.rules_dir}", f"--config-dir={self.config_dir}",
+                   f"--plugins-dir={self.plugins_dir}", f"--probe-address=127.0.0.1:{self.probe_port}",
+                   f"--debounce={self.debounce}", "--log-format=text", "--log-level=debug"]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+    def kill(self) -> None:
+        """SIGKILL, as a node losing power or an OOM kill would."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.probe_port}{path}", timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError as error:
+            return 0, str(error)
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        def alive() -> bool:
+            if self.process is None or self.process.poll() is not None:
+                raise AssertionError(f"agent {self.pod} exited:\n{self.log_tail()}")
+            return True
+
+        async def probe() -> int:
+            alive()
+            return self.get("/readyz")[0]
+
+        await wait_for(probe, lambda status: status == 200, timeout=timeout, what=f"agent {self.pod} ready")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the agent's /metrics (0 when absent)."""
+        _, text = self.get("/metrics")
+        wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            series, _, number = line.rpartition(" ")
+            if series == (f"{name}{{{wanted}}}" if labels else name):
+                return float(number)
+        return 0.0
+
+    def files(self, directory: Path) -> dict[str, bytes]:
+        """The visible files of one of the agent's directories."""
+        if not directory.is_dir():
+            return {}
+        return {e.name: e.read_bytes() for e in sorted(directory.iterdir()) if not e.name.startswith("..")}

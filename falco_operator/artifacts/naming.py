@@ -1,0 +1,67 @@
+"""Where each artifact's files go and what they are called.
+
+A file is named ``PP-SS-<name>-<medium>.yaml``: ``PP`` is the artifact's priority (00-99), ``SS`` the
+sub-priority of its source within the artifact (OCI 01, ConfigMap 02, inline 03), so that a directory listed
+in lexicographic order, as Falco loads it, gives priority order first and source order second.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+RULES_DIR = "rules"
+CONFIG_DIR = "config"
+PLUGINS_DIR = "plugins"
+DIRECTORIES = (PLUGINS_DIR, CONFIG_DIR, RULES_DIR)
+"""The three directories the agent owns, in the order a change is written: a plugin library exists before the
+config that loads it, and both before the rules that need them."""
+
+PLUGINS_CONFIG_FILE = "99-03-plugins-config-inline.yaml"
+"""The one config fragment that lists every plugin (``plugins`` and ``load_plugins``)."""
+
+
+class Medium(Enum):
+    OCI = ("oci", 1)
+    CONFIGMAP = ("configmap", 2)
+    INLINE = ("inline", 3)
+
+    @property
+    def label(self) -> str:
+        return self.value[0]
+
+    @property
+    def sub_priority(self) -> int:
+        return self.value[1]
+
+
+_FILE = re.compile(r"^(?P<priority>\d{2})-(?P<sub>\d{2})-(?P<name>.+)-(?P<medium>oci|configmap|inline)\.yaml$")
+
+
+def artifact_file_name(priority: int, name: str, medium: Medium) -> str:
+    if not 0 <= priority <= 99:
+        raise ValueError(f"priority {priority} is outside 0-99")
+    return f"{priority:02d}-{medium.sub_priority:02d}-{name}-{medium.label}.yaml"
+
+
+@dataclass(frozen=True)
+class ParsedFileName:
+    priority: int
+    name: str
+    medium: Medium
+
+
+def parse_artifact_file_name(file_name: str) -> ParsedFileName | None:
+    """The parts of a name made by ``artifact_file_name``; None for any other name."""
+    match = _FILE.match(file_name)
+    if not match or file_name == PLUGINS_CONFIG_FILE:
+        return None
+    medium = next(m for m in Medium if m.label == match["medium"])
+    if int(match["sub"]) != medium.sub_priority:
+        return None
+    return ParsedFileName(int(match["priority"]), match["name"], medium)
+
+
+def plugin_library_file_name(plugin_name: str) -> str:
+    return f"{plugin_name}.so"

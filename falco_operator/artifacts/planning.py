@@ -1,0 +1,216 @@
+"""Planning, a pure function: the artifacts that apply, with their resolved sources, become the exact set of files.
+
+An artifact is one unit: when any of its sources cannot be read or fails validation, none of its new content is
+used and whatever was last delivered for it stays (``last_good``), so one bad change never removes good rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..api import Config, Plugin, Rulesfile
+from .model import EMPTY, ArtifactKey, Content, Delivered, FileRef, Outcome, Resolutions, Unavailable
+from .naming import (
+    CONFIG_DIR,
+    DIRECTORIES,
+    PLUGINS_CONFIG_FILE,
+    PLUGINS_DIR,
+    RULES_DIR,
+    Medium,
+    artifact_file_name,
+    plugin_library_file_name,
+)
+from .plugins import plugin_entry, render_plugins_config
+from .validation import Invalid, parse_config, parse_rules
+from .yamldoc import Problem, dump_yaml
+
+Artifact = Rulesfile | Config | Plugin
+
+
+@dataclass(frozen=True)
+class RulesFileView:
+    """One rules file in load order, for checks that need the whole set."""
+
+    key: ArtifactKey
+    file_name: str
+    items: list[Any]
+
+
+RulesSetCheck = Callable[[Sequence[RulesFileView]], Mapping[ArtifactKey, Problem]]
+"""Checks across every rules file in load order (references, overrides); returns the artifacts that fail."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    directories: Mapping[str, Mapping[str, bytes]]
+    """For each directory, every file it must hold (name → bytes)."""
+    outcomes: Sequence[Outcome]
+    """One per applicable artifact, sorted by kind and name."""
+
+
+def artifact_key(artifact: Artifact) -> ArtifactKey:
+    return ArtifactKey(artifact.kind, artifact.metadata.name or "")
+
+
+def remote_sources(artifact: Artifact) -> list[Medium]:
+    """The sources that must be fetched (ConfigMap, OCI); inline content needs no fetching."""
+    if isinstance(artifact, Rulesfile):
+        media = [Medium.OCI] if artifact.spec.oci() else []
+        return media + ([Medium.CONFIGMAP] if artifact.spec.config_map_ref else [])
+    if isinstance(artifact, Config):
+        return [Medium.CONFIGMAP] if artifact.spec.config_map_ref else []
+    return [Medium.OCI] if artifact.spec.oci_artifact else []
+
+
+def _inline_content(artifact: Artifact) -> bytes | None:
+    value: Any = None
+    if isinstance(artifact, Rulesfile):
+        value = artifact.spec.inline()
+    elif isinstance(artifact, Config):
+        value = artifact.spec.config
+    if value is None:
+        return None
+    return value.encode() if isinstance(value, str) else dump_yaml(value)
+
+
+class _Rejected(Exception):
+    def __init__(self, state: Literal["Invalid", "Failed", "Pending"], reason: str, message: str) -> None:
+        super().__init__(message)
+        self.state, self.reason, self.message = state, reason, message
+
+
+def _sources(artifact: Artifact, resolutions: Resolutions) -> list[tuple[Medium, Content]]:
+    key = artifact_key(artifact)
+    sources: list[tuple[Medium, Content]] = []
+    for medium in remote_sources(artifact):
+        resolution = resolutions.get((key, medium))
+        if resolution is None:
+            resolution = Unavailable("Pending", "Resolving", f"the {medium.label} source is being read")
+        if isinstance(resolution, Unavailable):
+            raise _Rejected(resolution.state, resolution.reason, resolution.message)
+        sources.append((medium, resolution))
+    inline = _inline_content(artifact)
+    if inline is not None:
+        sources.append((Medium.INLINE, Content(inline)))
+    return sorted(sources, key=lambda source: source[0].sub_priority)
+
+
+def _validated_files(artifact: Rulesfile | Config, sources: list[tuple[Medium, Content]]) -> dict[FileRef, bytes]:
+    directory = RULES_DIR if isinstance(artifact, Rulesfile) else CONFIG_DIR
+    check = parse_rules if isinstance(artifact, Rulesfile) else parse_config
+    files: dict[FileRef, bytes] = {}
+    for medium, content in sources:
+        name = artifact_file_name(artifact.spec.priority, artifact.metadata.name or "", medium)
+        if directory == CONFIG_DIR and name == PLUGINS_CONFIG_FILE:
+            raise _Rejected("Invalid", "NameConflict", f"{name} is the agent's plugins fragment; rename this Config")
+        try:
+            check(content.data)
+        except Invalid as error:
+            raise _Rejected("Invalid", "InvalidContent", f"{medium.label} source: {error.problem}") from None
+        files[(directory, name)] = content.data
+    return files
+
+
+def _deliver(artifact: Artifact, resolutions: Resolutions, plugins_dir: str) -> Delivered:
+    sources = _sources(artifact, resolutions)
+    if not isinstance(artifact, Plugin):
+        return Delivered(_validated_files(artifact, sources))
+    files: dict[FileRef, bytes] = {}
+    digest = None
+    for _, content in sources:  # at most the OCI library
+        files[(PLUGINS_DIR, plugin_library_file_name(artifact.metadata.name or ""))] = content.data
+        digest = content.digest
+    return Delivered(files, plugin_entry(artifact, plugins_dir), digest)
+
+
+def plan(
+    artifacts: Iterable[Artifact],
+    resolutions: Resolutions,
+    last_good: Mapping[ArtifactKey, Delivered],
+    *,
+    plugins_dir: str,
+    rules_set_check: RulesSetCheck | None = None,
+) -> Plan:
+    """The files every directory must hold and each artifact's outcome.
+
+    ``last_good`` holds what was delivered for each artifact before; it stays on disk for an artifact that is
+    invalid, failed or pending now. ``plugins_dir`` is the plugins directory as Falco sees it (default library
+    paths point there).
+    """
+    outcomes: dict[ArtifactKey, Outcome] = {}
+    for artifact in sorted(artifacts, key=artifact_key):
+        key = artifact_key(artifact)
+        try:
+            delivered = _deliver(artifact, resolutions, plugins_dir)
+            outcome = Outcome(
+                key, artifact.metadata.generation, "Installed", delivered, "Installed", _summary(delivered)
+            )
+        except _Rejected as rejected:
+            kept = last_good.get(key, EMPTY)
+            message = rejected.message + ("; the last good files stay" if not kept.empty else "")
+            outcome = Outcome(key, artifact.metadata.generation, rejected.state, kept, rejected.reason, message)
+        outcomes[key] = outcome
+    _reject_plugin_name_clashes(outcomes, last_good)
+    if rules_set_check:
+        _apply_rules_set_check(outcomes, last_good, rules_set_check)
+    return Plan(_directories(outcomes.values()), list(outcomes.values()))
+
+
+def _summary(delivered: Delivered) -> str:
+    names = sorted(name for _, name in delivered.files)
+    if delivered.plugin_entry is not None:
+        names.append(f"plugin {delivered.plugin_entry['name']}")
+    return "wrote " + ", ".join(names) if names else "nothing to write"
+
+
+def _reject(outcome: Outcome, last_good: Mapping[ArtifactKey, Delivered], reason: str, message: str) -> Outcome:
+    kept = last_good.get(outcome.key, EMPTY)
+    suffix = "; the last good files stay" if not kept.empty else ""
+    return Outcome(outcome.key, outcome.generation, "Invalid", kept, reason, message + suffix)
+
+
+def _reject_plugin_name_clashes(
+    outcomes: dict[ArtifactKey, Outcome], last_good: Mapping[ArtifactKey, Delivered]
+) -> None:
+    owners: dict[str, ArtifactKey] = {}
+    for key, outcome in sorted(outcomes.items()):
+        entry = outcome.delivered.plugin_entry
+        if entry is None:
+            continue
+        owner = owners.setdefault(str(entry["name"]), key)
+        if owner != key:
+            message = f"plugin name {entry['name']!r} is already configured by Plugin {owner.name}"
+            outcomes[key] = _reject(outcome, last_good, "NameConflict", message)
+
+
+def _apply_rules_set_check(
+    outcomes: dict[ArtifactKey, Outcome], last_good: Mapping[ArtifactKey, Delivered], check: RulesSetCheck
+) -> None:
+    views = [
+        RulesFileView(key, name, parse_rules(data))
+        for key, outcome in outcomes.items()
+        for (directory, name), data in outcome.delivered.files.items()
+        if directory == RULES_DIR
+    ]
+    views.sort(key=lambda view: view.file_name)
+    for key, problem in check(views).items():
+        if key in outcomes and outcomes[key].state == "Installed":
+            outcomes[key] = _reject(outcomes[key], last_good, "InvalidRules", str(problem))
+
+
+def _directories(outcomes: Iterable[Outcome]) -> dict[str, dict[str, bytes]]:
+    directories: dict[str, dict[str, bytes]] = {directory: {} for directory in DIRECTORIES}
+    entries = []
+    library_digests: dict[str, str] = {}
+    for outcome in outcomes:
+        for (directory, name), data in outcome.delivered.files.items():
+            directories[directory][name] = data
+            if directory == PLUGINS_DIR and outcome.delivered.plugin_entry is not None:
+                library_digests[str(outcome.delivered.plugin_entry["name"])] = outcome.sha256 or ""
+        if outcome.delivered.plugin_entry is not None:
+            entries.append(outcome.delivered.plugin_entry)
+    if entries:
+        directories[CONFIG_DIR][PLUGINS_CONFIG_FILE] = render_plugins_config(entries, library_digests)
+    return directories

@@ -1,0 +1,128 @@
+"""Shared pieces of the agent tests: a Falco with its pods, agents for those pods, artifacts, reports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import kr8s.asyncio
+from ruamel.yaml import YAML
+
+from e2e.agent import AgentProcess
+from e2e.controlplane import ControlPlane
+from e2e.kube import call, request
+from e2e.wait import wait_for
+
+Json = dict[str, Any]
+ARTIFACT_API = "/apis/artifact.falcosecurity.dev/v1alpha1"
+FALCO_API = "/apis/instance.falcosecurity.dev/v1alpha1"
+MERGE = "application/merge-patch+json"
+SEED_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "seed"
+PLURALS = {"Rulesfile": "rulesfiles", "Config": "configs", "Plugin": "plugins"}
+
+
+def seed(name: str) -> Json:
+    document: Json = YAML(typ="safe").load((SEED_DIR / name).read_text())
+    document["metadata"].pop("namespace", None)
+    return document
+
+
+def rulesfile(name: str, rules: str | None = None, **spec: Any) -> Json:
+    if rules is not None:
+        spec["inlineRules"] = rules
+    return {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Rulesfile", "metadata": {"name": name},
+            "spec": spec}  # fmt: skip
+
+
+def rule(name: str, condition: str = "evt.num > 0") -> str:
+    return (f"- rule: {name}\n  desc: test rule {name}\n  condition: {condition}\n"
+            f"  output: {name} fired (proc=%proc.name)\n  priority: NOTICE\n")  # fmt: skip
+
+
+async def create(api: kr8s.asyncio.Api, namespace: str, obj: Json) -> Json:
+    path = f"{ARTIFACT_API}/namespaces/{namespace}/{PLURALS[obj['kind']]}"
+    result: Json = await call(api, "POST", path, body=obj)
+    return result
+
+
+async def patch(api: kr8s.asyncio.Api, namespace: str, kind: str, name: str, body: Json) -> None:
+    path = f"{ARTIFACT_API}/namespaces/{namespace}/{PLURALS[kind]}/{name}"
+    await call(api, "PATCH", path, body=body, content_type=MERGE)
+
+
+async def delete(api: kr8s.asyncio.Api, namespace: str, kind: str, name: str) -> None:
+    await call(api, "DELETE", f"{ARTIFACT_API}/namespaces/{namespace}/{PLURALS[kind]}/{name}")
+
+
+async def falco_pods(
+    api: kr8s.asyncio.Api, namespace: str, name: str, labels: dict[str, str] | None = None, nodes: int = 3
+) -> dict[str, Json]:
+    """Create a Falco (DaemonSet) and return its pods by node, once the operator created its Role and pods."""
+    body = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco",
+            "metadata": {"name": name, "labels": labels or {}}, "spec": {}}  # fmt: skip
+    await call(api, "POST", f"{FALCO_API}/namespaces/{namespace}/falcos", body=body)
+    selector = f"app.kubernetes.io/instance={name}"
+
+    async def pods() -> list[Json]:
+        status, listing = await request(api, "GET", f"/api/v1/namespaces/{namespace}/pods",
+                                        params={"labelSelector": selector})  # fmt: skip
+        return [pod for pod in (listing or {}).get("items", []) if pod["spec"].get("nodeName")] if status == 200 else []
+
+    found = await wait_for(pods, lambda items: len(items) >= nodes, timeout=60, what=f"pods of Falco {name}")
+    role = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/{name}"
+    await wait_for(lambda: request(api, "GET", role), lambda answer: answer[0] == 200, what=f"Role {name}")
+    return {pod["spec"]["nodeName"]: pod for pod in found}
+
+
+@asynccontextmanager
+async def running_agents(
+    plane: ControlPlane, workdir: Path, namespace: str, falco: str, pods: dict[str, Json], nodes: list[str]
+) -> AsyncIterator[dict[str, AgentProcess]]:
+    agents = {}
+    for node in nodes:
+        metadata = pods[node]["metadata"]
+        agents[node] = AgentProcess(plane, workdir / node, namespace, falco, metadata["name"], metadata["uid"], node)
+    try:
+        for agent in agents.values():
+            agent.start()
+        for agent in agents.values():
+            await agent.wait_ready()
+        yield agents
+    finally:
+        for agent in agents.values():
+            agent.stop()
+
+
+async def report(api: kr8s.asyncio.Api, agent: AgentProcess) -> Json:
+    status, body = await request(api, "GET", f"{ARTIFACT_API}/namespaces/{agent.namespace}/artifactreports/{agent.pod}")
+    return body if status == 200 and isinstance(body, dict) else {}
+
+
+def entry(report_body: Json, kind: str, name: str) -> Json:
+    for item in (report_body.get("status") or {}).get("artifacts") or []:
+        if item["kind"] == kind and item["name"] == name:
+            return dict(item)
+    return {}
+
+
+async def wait_files(
+    agent: AgentProcess, directory: Path, accept: Callable[[dict[str, bytes]], bool], what: str, timeout: float = 10
+) -> dict[str, bytes]:
+    async def probe() -> dict[str, bytes]:
+        return agent.files(directory)
+
+    return await wait_for(probe, accept, timeout=timeout, interval=0.05, what=f"{what} ({agent.pod})")
+
+
+async def wait_entry(
+    api: kr8s.asyncio.Api, agent: AgentProcess, kind: str, name: str, accept: Callable[[Json], bool], what: str
+) -> Json:
+    async def probe() -> Json:
+        return entry(await report(api, agent), kind, name)
+
+    return await wait_for(probe, accept, timeout=15, what=f"{what} in the report of {agent.pod}")
+
+
+Probe = Callable[[], Awaitable[Any]]
