@@ -11,13 +11,15 @@ from pathlib import Path
 import kr8s.asyncio
 import pytest
 
-from e2e.controlplane import ControlPlane
-from e2e.kube import call
-from e2e.operator import RunningOperator, run_operator
+from e2e.controlplane import ControlPlane, write_token_kubeconfig
+from e2e.kube import call, request
+from e2e.operator import RunningOperator, run_operator, service_account_token
 from tests.integration.agent_support import (
     create,
+    delete,
     entry,
     falco_pods,
+    patch,
     report,
     rule,
     rulesfile,
@@ -142,3 +144,139 @@ async def test_four_rulesfiles_applied_at_once_land_in_one_swap(
         sizes = sorted(len(names) for names in watcher.visible_sets)
         assert set(sizes) <= {1, 5}, f"a state with only some of the four was visible: {sizes}"
         assert agent.metric("falco_artifact_agent_generation_swaps_total", directory="rules") == swaps + 1
+
+
+@pytest.mark.parametrize(
+    ("broken", "words"),
+    [
+        ("- rule: shell\n  desc: [unclosed\n", "invalid YAML"),
+        ("- rule: shell\n  desc: d\n  output: o\n  priority: WARNING\n", "missing condition"),
+        ("- rule: shell\n  desc: d\n  condition: evt.num > 0\n  output: o\n  priority: LOUD\n", "priority 'LOUD'"),
+    ],
+    ids=["yaml-error", "no-condition", "loud-priority"],
+)
+async def test_an_invalid_inline_rules_document_keeps_the_previous_files_and_recovers(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path,
+    broken: str, words: str,
+) -> None:  # fmt: skip
+    pods = await falco_pods(api, namespace, "falco")
+    await create(api, namespace, rulesfile("shell", rule("shell")))
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"]) as agents:
+        agent = agents["node1"]
+        before = agent.files(agent.rules_dir)
+        inode = (agent.rules_dir / "50-03-shell-inline.yaml").stat().st_ino
+        assert before == {"50-03-shell-inline.yaml": rule("shell").encode()}
+        await patch(api, namespace, "Rulesfile", "shell", {"spec": {"inlineRules": broken}})
+        invalid = await wait_entry(api, agent, "Rulesfile", "shell", lambda e: e.get("state") == "Invalid", "Invalid")
+        assert words in invalid["message"]
+        assert "line " in invalid["message"]
+        assert invalid["generation"] == 2
+        assert agent.files(agent.rules_dir) == before
+        assert (agent.rules_dir / "50-03-shell-inline.yaml").stat().st_ino == inode, "the good file was not rewritten"
+        assert agent.metric("falco_artifact_agent_invalid_artifacts_total", kind="Rulesfile") == 1
+
+        fixed = rule("shell", "evt.num > 1")
+        await patch(api, namespace, "Rulesfile", "shell", {"spec": {"inlineRules": fixed}})
+        await wait_files(agent, agent.rules_dir, lambda f: f == {"50-03-shell-inline.yaml": fixed.encode()}, "fixed")
+        await wait_entry(api, agent, "Rulesfile", "shell", lambda e: e.get("state") == "Installed", "recovered")
+
+
+async def test_a_configmap_sourced_rulesfile_follows_its_configmap_and_nothing_else_is_readable(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    pods = await falco_pods(api, namespace, "falco")
+    configmaps = f"/api/v1/namespaces/{namespace}/configmaps"
+    await call(api, "POST", configmaps, body={"metadata": {"name": "team-rules"}, "data": {"rules.yaml": rule("v1")}})
+    await call(api, "POST", configmaps, body={"metadata": {"name": "unrelated"}, "data": {"x": "y"}})
+    await create(api, namespace, rulesfile("team", configMapRef={"name": "team-rules"}, priority=20))
+    await create(api, namespace, rulesfile("missing-map", configMapRef={"name": "nowhere"}))
+    await create(api, namespace, rulesfile("missing-key", configMapRef={"name": "team-rules", "key": "other.yaml"}))
+    await create(api, namespace, rulesfile("inline", rule("inline")))
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"]) as agent_by_node:
+        agent = agent_by_node["node1"]
+        name = "20-02-team-configmap.yaml"
+        assert agent.files(agent.rules_dir) == {
+            name: rule("v1").encode(),
+            "50-03-inline-inline.yaml": rule("inline").encode(),
+        }
+        missing = await wait_entry(api, agent, "Rulesfile", "missing-map", lambda e: bool(e), "missing ConfigMap")
+        assert (missing["state"], missing["reason"]) == ("Failed", "ConfigMapNotFound")
+        assert "nowhere does not exist" in missing["message"]
+        no_key = entry(await report(api, agent), "Rulesfile", "missing-key")
+        assert (no_key["state"], no_key["reason"]) == ("Failed", "ConfigMapKeyNotFound")
+        assert "no key 'other.yaml' (its keys: rules.yaml)" in no_key["message"]
+
+        await call(api, "PATCH", f"{configmaps}/team-rules", body={"data": {"rules.yaml": rule("v2")}},
+                   content_type=MERGE)  # fmt: skip
+        await wait_files(
+            agent, agent.rules_dir, lambda f: f.get(name) == rule("v2").encode(), "ConfigMap edit", timeout=2
+        )
+
+        await call(
+            api, "POST", configmaps, body={"metadata": {"name": "nowhere"}, "data": {"rules.yaml": rule("late")}}
+        )
+        await wait_files(agent, agent.rules_dir, lambda f: "50-02-missing-map-configmap.yaml" in f, "late ConfigMap")
+
+        kubeconfig = tmp_path / "token.kubeconfig"
+        token = service_account_token(control_plane, namespace, "falco")
+        write_token_kubeconfig(kubeconfig, control_plane.server, control_plane.ca_file, token, namespace)
+        as_agent = await kr8s.asyncio.api(kubeconfig=str(kubeconfig), namespace=namespace)
+        try:
+            assert (await request(as_agent, "GET", configmaps))[0] == 403
+            assert (await request(as_agent, "GET", f"{configmaps}/unrelated"))[0] == 403
+            assert (await request(as_agent, "GET", f"{configmaps}/team-rules"))[0] == 200
+            watch = {"fieldSelector": "metadata.name=team-rules", "watch": "1", "timeoutSeconds": "1"}
+            assert (await request(as_agent, "GET", configmaps, params=watch))[0] == 200
+        finally:
+            if as_agent._session is not None:
+                await as_agent._session.aclose()
+
+
+async def test_an_agent_killed_mid_run_converges_on_restart_without_rewriting_unchanged_files(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    pods = await falco_pods(api, namespace, "falco")
+    for name in ("stays", "changes", "goes"):
+        await create(api, namespace, rulesfile(name, rule(name)))
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"]) as agents:
+        agent = agents["node1"]
+        assert len(agent.files(agent.rules_dir)) == 3
+        stays = agent.rules_dir / "50-03-stays-inline.yaml"
+        inode = stays.stat().st_ino
+        agent.kill()
+        await delete(api, namespace, "Rulesfile", "goes")
+        await patch(api, namespace, "Rulesfile", "changes", {"spec": {"inlineRules": rule("changes", "evt.num > 2")}})
+        agent.start()
+        await agent.wait_ready()
+        assert agent.files(agent.rules_dir) == {
+            "50-03-changes-inline.yaml": rule("changes", "evt.num > 2").encode(),
+            "50-03-stays-inline.yaml": rule("stays").encode(),
+        }, "ready means the first full materialization is on disk"
+        assert stays.stat().st_ino == inode
+        hidden = sorted(entry.name for entry in agent.rules_dir.iterdir() if entry.name.startswith(".."))
+        assert len(hidden) == 2, f"one generation and ..data, no orphans: {hidden}"
+        assert hidden[0] == "..data" or hidden[1] == "..data"
+
+
+async def test_two_falcos_in_one_namespace_get_only_what_their_instance_selector_picks(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    blue = await falco_pods(api, namespace, "blue", labels={"team": "blue"})
+    green = await falco_pods(api, namespace, "green", labels={"team": "green"})
+    await create(api, namespace, rulesfile("everyone", rule("everyone")))
+    await create(
+        api, namespace, rulesfile("blue-only", rule("blue"), instanceSelector={"matchLabels": {"team": "blue"}})
+    )
+    async with (
+        running_agents(control_plane, tmp_path / "blue", namespace, "blue", blue, ["node1"]) as blue_agents,
+        running_agents(control_plane, tmp_path / "green", namespace, "green", green, ["node1"]) as green_agents,
+    ):
+        blue_agent, green_agent = blue_agents["node1"], green_agents["node1"]
+        assert sorted(blue_agent.files(blue_agent.rules_dir)) == [
+            "50-03-blue-only-inline.yaml",
+            "50-03-everyone-inline.yaml",
+        ]
+        assert sorted(green_agent.files(green_agent.rules_dir)) == ["50-03-everyone-inline.yaml"]
+        falco_path = f"/apis/instance.falcosecurity.dev/v1alpha1/namespaces/{namespace}/falcos/green"
+        await call(api, "PATCH", falco_path, body={"metadata": {"labels": {"team": "blue"}}}, content_type=MERGE)
+        await wait_files(green_agent, green_agent.rules_dir, lambda f: len(f) == 2, "Falco relabel picked up")
