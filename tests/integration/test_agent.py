@@ -7,10 +7,13 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import kr8s.asyncio
 import pytest
 
+from e2e.audit import AuditMark, describe
 from e2e.controlplane import ControlPlane, write_token_kubeconfig
 from e2e.kube import call, request
 from e2e.operator import RunningOperator, run_operator, service_account_token
@@ -29,6 +32,7 @@ from tests.integration.agent_support import (
     wait_files,
 )
 
+Json = dict[str, Any]
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds")]
 MERGE = "application/merge-patch+json"
 
@@ -280,3 +284,42 @@ async def test_two_falcos_in_one_namespace_get_only_what_their_instance_selector
         falco_path = f"/apis/instance.falcosecurity.dev/v1alpha1/namespaces/{namespace}/falcos/green"
         await call(api, "PATCH", falco_path, body={"metadata": {"labels": {"team": "blue"}}}, content_type=MERGE)
         await wait_files(green_agent, green_agent.rules_dir, lambda f: len(f) == 2, "Falco relabel picked up")
+
+
+async def test_twenty_artifacts_and_no_change_for_a_minute_mean_no_writes_and_no_swaps(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    pods = await falco_pods(api, namespace, "falco")
+    configmaps = f"/api/v1/namespaces/{namespace}/configmaps"
+    for index in range(3):
+        config_map: Json = {"metadata": {"name": f"map-{index}"}, "data": {"rules.yaml": rule(f"from_map_{index}")}}
+        await call(api, "POST", configmaps, body=config_map)
+        await create(api, namespace, rulesfile(f"mapped-{index}", configMapRef={"name": f"map-{index}"}))
+    for index in range(10):
+        await create(api, namespace, rulesfile(f"inline-{index}", rule(f"inline_{index}"), priority=10 + index))
+    for index in range(5):
+        spec = {"config": {"buffered_outputs": index % 2 == 0}}
+        body: Json = {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Config",
+                "metadata": {"name": f"config-{index}"}, "spec": spec}  # fmt: skip
+        await create(api, namespace, body)
+    for name in ("alpha", "beta"):
+        body = {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Plugin", "metadata": {"name": name},
+                "spec": {"config": {"initConfig": {"name": name}}}}  # fmt: skip
+        await create(api, namespace, body)
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1", "node2"]) as agents:
+        for agent in agents.values():
+            entries = (await report(api, agent))["status"]["artifacts"]  # published before the agent is ready
+            assert len(entries) == 20
+            assert {item["state"] for item in entries} == {"Installed"}
+            assert len(agent.files(agent.rules_dir)) == 13
+        swaps = {node: agent.metric("falco_artifact_agent_generation_swaps_total", directory="rules")
+                 for node, agent in agents.items()}  # fmt: skip
+        mark = AuditMark.now(control_plane.state.audit_log)
+        await anyio.sleep(60)
+        agent_user = f"system:serviceaccount:{namespace}:falco"
+        writes = mark.writes_since(user=agent_user) + mark.writes_since(user=operator.username, namespace=namespace)
+        assert writes == [], describe(writes)
+        for node, agent in agents.items():
+            assert agent.metric("falco_artifact_agent_generation_swaps_total", directory="rules") == swaps[node]
+            assert agent.process is not None
+            assert agent.process.poll() is None, "the agent is still running"
