@@ -14,13 +14,18 @@ import sys
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import kr8s.asyncio
 
 from .controlplane import ControlPlane, write_token_kubeconfig
 from .controlplane.cluster import free_port
+from .kube import call, request
 from .operator import ROOT, service_account_token
 from .wait import wait_for
 
-Json = dict[str, object]
+Json = dict[str, Any]
+FALCO_API = "/apis/instance.falcosecurity.dev/v1alpha1"
 
 
 @dataclass
@@ -118,7 +123,47 @@ class AgentProcess:
         return 0.0
 
     def files(self, directory: Path) -> dict[str, bytes]:
-        """The visible files of one of the agent's directories."""
+        """The visible files of one of the agent's directories, read as Falco reads them."""
+        files: dict[str, bytes] = {}
         if not directory.is_dir():
-            return {}
-        return {e.name: e.read_bytes() for e in sorted(directory.iterdir()) if not e.name.startswith("..")}
+            return files
+        for entry in sorted(directory.iterdir()):
+            if entry.name.startswith(".."):
+                continue
+            try:
+                files[entry.name] = entry.read_bytes()
+            except FileNotFoundError:
+                continue  # a link made for the next generation, dangling until its swap: Falco skips it too
+        return files
+
+
+def rulesfile(name: str, rules: str | None = None, **spec: Any) -> Json:
+    if rules is not None:
+        spec["inlineRules"] = rules
+    return {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Rulesfile", "metadata": {"name": name},
+            "spec": spec}  # fmt: skip
+
+
+def rule(name: str, condition: str = "evt.num > 0") -> str:
+    return (f"- rule: {name}\n  desc: test rule {name}\n  condition: {condition}\n"
+            f"  output: {name} fired (proc=%proc.name)\n  priority: NOTICE\n")  # fmt: skip
+
+
+async def falco_pods(
+    api: kr8s.asyncio.Api, namespace: str, name: str, labels: dict[str, str] | None = None, nodes: int = 3
+) -> dict[str, Json]:
+    """Create a Falco (DaemonSet) and return its pods by node, once the operator created its Role and pods."""
+    body = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco",
+            "metadata": {"name": name, "labels": labels or {}}, "spec": {}}  # fmt: skip
+    await call(api, "POST", f"{FALCO_API}/namespaces/{namespace}/falcos", body=body)
+    selector = f"app.kubernetes.io/instance={name}"
+
+    async def pods() -> list[Json]:
+        status, listing = await request(api, "GET", f"/api/v1/namespaces/{namespace}/pods",
+                                        params={"labelSelector": selector})  # fmt: skip
+        return [pod for pod in (listing or {}).get("items", []) if pod["spec"].get("nodeName")] if status == 200 else []
+
+    found = await wait_for(pods, lambda items: len(items) >= nodes, timeout=60, what=f"pods of Falco {name}")
+    role = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/{name}"
+    await wait_for(lambda: request(api, "GET", role), lambda answer: answer[0] == 200, what=f"Role {name}")
+    return {pod["spec"]["nodeName"]: pod for pod in found}

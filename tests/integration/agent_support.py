@@ -17,7 +17,6 @@ from e2e.wait import wait_for
 
 Json = dict[str, Any]
 ARTIFACT_API = "/apis/artifact.falcosecurity.dev/v1alpha1"
-FALCO_API = "/apis/instance.falcosecurity.dev/v1alpha1"
 MERGE = "application/merge-patch+json"
 SEED_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "seed"
 PLURALS = {"Rulesfile": "rulesfiles", "Config": "configs", "Plugin": "plugins"}
@@ -27,18 +26,6 @@ def seed(name: str) -> Json:
     document: Json = YAML(typ="safe").load((SEED_DIR / name).read_text())
     document["metadata"].pop("namespace", None)
     return document
-
-
-def rulesfile(name: str, rules: str | None = None, **spec: Any) -> Json:
-    if rules is not None:
-        spec["inlineRules"] = rules
-    return {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Rulesfile", "metadata": {"name": name},
-            "spec": spec}  # fmt: skip
-
-
-def rule(name: str, condition: str = "evt.num > 0") -> str:
-    return (f"- rule: {name}\n  desc: test rule {name}\n  condition: {condition}\n"
-            f"  output: {name} fired (proc=%proc.name)\n  priority: NOTICE\n")  # fmt: skip
 
 
 async def create(api: kr8s.asyncio.Api, namespace: str, obj: Json) -> Json:
@@ -54,26 +41,6 @@ async def patch(api: kr8s.asyncio.Api, namespace: str, kind: str, name: str, bod
 
 async def delete(api: kr8s.asyncio.Api, namespace: str, kind: str, name: str) -> None:
     await call(api, "DELETE", f"{ARTIFACT_API}/namespaces/{namespace}/{PLURALS[kind]}/{name}")
-
-
-async def falco_pods(
-    api: kr8s.asyncio.Api, namespace: str, name: str, labels: dict[str, str] | None = None, nodes: int = 3
-) -> dict[str, Json]:
-    """Create a Falco (DaemonSet) and return its pods by node, once the operator created its Role and pods."""
-    body = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco",
-            "metadata": {"name": name, "labels": labels or {}}, "spec": {}}  # fmt: skip
-    await call(api, "POST", f"{FALCO_API}/namespaces/{namespace}/falcos", body=body)
-    selector = f"app.kubernetes.io/instance={name}"
-
-    async def pods() -> list[Json]:
-        status, listing = await request(api, "GET", f"/api/v1/namespaces/{namespace}/pods",
-                                        params={"labelSelector": selector})  # fmt: skip
-        return [pod for pod in (listing or {}).get("items", []) if pod["spec"].get("nodeName")] if status == 200 else []
-
-    found = await wait_for(pods, lambda items: len(items) >= nodes, timeout=60, what=f"pods of Falco {name}")
-    role = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/{name}"
-    await wait_for(lambda: request(api, "GET", role), lambda answer: answer[0] == 200, what=f"Role {name}")
-    return {pod["spec"]["nodeName"]: pod for pod in found}
 
 
 @asynccontextmanager

@@ -13,6 +13,7 @@ import anyio
 import kr8s.asyncio
 import pytest
 
+from e2e.agent import falco_pods, rule, rulesfile
 from e2e.audit import AuditMark, describe
 from e2e.controlplane import ControlPlane, write_token_kubeconfig
 from e2e.kube import call, request
@@ -21,11 +22,8 @@ from tests.integration.agent_support import (
     create,
     delete,
     entry,
-    falco_pods,
     patch,
     report,
-    rule,
-    rulesfile,
     running_agents,
     seed,
     wait_entry,
