@@ -45,7 +45,7 @@ demo: controlplane-build
 	$(BIN)/python -m e2e.demo
 
 clean: controlplane-down
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-runtime build .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
 ## manifests: regenerate manifests/crd from the API models (no cluster, no network)
 manifests: install

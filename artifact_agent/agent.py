@@ -172,13 +172,14 @@ class Agent:
             self.metrics.last_swap.set_to_current_time()
             log.info("swapped %s", ", ".join(swapped))
         self._remember(result.outcomes)
+        if not self.ready:
+            # Ready means the files are on disk: Falco may start even while the report cannot be written yet.
+            self.ready = True
+            log.info("first materialization done", extra={"artifacts": len(result.outcomes)})
         status = report_status(result.outcomes, self.settings.directories.by_kind())
         if await self.reporter.publish(status):
             self.metrics.report_writes.inc()
         self.passes += 1
-        if not self.ready:
-            self.ready = True
-            log.info("first materialization done", extra={"artifacts": len(result.outcomes)})
 
     def _remember(self, outcomes: Sequence[Outcome]) -> None:
         self._last_good = {outcome.key: outcome.delivered for outcome in outcomes if not outcome.delivered.empty}

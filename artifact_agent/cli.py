@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
-                        help="kubeconfig to use outside a cluster (in a pod: the mounted token)")  # fmt: skip
+                        help="kubeconfig with a token or client certificate, outside a cluster (in a pod: the mounted "
+                        "service account token)")  # fmt: skip
     parser.add_argument("--rules-dir", type=Path, default=Path("/etc/falco/rules.d"), help="rules files go here")
     parser.add_argument("--config-dir", type=Path, default=Path("/etc/falco/config.d"),
                         help="config fragments (and the plugins fragment) go here")  # fmt: skip
@@ -63,8 +64,9 @@ def identity_from_environment(environ: dict[str, str]) -> Identity:
 
 async def run(args: argparse.Namespace, identity: Identity) -> None:
     metrics = RuntimeMetrics()
+    # Direct: no kr8s in the sidecar of every Falco pod (in-cluster token, or a token/certificate kubeconfig).
     client = await Client.connect(kubeconfig=args.kubeconfig, field_manager=FIELD_MANAGER, metrics=metrics,
-                                  registry=registry())  # fmt: skip
+                                  registry=registry(), direct=True)  # fmt: skip
     settings = Settings(
         identity=identity,
         directories=Directories(args.rules_dir, args.config_dir, args.plugins_dir),

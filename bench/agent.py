@@ -5,6 +5,9 @@ creates a Falco, and runs one agent for one of its pods (its own process, the Fa
 Prints the agent's resident memory idle (no artifacts) and with N inline artifacts, the time from process start
 to ``/readyz`` with none and with N, and how long N artifacts created at once take to reach the disk.
 
+The agent runs from a virtualenv with the project's runtime dependencies only (``.venv-runtime``, made on first
+use), as in the image: the development tools in ``.venv`` would add modules the agent never loads in a pod.
+
 Run: ``.venv/bin/python -m bench.agent [--artifacts 50]`` (figures depend on the machine; compare ratios
 between runs on one machine).
 """
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from functools import partial
@@ -28,6 +33,17 @@ from e2e.kube import call
 from e2e.operator import install_crds, run_operator
 
 ARTIFACTS = "/apis/artifact.falcosecurity.dev/v1alpha1/namespaces/{ns}/{plural}"
+ROOT = Path(__file__).resolve().parents[1]
+RUNTIME_VENV = ROOT / ".venv-runtime"
+
+
+def runtime_python() -> str:
+    """A virtualenv with the project and its runtime dependencies only (as the image installs it)."""
+    python = RUNTIME_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(RUNTIME_VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(ROOT)], check=True, cwd=RUNTIME_VENV)
+    return str(python)
 
 
 async def start_timed(agent: AgentProcess) -> float:
@@ -44,6 +60,7 @@ async def settled_rss(agent: AgentProcess) -> float:
 
 
 async def main(artifacts: int) -> None:
+    python = runtime_python()
     with tempfile.TemporaryDirectory() as workdir:
         plane = start_cluster(Path(workdir) / "plane")
         try:
@@ -55,7 +72,7 @@ async def main(artifacts: int) -> None:
                 pods = await falco_pods(api, namespace, "falco")
                 pod = pods["node1"]["metadata"]
                 agent = AgentProcess(plane, Path(workdir) / "agent", namespace, "falco", pod["name"], pod["uid"],
-                                     "node1")  # fmt: skip
+                                     "node1", python=python)  # fmt: skip
                 ready_empty = await start_timed(agent)
                 idle = await settled_rss(agent)
                 rules_count = artifacts * 4 // 5

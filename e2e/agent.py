@@ -20,6 +20,7 @@ import kr8s.asyncio
 
 from .controlplane import ControlPlane, write_token_kubeconfig
 from .controlplane.cluster import free_port
+from .controlplane.processes import die_with_parent
 from .kube import call, request
 from .operator import ROOT, service_account_token
 from .wait import wait_for
@@ -38,6 +39,8 @@ class AgentProcess:
     pod_uid: str
     node: str
     debounce: float = 0.3
+    python: str = sys.executable
+    """The interpreter to run the agent with (a virtualenv with only the runtime dependencies, for benchmarks)."""
     probe_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -67,12 +70,13 @@ class AgentProcess:
         write_token_kubeconfig(kubeconfig, self.plane.server, self.plane.ca_file, token, self.namespace)
         env = dict(os.environ, PYTHONPATH=str(ROOT), POD_NAME=self.pod, POD_NAMESPACE=self.namespace,
                    POD_UID=self.pod_uid, NODE_NAME=self.node, FALCO_INSTANCE=self.falco)  # fmt: skip
-        command = [sys.executable, "-m", "artifact_agent", f"--kubeconfig={kubeconfig}",
+        command = [self.python, "-m", "artifact_agent", f"--kubeconfig={kubeconfig}",
                    f"--rules-dir={self.rules_dir}", f"--config-dir={self.config_dir}",
                    f"--plugins-dir={self.plugins_dir}", f"--probe-address=127.0.0.1:{self.probe_port}",
                    f"--debounce={self.debounce}", "--log-format=text", "--log-level=debug"]  # fmt: skip
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                            preexec_fn=die_with_parent)  # fmt: skip
 
     def kill(self) -> None:
         """SIGKILL, as a node losing power or an OOM kill would."""

@@ -16,7 +16,7 @@ _PR_SET_PDEATHSIG = 1
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Linux only: the kernel sends SIGTERM to the child when the thread that started it exits, so an
     # interrupted or killed test run leaves no control plane behind. Spawn from long-lived threads only.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -36,7 +36,7 @@ def spawn(args: list[str], log_path: Path, *, attached: bool, env: dict[str, str
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if attached else None,
+            preexec_fn=die_with_parent if attached else None,
             env=env,
         )
     _children[process.pid] = process

@@ -1,7 +1,8 @@
-"""A small typed client over kr8s: explicit namespaces, a timeout on every call, plain dicts, metrics.
+"""A small typed client: explicit namespaces, a timeout on every call, plain dicts, metrics.
 
-kr8s provides configuration (kubeconfig or in-cluster service account) and authentication; requests go
-through its ``call_api`` with ``raise_for_status=False`` so that errors are mapped here, once, by status.
+A transport (``transport.py``) reaches the API server: kr8s by default, which provides configuration (any
+kubeconfig or the in-cluster service account) and authentication, or httpx directly for small processes.
+Errors are mapped here, once, by status.
 """
 
 from __future__ import annotations
@@ -10,15 +11,13 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-import kr8s.asyncio
-from kr8s._exceptions import APITimeoutError
 
 from .errors import ApiError, NotFound, Unreachable
 from .metrics import RuntimeMetrics
 from .resources import Resource, ResourceRegistry
+from .transport import Transport, connect_transport
 
 Json = dict[str, Any]
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -30,21 +29,19 @@ PAGE_SIZE = 500
 class Client:
     def __init__(
         self,
-        api: kr8s.asyncio.Api,
+        transport: Transport,
         *,
         field_manager: str,
         metrics: RuntimeMetrics | None = None,
         registry: ResourceRegistry | None = None,
         timeout: float = DEFAULT_TIMEOUT,
-        connect_args: dict[str, str | None] | None = None,
     ) -> None:
-        self._api = api
+        self._transport = transport
         self.field_manager = field_manager
         self.metrics = metrics
         self.registry = registry or ResourceRegistry()
         self.timeout = timeout
-        self._connect_args = connect_args or {}
-        self.host = urlsplit(api.auth.server).netloc
+        self.host = transport.host
 
     @classmethod
     async def connect(
@@ -57,23 +54,24 @@ class Client:
         metrics: RuntimeMetrics | None = None,
         registry: ResourceRegistry | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        direct: bool = False,
     ) -> Client:
-        """Connect with a kubeconfig (``KUBECONFIG`` or ``~/.kube/config`` when unset) or in-cluster credentials."""
-        connect_args = {"kubeconfig": kubeconfig, "serviceaccount": serviceaccount, "context": context}
-        api = await _new_api(connect_args)
-        return cls(api, field_manager=field_manager, metrics=metrics, registry=registry, timeout=timeout,
-                   connect_args=connect_args)  # fmt: skip
+        """Connect with a kubeconfig (``KUBECONFIG`` or ``~/.kube/config`` when unset) or in-cluster credentials.
+
+        ``direct`` skips kr8s: only the in-cluster service account and kubeconfigs with a token or a client
+        certificate work then, in a fraction of the memory.
+        """
+        transport = await connect_transport(kubeconfig=kubeconfig, serviceaccount=serviceaccount, context=context,
+                                            direct=direct)  # fmt: skip
+        return cls(transport, field_manager=field_manager, metrics=metrics, registry=registry, timeout=timeout)
 
     async def fork(self) -> Client:
         """A client with the same configuration and its own connection pool (informers use one each)."""
-        api = await _new_api(self._connect_args)
-        return Client(api, field_manager=self.field_manager, metrics=self.metrics, registry=self.registry,
-                      timeout=self.timeout, connect_args=self._connect_args)  # fmt: skip
+        return Client(await self._transport.fork(), field_manager=self.field_manager, metrics=self.metrics,
+                      registry=self.registry, timeout=self.timeout)  # fmt: skip
 
     async def close(self) -> None:
-        session = self._api._session
-        if session is not None:
-            await session.aclose()
+        await self._transport.close()
 
     # -- raw requests -------------------------------------------------------------------------------------
 
@@ -94,8 +92,7 @@ class Client:
         if accept:
             headers["Accept"] = accept
         kwargs["headers"] = headers
-        if body is not None:
-            kwargs["content"] = json.dumps(body, separators=(",", ":"))
+        kwargs["content"] = json.dumps(body, separators=(",", ":")) if body is not None else None
         for attempt in range(2):
             status, text = await self._send(method, path, kwargs)
             if status == 401 and attempt == 0:
@@ -108,15 +105,12 @@ class Client:
         return decoded
 
     async def _send(self, method: str, path: str, kwargs: dict[str, Any]) -> tuple[int, str]:
-        root, _, rest = path.lstrip("/").partition("/")
         code = "<error>"
         try:
-            async with self._api.call_api(
-                method, version="", base=f"/{root}", url=rest, raise_for_status=False, **kwargs
-            ) as response:
+            async with self._transport.open(method, path, stream=False, **kwargs) as response:
                 code = str(response.status_code)
                 return response.status_code, response.text
-        except (httpx.TransportError, APITimeoutError, OSError) as error:
+        except (httpx.TransportError, OSError) as error:
             raise Unreachable(f"{method} {path}: {type(error).__name__}: {error}") from error
         finally:
             self._count(code, method)
@@ -126,15 +120,13 @@ class Client:
         self, path: str, *, params: dict[str, str], read_timeout: float, accept: str | None = None
     ) -> AsyncIterator[httpx.Response]:
         """A streaming GET (watches); the body is read by the caller. Error statuses raise ``ApiError``."""
-        root, _, rest = path.lstrip("/").partition("/")
         timeout = httpx.Timeout(self.timeout, read=read_timeout)
         headers = {"Accept": accept} if accept else {}
         code = "<error>"
         try:
-            async with self._api.call_api(
-                "GET", version="", base=f"/{root}", url=rest, raise_for_status=False, stream=True,
-                params=params, timeout=timeout, headers=headers,
-            ) as response:  # fmt: skip
+            async with self._transport.open(
+                "GET", path, params=params, headers=headers, content=None, timeout=timeout, stream=True
+            ) as response:
                 code = str(response.status_code)
                 if response.status_code >= 400:
                     text = (await response.aread()).decode(errors="replace")
@@ -142,7 +134,7 @@ class Client:
                         await self._reauthenticate()
                     raise ApiError.from_response(response.status_code, _decode(text), text)
                 yield response
-        except (httpx.TransportError, APITimeoutError, OSError) as error:
+        except (httpx.TransportError, OSError) as error:
             raise Unreachable(f"watch {path}: {type(error).__name__}: {error}") from error
         finally:
             self._count(code, "GET")
@@ -153,8 +145,7 @@ class Client:
 
     async def _reauthenticate(self) -> None:
         # Projected service-account tokens rotate: reload credentials and rebuild the session.
-        await self._api.auth.reauthenticate()
-        await self._api._create_session()
+        await self._transport.reauthenticate()
 
     # -- typed helpers ------------------------------------------------------------------------------------
 
@@ -281,8 +272,3 @@ def _decode(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-async def _new_api(connect_args: dict[str, str | None]) -> kr8s.asyncio.Api:
-    api: kr8s.asyncio.Api = await kr8s.asyncio.Api(bypass_factory=True, **connect_args)
-    return api

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from e2e.audit import AuditMark, describe
 from e2e.controlplane import ControlPlane, write_token_kubeconfig
 from e2e.kube import call, request
 from e2e.operator import RunningOperator, run_operator, service_account_token
+from e2e.wait import wait_for
 from tests.integration.agent_support import (
     create,
     delete,
@@ -306,8 +308,11 @@ async def test_twenty_artifacts_and_no_change_for_a_minute_mean_no_writes_and_no
         await create(api, namespace, body)
     async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1", "node2"]) as agents:
         for agent in agents.values():
-            entries = (await report(api, agent))["status"]["artifacts"]  # published before the agent is ready
-            assert len(entries) == 20
+            published = await wait_for(
+                partial(report, api, agent), lambda body: len((body.get("status") or {}).get("artifacts") or []) == 20,
+                what=f"20 artifacts in the report of {agent.pod}",
+            )  # fmt: skip
+            entries = published["status"]["artifacts"]
             assert {item["state"] for item in entries} == {"Installed"}
             assert len(agent.files(agent.rules_dir)) == 13
         swaps = {node: agent.metric("falco_artifact_agent_generation_swaps_total", directory="rules")
