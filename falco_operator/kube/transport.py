@@ -166,16 +166,17 @@ def _file(section: dict[str, Any], key: str, base: Path, data_key: str | None = 
 
 
 class DirectTransport:
-    def __init__(self, credentials: Credentials) -> None:
+    def __init__(self, credentials: Credentials, tls: ssl.SSLContext | None = None) -> None:
         self.credentials = credentials
         self.host = urlsplit(credentials.server).netloc
+        # One TLS context for every fork: each would otherwise load the CA and the client certificate again.
+        self._tls = tls or credentials.ssl_context()
         self._client = self._new_client()
 
     def _new_client(self) -> httpx.AsyncClient:
         token = self.credentials.bearer_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.AsyncClient(base_url=self.credentials.server, verify=self.credentials.ssl_context(),
-                                 headers=headers)  # fmt: skip
+        return httpx.AsyncClient(base_url=self.credentials.server, verify=self._tls, headers=headers)
 
     @asynccontextmanager
     async def open(
@@ -195,7 +196,7 @@ class DirectTransport:
         await previous.aclose()
 
     async def fork(self) -> DirectTransport:
-        return DirectTransport(self.credentials)
+        return DirectTransport(self.credentials, self._tls)
 
     async def close(self) -> None:
         await self._client.aclose()
