@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 CONTROLPLANE := $(BIN)/python -m e2e.controlplane
 
 .PHONY: install lint test demo controlplane controlplane-build controlplane-down controlplane-status clean \
-	manifests manifests-check pod-template-schema
+	manifests manifests-check pod-template-schema falco-check
 
 install: $(STAMP)
 
@@ -23,8 +23,12 @@ lint: manifests-check
 	$(BIN)/lint-imports
 
 ## test: lint, then every test (unit and integration against the local control plane)
-test: lint controlplane-build
+test: lint controlplane-build falco-check
 	$(BIN)/pytest
+
+## falco-check: print the Falco the tests use and validate the default rules with it
+falco-check: install
+	$(BIN)/python -m e2e.falco check
 
 ## controlplane-build: build (or reuse cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd
 controlplane-build: install

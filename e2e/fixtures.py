@@ -12,6 +12,7 @@ import kr8s.asyncio
 import pytest
 
 from .controlplane import ControlPlane, start_cluster
+from .falco import FalcoBinaries, find_falco
 from .kube import call, request
 from .operator import install_crds
 from .wait import wait_for
@@ -79,3 +80,9 @@ async def request_delete(api: kr8s.asyncio.Api, path: str) -> None:
 def crds(control_plane: ControlPlane) -> Path:
     """The project's CRDs, installed as users install them (client-side ``kubectl apply``) and served."""
     return install_crds(control_plane)
+
+
+@pytest.fixture(scope="session")
+def falco_binaries() -> FalcoBinaries:
+    """The real Falco of the harness (``e2e/falco.py``: FALCO_BIN, ../shared/falco, or a verified download)."""
+    return find_falco()
