@@ -3,6 +3,8 @@ operator built for their Falco, files in temporary directories."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -14,9 +16,10 @@ import anyio
 import kr8s.asyncio
 import pytest
 
-from e2e.agent import falco_pods, rule, rulesfile
+from e2e.agent import AgentProcess, falco_pods, rule, rulesfile
 from e2e.audit import AuditMark, describe
 from e2e.controlplane import ControlPlane, write_token_kubeconfig
+from e2e.falco import FalcoBinaries, RunningFalco, run_falco
 from e2e.kube import call, request
 from e2e.operator import RunningOperator, run_operator, service_account_token
 from e2e.wait import wait_for
@@ -138,7 +141,7 @@ async def test_four_rulesfiles_applied_at_once_land_in_one_swap(
         manifests.mkdir()
         for index in range(4):
             (manifests / f"{index}.json").write_text(
-                __import__("json").dumps(rulesfile(f"batch-{index}", rule(f"batch_{index}")) |
+                json.dumps(rulesfile(f"batch-{index}", rule(f"batch_{index}")) |
                                          {"metadata": {"name": f"batch-{index}", "namespace": namespace}})
             )  # fmt: skip
         with DirectoryWatcher(agent.rules_dir) as watcher:
@@ -326,3 +329,72 @@ async def test_twenty_artifacts_and_no_change_for_a_minute_mean_no_writes_and_no
             assert agent.metric("falco_artifact_agent_generation_swaps_total", directory="rules") == swaps[node]
             assert agent.process is not None
             assert agent.process.poll() is None, "the agent is still running"
+
+
+def file_hashes(files: dict[str, bytes]) -> dict[str, str]:
+    return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+
+
+async def falco_loads_the_agents_rules(api: kr8s.asyncio.Api, falco: RunningFalco, agent: AgentProcess) -> None:
+    """Falco's sha256 metrics equal the files on disk and the sha256 the agent reports for each artifact."""
+    on_disk = file_hashes(agent.files(agent.rules_dir))
+    await falco.wait_rules(on_disk)
+    reported = {Path(item["files"][0]).name: item["sha256"]
+                for item in (await report(api, agent))["status"]["artifacts"]
+                if item["kind"] == "Rulesfile" and item.get("files")}  # fmt: skip
+    assert reported == on_disk
+
+
+async def test_real_falco_loads_what_the_agent_writes_one_reload_per_change(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path,
+    falco_binaries: FalcoBinaries,
+) -> None:  # fmt: skip
+    pods = await falco_pods(api, namespace, "falco")
+    container = seed("06-plugin-container.yaml")
+    del container["spec"]["ociArtifact"]  # the library is the one built here, as if the OCI source had pulled it
+    container["spec"]["config"]["libraryPath"] = str(falco_binaries.container_plugin)
+    await create(api, namespace, container)
+    # container.* fields exist only when the container plugin is loaded: Falco starts only if the fragment works.
+    await create(
+        api, namespace, rulesfile("containers", rule("in_container", "container.id != host and proc.name = nope"))
+    )
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"]) as agents:
+        agent = agents["node1"]
+        with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
+                       binaries=falco_binaries) as falco:  # fmt: skip
+            await falco.wait_healthy()
+            assert "Loaded plugin 'container@" in falco.log()
+            await wait_entry(api, agent, "Rulesfile", "containers", lambda e: e.get("state") == "Installed", "rules")
+            await falco_loads_the_agents_rules(api, falco, agent)
+
+            reloads = falco.reload_count()
+            manifests = tmp_path / "four"
+            manifests.mkdir()
+            for index in range(4):
+                body = rulesfile(f"batch-{index}", rule(f"batch_{index}", "evt.type = open and proc.name = nope"))
+                body["metadata"]["namespace"] = namespace
+                (manifests / f"{index}.json").write_text(json.dumps(body))
+            control_plane.kubectl("apply", "-f", str(manifests))
+            await wait_files(agent, agent.rules_dir, lambda files: len(files) == 5, "four new rules files")
+            reloads = await falco.wait_reloaded(reloads)
+            await wait_for(partial(report, api, agent), lambda body: len(body["status"]["artifacts"]) == 6,
+                           what="six artifacts reported")  # fmt: skip
+            await falco_loads_the_agents_rules(api, falco, agent)
+            await anyio.sleep(2)  # a second reload for the same swap would come within this
+            assert falco.reload_count() == reloads, "four Rulesfiles applied at once are one Falco reload"
+
+            changed = rule("batch_0", "evt.type = openat and proc.name = nope")
+            await patch(api, namespace, "Rulesfile", "batch-0", {"spec": {"inlineRules": changed}})
+            await wait_files(agent, agent.rules_dir, lambda f: f.get("50-03-batch-0-inline.yaml") == changed.encode(),
+                             "changed rules file")  # fmt: skip
+            reloads = await falco.wait_reloaded(reloads)
+            await wait_entry(api, agent, "Rulesfile", "batch-0", lambda e: e.get("generation") == 2, "generation 2")
+            await falco_loads_the_agents_rules(api, falco, agent)
+
+            await delete(api, namespace, "Rulesfile", "batch-1")
+            await wait_files(agent, agent.rules_dir, lambda files: len(files) == 4, "a rules file removed")
+            await falco.wait_reloaded(reloads)
+            await wait_for(partial(report, api, agent), lambda body: len(body["status"]["artifacts"]) == 5,
+                           what="five artifacts reported")  # fmt: skip
+            await falco_loads_the_agents_rules(api, falco, agent)
+            assert falco.reload_failures() == 0
