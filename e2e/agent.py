@@ -39,6 +39,7 @@ class AgentProcess:
     pod_uid: str
     node: str
     debounce: float = 0.3
+    extra_args: tuple[str, ...] = ()
     python: str = sys.executable
     """The interpreter to run the agent with (a virtualenv with only the runtime dependencies, for benchmarks)."""
     probe_port: int = field(default_factory=free_port)
@@ -73,7 +74,8 @@ class AgentProcess:
         command = [self.python, "-m", "artifact_agent", f"--kubeconfig={kubeconfig}",
                    f"--rules-dir={self.rules_dir}", f"--config-dir={self.config_dir}",
                    f"--plugins-dir={self.plugins_dir}", f"--probe-address=127.0.0.1:{self.probe_port}",
-                   f"--debounce={self.debounce}", "--log-format=text", "--log-level=debug"]  # fmt: skip
+                   f"--debounce={self.debounce}", "--log-format=text", "--log-level=debug",
+                   *self.extra_args]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
                                             preexec_fn=die_with_parent)  # fmt: skip

@@ -398,3 +398,22 @@ async def test_real_falco_loads_what_the_agent_writes_one_reload_per_change(
                            what="five artifacts reported")  # fmt: skip
             await falco_loads_the_agents_rules(api, falco, agent)
             assert falco.reload_failures() == 0
+
+
+async def test_an_agent_that_cannot_watch_is_not_ready_and_turns_unhealthy(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    # The namespace's default ServiceAccount has no Role: every list is refused.
+    agent = AgentProcess(control_plane, tmp_path, namespace, "default", "no-such-pod", "", "node1",
+                         extra_args=("--stuck-after=2",))  # fmt: skip
+    agent.start()
+    try:
+        assert (await wait_for(partial(anyio.to_thread.run_sync, agent.get, "/healthz"), lambda r: r[0] != 0,
+                               what="agent probes up"))[0] == 200  # fmt: skip
+        unhealthy = await wait_for(partial(anyio.to_thread.run_sync, agent.get, "/healthz"), lambda r: r[0] == 503,
+                                   timeout=20, what="/healthz failing")  # fmt: skip
+        assert "informers" in unhealthy[1]
+        assert agent.get("/readyz")[0] == 503
+        assert agent.metric("falco_artifact_agent_informer_healthy", informer=f"rulesfiles in {namespace}") == 0
+    finally:
+        agent.stop()
