@@ -70,7 +70,7 @@ class Agent:
         self._dirty = anyio.Event()
         self._changes = 0
         self._last_good: dict[ArtifactKey, Delivered] = {}
-        self._disk_at_start: dict[str, dict[str, bytes]] = {}
+        self._disk_at_start: dict[str, dict[str, bytes]] | None = None
         self._backoff = Backoff(initial=1.0, cap=30.0)
         self._invalid_generations: set[tuple[ArtifactKey, int | None]] = set()
         identity = settings.identity
@@ -159,8 +159,9 @@ class Agent:
         if first:
             with anyio.move_on_after(self.settings.first_pass_wait):
                 await self.config_maps.wait_settled()
-        if first and not self._last_good:
-            self._last_good = recover_last_good(self._disk_at_start, artifacts)
+            if self._disk_at_start is not None:  # once per process: later passes know what they wrote
+                self._last_good = recover_last_good(self._disk_at_start, artifacts)
+                self._disk_at_start = None
         result = plan(
             artifacts, resolve(artifacts, self.config_maps), self._last_good,
             plugins_dir=str(self.settings.directories.plugins), rules_set_check=self.rules_set_check,
@@ -184,6 +185,8 @@ class Agent:
     def _remember(self, outcomes: Sequence[Outcome]) -> None:
         self._last_good = {outcome.key: outcome.delivered for outcome in outcomes if not outcome.delivered.empty}
         self.metrics.artifacts.clear()
+        current = {(outcome.key, outcome.generation) for outcome in outcomes}
+        self._invalid_generations &= current
         for outcome in outcomes:
             self.metrics.artifacts.labels(outcome.key.kind, outcome.state).inc()
             if outcome.state == "Invalid" and (outcome.key, outcome.generation) not in self._invalid_generations:

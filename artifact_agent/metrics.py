@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -37,7 +36,3 @@ class AgentMetrics:
 
     def watch_informer(self, name: str, healthy: Callable[[], bool]) -> None:
         self._informer_health.labels(name).set_function(lambda: 1.0 if healthy() else 0.0)
-
-    def forget_informer(self, name: str) -> None:
-        with contextlib.suppress(KeyError):
-            self._informer_health.remove(name)

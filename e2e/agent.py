@@ -20,7 +20,7 @@ import kr8s.asyncio
 
 from .controlplane import ControlPlane, write_token_kubeconfig
 from .controlplane.cluster import free_port
-from .controlplane.processes import die_with_parent
+from .controlplane.processes import die_with_parent, terminate
 from .kube import call, request
 from .operator import ROOT, service_account_token
 from .wait import wait_for
@@ -87,13 +87,8 @@ class AgentProcess:
             self.process.wait()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            terminate(self.process, grace=20)
 
     def get(self, path: str) -> tuple[int, str]:
         try:

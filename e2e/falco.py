@@ -35,7 +35,7 @@ from ruamel.yaml import YAML
 from falco_operator.instance.falcoconfig import base_config
 
 from .controlplane.cluster import free_port
-from .controlplane.processes import die_with_parent
+from .controlplane.processes import die_with_parent, terminate
 from .wait import wait_for
 
 Json = dict[str, Any]
@@ -264,12 +264,7 @@ def run_falco(
     try:
         yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process)
 
 
 # -- validation -------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .controlplane import ControlPlane, write_token_kubeconfig
 from .controlplane.cluster import free_port
+from .controlplane.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"
@@ -110,9 +111,4 @@ def run_operator(plane: ControlPlane, workdir: Path, *extra_args: str) -> Iterat
         wait_ready(probe_port, lambda: process.poll() is None, lambda: "\n" + running.log_tail())
         yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, grace=30)

@@ -101,6 +101,18 @@ def stop(pid: int, expected_executable: str | None = None, *, grace: float = 10.
         time.sleep(0.05)
 
 
+def terminate(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGTERM one child started with ``subprocess.Popen``, then SIGKILL it after ``grace`` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def kill(pid: int) -> None:
     """SIGKILL at once, as a crash would."""
     _signal_group(pid, signal.SIGKILL)
