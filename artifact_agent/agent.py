@@ -16,13 +16,16 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import httpx
 
+from falco_operator.api import FalcoProbe
 from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Outcome, RulesSetCheck, plan
 from falco_operator.kube import ApiError, Backoff, Client, EventHandler, Informer, RuntimeMetrics
 from falco_operator.kube.endpoints import HttpEndpoints, metrics_handler, probe_handler
 from falco_operator.kube.resources import NODES
 from falco_operator.resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 
+from .confirmation import UNKNOWN, confirm, loads_expected, observe
 from .materializer import Directories, Materializer
 from .metrics import AgentMetrics
 from .recovery import recover_last_good
@@ -47,6 +50,12 @@ class Settings:
     """At start, how long to wait for referenced ConfigMaps to be listed before the first write."""
     stuck_after: float = 180.0
     """``/healthz`` fails once an informer has failed this long without a success."""
+    falco_url: str | None = "http://127.0.0.1:8765"
+    """Falco's web server (same pod); None: do not ask Falco what it loaded."""
+    falco_poll_interval: float = 30.0
+    """How often Falco is asked when nothing changed."""
+    falco_fast_window: float = 30.0
+    """After a swap, Falco is asked every half second for this long (or until it confirms everything)."""
 
 
 class Agent:
@@ -84,6 +93,10 @@ class Agent:
             client, FALCOS, namespace=namespace, field_selector=f"metadata.name={identity.instance}", metadata_only=True
         ) if identity.instance else None  # fmt: skip
         self.config_maps = ConfigMapWatches(client, namespace, self._mark_dirty)
+        self.falco_view = UNKNOWN
+        self._fast_polls_until = 0.0
+        self._poll_now = anyio.Event()
+        self._outcomes: list[Outcome] = []
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -117,6 +130,8 @@ class Agent:
                     starting.start_soon(_start_informer, group, informer)
             await anyio.to_thread.run_sync(self._adopt)
             await self.reporter.load()
+            if self.settings.falco_url:
+                group.start_soon(self._watch_falco, self.settings.falco_url)
             task_status.started()
             await self._loop()
 
@@ -172,27 +187,56 @@ class Agent:
                 self.metrics.swaps.labels(directory).inc()
             self.metrics.last_swap.set_to_current_time()
             log.info("swapped %s", ", ".join(swapped))
+            self._fast_polls_until = time.monotonic() + self.settings.falco_fast_window
+            self._poll_now.set()
         self._remember(result.outcomes)
+        self._outcomes = list(result.outcomes)
         if not self.ready:
             # Ready means the files are on disk: Falco may start even while the report cannot be written yet.
             self.ready = True
             log.info("first materialization done", extra={"artifacts": len(result.outcomes)})
-        status = report_status(result.outcomes, self.settings.directories.by_kind())
+        outcomes = confirm(result.outcomes, self.falco_view) if self.settings.falco_url else result.outcomes
+        self._count_states(outcomes)
+        status = report_status(outcomes, self.settings.directories.by_kind(), self._falco_probe())
         if await self.reporter.publish(status):
             self.metrics.report_writes.inc()
         self.passes += 1
 
     def _remember(self, outcomes: Sequence[Outcome]) -> None:
         self._last_good = {outcome.key: outcome.delivered for outcome in outcomes if not outcome.delivered.empty}
-        self.metrics.artifacts.clear()
         current = {(outcome.key, outcome.generation) for outcome in outcomes}
         self._invalid_generations &= current
         for outcome in outcomes:
-            self.metrics.artifacts.labels(outcome.key.kind, outcome.state).inc()
             if outcome.state == "Invalid" and (outcome.key, outcome.generation) not in self._invalid_generations:
                 self._invalid_generations.add((outcome.key, outcome.generation))
                 self.metrics.invalid.labels(outcome.key.kind).inc()
                 log.warning("%s is invalid: %s", outcome.key, outcome.message)
+
+    def _count_states(self, outcomes: Sequence[Outcome]) -> None:
+        self.metrics.artifacts.clear()
+        for outcome in outcomes:
+            self.metrics.artifacts.labels(outcome.key.kind, outcome.state).inc()
+
+    def _falco_probe(self) -> FalcoProbe | None:
+        if not self.settings.falco_url:
+            return None
+        view = self.falco_view
+        return FalcoProbe(reachable=view.reachable, version=view.version)
+
+    async def _watch_falco(self, url: str) -> None:
+        """Ask Falco what it loaded: often right after a swap, then slowly; a new answer starts a pass."""
+        async with httpx.AsyncClient(timeout=5) as http:
+            while True:
+                self._poll_now = anyio.Event()
+                view = await observe(http, url)
+                if view != self.falco_view:
+                    self.falco_view = view
+                    self._mark_dirty()
+                if loads_expected(self._outcomes, view):
+                    self._fast_polls_until = 0.0
+                fast = time.monotonic() < self._fast_polls_until
+                with anyio.move_on_after(0.5 if fast else self.settings.falco_poll_interval):
+                    await self._poll_now.wait()
 
     def _adopt(self) -> None:
         self._disk_at_start = self.materializer.read()

@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds of quiet that end a burst of changes, written as one generation")  # fmt: skip
     parser.add_argument("--stuck-after", type=float, default=180.0,
                         help="/healthz fails once an informer has failed this many seconds in a row")  # fmt: skip
+    parser.add_argument("--falco-url", default="http://127.0.0.1:8765",
+                        help="Falco's web server, asked what it loaded ('' to not ask)")  # fmt: skip
+    parser.add_argument("--falco-poll-interval", type=float, default=30.0,
+                        help="seconds between questions to Falco when nothing changed (every 0.5 s for 30 s after "
+                        "a change)")  # fmt: skip
     parser.add_argument("--log-format", choices=("json", "text"), default="json")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     return parser
@@ -73,6 +78,8 @@ async def run(args: argparse.Namespace, identity: Identity) -> None:
         probe_address=args.probe_address or None,
         debounce=args.debounce,
         stuck_after=args.stuck_after,
+        falco_url=args.falco_url.rstrip("/") or None,
+        falco_poll_interval=args.falco_poll_interval,
     )
     agent = Agent(client, settings, metrics)
     log.info("starting", extra={"pod": identity.pod_name, "namespace": identity.namespace,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from falco_operator.api import ArtifactReportStatus, ReportedArtifact
+from falco_operator.api import ArtifactReportStatus, FalcoProbe, ReportedArtifact
 from falco_operator.artifacts import Outcome
 from falco_operator.kube import Client, Conflict, NotFound
 from falco_operator.resources import ARTIFACTREPORTS
@@ -18,8 +18,10 @@ log = logging.getLogger("artifact_agent.report")
 Json = dict[str, Any]
 
 
-def report_status(outcomes: Iterable[Outcome], directories: Mapping[str, Path]) -> Json:
-    """The ``status`` of the report: one entry per applicable artifact, in a stable order."""
+def report_status(
+    outcomes: Iterable[Outcome], directories: Mapping[str, Path], falco: FalcoProbe | None = None
+) -> Json:
+    """The ``status`` of the report: one entry per applicable artifact, in a stable order; what Falco says."""
     entries = [
         ReportedArtifact(
             kind=outcome.key.kind,
@@ -34,7 +36,7 @@ def report_status(outcomes: Iterable[Outcome], directories: Mapping[str, Path]) 
         )
         for outcome in sorted(outcomes, key=lambda outcome: outcome.key)
     ]
-    return ArtifactReportStatus(artifacts=entries).to_wire()
+    return ArtifactReportStatus(artifacts=entries, falco=falco).to_wire()
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,13 @@ class Reporter:
             return False
         if not self._exists:
             await self._create()
+        # Server-side apply of the whole status: what this agent no longer says (an artifact gone, a field
+        # unset) is removed, which a merge patch would leave behind.
+        body = {"apiVersion": ARTIFACTREPORTS.api_version, "kind": "ArtifactReport",
+                "metadata": {"name": self._identity.pod_name, "namespace": self._identity.namespace},
+                "status": status}  # fmt: skip
         try:
-            await self._client.patch_status(ARTIFACTREPORTS, self._identity.pod_name, status, self._identity.namespace)
+            await self._client.apply(ARTIFACTREPORTS, body, subresource="status")
         except NotFound:
             self._exists = False  # deleted behind our back: created again on the next change
             raise

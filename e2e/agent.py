@@ -39,6 +39,8 @@ class AgentProcess:
     pod_uid: str
     node: str
     debounce: float = 0.3
+    falco_url: str = ""
+    """Falco's web server for the agent to ask what it loaded; empty: do not ask."""
     extra_args: tuple[str, ...] = ()
     python: str = sys.executable
     """The interpreter to run the agent with (a virtualenv with only the runtime dependencies, for benchmarks)."""
@@ -74,8 +76,8 @@ class AgentProcess:
         command = [self.python, "-m", "artifact_agent", f"--kubeconfig={kubeconfig}",
                    f"--rules-dir={self.rules_dir}", f"--config-dir={self.config_dir}",
                    f"--plugins-dir={self.plugins_dir}", f"--probe-address=127.0.0.1:{self.probe_port}",
-                   f"--debounce={self.debounce}", "--log-format=text", "--log-level=debug",
-                   *self.extra_args]  # fmt: skip
+                   f"--debounce={self.debounce}", f"--falco-url={self.falco_url}", "--log-format=text",
+                   "--log-level=debug", *self.extra_args]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
                                             preexec_fn=die_with_parent)  # fmt: skip

@@ -242,7 +242,7 @@ class RunningFalco:
 @contextmanager
 def run_falco(
     workdir: Path, rules_dir: Path, config_dir: Path, plugins_dir: Path, *, load_container_plugin: bool = False,
-    extra_config: Json | None = None, binaries: FalcoBinaries | None = None,
+    extra_config: Json | None = None, binaries: FalcoBinaries | None = None, web_port: int | None = None,
 ) -> Iterator[RunningFalco]:  # fmt: skip
     """Run Falco over the three directories until the block ends. Callers wait with ``wait_healthy``.
 
@@ -252,7 +252,7 @@ def run_falco(
     workdir.mkdir(parents=True, exist_ok=True)
     for directory in (rules_dir, config_dir, plugins_dir):
         directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = web_port or free_port()
     config = falco_config(rules_dir, config_dir, port, binaries=binaries, load_container_plugin=load_container_plugin,
                           extra=extra_config)  # fmt: skip
     config_path = write_yaml(workdir / "falco.yaml", config)

@@ -18,7 +18,7 @@ from .falco import Engine, Falco, FalcoRulesSelection, FalcoSpec, FalcoStatus
 from .falcorule import FalcoRule, FalcoRuleSpec, FalcoRuleStatus
 from .kinds import ALL_KINDS, ARTIFACT_GROUP, INSTANCE_GROUP, VERSION, KindInfo
 from .oci import CredentialsRef, ImageRef, OCIArtifact, OCILocation, Registry, RulesOCIArtifact, parse_reference
-from .report import ArtifactReport, ArtifactReportSpec, ArtifactReportStatus, ReportedArtifact
+from .report import ArtifactReport, ArtifactReportSpec, ArtifactReportStatus, FalcoProbe, ReportedArtifact
 from .schema import custom_resource_definition, openapi_schema
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "CredentialsRef",
     "Engine",
     "Falco",
+    "FalcoProbe",
     "FalcoRule",
     "FalcoRuleSpec",
     "FalcoRuleStatus",

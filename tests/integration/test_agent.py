@@ -19,6 +19,7 @@ import pytest
 from e2e.agent import AgentProcess, falco_pods, rule, rulesfile
 from e2e.audit import AuditMark, describe
 from e2e.controlplane import ControlPlane, write_token_kubeconfig
+from e2e.controlplane.cluster import free_port
 from e2e.falco import FalcoBinaries, RunningFalco, run_falco
 from e2e.kube import call, request
 from e2e.operator import RunningOperator, run_operator, service_account_token
@@ -358,13 +359,23 @@ async def test_real_falco_loads_what_the_agent_writes_one_reload_per_change(
     await create(
         api, namespace, rulesfile("containers", rule("in_container", "container.id != host and proc.name = nope"))
     )
-    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"]) as agents:
+    port = free_port()
+    urls = {"node1": f"http://127.0.0.1:{port}"}
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"], urls) as agents:
         agent = agents["node1"]
+        unreachable = await wait_for(partial(report, api, agent), lambda body: "falco" in body.get("status", {}),
+                                     what="Falco's state in the report")  # fmt: skip
+        assert unreachable["status"]["falco"] == {"reachable": False}
         with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
-                       binaries=falco_binaries) as falco:  # fmt: skip
+                       binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
             await falco.wait_healthy()
             assert "Loaded plugin 'container@" in falco.log()
-            await wait_entry(api, agent, "Rulesfile", "containers", lambda e: e.get("state") == "Installed", "rules")
+            loaded = await wait_entry(api, agent, "Rulesfile", "containers", lambda e: e.get("state") == "Loaded",
+                                      "Rulesfile confirmed by Falco")  # fmt: skip
+            assert loaded["message"] == "Falco loaded 50-03-containers-inline.yaml"
+            plugin = entry(await report(api, agent), "Plugin", "container")
+            assert (plugin["state"], plugin["message"]) == ("Loaded", "Falco runs plugin container 0.7.1")
+            assert (await report(api, agent))["status"]["falco"] == {"reachable": True, "version": "0.44.1"}
             await falco_loads_the_agents_rules(api, falco, agent)
 
             reloads = falco.reload_count()
@@ -398,6 +409,17 @@ async def test_real_falco_loads_what_the_agent_writes_one_reload_per_change(
                            what="five artifacts reported")  # fmt: skip
             await falco_loads_the_agents_rules(api, falco, agent)
             assert falco.reload_failures() == 0
+
+            # Valid to the agent, refused by this Falco (it has no k8saudit plugin): written, never Loaded.
+            needs_plugin = "- required_plugin_versions:\n  - {name: k8saudit, version: 0.1.0}\n"
+            await create(api, namespace, rulesfile("audit", needs_plugin, priority=90))
+            refused = await wait_entry(api, agent, "Rulesfile", "audit", lambda e: e.get("reason") == "NotLoaded",
+                                       "Installed, not Loaded")  # fmt: skip
+            assert refused["state"] == "Installed"
+            assert "Falco refused the reload" in refused["message"]
+            await wait_for(partial(anyio.to_thread.run_sync, falco.reload_failures), lambda count: count > 0,
+                           what="Falco refusing the reload")  # fmt: skip
+            assert entry(await report(api, agent), "Rulesfile", "containers")["state"] == "Loaded", "old rules run"
 
 
 async def test_an_agent_that_cannot_watch_is_not_ready_and_turns_unhealthy(

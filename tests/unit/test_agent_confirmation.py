@@ -1,0 +1,51 @@
+"""Falco confirmation (pure): Loaded only when Falco reports the hash of what was written."""
+
+from __future__ import annotations
+
+from artifact_agent.confirmation import FalcoView, confirm, loads_expected, parse_rules_hashes
+from falco_operator.api import Config, Plugin, Rulesfile
+from falco_operator.artifacts import Artifact, Outcome, plan, sha256_hex
+
+RULE = b"- list: shells\n  items: [bash]\n"
+# As Falco 0.44.1 prints it: HELP and TYPE repeated before every sample.
+METRICS = f"""# HELP falcosecurity_falco_sha256_rules_files_info https://falco.org/docs/metrics/
+# TYPE falcosecurity_falco_sha256_rules_files_info gauge
+falcosecurity_falco_sha256_rules_files_info{{file_name="50-03-a-inline.yaml",sha256="{sha256_hex(RULE)}"}} 1
+# HELP falcosecurity_falco_sha256_rules_files_info https://falco.org/docs/metrics/
+# TYPE falcosecurity_falco_sha256_rules_files_info gauge
+falcosecurity_falco_sha256_rules_files_info{{file_name="50-03-b-inline.yaml",sha256="{"0" * 64}"}} 1
+falcosecurity_falco_sha256_config_files_info{{file_name="falco.yaml",sha256="{"1" * 64}"}} 1
+"""
+
+
+def outcomes() -> list[Outcome]:
+    artifacts: list[Artifact] = [
+        Rulesfile.model_validate({"metadata": {"name": "a"}, "spec": {"inlineRules": RULE.decode()}}),
+        Rulesfile.model_validate({"metadata": {"name": "b"}, "spec": {"inlineRules": RULE.decode()}}),
+        Config.model_validate({"metadata": {"name": "c"}, "spec": {"config": "json_output: true\n"}}),
+        Plugin.model_validate({"metadata": {"name": "container"}}),
+    ]
+    return list(plan(artifacts, {}, {}, plugins_dir="/p").outcomes)
+
+
+def test_falcos_rules_metric_is_read_as_file_names_and_hashes() -> None:
+    assert parse_rules_hashes(METRICS) == {"50-03-a-inline.yaml": sha256_hex(RULE), "50-03-b-inline.yaml": "0" * 64}
+
+
+def test_only_what_falco_confirms_is_loaded_and_configs_say_they_cannot_be() -> None:
+    view = FalcoView(True, "0.44.1", parse_rules_hashes(METRICS), {"container": "0.7.1"})
+    states = {o.key.name: (o.state, o.reason) for o in confirm(outcomes(), view)}
+    assert states == {
+        "a": ("Loaded", "Loaded"),
+        "b": ("Installed", "NotLoaded"),  # Falco runs other bytes under that name
+        "c": ("Installed", "Installed"),
+        "container": ("Loaded", "Loaded"),
+    }
+    config = next(o for o in confirm(outcomes(), view) if o.key.name == "c")
+    assert "Falco does not report which config fragments it loaded" in (config.message or "")
+    assert not loads_expected(outcomes(), view)
+
+
+def test_an_unreachable_falco_confirms_nothing_and_changes_nothing() -> None:
+    before = outcomes()
+    assert confirm(before, FalcoView(False)) == before
