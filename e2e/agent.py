@@ -69,7 +69,8 @@ class AgentProcess:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         kubeconfig = self.workdir / "agent.kubeconfig"
-        token = service_account_token(self.plane, self.namespace, self.falco)
+        bound = (self.pod, self.pod_uid) if self.pod_uid else None
+        token = service_account_token(self.plane, self.namespace, self.falco, pod=bound)
         write_token_kubeconfig(kubeconfig, self.plane.server, self.plane.ca_file, token, self.namespace)
         env = dict(os.environ, PYTHONPATH=str(ROOT), POD_NAME=self.pod, POD_NAMESPACE=self.namespace,
                    POD_UID=self.pod_uid, NODE_NAME=self.node, FALCO_INSTANCE=self.falco)  # fmt: skip

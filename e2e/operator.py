@@ -41,9 +41,10 @@ class RunningOperator:
 
 
 def install_crds(plane: ControlPlane) -> Path:
-    """Apply the CRDs as users do (client-side ``kubectl apply``) and wait until they are served."""
+    """Apply the CRDs (and the admission policy that guards ArtifactReports) as users do, with client-side
+    ``kubectl apply``, and wait until the CRDs are served."""
     directory = MANIFESTS / "crd"
-    plane.kubectl("apply", "-f", str(directory))
+    plane.kubectl("apply", "-f", str(directory), "-f", str(MANIFESTS / "policy"))
     plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(directory))
     # Established comes a moment before every API server handler serves the new resources.
     deadline = time.monotonic() + 30
@@ -54,9 +55,15 @@ def install_crds(plane: ControlPlane) -> Path:
     return directory
 
 
-def service_account_token(plane: ControlPlane, namespace: str, name: str, seconds: int = 3600) -> str:
-    request = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                          "spec": {"expirationSeconds": seconds}})  # fmt: skip
+def service_account_token(
+    plane: ControlPlane, namespace: str, name: str, seconds: int = 3600, *, pod: tuple[str, str] | None = None
+) -> str:
+    """A token of the ServiceAccount; with ``pod`` (name, uid), bound to that pod as a kubelet's projected token is
+    (the API server then names the pod in the token's user info)."""
+    spec: dict[str, object] = {"expirationSeconds": seconds}
+    if pod:
+        spec["boundObjectRef"] = {"kind": "Pod", "apiVersion": "v1", "name": pod[0], "uid": pod[1]}
+    request = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
     path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
     out = plane.kubectl("create", "--raw", path, "-f", "-", stdin=request).stdout
     return str(json.loads(out)["status"]["token"])

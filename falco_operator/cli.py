@@ -15,6 +15,7 @@ from .instance.options import DEFAULT_AGENT_IMAGE, DEFAULT_FALCO_VERSION, BuildO
 from .instance.setup import setup_falco_controller
 from .kube import Client, LeaderLost, Manager, ManagerOptions, RuntimeMetrics, configure_logging
 from .resources import registry
+from .status import setup_status_controllers
 
 log = logging.getLogger("falco_operator")
 
@@ -71,6 +72,7 @@ async def run(args: argparse.Namespace) -> None:
     )  # fmt: skip
     setup_falco_controller(manager, client, options, namespaces=tuple(args.namespaces), workers=args.workers,
                            resync_period=args.sync_period, identity=identity)  # fmt: skip
+    setup_status_controllers(manager, client, namespaces=tuple(args.namespaces))
     log.info("starting", extra={"native_sidecar": native, "namespaces": args.namespaces or "all"})
     try:
         await manager.run_until_signalled()

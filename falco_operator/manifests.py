@@ -63,6 +63,41 @@ def rbac_objects() -> dict[str, dict[str, Any]]:
     }  # fmt: skip
 
 
+REPORT_POLICY = "falco-operator-artifact-report-writers"
+POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
+
+
+def policy_objects() -> dict[str, dict[str, Any]]:
+    """Only an agent writes its own ArtifactReport: a token bound to pod P may write only the report named P."""
+    pod_names = f"request.userInfo.extra[{POD_NAME_EXTRA!r}]"
+    policy = {
+        "failurePolicy": "Fail",
+        "matchConstraints": {"resourceRules": [{
+            "apiGroups": ["artifact.falcosecurity.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+            "resources": ["artifactreports", "artifactreports/status"],
+        }]},
+        "matchConditions": [{"name": "service-account-tokens",
+                             "expression": "request.userInfo.username.startsWith('system:serviceaccount:')"}],
+        "validations": [{
+            "expression": f"has(request.userInfo.extra) && {POD_NAME_EXTRA!r} in request.userInfo.extra && "
+                          f"object.metadata.name in {pod_names}",
+            "message": "a ServiceAccount token may write only the ArtifactReport named after the pod it is bound to",
+            "reason": "Forbidden",
+        }],
+    }  # fmt: skip
+    return {
+        "policy/artifact_report_writers.yaml": {
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+            "metadata": _meta(REPORT_POLICY, False), "spec": policy,
+        },
+        "policy/artifact_report_writers_binding.yaml": {
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": _meta(REPORT_POLICY, False),
+            "spec": {"policyName": REPORT_POLICY, "validationActions": ["Deny"]},
+        },
+    }  # fmt: skip
+
+
 def _probe(path: str) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "probes"}, "periodSeconds": 10}
 
@@ -110,7 +145,7 @@ def manager_objects() -> dict[str, dict[str, Any]]:
 def generated_files() -> dict[str, str]:
     """Relative path under ``manifests/`` -> file content."""
     objects = {f"crd/{crd_filename(info)}": custom_resource_definition(info) for info in ALL_KINDS}
-    objects |= rbac_objects() | manager_objects()
+    objects |= rbac_objects() | policy_objects() | manager_objects()
     files = {path: render_yaml(obj) for path, obj in objects.items()}
     files["default/kustomization.yaml"] = render_yaml(
         {
@@ -126,8 +161,8 @@ def generated_files() -> dict[str, str]:
 
 
 def _install_order(path: str) -> tuple[int, str]:
-    """Namespace and CRDs first, then identity and permissions, then the operator."""
-    order = ("manager/namespace", "crd/", "rbac/", "manager/")
+    """Namespace and CRDs first, then identity, permissions and admission policy, then the operator."""
+    order = ("manager/namespace", "crd/", "rbac/", "policy/", "manager/")
     return next(i for i, prefix in enumerate(order) if path.startswith(prefix)), path
 
 

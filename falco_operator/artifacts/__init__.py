@@ -25,7 +25,16 @@ from .naming import (
     parse_artifact_file_name,
     plugin_library_file_name,
 )
-from .planning import Artifact, Plan, RulesFileView, RulesSetCheck, artifact_key, plan, remote_sources
+from .planning import (
+    Artifact,
+    Plan,
+    RulesFileView,
+    RulesSetCheck,
+    artifact_key,
+    inline_problem,
+    plan,
+    remote_sources,
+)
 from .plugins import plugin_entry, render_plugins_config
 from .validation import Invalid, check_config, check_rules, parse_config, parse_rules
 from .yamldoc import Problem, YamlProblem, dump_yaml, load_yaml
@@ -60,6 +69,7 @@ __all__ = [
     "check_config",
     "check_rules",
     "dump_yaml",
+    "inline_problem",
     "load_yaml",
     "parse_artifact_file_name",
     "parse_config",

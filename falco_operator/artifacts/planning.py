@@ -125,6 +125,20 @@ def _deliver(artifact: Artifact, resolutions: Resolutions, plugins_dir: str) -> 
     return Delivered(files, plugin_entry(artifact, plugins_dir), digest)
 
 
+def inline_problem(artifact: Artifact) -> str | None:
+    """What is wrong with an artifact's inline content, checked as every agent checks it (None: nothing)."""
+    if isinstance(artifact, Plugin):
+        return None
+    content = _inline_content(artifact)
+    if content is None:
+        return None
+    try:
+        _validated_files(artifact, [(Medium.INLINE, Content(content))])
+    except _Rejected as rejected:
+        return rejected.message
+    return None
+
+
 def plan(
     artifacts: Iterable[Artifact],
     resolutions: Resolutions,

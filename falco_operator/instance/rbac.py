@@ -177,6 +177,8 @@ OPERATOR_RULES: list[Json] = [
     # Only to hand it on: the agent may read the Secrets its artifacts name (RBAC forbids granting what one lacks).
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["nodes"], "verbs": _READ},
+    # Falco pods are the agents an artifact targets (its status counts them).
+    {"apiGroups": [""], "resources": ["pods"], "verbs": _READ},
     {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments"], "verbs": _CRUD},
     {"apiGroups": [RBAC_GROUP], "resources": ["roles", "rolebindings", "clusterroles", "clusterrolebindings"],
      "verbs": _CRUD},

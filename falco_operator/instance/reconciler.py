@@ -22,6 +22,7 @@ from ..kube import (
     Result,
     TerminalError,
 )
+from ..kube.conditions import with_transition_times
 from ..kube.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
@@ -46,7 +47,7 @@ from .rbac import (
     build_role_binding,
     build_service_account,
 )
-from .status import desired_status, transitions, with_transition_times
+from .status import desired_status, transitions
 from .workload import build_configmap, build_service, build_workload
 
 Json = dict[str, Any]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..kube.conditions import with_transition_times
+
 Json = dict[str, Any]
 
 
@@ -68,18 +70,6 @@ def conditions(counts: ReplicaCounts | None, error: str | None, generation: int,
         else _condition("Progressing", False, "UpToDate", "every pod runs the current template", generation)
     )
     return [reconciled, available, progressing]
-
-
-def with_transition_times(new: list[Json], old: list[Json] | None, now: str) -> list[Json]:
-    """Keep a condition's lastTransitionTime while its status stays the same."""
-    previous = {c.get("type"): c for c in old or []}
-    result = []
-    for condition in new:
-        before = previous.get(condition["type"])
-        same = before is not None and before.get("status") == condition["status"]
-        stamp = before.get("lastTransitionTime") if same and before else now
-        result.append({**condition, "lastTransitionTime": stamp or now})
-    return result
 
 
 def desired_status(

@@ -47,3 +47,10 @@ class Cache:
     def in_namespace(self, resource: Resource, namespace: str) -> list[Json]:
         informer = self._informer(resource, namespace)
         return informer.store.by_index("namespace", namespace) if informer else []
+
+    def objects(self, resource: Resource) -> list[Json]:
+        """Every cached object of ``resource``, in every watched namespace."""
+        informers = self._informers.get(resource)
+        if informers is None:
+            raise KeyError(f"{resource.kind} is not watched")
+        return [obj for informer in informers.values() for obj in informer.store.objects()]

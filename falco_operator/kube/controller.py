@@ -130,10 +130,19 @@ class Controller:
         """Reconcile the controller owner (of ``kind``) of each object of ``informer``."""
         return self.watches(informer, controller_owner(api_group, kind), *predicates)
 
-    def watches(self, informer: Informer, mapper: Mapper, *predicates: Predicate) -> Controller:
+    def watches(self, informer: Informer, mapper: Mapper, *predicates: Predicate, delay: float = 0.0) -> Controller:
+        """Reconcile what ``mapper`` names for each event that passes the predicates.
+
+        ``delay`` coalesces bursts in the queue: the first event schedules the key ``delay`` seconds later and
+        events until then add nothing, so N events become one reconcile.
+        """
+
         def enqueue(obj: Json) -> None:
             for request in mapper(obj):
-                self.queue.add(request)
+                if delay > 0:
+                    self.queue.add_after(request, delay)
+                else:
+                    self.queue.add(request)
 
         def on_add(obj: Json) -> None:
             if all(p.create(obj) for p in predicates):

@@ -1,0 +1,149 @@
+"""An artifact's status, a pure function of the artifact, the agents it targets and their reports.
+
+Each agent (one per Falco pod) reports every artifact that applies to it. For the artifact's current generation
+an agent is *installed* when it reports Installed or Loaded, *loaded* when Falco confirmed it (Loaded), *failed*
+when it reports Invalid or Failed, and waiting otherwise (no report yet, an older generation, Pending).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api import LabelSelector
+from ..kube.conditions import with_transition_times
+
+Json = dict[str, Any]
+MAX_NAMED = 5
+UNRESOLVED_REASONS = {"ConfigMapNotFound", "ConfigMapKeyNotFound", "Forbidden", "Unsupported"}
+
+
+@dataclass(frozen=True)
+class Agent:
+    """The agent of one scheduled Falco pod."""
+
+    pod: str
+    node: str
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+    falco_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the status needs to know of an artifact."""
+
+    kind: str
+    name: str
+    generation: int
+    selector: LabelSelector | None = None
+    instance_selector: LabelSelector | None = None
+    invalid: str | None = None
+    """A problem the operator found in the artifact itself (inline content), before any agent."""
+
+
+def targeted(target: Target, agents: Iterable[Agent]) -> list[Agent]:
+    return [
+        agent for agent in agents
+        if (target.selector is None or target.selector.matches(dict(agent.node_labels)))
+        and (target.instance_selector is None or target.instance_selector.matches(dict(agent.falco_labels)))
+    ]  # fmt: skip
+
+
+def report_entry(report: Json | None, kind: str, name: str) -> Json | None:
+    for item in ((report or {}).get("status") or {}).get("artifacts") or []:
+        if item.get("kind") == kind and item.get("name") == name:
+            return dict(item)
+    return None
+
+
+def named(nodes: Sequence[str], detail: Mapping[str, str] | None = None) -> str:
+    """Up to five node names (with a detail each, when given), then ``(+N more)``."""
+    shown = [f"{node} ({detail[node]})" if detail and detail.get(node) else node for node in nodes[:MAX_NAMED]]
+    more = f" (+{len(nodes) - MAX_NAMED} more)" if len(nodes) > MAX_NAMED else ""
+    return ", ".join(shown) + more
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str, generation: int) -> Json:
+    return {"type": kind, "status": "True" if ok else "False", "reason": reason, "message": message,
+            "observedGeneration": generation}  # fmt: skip
+
+
+def artifact_status(
+    target: Target, agents: Iterable[Agent], reports: Mapping[str, Json], old: Json | None, now: str
+) -> Json:
+    """The full ``status`` (absent fields as None, so a merge patch removes them)."""
+    generation = target.generation
+    chosen = sorted(targeted(target, agents), key=lambda agent: agent.node)
+    installed: list[str] = []
+    loaded: list[str] = []
+    failed: list[str] = []
+    waiting: list[str] = []
+    not_loaded: list[str] = []
+    failures: dict[str, str] = {}
+    unresolved: Json | None = None
+    invalid: Json | None = None
+    digests = set()
+    for agent in chosen:
+        entry = report_entry(reports.get(agent.pod), target.kind, target.name)
+        if entry is None or entry.get("generation") != generation:
+            waiting.append(agent.node)
+            continue
+        state = entry.get("state")
+        if entry.get("digest"):
+            digests.add(str(entry["digest"]))
+        if state in ("Installed", "Loaded"):
+            installed.append(agent.node)
+            (loaded if state == "Loaded" else not_loaded).append(agent.node)
+        elif state in ("Invalid", "Failed"):
+            failed.append(agent.node)
+            failures[agent.node] = str(entry.get("message") or entry.get("reason") or state)
+            if state == "Invalid" and invalid is None:
+                invalid = entry
+            if entry.get("reason") in UNRESOLVED_REASONS and unresolved is None:
+                unresolved = entry
+        else:
+            waiting.append(agent.node)
+    total = len(chosen)
+    counts = f"{len(installed)}/{total} agents installed it, Falco loaded it on {len(loaded)}"
+    if total == 0:
+        message = "no Falco agent in this namespace is selected by this artifact"
+        programmed = _condition("Programmed", False, "NoAgents", message, generation)
+    elif failed:
+        programmed = _condition("Programmed", False, "Failed", f"{counts}; failed on {named(failed, failures)}",
+                                generation)  # fmt: skip
+    elif waiting:
+        programmed = _condition("Programmed", False, "Pending", f"{counts}; waiting for {named(waiting)}", generation)
+    else:
+        suffix = f"; not loaded by Falco on {named(not_loaded)}" if not_loaded else ""
+        programmed = _condition("Programmed", True, "Programmed", counts + suffix, generation)
+    if target.invalid:
+        valid = _condition("Valid", False, "InvalidContent", target.invalid, generation)
+    elif invalid is not None:
+        valid = _condition("Valid", False, str(invalid.get("reason") or "Invalid"), str(invalid.get("message")),
+                           generation)  # fmt: skip
+    else:
+        valid = _condition("Valid", True, "Valid", "no agent found a problem in this generation", generation)
+    if unresolved is not None:
+        resolved = _condition("ResolvedRefs", False, str(unresolved.get("reason")), str(unresolved.get("message")),
+                              generation)  # fmt: skip
+    else:
+        resolved = _condition("ResolvedRefs", True, "Resolved", "every source could be read", generation)
+    conditions = with_transition_times([resolved, programmed, valid], (old or {}).get("conditions"), now)
+    nodes = {"targeted": total, "installed": len(installed), "loaded": len(loaded), "failed": len(failed),
+             "summary": f"{len(installed)}/{total}"}  # fmt: skip
+    digest = next(iter(digests)) if len(digests) == 1 else None
+    return {"observedGeneration": generation, "resolvedDigest": digest, "nodes": nodes, "conditions": conditions}
+
+
+def same_status(live: Json | None, desired: Json) -> bool:
+    """Whether writing ``desired`` would change nothing (fields set to None are absent on the server)."""
+    return bool(_without_none(live or {}) == _without_none(desired))
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value]
+    return value

@@ -1,0 +1,84 @@
+"""The artifact status reconciler: one per artifact kind, the only writer of that kind's ``status``."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..api import Config, Plugin, Rulesfile
+from ..artifacts import inline_problem
+from ..kube import Cache, Client, Request, Resource, Result
+from ..kube.resources import NODES, PODS
+from ..resources import ARTIFACTREPORTS, FALCOS
+from .aggregate import Agent, Target, artifact_status, same_status
+
+Json = dict[str, Any]
+log = logging.getLogger("falco_operator.status")
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+FALCO_PODS = f"{NAME_LABEL}=falco"
+_MODELS: dict[str, type[Rulesfile] | type[Config] | type[Plugin]] = {
+    "Rulesfile": Rulesfile, "Config": Config, "Plugin": Plugin,
+}  # fmt: skip
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def agents_in(cache: Cache, namespace: str) -> list[Agent]:
+    """The agent of every scheduled, not terminating Falco pod on an existing node in ``namespace`` (ready or not)."""
+    agents = []
+    for pod in cache.in_namespace(PODS, namespace):
+        metadata = pod.get("metadata") or {}
+        node = (pod.get("spec") or {}).get("nodeName")
+        falco_name = (metadata.get("labels") or {}).get(INSTANCE_LABEL)
+        if not node or not falco_name or metadata.get("deletionTimestamp"):
+            continue
+        node_obj = cache.get(NODES, node)
+        if node_obj is None:
+            continue  # the node was deleted: its pods are not agents any more, even before pod GC removes them
+        falco = cache.get(FALCOS, falco_name, namespace) or {}
+        agents.append(Agent(
+            pod=str(metadata["name"]), node=str(node),
+            node_labels=(node_obj.get("metadata") or {}).get("labels") or {},
+            falco_labels=(falco.get("metadata") or {}).get("labels") or {},
+        ))  # fmt: skip
+    return agents
+
+
+class ArtifactStatusReconciler:
+    def __init__(self, client: Client, cache: Cache, resource: Resource, clock: Callable[[], str] = _now) -> None:
+        self.client = client
+        self.cache = cache
+        self.resource = resource
+        self.clock = clock
+        self.writes = 0
+
+    async def reconcile(self, request: Request) -> Result | None:
+        raw = self.cache.get(self.resource, request.name, request.namespace)
+        if raw is None or (raw.get("metadata") or {}).get("deletionTimestamp"):
+            return None
+        try:
+            artifact = _MODELS[self.resource.kind].model_validate(raw)
+        except ValidationError as error:
+            log.warning("cannot read %s %s: %s", self.resource.kind, request, error)
+            return None
+        target = Target(
+            kind=self.resource.kind, name=request.name, generation=int(artifact.metadata.generation or 0),
+            selector=artifact.spec.selector, instance_selector=artifact.spec.instance_selector,
+            invalid=inline_problem(artifact),
+        )  # fmt: skip
+        reports = {str(report["metadata"]["name"]): report
+                   for report in self.cache.in_namespace(ARTIFACTREPORTS, request.namespace)}  # fmt: skip
+        live = raw.get("status")
+        desired = artifact_status(target, agents_in(self.cache, request.namespace), reports, live, self.clock())
+        if same_status(live, desired):
+            return None
+        await self.client.patch_status(self.resource, request.name, desired, request.namespace)
+        self.writes += 1
+        return None

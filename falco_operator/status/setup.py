@@ -1,0 +1,66 @@
+"""Wire the artifact status controllers into a manager: what changes an artifact's status, and how fast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..kube import GENERATION_CHANGED, LABELS_CHANGED, Cache, Client, Controller, Manager, Predicate, Request
+from ..kube.resources import NODES, PODS
+from ..resources import ARTIFACTREPORTS, CONFIGS, FALCOS, PLUGINS, RULESFILES
+from .metrics import ArtifactMetrics
+from .reconciler import FALCO_PODS, ArtifactStatusReconciler
+
+Json = dict[str, Any]
+REPORT_COALESCING = 1.0
+"""Seconds during which reports about one artifact are gathered into one status write."""
+
+POD_PLACEMENT_CHANGED = Predicate(
+    update=lambda old, new: (
+        (old.get("spec") or {}).get("nodeName") != (new.get("spec") or {}).get("nodeName")
+        or (old.get("metadata") or {}).get("deletionTimestamp") != (new.get("metadata") or {}).get("deletionTimestamp")
+    )
+)
+
+
+def setup_status_controllers(
+    manager: Manager, client: Client, *, namespaces: tuple[str, ...] = (), workers: int = 2
+) -> list[ArtifactStatusReconciler]:
+    cache = Cache(manager, namespaces)
+    reports = cache.watch(ARTIFACTREPORTS)
+    pods = cache.watch(PODS, label_selector=FALCO_PODS)
+    falcos = cache.watch(FALCOS)
+    nodes = cache.watch(NODES)
+    reconcilers = []
+    kinds = (RULESFILES, PLUGINS, CONFIGS)
+    for resource in kinds:
+        reconciler = ArtifactStatusReconciler(client, cache, resource)
+        controller = Controller(f"{resource.kind.lower()}-status", reconciler, metrics=manager.metrics,
+                                workers=workers)  # fmt: skip
+        for informer in cache.watch(resource):
+            controller.for_(informer, GENERATION_CHANGED)
+
+        def in_namespace(obj: Json, resource: Any = resource) -> list[Request]:
+            namespace = (obj.get("metadata") or {}).get("namespace") or ""
+            return [Request.for_object(item) for item in cache.in_namespace(resource, namespace)]
+
+        def everywhere(_: Json, resource: Any = resource) -> list[Request]:
+            return [Request.for_object(item) for item in cache.objects(resource)]
+
+        def reported(obj: Json, kind: str = resource.kind) -> list[Request]:
+            namespace = (obj.get("metadata") or {}).get("namespace") or ""
+            return [Request(namespace, str(item["name"])) for item in
+                    ((obj.get("status") or {}).get("artifacts") or []) if item.get("kind") == kind]  # fmt: skip
+
+        for informer in reports:
+            controller.watches(informer, reported, delay=REPORT_COALESCING)
+        for informer in pods:
+            controller.watches(informer, in_namespace, POD_PLACEMENT_CHANGED, delay=REPORT_COALESCING)
+        for informer in falcos:
+            controller.watches(informer, in_namespace, LABELS_CHANGED)
+        for informer in nodes:
+            controller.watches(informer, everywhere, LABELS_CHANGED)  # and every added or deleted node
+        manager.add_controller(controller)
+        reconcilers.append(reconciler)
+    ArtifactMetrics(lambda: [obj for kind in kinds for obj in cache.objects(kind)],
+                    lambda: cache.objects(ARTIFACTREPORTS)).register(manager.metrics.registry)  # fmt: skip
+    return reconcilers
