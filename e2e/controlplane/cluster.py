@@ -7,6 +7,7 @@ stop what ``up`` started.
 from __future__ import annotations
 
 import json
+import random
 import socket
 import ssl
 import subprocess
@@ -36,11 +37,26 @@ _AUDIT_POLICY = {
 }
 
 
+# Listening ports come from below the kernel's ephemeral range (32768-60999 by default): a port picked there
+# could be taken by any outgoing connection (dozens of agents talking to the API server) before its server binds.
+_LISTEN_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port nothing listens on, outside the ephemeral range, never handed out twice by this process."""
+    for _ in range(1000):
+        port = random.choice(_LISTEN_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError("no free loopback port between 20000 and 32000")
 
 
 def _log(message: str) -> None:
