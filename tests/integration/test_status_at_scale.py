@@ -3,6 +3,7 @@ on a control plane of its own: writes to the shared Rulesfile do not grow with t
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from pathlib import Path
@@ -104,10 +105,11 @@ async def test_twenty_nodes_one_writer_few_writes_and_counts_that_follow_pods_an
                 await wait_for(probe, counts(1, 20, 20, 20, "True"), timeout=60, what="20/20 installed and loaded")
 
                 mark = AuditMark.now(plane.state.audit_log)
-                await patch(
-                    admin, namespace, "Rulesfile", "shared", {"spec": {"inlineRules": rule("shared", QUIET + "2")}}
-                )
+                changed = {"spec": {"inlineRules": rule("shared", QUIET + "2")}}
+                started = time.monotonic()
+                await patch(admin, namespace, "Rulesfile", "shared", changed)
                 await wait_for(probe, counts(2, 20, 20, 20, "True"), timeout=60, what="generation 2 on 20 nodes")
+                print(f"\nchange to Programmed with 20/20 loaded: {time.monotonic() - started:.1f} s")
                 await anyio.sleep(3)  # late writes for this change would land within this
                 writes = [w for w in mark.writes_since(namespace=namespace)
                           if w["objectRef"].get("resource") == "rulesfiles"]  # fmt: skip
