@@ -14,7 +14,7 @@ from .artifacts import (
     RulesfileSpec,
 )
 from .base import Condition, KubeModel, KubeObject, LabelSelector, LabelSelectorRequirement, ObjectMeta
-from .falco import Engine, Falco, FalcoRulesSelection, FalcoSpec, FalcoStatus
+from .falco import ArtifactSummary, Engine, Falco, FalcoRulesSelection, FalcoSpec, FalcoStatus
 from .falcorule import FalcoRule, FalcoRuleSpec, FalcoRuleStatus
 from .kinds import ALL_KINDS, ARTIFACT_GROUP, INSTANCE_GROUP, VERSION, KindInfo
 from .oci import CredentialsRef, ImageRef, OCIArtifact, OCILocation, Registry, RulesOCIArtifact, parse_reference
@@ -30,6 +30,7 @@ __all__ = [
     "ArtifactReportSpec",
     "ArtifactReportStatus",
     "ArtifactStatus",
+    "ArtifactSummary",
     "Condition",
     "Config",
     "ConfigConfigMapRef",

@@ -93,6 +93,15 @@ class FalcoSpec(KubeModel):
         return "nodriver" if self.workload_type == "Deployment" else "modern_ebpf"
 
 
+class ArtifactSummary(KubeModel):
+    selected: int = 0
+    """Rulesfiles, Plugins and Configs in the namespace whose instanceSelector picks this Falco."""
+    programmed: int = 0
+    """Of those, the ones whose current generation every targeted Falco pod has."""
+    failed: int = 0
+    """Of those, the ones that failed on at least one Falco pod."""
+
+
 class FalcoStatus(KubeModel):
     resource_type: str | None = None
     """The workload kind that runs Falco: DaemonSet or Deployment."""
@@ -110,6 +119,8 @@ class FalcoStatus(KubeModel):
     """The generation this status describes."""
     conditions: Conditions | None = None
     """Reconciled, Available, Progressing."""
+    artifacts: ArtifactSummary | None = None
+    """How many of the artifacts that select this Falco are programmed, and how many failed."""
 
 
 class Falco(KubeObject):

@@ -47,7 +47,7 @@ from .rbac import (
     build_role_binding,
     build_service_account,
 )
-from .status import desired_status, transitions
+from .status import artifact_summary, desired_status, transitions
 from .workload import build_configmap, build_service, build_workload
 
 Json = dict[str, Any]
@@ -120,7 +120,8 @@ class FalcoReconciler:
             raise
         kind = falco.spec.workload_type
         await self._remove_other_workload(raw, kind)
-        await self._write_status(falco, raw, kind, workload, error)
+        summary = artifact_summary(falco.metadata.labels or {}, artifacts)
+        await self._write_status(falco, raw, kind, workload, error, summary)
         return None
 
     async def _apply_all(self, falco: Falco, raw: Json, references: References) -> tuple[str | None, Json | None]:
@@ -166,7 +167,9 @@ class FalcoReconciler:
             await self.client.delete(other, metadata["name"], metadata["namespace"], uid=live["metadata"]["uid"])
             self.applier.forget(other, metadata["namespace"], metadata["name"])
 
-    async def _write_status(self, falco: Falco, raw: Json, kind: str, workload: Json | None, error: str | None) -> None:
+    async def _write_status(
+        self, falco: Falco, raw: Json, kind: str, workload: Json | None, error: str | None, artifacts: Json
+    ) -> None:
         old = raw.get("status")
         metadata = raw["metadata"]
         if workload is None:  # an earlier object failed: the counts still come from the live workload
@@ -174,7 +177,7 @@ class FalcoReconciler:
                                       metadata["namespace"])  # fmt: skip
         status = desired_status(
             kind=kind, workload=workload, version=resolved_version(falco, self.options), error=error,
-            generation=int(raw["metadata"].get("generation") or 0), old=old, now=self.clock(),
+            generation=int(raw["metadata"].get("generation") or 0), old=old, now=self.clock(), artifacts=artifacts,
         )  # fmt: skip
         if status == old:
             return

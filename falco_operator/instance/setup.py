@@ -45,6 +45,20 @@ DELETION_OR_FINALIZERS_CHANGED = Predicate(
 )
 
 
+def _summary_part(obj: Json) -> tuple[object, ...]:
+    status = obj.get("status") or {}
+    programmed = [c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Programmed"]
+    return (
+        programmed[0] if programmed else None,
+        (status.get("nodes") or {}).get("failed"),
+        status.get("observedGeneration"),
+    )
+
+
+SUMMARY_CHANGED = Predicate(update=lambda old, new: _summary_part(old) != _summary_part(new))
+"""What the Falco's artifact summary counts changed on an artifact."""
+
+
 def _cluster_owner(obj: Json) -> list[Request]:
     labels = obj["metadata"].get("labels") or {}
     namespace, name = labels.get(OWNER_NAMESPACE_LABEL), labels.get(OWNER_NAME_LABEL)
@@ -81,9 +95,10 @@ def setup_falco_controller(
         namespace = obj["metadata"].get("namespace") or ""
         return [Request.for_object(falco) for falco in cache.in_namespace(FALCOS, namespace)]
 
-    # An artifact's references decide what the agents of every Falco in its namespace may read.
+    # An artifact's references decide what the agents of every Falco in its namespace may read, and its status
+    # counts in the Falco's artifact summary.
     for resource in (RULESFILES, PLUGINS, CONFIGS):
         for informer in cache.watch(resource):
-            controller.watches(informer, falcos_in_namespace, GENERATION_CHANGED)
+            controller.watches(informer, falcos_in_namespace, any_of(GENERATION_CHANGED, SUMMARY_CHANGED))
     manager.add_controller(controller)
     return reconciler

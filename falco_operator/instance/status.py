@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..api import LabelSelector
 from ..kube.conditions import with_transition_times
 
 Json = dict[str, Any]
@@ -72,9 +73,36 @@ def conditions(counts: ReplicaCounts | None, error: str | None, generation: int,
     return [reconciled, available, progressing]
 
 
+def _selects(raw: Json, falco_labels: dict[str, str]) -> bool:
+    selector = (raw.get("spec") or {}).get("instanceSelector")
+    if selector is None:
+        return True
+    try:
+        return LabelSelector.model_validate(selector).matches(falco_labels)
+    except ValueError:
+        return False
+
+
+def artifact_summary(falco_labels: dict[str, str], artifacts: list[Json]) -> Json:
+    """How many artifacts select this Falco, how many are Programmed (for their current generation), failed."""
+    selected = [raw for raw in artifacts if _selects(raw, falco_labels)]
+    programmed = failed = 0
+    for raw in selected:
+        status = raw.get("status") or {}
+        generation = (raw.get("metadata") or {}).get("generation")
+        current = {c.get("type"): c for c in status.get("conditions") or []
+                   if c.get("observedGeneration") == generation}  # fmt: skip
+        programmed += (current.get("Programmed") or {}).get("status") == "True"
+        failed += bool(
+            ((status.get("nodes") or {}).get("failed") or 0) and status.get("observedGeneration") == generation
+        )
+    return {"selected": len(selected), "programmed": programmed, "failed": failed}
+
+
 def desired_status(
-    *, kind: str, workload: Json | None, version: str, error: str | None, generation: int, old: Json | None, now: str
-) -> Json:
+    *, kind: str, workload: Json | None, version: str, error: str | None, generation: int, old: Json | None, now: str,
+    artifacts: Json | None = None,
+) -> Json:  # fmt: skip
     counts = replica_counts(kind, workload)
     status: Json = {"resourceType": kind, "version": version, "observedGeneration": generation}
     if counts is not None:
@@ -83,6 +111,8 @@ def desired_status(
     status["conditions"] = with_transition_times(
         conditions(counts, error, generation, kind), (old or {}).get("conditions"), now
     )
+    if artifacts is not None:
+        status["artifacts"] = artifacts
     return status
 
 

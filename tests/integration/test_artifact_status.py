@@ -20,6 +20,7 @@ from e2e.controlplane.cluster import free_port
 from e2e.falco import FalcoBinaries, run_falco
 from e2e.falco_standin import FalcoStandIn
 from e2e.kube import request
+from e2e.metrics import scrape, value
 from e2e.operator import RunningOperator, run_operator, service_account_token
 from e2e.wait import wait_for
 from tests.integration.agent_support import ARTIFACT_API, MERGE, create, patch, running_agents
@@ -63,6 +64,13 @@ def programmed(generation: int, loaded: int) -> Any:
         )
 
     return accept
+
+
+async def falco_summary(api: kr8s.asyncio.Api, namespace: str) -> Json:
+    answer, body = await request(
+        api, "GET", f"/apis/instance.falcosecurity.dev/v1alpha1/namespaces/{namespace}/falcos/falco"
+    )
+    return ((body.get("status") or {}).get("artifacts") or {}) if answer == 200 and isinstance(body, dict) else {}
 
 
 def has(kind: str, field: str, value: str) -> Any:
@@ -110,6 +118,11 @@ async def test_status_follows_the_agents_with_few_writes_and_names_what_falco_re
         first = await wait_status(api, namespace, "shared", programmed(1, 3), "Programmed, loaded on 3")
         assert first["status"]["nodes"] == {"targeted": 3, "installed": 3, "loaded": 3, "failed": 0, "summary": "3/3"}
         assert not first["metadata"].get("finalizers"), "no per-node finalizers"
+        await wait_for(partial(falco_summary, api, namespace), lambda summary: summary == {
+            "selected": 1, "programmed": 1, "failed": 0}, what="the Falco's artifact summary")  # fmt: skip
+        samples = await scrape(operator.metrics_url)
+        assert value(samples, "falco_operator_artifacts", kind="Rulesfile", condition="Programmed", status="True") == 1
+        assert value(samples, "falco_operator_artifact_reports") == 3
 
         mark = AuditMark.now(control_plane.state.audit_log)
         await patch(api, namespace, "Rulesfile", "shared", {"spec": {"inlineRules": rule("shared", quiet + "2")}})
@@ -125,6 +138,8 @@ async def test_status_follows_the_agents_with_few_writes_and_names_what_falco_re
         invalid = await wait_status(api, namespace, "shared", has("Valid", "status", "False"), "Valid=False")
         assert "missing desc, condition, output, priority" in condition(invalid, "Valid")["message"]
         await wait_status(api, namespace, "shared", has("Programmed", "reason", "Failed"), "Programmed=False, Failed")
+        await wait_for(partial(falco_summary, api, namespace), lambda summary: summary == {
+            "selected": 1, "programmed": 0, "failed": 1}, what="the failure in the Falco's summary")  # fmt: skip
         assert {node: agent.files(agent.rules_dir) for node, agent in agents.items()} == before
 
         # Valid to the agents, refused by node1's real Falco (no k8saudit plugin there): Installed, not Loaded.
