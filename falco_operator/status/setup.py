@@ -11,7 +11,7 @@ from .metrics import ArtifactMetrics
 from .reconciler import FALCO_PODS, ArtifactStatusReconciler
 
 Json = dict[str, Any]
-REPORT_COALESCING = 1.0
+REPORT_COALESCING = 2.0
 """Seconds during which reports about one artifact are gathered into one status write."""
 
 POD_PLACEMENT_CHANGED = Predicate(
