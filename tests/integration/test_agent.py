@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from e2e.controlplane import ControlPlane, write_token_kubeconfig
 from e2e.controlplane.cluster import free_port
 from e2e.falco import FalcoBinaries, RunningFalco, run_falco
 from e2e.kube import call, request
-from e2e.operator import RunningOperator, run_operator, service_account_token
+from e2e.operator import RunningOperator, service_account_token
 from e2e.wait import wait_for
 from tests.integration.agent_support import (
     create,
@@ -39,14 +38,6 @@ from tests.integration.agent_support import (
 Json = dict[str, Any]
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds")]
 MERGE = "application/merge-patch+json"
-
-
-@pytest.fixture(scope="module")
-def operator(
-    control_plane: ControlPlane, crds: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningOperator]:
-    with run_operator(control_plane, tmp_path_factory.mktemp("operator")) as running:
-        yield running
 
 
 async def set_node_label(api: kr8s.asyncio.Api, node: str, key: str, value: str | None) -> None:

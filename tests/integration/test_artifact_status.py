@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -21,21 +21,13 @@ from e2e.falco import FalcoBinaries, run_falco
 from e2e.falco_standin import FalcoStandIn
 from e2e.kube import request
 from e2e.metrics import scrape, value
-from e2e.operator import RunningOperator, run_operator, service_account_token
+from e2e.operator import RunningOperator, service_account_token
 from e2e.wait import wait_for
 from tests.integration.agent_support import ARTIFACT_API, MERGE, create, patch, running_agents
 
 Json = dict[str, Any]
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds")]
 NODES = ["node1", "node2", "node3"]
-
-
-@pytest.fixture(scope="module")
-def operator(
-    control_plane: ControlPlane, crds: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningOperator]:
-    with run_operator(control_plane, tmp_path_factory.mktemp("operator")) as running:
-        yield running
 
 
 async def rulesfile_obj(api: kr8s.asyncio.Api, namespace: str, name: str) -> Json:
