@@ -100,9 +100,11 @@ def _namespaced_metadata(falco: Falco, raw: Json, options: BuildOptions) -> Json
     return owned_metadata(metadata.name or "", metadata.namespace or "", metadata.labels, options.excluded_labels, raw)
 
 
-def _cluster_metadata(falco: Falco, options: BuildOptions) -> Json:
+def _cluster_metadata(falco: Falco) -> Json:
+    # Only the operator's own labels: a user's label on a cluster-scoped role could change what it means for the
+    # whole cluster (``rbac.authorization.k8s.io/aggregate-to-view`` would add the agent's rules to ``view``).
     namespace, name = falco.metadata.namespace or "", falco.metadata.name or ""
-    labels = object_labels(name, falco.metadata.labels, options.excluded_labels)
+    labels = object_labels(name, None, ())
     labels |= {OWNER_NAMESPACE_LABEL: namespace, OWNER_NAME_LABEL: name}
     return {"name": cluster_object_name(namespace, name), "labels": labels}
 
@@ -143,13 +145,13 @@ def build_cluster_role(falco: Falco, options: BuildOptions) -> Json:
     return {
         "apiVersion": f"{RBAC_GROUP}/v1",
         "kind": "ClusterRole",
-        "metadata": _cluster_metadata(falco, options),
+        "metadata": _cluster_metadata(falco),
         "rules": AGENT_CLUSTER_RULES,
     }
 
 
 def build_cluster_role_binding(falco: Falco, options: BuildOptions) -> Json:
-    metadata = _cluster_metadata(falco, options)
+    metadata = _cluster_metadata(falco)
     return {
         "apiVersion": f"{RBAC_GROUP}/v1",
         "kind": "ClusterRoleBinding",

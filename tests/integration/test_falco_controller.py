@@ -394,6 +394,26 @@ def _own_writes(mark: AuditMark, operator: RunningOperator, namespace: str) -> l
             and w["objectRef"].get("resource") != "leases"]  # fmt: skip
 
 
+async def test_user_labels_never_reach_cluster_roles_so_they_cannot_join_aggregated_roles(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator
+) -> None:
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-view"
+    await create_falco(api, namespace, falco("aggregated", labels={aggregate: "true", "team": "blue"}))
+    role_path = f"/apis/rbac.authorization.k8s.io/v1/clusterroles/falco:{namespace}:aggregated"
+    role = await wait_for(getter(api, role_path), lambda found: found is not None, what="the agent's ClusterRole")
+    assert role is not None
+    assert aggregate not in role["metadata"]["labels"]
+    assert "team" not in role["metadata"]["labels"]
+    binding = await call(
+        api, "GET", f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/falco:{namespace}:aggregated"
+    )
+    assert "team" not in binding["metadata"]["labels"]
+    sa = await call(api, "GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/aggregated")
+    assert sa["metadata"]["labels"]["team"] == "blue", "namespaced objects still carry the Falco's labels"
+    view = await call(api, "GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/view")
+    assert not [rule for rule in view.get("rules") or [] if "nodes" in rule.get("resources", [])]
+
+
 async def test_a_restarted_operator_finds_nothing_to_change(
     api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
 ) -> None:

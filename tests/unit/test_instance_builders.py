@@ -9,7 +9,13 @@ import pytest
 from falco_operator.api import Falco
 from falco_operator.instance.naming import cluster_object_name, object_labels
 from falco_operator.instance.options import BuildOptions, supports_native_sidecar
-from falco_operator.instance.rbac import References, agent_rules, artifact_references
+from falco_operator.instance.rbac import (
+    References,
+    agent_rules,
+    artifact_references,
+    build_cluster_role,
+    build_cluster_role_binding,
+)
 from falco_operator.instance.reconciler import desired_objects
 from falco_operator.instance.status import desired_status, transitions
 from falco_operator.instance.version import falco_version, parse_image
@@ -202,3 +208,13 @@ def test_projection_treats_zero_values_the_api_server_omits_as_present() -> None
     desired = {"spec": {"readOnly": False, "replicas": 0, "name": "x", "enabled": True}}
     assert project({"spec": {"name": "x", "enabled": True}}, desired) == desired
     assert project({"spec": {"name": "x"}}, desired) != desired
+
+
+def test_cluster_scoped_rbac_carries_only_the_operators_labels() -> None:
+    labels = {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}
+    labelled = Falco.model_validate({"metadata": {"name": "f", "namespace": "ns", "uid": "u", "labels": labels}})
+    for built in (build_cluster_role(labelled, BuildOptions()), build_cluster_role_binding(labelled, BuildOptions())):
+        assert set(built["metadata"]["labels"]) == {
+            "app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by",
+            "instance.falcosecurity.dev/falco-namespace", "instance.falcosecurity.dev/falco-name",
+        }  # fmt: skip
