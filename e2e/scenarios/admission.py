@@ -21,6 +21,8 @@ class BadObject:
     omit_spec: bool = False
     code: int = 422
     """422 for schema and CEL violations; strict decoding errors (unknown fields) are 400."""
+    name: str = "bad"
+    """The object's name (a few cases are about the name itself)."""
 
 
 def _rules(**spec: Any) -> dict[str, Any]:
@@ -28,6 +30,10 @@ def _rules(**spec: Any) -> dict[str, Any]:
 
 
 BAD_OBJECTS: tuple[BadObject, ...] = (
+    BadObject("falco-name-with-a-dot", "Falco", {}, ("a Falco's name must be a DNS label",), name="falco.prod"),
+    BadObject("falco-name-starting-with-a-digit", "Falco", {}, ("a Falco's name must be a DNS label",),
+              name="1falco"),
+    BadObject("falco-name-over-63-characters", "Falco", {}, ("at most 63 lowercase letters",), name="f" * 64),
     BadObject("falco-unknown-type", "Falco", {"type": "StatefulSet"},
               ("spec.type", 'Unsupported value: "StatefulSet"')),
     BadObject("falco-replicas-on-daemonset", "Falco", {"type": "DaemonSet", "replicas": 2},

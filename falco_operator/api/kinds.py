@@ -36,6 +36,8 @@ class KindInfo:
     short_names: tuple[str, ...] = ()
     spec_required: bool = True
     description: str = ""
+    object_rules: tuple[dict[str, str], ...] = ()
+    """CEL rules on the whole object (they may read ``metadata.name``)."""
 
     @property
     def singular(self) -> str:
@@ -78,6 +80,13 @@ FALCO = KindInfo(
     short_names=("falco",),
     spec_required=False,
     description="A Falco deployment: a DaemonSet (default) or a Deployment running Falco and its artifact agent.",
+    object_rules=(
+        {
+            "rule": "self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+            "message": "a Falco's name must be a DNS label: at most 63 lowercase letters, digits and '-', starting "
+            "with a letter and ending with a letter or digit (it names the Falco's Service and is a label value)",
+        },
+    ),
 )
 RULESFILE = KindInfo(
     group=ARTIFACT_GROUP,

@@ -83,6 +83,8 @@ def custom_resource_schema(info: KindInfo) -> dict[str, Any]:
     }
     if info.spec_required:
         schema["required"] = ["spec"]
+    if info.object_rules:
+        schema["x-kubernetes-validations"] = [dict(rule) for rule in info.object_rules]
     return schema
 
 

@@ -115,7 +115,7 @@ async def test_bad_object_is_rejected_with_a_message_naming_field_and_problem(
     api: kr8s.asyncio.Api, namespace: str, case: BadObject
 ) -> None:
     info = KINDS[case.kind]
-    document: dict[str, Any] = {"apiVersion": info.api_version, "kind": case.kind, "metadata": {"name": "bad"}}
+    document: dict[str, Any] = {"apiVersion": info.api_version, "kind": case.kind, "metadata": {"name": case.name}}
     if not case.omit_spec:
         document["spec"] = case.spec
     status, body = await create(api, namespace, document)
