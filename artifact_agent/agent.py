@@ -124,7 +124,6 @@ class Agent:
             for informer in self.informers:
                 self.metrics.watch_informer(informer.name, _healthy_check(informer))
                 informer.add_handler(EventHandler(self._on_add, self._on_update, self._on_delete))
-                informer.add_error_handler(lambda _: self._mark_dirty())
             async with anyio.create_task_group() as starting:
                 for informer in self.informers:
                     starting.start_soon(_start_informer, group, informer)

@@ -11,7 +11,7 @@ from typing import Any
 
 from falco_operator.api import ArtifactReportStatus, FalcoProbe, ReportedArtifact
 from falco_operator.artifacts import Outcome
-from falco_operator.kube import Client, Conflict, NotFound
+from falco_operator.kube import ApiError, Client, Conflict, NotFound
 from falco_operator.resources import ARTIFACTREPORTS
 
 log = logging.getLogger("artifact_agent.report")
@@ -57,8 +57,16 @@ class Reporter:
         self.writes = 0
 
     async def load(self) -> None:
-        """Read the report a previous run of this pod left, so an unchanged status is not written again."""
-        existing = await self._client.get_or_none(ARTIFACTREPORTS, self._identity.pod_name, self._identity.namespace)
+        """Read the report a previous run of this pod left, so an unchanged status is not written again.
+
+        When it cannot be read, the first publish creates it (or finds it there) and writes the status once.
+        """
+        try:
+            existing = await self._client.get_or_none(ARTIFACTREPORTS, self._identity.pod_name,
+                                                      self._identity.namespace)  # fmt: skip
+        except ApiError as error:
+            log.warning("cannot read this pod's ArtifactReport yet: %s", error)
+            return
         self._exists = existing is not None
         self._written = (existing or {}).get("status") if existing else None
 

@@ -6,29 +6,26 @@ Prometheus ``/metrics`` on a loopback port, including the SHA-256 of every rules
 the oracle for what the agent delivers.
 
 Where Falco comes from, in order: ``FALCO_BIN`` (and ``FALCO_CONTAINER_PLUGIN``); the build in
-``../shared/falco/`` beside this checkout (development and CI here); otherwise the official release tarball,
-downloaded once into ``~/.cache/falco-operator-e2e/falco-<version>/`` and checked against its published
-SHA-256 (or ``FALCO_SHA256``).
+``../shared/falco/`` beside this checkout (development and CI here); otherwise the official release, downloaded
+once into ``~/.cache/falco-operator-e2e/falco-<version>/`` and checked against a pinned SHA-256
+(``e2e/falco_release.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import platform
 import re
 import subprocess
 import sys
-import tarfile
+import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 from ruamel.yaml import YAML
 
@@ -36,18 +33,23 @@ from falco_operator.instance.falcoconfig import base_config
 
 from .controlplane.cluster import free_port
 from .controlplane.processes import die_with_parent, terminate
+from .falco_release import FalcoDownloadError, container_plugin_release, falco_release_binary
+from .falco_verdict import FalcoVerdict, verdict_from_output
 from .wait import wait_for
 
 Json = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_FALCO = ROOT.parent / "shared" / "falco"
-FALCO_VERSION = "0.44.1"
-CONTAINER_PLUGIN_VERSION = "0.7.1"
-RELEASES = "https://download.falco.org"
+DEFAULT_RULES = ROOT.parent / "shared" / "testdata" / "falco-rules" / "falco_rules.yaml"
 RELOAD_LINE = "SIGHUP received, restarting"
-RELOAD_FAILURE_LINE = "hot restart failure"
+"""Logged by the running Falco when it restarts itself after a change (or a SIGHUP)."""
+RELOAD_FAILURE_LINE = "Falco internal: hot restart failure"
+"""The alert Falco emits when the dry run before a restart fails; it then keeps running what it had."""
 RULES_METRIC = "falcosecurity_falco_sha256_rules_files_info"
 CONFIG_METRIC = "falcosecurity_falco_sha256_config_files_info"
+RELOAD_WITHIN = 1.0
+"""Falco restarts about 0.3 s after a change (100 ms without events, a dry run, 100 ms again; more with big rule
+sets, about 0.6 s with Falco's default rules): a change it reacts to at all, it reacts to within this."""
 
 
 @dataclass(frozen=True)
@@ -55,72 +57,43 @@ class FalcoBinaries:
     falco: Path
     container_plugin: Path
     source: str
-    """``FALCO_BIN``, ``shared`` or ``download``."""
+    """Where ``falco`` came from: ``FALCO_BIN``, ``shared`` or ``download``."""
 
 
 def find_falco() -> FalcoBinaries:
+    """Falco and its container plugin: ``FALCO_BIN``/``FALCO_CONTAINER_PLUGIN``, ../shared/falco, or a download."""
     configured = os.environ.get("FALCO_BIN")
     if configured:
-        plugin = os.environ.get("FALCO_CONTAINER_PLUGIN") or str(SHARED_FALCO / "plugins" / "libcontainer.so")
-        return FalcoBinaries(Path(configured), Path(plugin), "FALCO_BIN")
-    shared = SHARED_FALCO / "bin" / "falco"
-    if shared.is_file():
-        return FalcoBinaries(shared, SHARED_FALCO / "plugins" / "libcontainer.so", "shared")
-    return _download()
+        falco, source = _existing(configured, "FALCO_BIN"), "FALCO_BIN"
+    elif (SHARED_FALCO / "bin" / "falco").is_file():
+        falco, source = SHARED_FALCO / "bin" / "falco", "shared"
+    else:
+        falco, source = falco_release_binary(), "download"
+    configured_plugin = os.environ.get("FALCO_CONTAINER_PLUGIN")
+    if configured_plugin:
+        plugin = _existing(configured_plugin, "FALCO_CONTAINER_PLUGIN")
+    elif (SHARED_FALCO / "plugins" / "libcontainer.so").is_file():
+        plugin = SHARED_FALCO / "plugins" / "libcontainer.so"
+    else:
+        plugin = container_plugin_release()
+    return FalcoBinaries(falco, plugin, source)
+
+
+def _existing(value: str, variable: str) -> Path:
+    path = Path(value).expanduser().absolute()
+    if not path.is_file():
+        raise FileNotFoundError(f"{variable}={value}: no such file")
+    return path
 
 
 def falco_version(binaries: FalcoBinaries | None = None) -> str:
+    """The version ``falco --version`` prints, such as ``0.44.1``."""
     binary = (binaries or find_falco()).falco
     output = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=True).stdout
     match = re.search(r"Falco version:\s*(\S+)", output)
     if not match:
         raise AssertionError(f"{binary} --version said: {output!r}")
     return match.group(1)
-
-
-# -- download (users' machines) ---------------------------------------------------------------------------
-
-
-def _cache_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "falco-operator-e2e" / f"falco-{FALCO_VERSION}"
-
-
-def _download() -> FalcoBinaries:
-    arch = platform.machine()
-    cache = _cache_dir()
-    falco = cache / f"falco-{FALCO_VERSION}-{arch}" / "usr" / "bin" / "falco"
-    plugin = cache / "plugins" / "libcontainer.so"
-    if not falco.is_file():
-        archive = f"falco-{FALCO_VERSION}-{arch}.tar.gz"
-        _fetch_verified(f"{RELEASES}/packages/bin/{arch}/{archive}", cache, os.environ.get("FALCO_SHA256"))
-    if not plugin.is_file():
-        archive = f"container-{CONTAINER_PLUGIN_VERSION}-linux-{arch}.tar.gz"
-        _fetch_verified(f"{RELEASES}/plugins/stable/{archive}", cache / "plugins", None)
-    if not falco.is_file() or not plugin.is_file():
-        raise RuntimeError(f"the Falco release in {cache} has no {falco.name} or libcontainer.so; set FALCO_BIN")
-    return FalcoBinaries(falco, plugin, "download")
-
-
-def _fetch_verified(url: str, into: Path, expected: str | None) -> None:
-    into.mkdir(parents=True, exist_ok=True)
-    archive = into / url.rsplit("/", 1)[1]
-    try:
-        if expected is None:
-            with urllib.request.urlopen(f"{url}.sha256", timeout=60) as response:
-                expected = response.read().decode().split()[0]
-        urllib.request.urlretrieve(url, archive)
-    except OSError as error:
-        raise RuntimeError(
-            f"cannot download {url} ({error}); set FALCO_BIN to a Falco {FALCO_VERSION} binary"
-        ) from None
-    actual = hashlib.sha256(archive.read_bytes()).hexdigest()
-    if actual != expected:
-        archive.unlink()
-        raise RuntimeError(f"{url}: SHA-256 {actual} is not the published {expected}")
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
-    archive.unlink()
 
 
 # -- configuration ----------------------------------------------------------------------------------------
@@ -135,16 +108,28 @@ def falco_config(
     rules_dir: Path, config_dir: Path, web_port: int, *, binaries: FalcoBinaries, load_container_plugin: bool = False,
     extra: Json | None = None,
 ) -> Json:  # fmt: skip
-    """The product's base falco.yaml (``nodriver``), pointed at these directories and a loopback port."""
+    """The product's base falco.yaml (``nodriver``), pointed at these directories and a loopback port.
+
+    ``extra`` is merged in last, mappings key by key (``{"webserver": {"threadiness": 1}}`` keeps the port).
+    """
     config = base_config("nodriver")
     config["rules_files"] = [str(rules_dir)]
     config["config_files"] = [str(config_dir)]
     config["webserver"] = config["webserver"] | {"listen_port": web_port, "listen_address": "127.0.0.1"}
+    # Logs to the captured stderr, not to syslog (which may not exist, or not be writable, here).
     config |= {"log_stderr": True, "log_syslog": False, "log_level": "info"}
     if load_container_plugin:
         config["plugins"] = [container_plugin_config(binaries)]
         config["load_plugins"] = ["container"]
-    return config | (extra or {})
+    return _merged(config, extra or {})
+
+
+def _merged(base: Json, extra: Json) -> Json:
+    merged = dict(base)
+    for key, value in extra.items():
+        current = merged.get(key)
+        merged[key] = _merged(current, value) if isinstance(current, dict) and isinstance(value, dict) else value
+    return merged
 
 
 def write_yaml(path: Path, value: Json) -> Path:
@@ -175,18 +160,33 @@ class RunningFalco:
     web_port: int
     log_path: Path
     config_path: Path
+    """The generated falco.yaml (``falco -c``)."""
+    log_offset: int = 0
+    """Where this run starts in ``log_path`` (a workdir used again appends to the same log)."""
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        with self.log_path.open("rb") as file:
+            file.seek(self.log_offset)
+            return file.read().decode(errors="replace")
+
+    def _lines_with(self, text: str) -> int:
+        # Per line: a JSON alert names the failure twice (rule and output), a multi-line one only on its first line.
+        return sum(1 for line in self.log().splitlines() if text in line)
 
     def reload_count(self) -> int:
-        return self.log().count(RELOAD_LINE)
+        """Hot restarts so far (``SIGHUP received, restarting...``): each is a full reload of config and rules."""
+        return self._lines_with(RELOAD_LINE)
 
     def reload_failures(self) -> int:
-        return self.log().count(RELOAD_FAILURE_LINE)
+        """Refused hot restarts so far (``Falco internal: hot restart failure: <why>``)."""
+        return self._lines_with(RELOAD_FAILURE_LINE)
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def _check_alive(self) -> None:
+        if not self.alive():
+            raise AssertionError(f"Falco exited ({self.process.returncode}):\n{self.log()[-4000:]}")
 
     async def get(self, path: str) -> httpx.Response:
         # One short-lived client per call: the fixture is a plain context manager, with no async close.
@@ -198,15 +198,22 @@ class RunningFalco:
         response.raise_for_status()
         return response.text
 
+    async def versions(self) -> Json:
+        """``/versions``: Falco's, its engine's and (``plugin_versions``) every loaded plugin's version."""
+        response = await self.get("/versions")
+        response.raise_for_status()
+        value: Json = response.json()
+        return value
+
     async def rules_hashes(self) -> dict[str, str]:
         return parse_sha256_metric(await self.metrics(), RULES_METRIC)
 
     async def config_hashes(self) -> dict[str, str]:
+        """Only the main falco.yaml with Falco 0.44.1: fragments of a ``config_files`` directory are not listed."""
         return parse_sha256_metric(await self.metrics(), CONFIG_METRIC)
 
     async def _answering(self) -> bool:
-        if not self.alive():
-            raise AssertionError(f"Falco exited ({self.process.returncode}):\n{self.log()[-4000:]}")
+        self._check_alive()
         try:
             return (await self.get("/healthz")).status_code == 200
         except httpx.HTTPError:
@@ -219,12 +226,32 @@ class RunningFalco:
         """Wait for a hot restart beyond ``after`` and for the web server to answer again; the new count."""
 
         async def count() -> int:
+            self._check_alive()
             return self.reload_count()
 
         reloaded = await wait_for(count, lambda seen: seen > after, timeout=timeout, interval=0.05,
                                   what=f"a Falco reload after {after}")  # fmt: skip
         await self.wait_healthy(timeout)
         return reloaded
+
+    async def wait_reload_failures(self, after: int, timeout: float = 30) -> int:
+        """Wait for a refused hot restart beyond ``after``; the new count."""
+
+        async def count() -> int:
+            self._check_alive()
+            return self.reload_failures()
+
+        return await wait_for(count, lambda seen: seen > after, timeout=timeout, interval=0.05,
+                              what=f"a refused Falco reload after {after}")  # fmt: skip
+
+    async def expect_no_reload(self, beyond: int, within: float = RELOAD_WITHIN) -> None:
+        """Fail as soon as a reload beyond ``beyond`` shows up in the next ``within`` seconds."""
+        with anyio.move_on_after(within):
+            while True:
+                self._check_alive()
+                if self.reload_count() > beyond:
+                    raise AssertionError(f"unexpected reload after {beyond}:\n{self.log()[-3000:]}")
+                await anyio.sleep(0.05)
 
     async def wait_rules(self, expected: dict[str, str], timeout: float = 30) -> None:
         """Wait until Falco reports exactly ``expected`` (file name → sha256) as its loaded rules files."""
@@ -235,7 +262,7 @@ class RunningFalco:
             except httpx.HTTPError:
                 return None
 
-        await wait_for(loaded, lambda seen: seen == expected, timeout=timeout, interval=0.1,
+        await wait_for(loaded, lambda seen: seen == expected, timeout=timeout, interval=0.05,
                        what=f"Falco loading {sorted(expected)}")  # fmt: skip
 
 
@@ -244,9 +271,11 @@ def run_falco(
     workdir: Path, rules_dir: Path, config_dir: Path, plugins_dir: Path, *, load_container_plugin: bool = False,
     extra_config: Json | None = None, binaries: FalcoBinaries | None = None, web_port: int | None = None,
 ) -> Iterator[RunningFalco]:  # fmt: skip
-    """Run Falco over the three directories until the block ends. Callers wait with ``wait_healthy``.
+    """Run Falco (``nodriver``) over the three directories until the block ends; it answers /healthz on entry.
 
-    ``plugins_dir`` is where plugin libraries are (library paths in config fragments point into it).
+    Starting blocks for about a second (Falco's start). ``plugins_dir`` is where plugin libraries are (library paths
+    in config fragments point into it). Falco gets SIGTERM at the end (SIGKILL if it lingers) and dies with the
+    thread that started it even when the test process is killed.
     """
     binaries = binaries or find_falco()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -258,103 +287,89 @@ def run_falco(
     config_path = write_yaml(workdir / "falco.yaml", config)
     log_path = workdir / "falco.log"
     with log_path.open("ab") as log:
-        process = subprocess.Popen([str(binaries.falco), "-c", str(config_path)], stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=workdir, preexec_fn=die_with_parent)  # fmt: skip
-    running = RunningFalco(process, port, log_path, config_path)
+        offset = log.tell()
+        process = subprocess.Popen(
+            [str(binaries.falco), "-c", str(config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            preexec_fn=die_with_parent,
+        )
+    running = RunningFalco(process, port, log_path, config_path, offset)
     try:
+        _wait_started(running)
         yield running
     finally:
         terminate(process)
 
 
+def _wait_started(falco: RunningFalco, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    with httpx.Client(timeout=1) as http:
+        while time.monotonic() < deadline:
+            falco._check_alive()
+            try:
+                response = http.get(f"http://127.0.0.1:{falco.web_port}/healthz")
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}"
+            except httpx.HTTPError as error:
+                last = repr(error)
+            time.sleep(0.05)
+    raise AssertionError(f"Falco's /healthz did not answer within {timeout:.0f}s ({last}):\n{falco.log()[-4000:]}")
+
+
 # -- validation -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FalcoVerdict:
-    successful: bool
-    results: list[Json]
-    """One per file: ``name``, ``successful``, ``errors`` and ``warnings`` (each with ``code``, ``message``,
-    ``context.locations[].position`` with ``name``, ``line`` and ``column``, counted from 0)."""
-    raw: Json
-    failure: str | None = None
-    """Falco's error when it stopped before giving a per-file verdict."""
-
-    def error_codes(self) -> list[str]:
-        return [error["code"] for result in self.results for error in result.get("errors") or []]
-
-    def error_lines(self) -> list[tuple[str, int]]:
-        """(file, 1-based line) of each error's innermost location in a file (Falco counts lines from 0)."""
-        found = []
-        for result in self.results:
-            for error in result.get("errors") or []:
-                positions = [location.get("position") or {} for location in
-                             (error.get("context") or {}).get("locations") or []]  # fmt: skip
-                in_files = [p for p in positions if not str(p.get("name", "")).startswith('"')]
-                if in_files:
-                    found.append((str(in_files[-1].get("name")), int(in_files[-1].get("line", 0)) + 1))
-        return found
 
 
 def validate_rules(
     files: Sequence[Path], *, binaries: FalcoBinaries | None = None, load_container_plugin: bool = True,
     workdir: Path | None = None,
 ) -> FalcoVerdict:  # fmt: skip
-    """``falco -V`` over ``files`` in this order (as a rules directory loads them), with JSON output."""
+    """``falco -c <generated config> -V f1 -V f2 ... -o json_output=true``: files load in this order, as in a
+    rules directory; the container plugin is loaded (Falco's default rules require it). The generated config
+    lives in a temporary directory (under ``workdir`` if given) for the run."""
     binaries = binaries or find_falco()
-    directory = workdir or Path(os.environ.get("TMPDIR", "/tmp"))
     config = base_config("nodriver") | {"rules_files": [], "config_files": [], "log_stderr": True,
                                         "log_syslog": False}  # fmt: skip
     config["webserver"] = config["webserver"] | {"enabled": False}
+    config["metrics"] = config["metrics"] | {"enabled": False}
     if load_container_plugin:
         config |= {"plugins": [container_plugin_config(binaries)], "load_plugins": ["container"]}
-    config_path = write_yaml(directory / f"falco-validate-{os.getpid()}-{time.monotonic_ns()}.yaml", config)
-    try:
+    with tempfile.TemporaryDirectory(prefix="falco-validate-", dir=workdir) as scratch:
+        config_path = write_yaml(Path(scratch) / "falco.yaml", config)
         command = [str(binaries.falco), "-c", str(config_path), "-o", "json_output=true"]
         for path in files:
             command += ["-V", str(path)]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    finally:
-        config_path.unlink()
-    raw = _last_json_object(result.stdout)
-    if raw is None:
-        # Falco stops before loading any file for some errors (a required plugin that is not loaded): no JSON.
-        errors = [line.removeprefix("Error: ") for line in result.stderr.splitlines() if line.startswith("Error: ")]
-        if result.returncode == 0 or not errors:
-            raise AssertionError(
-                f"falco -V gave no verdict (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
-            )
-        return FalcoVerdict(False, [], {}, errors[-1])
-    results = list(raw.get("falco_load_results") or [])
-    return FalcoVerdict(result.returncode == 0 and all(r.get("successful") for r in results), results, raw)
-
-
-def _last_json_object(text: str) -> Json | None:
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                return value
-    return None
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return verdict_from_output(result.returncode, result.stdout, result.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m e2e.falco check``: print the Falco found and validate the default rules with it."""
+    """``python -m e2e.falco check``: print the Falco found and validate Falco's default rules with it."""
     args = argv if argv is not None else sys.argv[1:]
     if args != ["check"]:
         print("usage: python -m e2e.falco check", file=sys.stderr)
         return 2
-    binaries = find_falco()
+    try:
+        binaries = find_falco()
+    except (OSError, FalcoDownloadError) as error:
+        print(f"no Falco for the tests: {error}", file=sys.stderr)
+        return 1
+    if not DEFAULT_RULES.is_file():
+        print(f"{DEFAULT_RULES}: no such file (the shared test data beside this checkout)", file=sys.stderr)
+        return 1
     print(f"Falco {falco_version(binaries)} from {binaries.source}: {binaries.falco}")
     print(f"container plugin: {binaries.container_plugin}")
-    rules = SHARED_FALCO.parent / "testdata" / "falco-rules" / "falco_rules.yaml"
-    verdict = validate_rules([rules], binaries=binaries)
+    verdict = validate_rules([DEFAULT_RULES], binaries=binaries)
+    if verdict.failure:
+        print(f"{DEFAULT_RULES}: {verdict.failure}")
     for result in verdict.results:
         print(f"{result.get('name')}: {'Ok' if result.get('successful') else 'Invalid'}")
+        for problem in result.get("errors") or []:
+            print(f"  {problem.get('code')} at {problem.get('file')}:{problem.get('line')}: {problem.get('message')}")
     return 0 if verdict.successful else 1
 
 

@@ -114,7 +114,8 @@ async def test_status_follows_the_agents_with_few_writes_and_names_what_falco_re
             "selected": 1, "programmed": 1, "failed": 0}, what="the Falco's artifact summary")  # fmt: skip
         samples = await scrape(operator.metrics_url)
         assert value(samples, "falco_operator_artifacts", kind="Rulesfile", condition="Programmed", status="True") == 1
-        assert value(samples, "falco_operator_artifact_reports") == 3
+        # Cluster-wide: reports of earlier tests' namespaces may still be on their way out.
+        assert value(samples, "falco_operator_artifact_reports") >= 3
 
         mark = AuditMark.now(control_plane.state.audit_log)
         await patch(api, namespace, "Rulesfile", "shared", {"spec": {"inlineRules": rule("shared", quiet + "2")}})
