@@ -25,7 +25,7 @@ from falco_operator.kube.endpoints import HttpEndpoints, metrics_handler, probe_
 from falco_operator.kube.resources import NODES
 from falco_operator.resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 
-from .confirmation import UNKNOWN, confirm, loads_expected, observe
+from .confirmation import UNKNOWN, confirm, loads_expected, missed_swap, observe
 from .materializer import Directories, Materializer
 from .metrics import AgentMetrics
 from .recovery import recover_last_good
@@ -97,6 +97,8 @@ class Agent:
         self._fast_polls_until = 0.0
         self._poll_now = anyio.Event()
         self._outcomes: list[Outcome] = []
+        self._swapped_at: float | None = None
+        """Unix time of the last swap Falco has not been nudged for."""
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -187,6 +189,7 @@ class Agent:
             self.metrics.last_swap.set_to_current_time()
             log.info("swapped %s", ", ".join(swapped))
             self._fast_polls_until = time.monotonic() + self.settings.falco_fast_window
+            self._swapped_at = time.time()
             self._poll_now.set()
         self._remember(result.outcomes)
         self._outcomes = list(result.outcomes)
@@ -231,7 +234,15 @@ class Agent:
                 if view != self.falco_view:
                     self.falco_view = view
                     self._mark_dirty()
-                if loads_expected(self._outcomes, view):
+                if missed_swap(view, self._swapped_at, time.time()):
+                    log.info("Falco has not reloaded since the last swap; nudging its rules directory")
+                    self._swapped_at = None  # once per swap: a reload Falco refuses would be refused again
+                    await anyio.to_thread.run_sync(self.materializer.nudge_rules)
+                    self.metrics.nudges.inc()
+                    self._fast_polls_until = time.monotonic() + self.settings.falco_fast_window
+                if self._swapped_at is not None and (view.reloaded_at or 0.0) >= self._swapped_at:
+                    self._swapped_at = None  # Falco reloaded after the last swap
+                if loads_expected(self._outcomes, view) and self._swapped_at is None:
                     self._fast_polls_until = 0.0
                 fast = time.monotonic() < self._fast_polls_until
                 with anyio.move_on_after(0.5 if fast else self.settings.falco_poll_interval):

@@ -20,6 +20,9 @@ import httpx
 from falco_operator.artifacts import RULES_DIR, Outcome, sha256_hex
 
 RULES_METRIC = "falcosecurity_falco_sha256_rules_files_info"
+RELOAD_METRIC = "falcosecurity_falco_reload_timestamp_nanoseconds"
+MISSED_AFTER = 3.0
+"""Seconds after a swap by which Falco has reloaded (it reacts within about half a second)."""
 _SAMPLE = re.compile(r"^" + RULES_METRIC + r"\{(?P<labels>[^}]*)\}")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
@@ -32,9 +35,33 @@ class FalcoView:
     """Loaded rules files: base name → sha256."""
     plugins: Mapping[str, str] = field(default_factory=dict)
     """Running plugins: name → version."""
+    reloaded_at: float | None = None
+    """Unix time of Falco's last (re)start."""
 
 
 UNKNOWN = FalcoView(reachable=False)
+
+
+def parse_reload_time(metrics: str) -> float | None:
+    for line in metrics.splitlines():
+        if line.startswith(RELOAD_METRIC + " "):
+            try:
+                return float(line.split()[1]) / 1e9
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def missed_swap(view: FalcoView, swapped_at: float | None, now: float) -> bool:
+    """Whether Falco has not reloaded since a swap made more than ``MISSED_AFTER`` seconds ago.
+
+    Falco reads its directories early in a restart and watches them again only later: a swap in between raises
+    no event, and Falco keeps its previous files until something else changes there. Making and removing an empty
+    directory in the rules directory is such a change; it costs one reload.
+    """
+    if not view.reachable or view.reloaded_at is None or swapped_at is None:
+        return False
+    return now - swapped_at > MISSED_AFTER and view.reloaded_at < swapped_at
 
 
 def parse_rules_hashes(metrics: str) -> dict[str, str]:
@@ -63,6 +90,7 @@ async def observe(http: httpx.AsyncClient, url: str) -> FalcoView:
         reachable=True,
         version=str(described.get("falco_version")) if isinstance(described, dict) else None,
         rules=parse_rules_hashes(metrics.text),
+        reloaded_at=parse_reload_time(metrics.text),
         plugins={str(k): str(v) for k, v in plugins.items()} if isinstance(plugins, dict) else {},
     )
 

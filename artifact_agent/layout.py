@@ -86,6 +86,12 @@ class GenerationDirectory:
         _fsync_directory(self.path)
         return True
 
+    def nudge(self) -> None:
+        """A change that loads nothing (an empty hidden directory made and removed), so a watcher reads again."""
+        marker = self.path / "..nudge"
+        marker.mkdir(exist_ok=True)
+        marker.rmdir()
+
     def _new_generation_path(self) -> Path:
         stamp = time.strftime("%Y_%m_%d_%H_%M_%S", time.gmtime())
         return self.path / f"..{stamp}.{secrets.token_hex(4)}"

@@ -53,3 +53,6 @@ class Materializer:
             if self._layouts[kind].swap(wanted):
                 swapped.append(kind)
         return swapped
+
+    def nudge_rules(self) -> None:
+        self._layouts[RULES_DIR].nudge()

@@ -26,6 +26,10 @@ class AgentMetrics:
         self.artifacts = Gauge(
             f"{PREFIX}_artifacts", "Applicable artifacts, by kind and state.", ["kind", "state"], registry=registry
         )
+        self.nudges = Counter(
+            f"{PREFIX}_falco_nudges_total", "Times Falco had missed a swap and its rules directory was nudged.",
+            registry=registry,
+        )  # fmt: skip
         self.report_writes = Counter(
             f"{PREFIX}_report_writes_total", "Writes of this agent's ArtifactReport.", registry=registry
         )

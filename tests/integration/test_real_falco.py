@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from artifact_agent.layout import GenerationDirectory
 from e2e.configmap_volume import ConfigMapVolume, sha256s
 from e2e.falco import (
     RELOAD_FAILURE_LINE,
@@ -269,3 +270,16 @@ def test_after_an_invalid_file_falco_reports_every_later_file_invalid_with_the_s
     assert [[error["file"] for error in result["errors"]] for result in verdict.results] == [[str(broken)]] * 2
     assert verdict.error_lines() == [(str(broken), 3)]
     assert validate_rules([good], binaries=falco_binaries).successful
+
+
+async def test_the_agents_nudge_makes_an_idle_falco_read_its_rules_again(
+    tmp_path: Path, falco_binaries: FalcoBinaries
+) -> None:
+    rules_dir = GenerationDirectory(tmp_path / "rules.d")
+    rules_dir.swap({"10-a.yaml": rules("a")})
+    with run_falco(tmp_path / "falco", rules_dir.path, tmp_path / "config.d", tmp_path / "plugins",
+                   binaries=falco_binaries) as falco:  # fmt: skip
+        reloads = falco.reload_count()
+        rules_dir.nudge()
+        assert await falco.wait_reloaded(reloads) == reloads + 1
+        await falco.expect_no_reload(reloads + 1)

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from artifact_agent.confirmation import FalcoView, confirm, loads_expected, parse_rules_hashes
+from pathlib import Path
+
+import pytest
+
+from artifact_agent.confirmation import (
+    FalcoView,
+    confirm,
+    loads_expected,
+    missed_swap,
+    parse_reload_time,
+    parse_rules_hashes,
+)
+from artifact_agent.layout import GenerationDirectory
 from falco_operator.api import Config, Plugin, Rulesfile
 from falco_operator.artifacts import Artifact, Outcome, plan, sha256_hex
 
@@ -49,3 +61,23 @@ def test_only_what_falco_confirms_is_loaded_and_configs_say_they_cannot_be() -> 
 def test_an_unreachable_falco_confirms_nothing_and_changes_nothing() -> None:
     before = outcomes()
     assert confirm(before, FalcoView(False)) == before
+
+
+def test_a_swap_falco_has_not_reloaded_for_after_three_seconds_is_missed_once() -> None:
+    metrics = METRICS + "falcosecurity_falco_reload_timestamp_nanoseconds 1795539541511565333\n"
+    assert parse_reload_time(metrics) == pytest.approx(1795539541.5115653, abs=1e-3)
+    reloaded = 1000.0
+    view = FalcoView(True, "0.44.1", reloaded_at=reloaded)
+    assert not missed_swap(view, reloaded - 5, now=reloaded + 10), "Falco reloaded after the swap"
+    assert not missed_swap(view, reloaded + 1, now=reloaded + 2), "too early to say"
+    assert missed_swap(view, reloaded + 1, now=reloaded + 5)
+    assert not missed_swap(FalcoView(False), reloaded + 1, now=reloaded + 5), "an unreachable Falco says nothing"
+    assert not missed_swap(view, None, now=reloaded + 5), "no swap waiting"
+
+
+def test_a_nudge_leaves_the_directory_as_it_was(tmp_path: Path) -> None:
+    directory = GenerationDirectory(tmp_path / "rules.d")
+    directory.swap({"a.yaml": b"a"})
+    before = sorted(entry.name for entry in directory.path.iterdir())
+    directory.nudge()
+    assert sorted(entry.name for entry in directory.path.iterdir()) == before
