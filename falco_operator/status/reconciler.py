@@ -42,7 +42,9 @@ def agents_in(cache: Cache, namespace: str) -> list[Agent]:
         node_obj = cache.get(NODES, node)
         if node_obj is None:
             continue  # the node was deleted: its pods are not agents any more, even before pod GC removes them
-        falco = cache.get(FALCOS, falco_name, namespace) or {}
+        falco = cache.get(FALCOS, falco_name, namespace)
+        if falco is None:
+            continue  # a pod labelled like ours but of no Falco resource (another installation): no agent
         agents.append(Agent(
             pod=str(metadata["name"]), node=str(node),
             node_labels=(node_obj.get("metadata") or {}).get("labels") or {},
