@@ -74,8 +74,6 @@ class Agent:
         self.reporter = Reporter(client, settings.identity)
         self.rules_set_check = rules_set_check
         self.ready = False
-        self.passes = 0
-        self.ports: dict[str, int] = {}
         self._dirty = anyio.Event()
         self._changes = 0
         self._last_good: dict[ArtifactKey, Delivered] = {}
@@ -121,7 +119,7 @@ class Agent:
                     "/readyz": probe_handler(lambda: self.ready, "first materialization"),
                     "/metrics": metrics_handler(self.runtime_metrics.registry),
                 })  # fmt: skip
-                self.ports["probes"] = await group.start(endpoints.run)
+                await group.start(endpoints.run)
             await group.start(self.config_maps.run)
             for informer in self.informers:
                 self.metrics.watch_informer(informer.name, _healthy_check(informer))
@@ -202,7 +200,6 @@ class Agent:
         status = report_status(outcomes, self.settings.directories.by_kind(), self._falco_probe())
         if await self.reporter.publish(status):
             self.metrics.report_writes.inc()
-        self.passes += 1
 
     def _remember(self, outcomes: Sequence[Outcome]) -> None:
         self._last_good = {outcome.key: outcome.delivered for outcome in outcomes if not outcome.delivered.empty}

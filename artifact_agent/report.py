@@ -54,7 +54,6 @@ class Reporter:
         self._identity = identity
         self._written: Json | None = None
         self._exists = False
-        self.writes = 0
 
     async def load(self) -> None:
         """Read the report a previous run of this pod left, so an unchanged status is not written again.
@@ -86,7 +85,6 @@ class Reporter:
         except NotFound:
             self._exists = False  # deleted behind our back: created again on the next change
             raise
-        self.writes += 1
         self._written = status
         return True
 
@@ -105,4 +103,3 @@ class Reporter:
         with contextlib.suppress(Conflict):
             await self._client.create(ARTIFACTREPORTS, body)
         self._exists = True
-        self.writes += 1

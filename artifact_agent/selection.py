@@ -5,26 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from falco_operator.api import Config, Plugin, Rulesfile
-from falco_operator.artifacts import Artifact
+from falco_operator.artifacts import Artifact, parse_artifact
 
 Json = dict[str, Any]
-_MODELS: dict[str, type[Rulesfile] | type[Config] | type[Plugin]] = {
-    "Rulesfile": Rulesfile,
-    "Config": Config,
-    "Plugin": Plugin,
-}
-
-
-def parse_artifact(raw: Json) -> Artifact | None:
-    """The model of a Rulesfile, Config or Plugin; None for an object these models cannot read."""
-    model = _MODELS.get(str(raw.get("kind")))
-    if model is None:
-        return None
-    try:
-        return model.model_validate(raw)
-    except ValueError:
-        return None
 
 
 def applies(artifact: Artifact, node_labels: Mapping[str, str], falco_labels: Mapping[str, str]) -> bool:

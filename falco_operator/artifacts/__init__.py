@@ -32,6 +32,7 @@ from .planning import (
     RulesSetCheck,
     artifact_key,
     inline_problem,
+    parse_artifact,
     plan,
     remote_sources,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "dump_yaml",
     "inline_problem",
     "load_yaml",
+    "parse_artifact",
     "parse_artifact_file_name",
     "parse_config",
     "parse_rules",

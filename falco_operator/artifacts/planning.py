@@ -27,6 +27,20 @@ from .validation import Invalid, parse_config, parse_rules
 from .yamldoc import Problem, dump_yaml
 
 Artifact = Rulesfile | Config | Plugin
+_MODELS: dict[str, type[Rulesfile] | type[Config] | type[Plugin]] = {
+    "Rulesfile": Rulesfile, "Config": Config, "Plugin": Plugin,
+}  # fmt: skip
+
+
+def parse_artifact(raw: dict[str, Any]) -> Artifact | None:
+    """The model of a Rulesfile, Config or Plugin object; None for another kind or one these models cannot read."""
+    model = _MODELS.get(str(raw.get("kind")))
+    if model is None:
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import ValidationError
-
-from ..api import Config, Plugin, Rulesfile
-from ..artifacts import inline_problem
+from ..artifacts import inline_problem, parse_artifact
 from ..kube import Cache, Client, Request, Resource, Result
 from ..kube.resources import NODES, PODS
 from ..resources import ARTIFACTREPORTS, FALCOS
@@ -21,9 +18,6 @@ log = logging.getLogger("falco_operator.status")
 NAME_LABEL = "app.kubernetes.io/name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 FALCO_PODS = f"{NAME_LABEL}=falco"
-_MODELS: dict[str, type[Rulesfile] | type[Config] | type[Plugin]] = {
-    "Rulesfile": Rulesfile, "Config": Config, "Plugin": Plugin,
-}  # fmt: skip
 
 
 def _now() -> str:
@@ -59,16 +53,14 @@ class ArtifactStatusReconciler:
         self.cache = cache
         self.resource = resource
         self.clock = clock
-        self.writes = 0
 
     async def reconcile(self, request: Request) -> Result | None:
         raw = self.cache.get(self.resource, request.name, request.namespace)
         if raw is None or (raw.get("metadata") or {}).get("deletionTimestamp"):
             return None
-        try:
-            artifact = _MODELS[self.resource.kind].model_validate(raw)
-        except ValidationError as error:
-            log.warning("cannot read %s %s: %s", self.resource.kind, request, error)
+        artifact = parse_artifact(raw)
+        if artifact is None:
+            log.warning("cannot read %s %s with this operator's models", self.resource.kind, request)
             return None
         target = Target(
             kind=self.resource.kind, name=request.name, generation=int(artifact.metadata.generation or 0),
@@ -82,5 +74,4 @@ class ArtifactStatusReconciler:
         if same_status(live, desired):
             return None
         await self.client.patch_status(self.resource, request.name, desired, request.namespace)
-        self.writes += 1
         return None
