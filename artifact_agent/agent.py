@@ -26,14 +26,17 @@ from falco_operator.kube.resources import NODES
 from falco_operator.resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 
 from .confirmation import UNKNOWN, confirm, loads_expected, missed_swap, observe
+from .layout import PRESERVED
 from .materializer import Directories, Materializer
 from .metrics import AgentMetrics
+from .pulls import OCIPulls, PullSettings
 from .recovery import recover_last_good
 from .report import Identity, Reporter, report_status
 from .selection import select
 from .sources import ConfigMapWatches, config_map_reference, resolve
 
 log = logging.getLogger("artifact_agent")
+OCI_CACHE = next(iter(PRESERVED))
 Json = dict[str, Any]
 
 
@@ -56,6 +59,8 @@ class Settings:
     """How often Falco is asked when nothing changed."""
     falco_fast_window: float = 30.0
     """After a swap, Falco is asked every half second for this long (or until it confirms everything)."""
+    pulls: PullSettings | None = None
+    """OCI pulls; None: the defaults, with the digest cache in the plugins volume."""
 
 
 class Agent:
@@ -91,6 +96,8 @@ class Agent:
             client, FALCOS, namespace=namespace, field_selector=f"metadata.name={identity.instance}", metadata_only=True
         ) if identity.instance else None  # fmt: skip
         self.config_maps = ConfigMapWatches(client, namespace, self._mark_dirty)
+        pulls = settings.pulls or PullSettings(cache_dir=settings.directories.plugins / OCI_CACHE)
+        self.pulls = OCIPulls(client, namespace, pulls, self.metrics, self._mark_dirty)
         self.falco_view = UNKNOWN
         self._fast_polls_until = 0.0
         self._poll_now = anyio.Event()
@@ -121,6 +128,7 @@ class Agent:
                 })  # fmt: skip
                 await group.start(endpoints.run)
             await group.start(self.config_maps.run)
+            await group.start(self.pulls.run)
             for informer in self.informers:
                 self.metrics.watch_informer(informer.name, _healthy_check(informer))
                 informer.add_handler(EventHandler(self._on_add, self._on_update, self._on_delete))
@@ -170,14 +178,16 @@ class Agent:
     async def _pass(self, first: bool) -> None:
         artifacts = self._selected()
         self.config_maps.watch_only({ref[0] for ref in map(config_map_reference, artifacts) if ref})
+        self.pulls.want(artifacts)
         if first:
             with anyio.move_on_after(self.settings.first_pass_wait):
                 await self.config_maps.wait_settled()
+                await self.pulls.wait_settled()
             if self._disk_at_start is not None:  # once per process: later passes know what they wrote
                 self._last_good = recover_last_good(self._disk_at_start, artifacts)
                 self._disk_at_start = None
         result = plan(
-            artifacts, resolve(artifacts, self.config_maps), self._last_good,
+            artifacts, resolve(artifacts, self.config_maps, self.pulls.resolve), self._last_good,
             plugins_dir=str(self.settings.directories.plugins), rules_set_check=self.rules_set_check,
         )  # fmt: skip
         swapped = await anyio.to_thread.run_sync(self.materializer.apply, result.directories)

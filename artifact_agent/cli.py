@@ -15,8 +15,9 @@ from falco_operator import __version__
 from falco_operator.kube import Client, RuntimeMetrics, configure_logging
 from falco_operator.resources import registry
 
-from .agent import Agent, Settings
+from .agent import OCI_CACHE, Agent, Settings
 from .materializer import Directories
+from .pulls import PullSettings
 from .report import Identity
 
 log = logging.getLogger("artifact_agent")
@@ -52,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--falco-poll-interval", type=float, default=30.0,
                         help="seconds between questions to Falco when nothing changed (every 0.5 s for 30 s after "
                         "a change)")  # fmt: skip
+    parser.add_argument("--oci-cache-dir", type=Path, default=None,
+                        help="pulled OCI files, kept by digest so an unchanged digest is never downloaded again "
+                        "(default: ..oci-cache in the plugins directory, which outlives agent restarts)")  # fmt: skip
+    parser.add_argument("--registry-ca", default=None,
+                        help="PEM file of CAs to trust for registries, besides the system's")  # fmt: skip
+    parser.add_argument("--pull-concurrency", type=int, default=3, help="OCI pulls running at once")
+    parser.add_argument("--pull-timeout", type=float, default=30.0,
+                        help="seconds a registry may take for one connect, read or write")  # fmt: skip
+    parser.add_argument("--pull-deadline", type=float, default=300.0, help="seconds one whole OCI pull may take")
+    parser.add_argument("--max-artifact-bytes", type=int, default=256 * 1024 * 1024,
+                        help="largest OCI layer, and largest uncompressed archive, accepted")  # fmt: skip
+    parser.add_argument("--pull-retry-max", type=float, default=120.0,
+                        help="longest wait before a failed pull is retried (the wait doubles from 5 s)")  # fmt: skip
     parser.add_argument("--log-format", choices=("json", "text"), default="json")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     return parser
@@ -80,6 +94,16 @@ async def run(args: argparse.Namespace, identity: Identity) -> None:
         stuck_after=args.stuck_after,
         falco_url=args.falco_url.rstrip("/") or None,
         falco_poll_interval=args.falco_poll_interval,
+        pulls=PullSettings(
+            cache_dir=args.oci_cache_dir or args.plugins_dir / OCI_CACHE,
+            concurrency=args.pull_concurrency,
+            request_timeout=args.pull_timeout,
+            pull_deadline=args.pull_deadline,
+            max_bytes=args.max_artifact_bytes,
+            retry_initial=min(5.0, args.pull_retry_max),
+            retry_max=args.pull_retry_max,
+            extra_ca=args.registry_ca,
+        ),
     )
     agent = Agent(client, settings, metrics)
     log.info("starting", extra={"pod": identity.pod_name, "namespace": identity.namespace,

@@ -19,6 +19,8 @@ from pathlib import Path
 
 DATA = "..data"
 DATA_TMP = "..data_tmp"
+PRESERVED = frozenset({"..oci-cache"})
+"""Hidden entries that belong to the agent, not to a generation (the OCI digest cache in the plugins volume)."""
 
 
 class GenerationDirectory:
@@ -120,7 +122,7 @@ class GenerationDirectory:
         return [
             entry
             for entry in self.path.iterdir()
-            if entry.name.startswith("..") and entry.name != DATA and entry != current
+            if entry.name.startswith("..") and entry.name != DATA and entry.name not in PRESERVED and entry != current
         ]
 
 

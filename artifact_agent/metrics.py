@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PREFIX = "falco_artifact_agent"
 
@@ -32,6 +32,18 @@ class AgentMetrics:
         )  # fmt: skip
         self.report_writes = Counter(
             f"{PREFIX}_report_writes_total", "Writes of this agent's ArtifactReport.", registry=registry
+        )
+        self.pulls = Counter(
+            f"{PREFIX}_pulls_total",
+            "OCI pulls by result: success (downloaded), cached (the digest was on disk), failure.", ["result"],
+            registry=registry,
+        )  # fmt: skip
+        self.pull_duration = Histogram(
+            f"{PREFIX}_pull_duration_seconds", "Time of one OCI pull, resolution to file, failures included.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300), registry=registry,
+        )  # fmt: skip
+        self.pull_bytes = Counter(
+            f"{PREFIX}_pull_downloaded_bytes_total", "Bytes of OCI layers downloaded.", registry=registry
         )
         self._informer_health = Gauge(
             f"{PREFIX}_informer_healthy", "1 while an informer lists and watches without failing, else 0.",

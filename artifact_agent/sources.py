@@ -1,8 +1,8 @@
 """Source resolution: each fetched source of an artifact becomes bytes (``Content``) or a reason (``Unavailable``).
 
 ConfigMaps are watched one by one, by name (a field selector on ``metadata.name``), because the agent's Role
-grants ``list`` and ``watch`` on exactly the ConfigMaps its artifacts name. OCI sources are resolved by the OCI
-resolver; until it is configured they are reported as unsupported.
+grants ``list`` and ``watch`` on exactly the ConfigMaps its artifacts name. OCI sources are pulled in the
+background (``pulls``); a pass takes whatever they have answered so far.
 """
 
 from __future__ import annotations
@@ -126,20 +126,16 @@ def _key_content(config_map: Json, name: str, key: str) -> Resolution:
 
 
 def resolve(
-    artifacts: Iterable[Artifact], config_maps: ConfigMapWatches
+    artifacts: Iterable[Artifact], config_maps: ConfigMapWatches, oci: Callable[[ArtifactKey], Resolution | None]
 ) -> dict[tuple[ArtifactKey, Medium], Resolution]:
-    """Every fetched source of every artifact; OCI support plugs in here."""
+    """Every fetched source of every artifact (``oci``: the OCI pull's answer so far for an artifact)."""
     resolutions: dict[tuple[ArtifactKey, Medium], Resolution] = {}
     for artifact in artifacts:
         key = artifact_key(artifact)
         reference = config_map_reference(artifact)
         if reference:
             resolutions[(key, Medium.CONFIGMAP)] = config_maps.resolve(*reference)
-        oci = artifact.spec.oci() if isinstance(artifact, Rulesfile) else getattr(artifact.spec, "oci_artifact", None)
-        if oci is not None:
-            resolutions[(key, Medium.OCI)] = Unavailable(
-                "Failed",
-                "Unsupported",
-                "this agent version cannot pull OCI artifacts yet; use inline or ConfigMap sources",
-            )
+        pulled = oci(key)
+        if pulled is not None:
+            resolutions[(key, Medium.OCI)] = pulled
     return resolutions

@@ -15,6 +15,7 @@ from .controlplane import ControlPlane, start_cluster
 from .falco import FalcoBinaries, find_falco
 from .kube import call, request
 from .operator import install_crds
+from .registry import Registry, start_registry
 from .wait import wait_for
 
 REUSE_ENV = "E2E_CONTROLPLANE_DIR"
@@ -86,3 +87,13 @@ def crds(control_plane: ControlPlane) -> Path:
 def falco_binaries() -> FalcoBinaries:
     """The real Falco of the harness (``e2e/falco.py``: FALCO_BIN, ../shared/falco, or a verified download)."""
     return find_falco()
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """The session's OCI registry: TLS from a test CA and htpasswd authentication, on loopback."""
+    registry = start_registry(tmp_path_factory.mktemp("registry"))
+    try:
+        yield registry
+    finally:
+        registry.stop()

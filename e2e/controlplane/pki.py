@@ -124,3 +124,18 @@ def create_pki(directory: Path) -> Pki:
         sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return Pki(ca_pair, apiserver, admin, controller_manager, scheduler, sa_key_path, sa_pub_path)
+
+
+def create_server_pki(directory: Path, common_name: str) -> tuple[Path, KeyPair]:
+    """A fresh CA and one server certificate for ``localhost`` and ``127.0.0.1`` (a loopback test server)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_pair, ca_cert, ca_key = _issue(directory, "ca", _name(f"{common_name}-ca"), None)
+    server, _, _ = _issue(
+        directory,
+        "server",
+        _name(common_name),
+        (ca_cert, ca_key),
+        server_names=("localhost",),
+        server_ips=("127.0.0.1",),
+    )
+    return ca_pair.cert, server

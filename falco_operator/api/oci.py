@@ -127,6 +127,10 @@ class OCIArtifact(KubeModel):
         tag, digest = (None, self.image.tag) if self.image.tag.startswith("sha256:") else (self.image.tag, None)
         return OCILocation(registry.name or DEFAULT_REGISTRY, self.image.repository, tag, digest, plain_http, insecure)
 
+    def refresh_seconds(self) -> float | None:
+        """``refreshInterval`` in seconds (None: resolve once per spec change)."""
+        return parse_duration(self.refresh_interval) if self.refresh_interval else None
+
     def credentials(self) -> CredentialsRef | None:
         if self.pull_secret:
             return CredentialsRef(self.pull_secret.secret_name, self.pull_secret.username_key,
@@ -191,3 +195,15 @@ def parse_reference(reference: str) -> tuple[str, str, str | None, str | None]:
         host, path = DEFAULT_REGISTRY, name
     repository, _, tag = path.partition(":")
     return host, repository, tag or (None if digest else DEFAULT_TAG), digest or None
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration (``90s``, ``1h30m``, ``1.5h``)."""
+    if not re.match(DURATION_PATTERN, text):
+        raise ValueError(f"invalid duration {text!r}")
+    return sum(
+        float(number) * _DURATION_UNITS[unit] for number, unit in re.findall(r"([0-9.]+)(ns|us|µs|ms|s|m|h)", text)
+    )

@@ -130,7 +130,8 @@ def _validated_files(artifact: Rulesfile | Config, sources: list[tuple[Medium, C
 def _deliver(artifact: Artifact, resolutions: Resolutions, plugins_dir: str) -> Delivered:
     sources = _sources(artifact, resolutions)
     if not isinstance(artifact, Plugin):
-        return Delivered(_validated_files(artifact, sources))
+        digest = next((content.digest for medium, content in sources if medium is Medium.OCI), None)
+        return Delivered(_validated_files(artifact, sources), digest=digest)
     files: dict[FileRef, bytes] = {}
     digest = None
     for _, content in sources:  # at most the OCI library

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..api import Falco
+from ..artifacts.oci import grantable
 from ..kube import (
     Applier,
     Cache,
@@ -31,6 +33,7 @@ from ..kube.resources import (
     DEPLOYMENTS,
     ROLE_BINDINGS,
     ROLES,
+    SECRETS,
     SERVICE_ACCOUNTS,
     SERVICES,
 )
@@ -52,6 +55,8 @@ from .workload import build_configmap, build_service, build_workload
 
 Json = dict[str, Any]
 log = logging.getLogger("falco_operator.instance")
+SECRET_RECHECK = 30.0
+"""Seconds before a Falco whose artifacts name a Secret not granted to agents is looked at again."""
 
 
 def _now() -> str:
@@ -110,8 +115,9 @@ class FalcoReconciler:
         raw = await self._ensure_finalizer(raw)
         namespace = request.namespace
         artifacts = [obj for kind in (RULESFILES, PLUGINS, CONFIGS) for obj in self.cache.in_namespace(kind, namespace)]
+        references, withheld = await self._grantable(artifact_references(falco, artifacts), namespace)
         try:
-            error, workload = await self._apply_all(falco, raw, artifact_references(falco, artifacts))
+            error, workload = await self._apply_all(falco, raw, references)
         except Forbidden as forbidden:
             if "being terminated" in forbidden.message:
                 # The namespace is going away and the Falco with it: recreating its objects would only churn.
@@ -122,7 +128,23 @@ class FalcoReconciler:
         await self._remove_other_workload(raw, kind)
         summary = artifact_summary(falco.metadata.labels or {}, artifacts)
         await self._write_status(falco, raw, kind, workload, error, summary)
-        return None
+        # A withheld Secret may be created or labelled later, and Secrets are not watched: look again soon.
+        return Result(requeue_after=SECRET_RECHECK) if withheld else None
+
+    async def _grantable(self, references: References, namespace: str) -> tuple[References, tuple[str, ...]]:
+        """The references with only the Secrets agents may be given (``grantable``), and the names withheld.
+
+        Each named Secret is read by name (never listed): its type and labels decide. A missing one is withheld
+        too, so a later Secret of that name is not readable before it is judged.
+        """
+        granted: list[str] = []
+        withheld: list[str] = []
+        for name in references.secrets:
+            secret = await self.client.get_or_none(SECRETS, name, namespace)
+            (granted if secret is not None and grantable(secret) else withheld).append(name)
+        if withheld:
+            log.info("not granting Secrets to agents", extra={"namespace": namespace, "secrets": withheld})
+        return replace(references, secrets=tuple(granted)), tuple(withheld)
 
     async def _apply_all(self, falco: Falco, raw: Json, references: References) -> tuple[str | None, Json | None]:
         uid = raw["metadata"]["uid"]

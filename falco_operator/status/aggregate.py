@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api import LabelSelector
+from ..artifacts.oci import PULL_FAILURE_REASONS
 from ..kube.conditions import with_transition_times
 
 Json = dict[str, Any]
 MAX_NAMED = 5
-UNRESOLVED_REASONS = {"ConfigMapNotFound", "ConfigMapKeyNotFound", "Forbidden", "Unsupported"}
+UNRESOLVED_REASONS = {"ConfigMapNotFound", "ConfigMapKeyNotFound", "Forbidden", "Unsupported", *PULL_FAILURE_REASONS}
 
 
 @dataclass(frozen=True)

@@ -46,14 +46,14 @@ async def delete(api: kr8s.asyncio.Api, namespace: str, kind: str, name: str) ->
 @asynccontextmanager
 async def running_agents(
     plane: ControlPlane, workdir: Path, namespace: str, falco: str, pods: dict[str, Json], nodes: list[str],
-    falco_urls: dict[str, str] | None = None,
+    falco_urls: dict[str, str] | None = None, extra_args: tuple[str, ...] = (),
 ) -> AsyncIterator[dict[str, AgentProcess]]:  # fmt: skip
     """Agents for the pods on ``nodes``; ``falco_urls``: the Falco web server each node's agent asks."""
     agents = {}
     for node in nodes:
         metadata = pods[node]["metadata"]
         agents[node] = AgentProcess(plane, workdir / node, namespace, falco, metadata["name"], metadata["uid"], node,
-                                    falco_url=(falco_urls or {}).get(node, ""))  # fmt: skip
+                                    falco_url=(falco_urls or {}).get(node, ""), extra_args=extra_args)  # fmt: skip
     try:
         for agent in agents.values():
             agent.start()

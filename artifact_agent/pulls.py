@@ -1,0 +1,311 @@
+"""OCI sources of the applicable artifacts: pulled in the background, followed, cached, retried.
+
+Each artifact with an OCI source has one task. It resolves the reference to a digest, takes the file from the disk
+cache when that digest was pulled before, else downloads and checks it, and publishes the result (bytes or a
+reason); then it sleeps: until ``refreshInterval`` to re-resolve a tag (a moved tag is followed), or, after a
+failure, a growing retry delay. A spec change starts a new task; until it has an answer the old bytes stay
+visible when only the generation changed, so a priority edit does not blink the artifact. At most
+``concurrency`` pulls run at once, so one slow registry never holds the others back beyond that.
+
+Credentials come from a Secret read by name when a pull needs it (never listed or watched); a 401 reads it again
+once before the failure is reported, so a fixed Secret works at the next retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import httpx
+
+from falco_operator.api import Plugin, Rulesfile
+from falco_operator.api.oci import CredentialsRef, OCIArtifact, OCILocation
+from falco_operator.artifacts import Artifact, ArtifactKey, Content, Resolution, Unavailable, artifact_key
+from falco_operator.artifacts.oci import (
+    GRANT_RULE,
+    PLUGIN,
+    RULES,
+    ArtifactType,
+    Credentials,
+    CredentialsProblem,
+    PullFailed,
+    RegistrySession,
+    credentials_from_secret,
+    http_client,
+    machine_architecture,
+)
+from falco_operator.kube import Backoff, Client, Forbidden, NotFound
+from falco_operator.kube.resources import SECRETS
+
+from .metrics import AgentMetrics
+from .oci_cache import DigestCache
+
+log = logging.getLogger("artifact_agent.pulls")
+
+
+@dataclass(frozen=True)
+class PullSettings:
+    cache_dir: Path
+    concurrency: int = 3
+    """Pulls running at once."""
+    request_timeout: float = 30.0
+    """Bound on every connect, read and write to a registry."""
+    pull_deadline: float = 300.0
+    """Bound on one whole pull (resolve, credentials, download)."""
+    max_bytes: int = 256 * 1024 * 1024
+    """Largest layer, and largest uncompressed archive, accepted."""
+    retry_initial: float = 5.0
+    retry_max: float = 120.0
+    extra_ca: str | None = None
+    """A PEM file of CAs trusted for registries besides the system's."""
+    architecture: str = field(default_factory=machine_architecture)
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """What one artifact asks of a registry; a different request means a new pull."""
+
+    type: ArtifactType
+    location: OCILocation
+    credentials: CredentialsRef | None
+    refresh: float | None
+    generation: int | None
+
+    def same_source(self, other: PullRequest) -> bool:
+        return replace(self, generation=None, refresh=None) == replace(other, generation=None, refresh=None)
+
+
+def pull_request(artifact: Artifact) -> PullRequest | None:
+    oci: OCIArtifact | None
+    if isinstance(artifact, Rulesfile):
+        oci, kind = artifact.spec.oci(), RULES
+    elif isinstance(artifact, Plugin):
+        oci, kind = artifact.spec.oci_artifact, PLUGIN
+    else:
+        return None
+    if oci is None:
+        return None
+    location = oci.location()
+    refresh = oci.refresh_seconds() if location.digest is None else None
+    return PullRequest(kind, location, oci.credentials(), refresh, artifact.metadata.generation)
+
+
+@dataclass
+class _Tracked:
+    request: PullRequest
+    scope: anyio.CancelScope
+    result: Resolution
+
+
+class OCIPulls:
+    def __init__(
+        self,
+        client: Client,
+        namespace: str,
+        settings: PullSettings,
+        metrics: AgentMetrics,
+        on_change: Callable[[], None],
+    ) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._settings = settings
+        self._metrics = metrics
+        self._on_change = on_change
+        self._cache = DigestCache(settings.cache_dir)
+        self._limiter = anyio.CapacityLimiter(settings.concurrency)
+        self._tracked: dict[ArtifactKey, _Tracked] = {}
+        self._secrets: dict[str, dict[str, Any]] = {}
+        self._clients: dict[bool, httpx.AsyncClient] = {}
+        self._writing: set[tuple[str, str]] = set()
+        """Cache entries written by pulls whose result is not published yet (pruning keeps them)."""
+        self._group: anyio.abc.TaskGroup | None = None
+        self._settled = anyio.Event()
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+                self._group = group
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for http in self._clients.values():
+                    await http.aclose()
+
+    # -- what the agent's pass uses -----------------------------------------------------------------------
+
+    def want(self, artifacts: Iterable[Artifact]) -> None:
+        """Start, restart or stop pulls so that exactly these artifacts' OCI sources are followed."""
+        wanted = {artifact_key(a): request for a in artifacts if (request := pull_request(a)) is not None}
+        for key in set(self._tracked) - set(wanted):
+            self._tracked.pop(key).scope.cancel()
+        for key, request in sorted(wanted.items()):
+            tracked = self._tracked.get(key)
+            if tracked is not None and tracked.request == request:
+                continue
+            keep = tracked is not None and tracked.request.same_source(request) and isinstance(tracked.result, Content)
+            result = tracked.result if tracked is not None and keep else _pending(request)
+            if tracked is not None:
+                tracked.scope.cancel()
+            self._start(key, request, result)
+        self._prune_secrets()
+
+    def resolve(self, key: ArtifactKey) -> Resolution | None:
+        tracked = self._tracked.get(key)
+        return tracked.result if tracked is not None else None
+
+    def settled(self) -> bool:
+        """Every followed artifact has had a first answer (bytes or a failure)."""
+        return not any(_is_pending(tracked.result) for tracked in self._tracked.values())
+
+    async def wait_settled(self) -> None:
+        while not self.settled():
+            self._settled = anyio.Event()
+            await self._settled.wait()
+
+    # -- one artifact ---------------------------------------------------------------------------------------
+
+    def _start(self, key: ArtifactKey, request: PullRequest, result: Resolution) -> None:
+        assert self._group is not None, "run() first"
+        scope = anyio.CancelScope()
+        self._tracked[key] = _Tracked(request, scope, result)
+        self._group.start_soon(self._follow, key, request, scope)
+
+    async def _follow(self, key: ArtifactKey, request: PullRequest, scope: anyio.CancelScope) -> None:
+        backoff = Backoff(initial=self._settings.retry_initial, cap=self._settings.retry_max)
+        with scope:
+            while True:
+                result = await self._pull(request)
+                tracked = self._tracked.get(key)
+                if tracked is None or tracked.scope is not scope:
+                    return
+                if result != tracked.result:
+                    tracked.result = result
+                    self._on_change()
+                self._forget_writing(result, request)
+                self._keep_cached()
+                self._settled.set()
+                if isinstance(result, Content):
+                    backoff.reset()
+                    if request.refresh is None:
+                        return
+                    await anyio.sleep(request.refresh)
+                else:
+                    await anyio.sleep(backoff.next_delay())
+
+    async def _pull(self, request: PullRequest) -> Resolution:
+        reference = request.location.reference
+        async with self._limiter:
+            started = time.monotonic()
+            outcome = "failure"
+            try:
+                with anyio.fail_after(self._settings.pull_deadline):
+                    content, outcome = await self._pull_authenticated(request)
+                return content
+            except TimeoutError:
+                message = f"pulling {reference} took longer than {self._settings.pull_deadline:g} s"
+                return Unavailable("Failed", "Timeout", message)
+            except PullFailed as failed:
+                log.warning("pull of %s failed: %s", reference, failed.message, extra={"reason": failed.reason})
+                return Unavailable("Failed", failed.reason, failed.message)
+            finally:
+                self._metrics.pulls.labels(outcome).inc()
+                self._metrics.pull_duration.observe(time.monotonic() - started)
+
+    async def _pull_authenticated(self, request: PullRequest) -> tuple[Content, str]:
+        credentials = await self._credentials(request, fresh=False)
+        try:
+            return await self._pull_with(request, credentials)
+        except PullFailed as failed:
+            if failed.reason != "Unauthorized" or request.credentials is None:
+                raise
+        # The registry refused what we had: the Secret may have changed since it was read.
+        return await self._pull_with(request, await self._credentials(request, fresh=True))
+
+    async def _pull_with(self, request: PullRequest, credentials: Credentials | None) -> tuple[Content, str]:
+        location = request.location
+        session = RegistrySession(self._http(location.insecure_skip_verify), location, credentials)
+        resolved = await session.resolve(request.type, self._settings.architecture)
+        cached = await anyio.to_thread.run_sync(self._cache.get, resolved.digest, request.type.label)
+        if cached is not None:
+            return Content(cached, resolved.digest), "cached"
+        pulled = await session.fetch(resolved, request.type, self._settings.max_bytes)
+        self._metrics.pull_bytes.inc(pulled.downloaded)
+        self._writing.add((pulled.digest, request.type.label))
+        await anyio.to_thread.run_sync(self._cache.put, pulled.digest, request.type.label, pulled.file.data)
+        log.info("pulled %s", location.reference, extra={"digest": pulled.digest, "bytes": pulled.downloaded})
+        return Content(pulled.file.data, pulled.digest), "success"
+
+    # -- credentials ---------------------------------------------------------------------------------------
+
+    async def _credentials(self, request: PullRequest, *, fresh: bool) -> Credentials | None:
+        ref = request.credentials
+        if ref is None:
+            return None
+        secret = None if fresh else self._secrets.get(ref.secret_name)
+        if secret is None:
+            secret = await self._read_secret(ref.secret_name)
+            self._secrets[ref.secret_name] = secret
+        try:
+            return credentials_from_secret(secret, request.location.registry, ref.username_key, ref.password_key)
+        except CredentialsProblem as problem:
+            raise PullFailed("InvalidSecret", str(problem)) from None
+
+    async def _read_secret(self, name: str) -> dict[str, Any]:
+        try:
+            return await self._client.get(SECRETS, name, self._namespace)
+        except Forbidden:
+            raise PullFailed(
+                "SecretNotGranted",
+                f"the agent may not read Secret {name}: {GRANT_RULE}, and grants it to agents of the Falco "
+                "instances the artifact applies to",
+            ) from None
+        except NotFound:
+            raise PullFailed("SecretNotFound", f"Secret {name} does not exist in {self._namespace}") from None
+
+    def _prune_secrets(self) -> None:
+        names = {t.request.credentials.secret_name for t in self._tracked.values() if t.request.credentials}
+        for name in set(self._secrets) - names:
+            del self._secrets[name]
+
+    # -- shared resources ----------------------------------------------------------------------------------
+
+    def _http(self, insecure: bool) -> httpx.AsyncClient:
+        if insecure not in self._clients:
+            self._clients[insecure] = http_client(
+                timeout=self._settings.request_timeout, insecure=insecure, extra_ca=self._settings.extra_ca
+            )
+        return self._clients[insecure]
+
+    def _forget_writing(self, result: Resolution, request: PullRequest) -> None:
+        if isinstance(result, Content) and result.digest:
+            self._writing.discard((result.digest, request.type.label))
+
+    def _keep_cached(self) -> None:
+        """Drop cache entries nothing uses, once every artifact has its first answer (before that, an entry not
+        in use yet may be the one a pending pull is about to find)."""
+        if not self.settled():
+            return
+        in_use = [*self._writing] + [
+            (tracked.result.digest, tracked.request.type.label)
+            for tracked in self._tracked.values()
+            if isinstance(tracked.result, Content) and tracked.result.digest
+        ]
+        try:
+            self._cache.keep_only(in_use)
+        except OSError as error:
+            log.warning("cannot prune the OCI cache: %s", error)
+
+
+def _pending(request: PullRequest) -> Unavailable:
+    return Unavailable("Pending", "Pulling", f"pulling {request.location.reference}")
+
+
+def _is_pending(result: Resolution) -> bool:
+    return isinstance(result, Unavailable) and result.state == "Pending"

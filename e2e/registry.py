@@ -1,0 +1,228 @@
+"""A real OCI registry on loopback for tests: Debian's ``docker-registry`` (the CNCF distribution server).
+
+``start_registry`` runs it with TLS from a fresh test CA and htpasswd authentication (or plain HTTP, with or
+without authentication); ``push_*`` publish Falco-typed artifacts with oras-py, the way a publisher would; the
+access log tells which blobs were downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .controlplane.cluster import free_port
+from .controlplane.pki import create_server_pki
+from .controlplane.processes import die_with_parent, terminate
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+BINARIES = ("docker-registry", "registry")
+
+
+def find_registry_binary() -> str:
+    for name in BINARIES:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise RuntimeError(
+        "no OCI registry binary: install Debian's docker-registry package (apt-get install docker-registry), "
+        "which .ci/run does"
+    )
+
+
+def find_htpasswd() -> str:
+    found = shutil.which("htpasswd")
+    if not found:
+        raise RuntimeError("no htpasswd: install Debian's apache2-utils package, which .ci/run does")
+    return found
+
+
+@dataclass
+class Registry:
+    host: str
+    """``127.0.0.1:<port>``."""
+    directory: Path
+    ca: Path | None
+    username: str | None
+    password: str | None
+    process: subprocess.Popen[bytes] | None = None
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def plain_http(self) -> bool:
+        return self.ca is None
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "registry.log"
+
+    @property
+    def url(self) -> str:
+        return f"{'http' if self.plain_http else 'https'}://{self.host}"
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(self.args, stdout=log, stderr=log, preexec_fn=die_with_parent)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the registry exited: {self.log_path.read_text()[-2000:]}")
+            if self._answers():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the registry did not answer within 30 s: {self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.resume()
+            terminate(self.process, grace=5)
+            self.process = None
+
+    def pause(self) -> None:
+        """Stop answering while keeping the port open: connections are accepted and never served."""
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGCONT)
+
+    def _answers(self) -> bool:
+        try:
+            urllib.request.urlopen(f"{self.url}/v2/", timeout=2, context=self._ssl())
+        except urllib.error.HTTPError as error:
+            return error.code == 401
+        except OSError:
+            return False
+        return True
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=str(self.ca)) if self.ca else None
+
+    # -- publishing -----------------------------------------------------------------------------------------
+
+    def client(self) -> Any:
+        """An oras-py client logged in to this registry."""
+        import oras.provider
+
+        client = oras.provider.Registry(
+            hostname=self.host, insecure=self.plain_http, tls_verify=str(self.ca) if self.ca else False,
+            auth_backend="basic",
+        )  # fmt: skip
+        if self.username and self.password:
+            client.auth.set_basic_auth(self.username, self.password)
+        return client
+
+    def push_artifact(
+        self, repository: str, tag: str, layer: bytes, layer_type: str, config: bytes, config_type: str
+    ) -> str:
+        """One manifest with one layer; returns the manifest digest."""
+        manifest = self.push_manifest_parts(repository, layer, layer_type, config, config_type)
+        return self.put_manifest(repository, tag, manifest, OCI_MANIFEST)
+
+    def push_index(self, repository: str, tag: str, platforms: dict[str, tuple[bytes, str, bytes, str]]) -> str:
+        """An image index with one manifest per ``linux/<arch>``; returns the index digest."""
+        entries = []
+        for architecture, (layer, layer_type, config, config_type) in sorted(platforms.items()):
+            manifest = self.push_manifest_parts(repository, layer, layer_type, config, config_type)
+            body = _canonical(manifest)
+            digest = self.put_manifest(repository, _digest(body).replace(":", "-"), manifest, OCI_MANIFEST)
+            entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body),
+                            "platform": {"os": "linux", "architecture": architecture}})  # fmt: skip
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+        return self.put_manifest(repository, tag, index, OCI_INDEX)
+
+    def push_manifest_parts(
+        self, repository: str, layer: bytes, layer_type: str, config: bytes, config_type: str
+    ) -> dict[str, Any]:
+        client = self.client()
+        container = client.get_container(f"{self.host}/{repository}:unused")
+        descriptors = []
+        for data, media_type in ((config, config_type), (layer, layer_type)):
+            with tempfile.NamedTemporaryFile() as blob:
+                blob.write(data)
+                blob.flush()
+                descriptor = {"mediaType": media_type, "digest": _digest(data), "size": len(data)}
+                response = client.upload_blob(blob.name, container, descriptor)
+                if response.status_code not in (200, 201, 202):
+                    raise RuntimeError(f"blob upload failed: {response.status_code} {response.text}")
+            descriptors.append(descriptor)
+        return {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptors[0], "layers": descriptors[1:]}
+
+    def put_manifest(self, repository: str, reference: str, manifest: dict[str, Any], media_type: str) -> str:
+        client = self.client()
+        container = client.get_container(f"{self.host}/{repository}:{reference}")
+        body = _canonical(manifest)
+        response = client.do_request(f"{client.prefix}://{container.manifest_url()}", "PUT",
+                                     headers={"Content-Type": media_type}, data=body)  # fmt: skip
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"manifest upload failed: {response.status_code} {response.text}")
+        return _digest(body)
+
+    # -- inspection -----------------------------------------------------------------------------------------
+
+    def blob_downloads(self, repository: str | None = None) -> int:
+        """GET requests for blobs answered with content so far (from the access log)."""
+        path = re.escape(repository) if repository else "[^ ]+"
+        pattern = re.compile(rf'"GET /v2/{path}/blobs/sha256:[0-9a-f]+ HTTP/[0-9.]+" 20[06] ')
+        return len(pattern.findall(self.log_path.read_text(errors="replace")))
+
+    def corrupt_blob(self, digest: str, data: bytes) -> None:
+        """Replace a stored blob's bytes behind the registry's back (it serves them under the old digest)."""
+        hex_digest = digest.removeprefix("sha256:")
+        path = self.directory / "storage" / "docker/registry/v2/blobs/sha256" / hex_digest[:2] / hex_digest / "data"
+        path.write_bytes(data)
+
+
+def start_registry(directory: Path, *, tls: bool = True, auth: bool = True) -> Registry:
+    binary = find_registry_binary()
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    config: dict[str, Any] = {
+        "version": 0.1,
+        "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": False}},
+        "storage": {"filesystem": {"rootdirectory": str(directory / "storage")}, "delete": {"enabled": True}},
+        "http": {"addr": host, "secret": secrets.token_hex(16)},
+    }
+    ca = None
+    if tls:
+        ca, server = create_server_pki(directory / "pki", "registry")
+        config["http"]["tls"] = {"certificate": str(server.cert), "key": str(server.key)}
+    username = password = None
+    if auth:
+        username, password = "falco-e2e", secrets.token_hex(12)
+        htpasswd = directory / "htpasswd"
+        hashed = subprocess.run([find_htpasswd(), "-Bbn", username, password], check=True, capture_output=True)
+        htpasswd.write_bytes(hashed.stdout)
+        config["auth"] = {"htpasswd": {"realm": "falco-e2e", "path": str(htpasswd)}}
+    config_path = directory / "config.yml"
+    config_path.write_text(json.dumps(config))  # JSON is YAML
+    registry = Registry(host, directory, ca, username, password, args=[binary, "serve", str(config_path)])
+    registry.start()
+    return registry
+
+
+def _canonical(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()

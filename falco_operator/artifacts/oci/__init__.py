@@ -1,0 +1,47 @@
+"""Pulling Falco artifacts from OCI registries: references to digests, credentials, safe layer extraction."""
+
+from .archive import ArchiveFile, ArchiveRefused, single_file
+from .credentials import (
+    BASIC_AUTH,
+    DOCKER_CONFIG_JSON,
+    GRANT_RULE,
+    PULL_SECRET_LABEL,
+    Credentials,
+    CredentialsProblem,
+    credentials_from_secret,
+    grantable,
+)
+from .media import PLUGIN, RULES, ArtifactType
+from .registry import (
+    PULL_FAILURE_REASONS,
+    Pulled,
+    PullFailed,
+    RegistrySession,
+    Resolved,
+    http_client,
+    machine_architecture,
+)
+
+__all__ = [
+    "BASIC_AUTH",
+    "DOCKER_CONFIG_JSON",
+    "GRANT_RULE",
+    "PLUGIN",
+    "PULL_FAILURE_REASONS",
+    "PULL_SECRET_LABEL",
+    "RULES",
+    "ArchiveFile",
+    "ArchiveRefused",
+    "ArtifactType",
+    "Credentials",
+    "CredentialsProblem",
+    "PullFailed",
+    "Pulled",
+    "RegistrySession",
+    "Resolved",
+    "credentials_from_secret",
+    "grantable",
+    "http_client",
+    "machine_architecture",
+    "single_file",
+]
