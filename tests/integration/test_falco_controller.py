@@ -331,9 +331,14 @@ async def test_agent_token_reads_only_the_secrets_its_artifacts_reference(
     api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     await create_falco(api, namespace, falco("reader"))
-    for secret in ("creds-a", "creds-b"):
+    # Registry credentials both ways the operator grants them: by type, and by the opt-in label.
+    for secret, type_, labels in (
+        ("creds-a", "kubernetes.io/basic-auth", {}),
+        ("creds-b", "Opaque", {"artifact.falcosecurity.dev/pull-secret": "true"}),
+    ):
         await call(api, "POST", f"/api/v1/namespaces/{namespace}/secrets",
-                   body={"metadata": {"name": secret}, "stringData": {"username": "u", "password": "p"}})  # fmt: skip
+                   body={"metadata": {"name": secret, "labels": labels}, "type": type_,
+                         "stringData": {"username": "u", "password": "p"}})  # fmt: skip
     role_path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/reader"
     role = await wait_for(getter(api, role_path), bool, what="agent Role", timeout=30)
     assert role is not None

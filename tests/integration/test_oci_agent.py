@@ -87,27 +87,26 @@ async def test_seed_examples_04_and_06_pull_from_a_private_registry(
     api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path,
     oci_registry: Registry, falco_binaries: FalcoBinaries,
 ) -> None:  # fmt: skip
-    repository_prefix = f"t{secrets.token_hex(3)}"
     rules = rules_text("from_oci")
-    rules_digest = push_rules(oci_registry, f"{repository_prefix}/{RULES_REPOSITORY}", "latest", rules)
+    rules_digest = push_rules(oci_registry, RULES_REPOSITORY, "latest", rules)
     container = falco_binaries.container_plugin.read_bytes()
     libraries = {"amd64": container, "arm64": b"\x7fELF not this machine"}
     if machine_architecture() == "arm64":
         libraries = {"amd64": b"\x7fELF not this machine", "arm64": container}
-    plugin_digest = push_plugin(oci_registry, f"{repository_prefix}/{PLUGIN_REPOSITORY}", "0.2.4", libraries)
+    plugin_digest = push_plugin(oci_registry, PLUGIN_REPOSITORY, "0.2.4", libraries)
     await create_secret(api, namespace, "registry", docker_config(oci_registry),
                         type_="kubernetes.io/dockerconfigjson")  # fmt: skip
 
     pods = await falco_pods(api, namespace, "falco")
     rulesfile = seed("04-rulesfile-oci.yaml")
     rulesfile["spec"]["ociArtifact"] = {
-        "reference": f"{oci_registry.host}/{repository_prefix}/{RULES_REPOSITORY}:latest",
+        "reference": f"{oci_registry.host}/{RULES_REPOSITORY}:latest",
         "pullSecret": {"secretName": "registry"},
     }
     await create(api, namespace, rulesfile)
     plugin = seed("06-plugin-container.yaml")
     plugin["spec"]["ociArtifact"] = {
-        "reference": f"{oci_registry.host}/{repository_prefix}/{PLUGIN_REPOSITORY}:0.2.4",
+        "reference": f"{oci_registry.host}/{PLUGIN_REPOSITORY}:0.2.4",
         "pullSecret": {"secretName": "registry"},
     }
     await create(api, namespace, plugin)
@@ -141,7 +140,7 @@ async def test_seed_examples_04_and_06_pull_from_a_private_registry(
             # A new library under the same tag: a new digest, a new fragment, and Falco loads the plugin again.
             rebuilt = container + b"\0" * 64
             libraries = {arch: rebuilt if data == container else data for arch, data in libraries.items()}
-            new_digest = push_plugin(oci_registry, f"{repository_prefix}/{PLUGIN_REPOSITORY}", "0.2.4", libraries)
+            new_digest = push_plugin(oci_registry, PLUGIN_REPOSITORY, "0.2.4", libraries)
             await patch(api, namespace, "Plugin", "container", {"spec": {"ociArtifact": {"refreshInterval": "1s"}}})
             await wait_files(agent, agent.plugins_dir, lambda f: f.get("container.so") == rebuilt, "new library")
             await wait_for(partial(anyio.to_thread.run_sync, falco.log), lambda log: log.count(
@@ -333,3 +332,33 @@ async def test_broken_artifacts_are_refused_and_nothing_is_written(
         assert agent.files(agent.rules_dir) == {}
         assert agent.files(agent.plugins_dir) == {}
         assert "99-03-plugins-config-inline.yaml" not in agent.files(agent.config_dir)
+
+
+async def test_a_registry_that_hangs_holds_back_only_its_own_artifacts(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path,
+) -> None:  # fmt: skip
+    hanging = start_registry(tmp_path / "hanging", tls=False, auth=False)
+    working = start_registry(tmp_path / "working", tls=False, auth=False)
+    try:
+        for registry in (hanging, working):
+            push_rules(registry, RULES_REPOSITORY, "latest", rules_text("from_" + registry.host.replace(".", "_")))
+        hanging.pause()
+        pods = await falco_pods(api, namespace, "falco")
+        for index, registry in enumerate((hanging, hanging, hanging, working)):
+            oci = {"image": {"repository": RULES_REPOSITORY}, "registry": {"name": registry.host, "plainHTTP": True}}
+            await create(api, namespace, {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Rulesfile",
+                                          "metadata": {"name": f"r{index}"}, "spec": {"ociArtifact": oci}})  # fmt: skip
+        # Three pulls hang on one registry with a concurrency of two: the fourth still gets a slot soon enough.
+        args = ("--pull-concurrency=2", "--pull-timeout=3", "--pull-deadline=5", "--pull-retry-max=1")
+        async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"],
+                                  extra_args=args) as agents:  # fmt: skip
+            agent = agents["node1"]
+            files = await wait_files(agent, agent.rules_dir, lambda f: "50-01-r3-oci.yaml" in f, "r3", timeout=30)
+            assert list(files) == ["50-01-r3-oci.yaml"]
+            stuck = await wait_entry(api, agent, "Rulesfile", "r0", lambda e: e.get("state") == "Failed", "Failed")
+            assert stuck["reason"] == "Timeout"
+            hanging.resume()
+            await wait_files(agent, agent.rules_dir, lambda f: len(f) == 4, "all four once it answers", timeout=30)
+    finally:
+        hanging.stop()
+        working.stop()

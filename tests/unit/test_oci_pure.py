@@ -1,0 +1,127 @@
+"""Pure parts of OCI pulling: credentials from Secrets, challenges, archives, durations, the digest cache."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from artifact_agent.oci_cache import DigestCache
+from e2e.oci_artifacts import gzip_bomb, hostile_layer, tar_gz
+from falco_operator.api.oci import parse_duration
+from falco_operator.artifacts.oci import (
+    ArchiveRefused,
+    Credentials,
+    CredentialsProblem,
+    credentials_from_secret,
+    grantable,
+    single_file,
+)
+from falco_operator.artifacts.oci.registry import parse_challenge
+
+
+def _secret(data: dict[str, str], type_: str = "Opaque", labels: dict[str, str] | None = None) -> dict[str, object]:
+    encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
+    return {"metadata": {"name": "s", "labels": labels or {}}, "type": type_, "data": encoded}
+
+
+def _docker(auths: dict[str, dict[str, str]]) -> dict[str, object]:
+    return _secret({".dockerconfigjson": json.dumps({"auths": auths})}, "kubernetes.io/dockerconfigjson")
+
+
+def test_only_registry_secrets_are_grantable() -> None:
+    assert grantable(_secret({}, "kubernetes.io/dockerconfigjson"))
+    assert grantable(_secret({}, "kubernetes.io/basic-auth"))
+    assert grantable(_secret({}, labels={"artifact.falcosecurity.dev/pull-secret": "true"}))
+    assert not grantable(_secret({}))
+    assert not grantable(_secret({}, labels={"artifact.falcosecurity.dev/pull-secret": "yes"}))
+    assert not grantable(_secret({}, "kubernetes.io/service-account-token"))
+
+
+def test_username_and_password_keys_default_and_custom() -> None:
+    assert credentials_from_secret(_secret({"username": "u", "password": "p"}), "r.io") == Credentials("u", "p")
+    custom = _secret({"user": "u", "token": "t"})
+    assert credentials_from_secret(custom, "r.io", "user", "token") == Credentials("u", "t")
+    with pytest.raises(CredentialsProblem, match=r"has no key 'username' \(its keys: token, user\)"):
+        credentials_from_secret(custom, "r.io")
+
+
+@pytest.mark.parametrize(
+    "key", ["registry.example:5000", "https://registry.example:5000/v1/", "http://REGISTRY.example:5000"]
+)
+def test_docker_config_matches_hosts_as_docker_does(key: str) -> None:
+    auth = base64.b64encode(b"user:pa:ss").decode()
+    assert credentials_from_secret(_docker({key: {"auth": auth}}), "registry.example:5000") == Credentials(
+        "user", "pa:ss"
+    )
+
+
+def test_docker_config_hub_aliases_and_username_fields() -> None:
+    secret = _docker({"https://index.docker.io/v1/": {"username": "u", "password": "p"}})
+    assert credentials_from_secret(secret, "registry-1.docker.io") == Credentials("u", "p")
+
+
+def test_docker_config_never_gives_another_hosts_credentials() -> None:
+    secret = _docker({"ghcr.io": {"username": "u", "password": "p"}})
+    with pytest.raises(CredentialsProblem, match=r"no credentials for evil\.example \(it lists: ghcr\.io\)"):
+        credentials_from_secret(secret, "evil.example")
+    with pytest.raises(CredentialsProblem, match="not base64"):
+        credentials_from_secret(_docker({"ghcr.io": {"auth": "%%%"}}), "ghcr.io")
+
+
+def test_credentials_never_print_the_password() -> None:
+    assert "secret-value" not in repr(Credentials("u", "secret-value"))
+
+
+def test_challenges_are_parsed() -> None:
+    assert parse_challenge('Basic realm="falco-e2e"') == ("basic", {"realm": "falco-e2e"})
+    scheme, params = parse_challenge(
+        'Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull,push"'
+    )
+    assert scheme == "bearer"
+    assert params == {"realm": "https://ghcr.io/token", "service": "ghcr.io", "scope": "repository:a/b:pull,push"}
+
+
+def test_single_file_takes_the_one_payload_and_ignores_other_files() -> None:
+    layer = tar_gz({"README.md": b"hi", "rules/falco_rules.yaml": b"- list: a\n  items: []\n"})
+    taken = single_file(layer, (".yaml", ".yml"), 1 << 20)
+    assert (taken.name, taken.data) == ("falco_rules.yaml", b"- list: a\n  items: []\n")
+
+
+@pytest.mark.parametrize(
+    ("hostility", "message"),
+    [("symlink", "links are refused"), ("hardlink", "links are refused"), ("parent", "leaves its directory"),
+     ("absolute", "absolute path"), ("device", "not a regular file"), ("two-files", "exactly one"),
+     ("not-gzip", "not a readable tar.gz")],
+)  # fmt: skip
+def test_hostile_archives_are_refused(hostility: str, message: str) -> None:
+    with pytest.raises(ArchiveRefused, match=message):
+        single_file(hostile_layer(hostility), (".yaml",), 1 << 20)  # type: ignore[arg-type]
+
+
+def test_an_archive_that_expands_past_the_cap_is_refused() -> None:
+    bomb = gzip_bomb(4 << 20)
+    assert len(bomb) < 64 * 1024
+    with pytest.raises(ArchiveRefused, match="expands to more than the 1048576-byte limit"):
+        single_file(bomb, (".yaml",), 1 << 20)
+
+
+def test_durations() -> None:
+    assert [parse_duration(text) for text in ("90s", "1h30m", "1.5h", "250ms")] == [90, 5400, 5400, 0.25]
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration("1 hour")
+
+
+def test_digest_cache_round_trip_and_pruning(tmp_path: Path) -> None:
+    cache = DigestCache(tmp_path / "..oci-cache")
+    one, two = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    assert cache.get(one, "rules") is None
+    cache.put(one, "rules", b"one")
+    cache.put(two, "plugin", b"two")
+    assert (cache.get(one, "rules"), cache.get(one, "plugin")) == (b"one", None)
+    cache.keep_only([(two, "plugin")])
+    assert (cache.get(one, "rules"), cache.get(two, "plugin")) == (None, b"two")
+    with pytest.raises(ValueError, match="not a sha256 digest"):
+        cache.get("sha256:../../etc/passwd", "rules")
