@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 
 from falco_operator import __version__
+from falco_operator.artifacts.rules import rules_set_check
 from falco_operator.kube import Client, RuntimeMetrics, configure_logging
 from falco_operator.resources import registry
 
@@ -105,7 +106,7 @@ async def run(args: argparse.Namespace, identity: Identity) -> None:
             extra_ca=args.registry_ca,
         ),
     )
-    agent = Agent(client, settings, metrics)
+    agent = Agent(client, settings, metrics, rules_set_check=rules_set_check)
     log.info("starting", extra={"pod": identity.pod_name, "namespace": identity.namespace,
                                 "node": identity.node_name, "instance": identity.instance})  # fmt: skip
     try:

@@ -14,6 +14,7 @@ from . import __version__
 from .instance.options import DEFAULT_AGENT_IMAGE, DEFAULT_FALCO_VERSION, BuildOptions, supports_native_sidecar
 from .instance.setup import setup_falco_controller
 from .kube import Client, LeaderLost, Manager, ManagerOptions, RuntimeMetrics, configure_logging
+from .lint import add_lint_command, run_lint
 from .resources import registry
 from .status import setup_status_controllers
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=4, help="concurrent reconciles")
     run.add_argument("--log-format", choices=("json", "text"), default="json")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    add_lint_command(commands)
     return parser
 
 
@@ -82,6 +84,8 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "lint":
+        return run_lint(args, sys.stdout)
     configure_logging(args.log_format, args.log_level)
     try:
         anyio.run(run, args)

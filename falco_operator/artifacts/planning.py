@@ -23,6 +23,7 @@ from .naming import (
     plugin_library_file_name,
 )
 from .plugins import plugin_entry, render_plugins_config
+from .rules import standalone_problem
 from .validation import Invalid, parse_config, parse_rules
 from .yamldoc import Problem, dump_yaml
 
@@ -148,9 +149,13 @@ def inline_problem(artifact: Artifact) -> str | None:
     if content is None:
         return None
     try:
-        _validated_files(artifact, [(Medium.INLINE, Content(content))])
+        files = _validated_files(artifact, [(Medium.INLINE, Content(content))])
     except _Rejected as rejected:
         return rejected.message
+    for (directory, name), data in files.items():
+        problem = standalone_problem(name, parse_rules(data)) if directory == RULES_DIR else None
+        if problem is not None:
+            return str(problem)
     return None
 
 
@@ -217,16 +222,23 @@ def _reject_plugin_name_clashes(
 def _apply_rules_set_check(
     outcomes: dict[ArtifactKey, Outcome], last_good: Mapping[ArtifactKey, Delivered], check: RulesSetCheck
 ) -> None:
-    views = [
-        RulesFileView(key, name, parse_rules(data))
-        for key, outcome in outcomes.items()
-        for (directory, name), data in outcome.delivered.files.items()
-        if directory == RULES_DIR
-    ]
-    views.sort(key=lambda view: view.file_name)
-    for key, problem in check(views).items():
-        if key in outcomes and outcomes[key].state == "Installed":
-            outcomes[key] = _reject(outcomes[key], last_good, "InvalidRules", str(problem))
+    """Reject the artifacts the check blames, then check again: the set with their last good files instead of
+    the new ones may fail elsewhere (a later file may have used what the rejected change added)."""
+    for _ in range(len(outcomes) + 1):
+        views = [
+            RulesFileView(key, name, parse_rules(data))
+            for key, outcome in outcomes.items()
+            for (directory, name), data in outcome.delivered.files.items()
+            if directory == RULES_DIR
+        ]
+        views.sort(key=lambda view: view.file_name)
+        rejected = False
+        for key, problem in check(views).items():
+            if key in outcomes and outcomes[key].state == "Installed":
+                outcomes[key] = _reject(outcomes[key], last_good, "InvalidRules", str(problem))
+                rejected = True
+        if not rejected:
+            return
 
 
 def _directories(outcomes: Iterable[Outcome]) -> dict[str, dict[str, bytes]]:

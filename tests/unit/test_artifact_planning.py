@@ -12,6 +12,7 @@ from falco_operator.artifacts import (
     RULES_DIR,
     ArtifactKey,
     Content,
+    Delivered,
     Medium,
     Problem,
     RulesFileView,
@@ -20,6 +21,7 @@ from falco_operator.artifacts import (
     parse_artifact_file_name,
     plan,
 )
+from falco_operator.artifacts.rules import rules_set_check
 from falco_operator.artifacts.yamldoc import plain
 
 RULE = "- rule: r\n  desc: d\n  condition: evt.num > 0\n  output: o\n  priority: NOTICE\n"
@@ -133,7 +135,25 @@ def test_the_rules_set_check_sees_files_in_load_order_and_can_reject() -> None:
 
     result = plan([rulesfile("late", priority=90, inlineRules=RULE), rulesfile("early", priority=10, inlineRules=RULE)],
                   {}, {}, plugins_dir=PLUGINS, rules_set_check=check)  # fmt: skip
-    assert seen == ["10-03-early-inline.yaml", "90-03-late-inline.yaml"]
+    # checked in load order, then once more without the rejected file (nothing else fails: done)
+    assert seen == ["10-03-early-inline.yaml", "90-03-late-inline.yaml", "10-03-early-inline.yaml"]
     assert list(result.directories[RULES_DIR]) == ["10-03-early-inline.yaml"]
     late = next(outcome for outcome in result.outcomes if outcome.key.name == "late")
     assert (late.state, late.message) == ("Invalid", "line 3: macro m is not defined")
+
+
+def test_a_rejected_change_that_a_later_file_needed_rejects_that_file_too() -> None:
+    macros_v1 = "- macro: m1\n  condition: evt.num > 0\n"
+    macros_v2 = "- macro: m1\n  condition: evt.num > 0\n- macro: m2\n  condition: (evt.num > 1\n"
+    uses_m2 = "- rule: r\n  desc: d\n  condition: m2\n  output: o\n  priority: INFO\n"
+    last_good = {
+        ArtifactKey("Rulesfile", "early"): Delivered({(RULES_DIR, "10-03-early-inline.yaml"): macros_v1.encode()})
+    }
+    result = plan([rulesfile("early", priority=10, inlineRules=macros_v2), rulesfile("late", inlineRules=uses_m2)],
+                  {}, last_good, plugins_dir=PLUGINS, rules_set_check=rules_set_check)  # fmt: skip
+    states = {outcome.key.name: (outcome.state, outcome.message) for outcome in result.outcomes}
+    assert states["early"][0] == "Invalid"
+    assert "expected a ')' token" in str(states["early"][1])
+    assert states["late"][0] == "Invalid"
+    assert "undefined macro 'm2'" in str(states["late"][1])
+    assert result.directories[RULES_DIR] == {"10-03-early-inline.yaml": macros_v1.encode()}

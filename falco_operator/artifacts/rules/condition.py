@@ -1,0 +1,571 @@
+"""Falco's filter language (conditions), parsed into a small tree with positions.
+
+A hand-written recursive-descent parser rather than a grammar library: the language is not context-free at the
+token level. Whether ``proc.name`` is a field or ``shell_procs`` a macro, whether ``contains`` is an operator
+(it needs a blank after it) or the start of a bare string, whether ``or`` ends an expression (it needs a blank or
+``(`` after it) all depend on where the cursor is, and Falco's own parser decides them by trying token patterns
+in a fixed order at the current position. Reproducing that order is what makes this parser accept and refuse
+exactly what Falco does; a tokenizing LALR grammar cannot, and an Earley grammar would be both ambiguous here
+and an order of magnitude slower. The grammar (productions, token patterns, operator lists) is Falco's, as
+documented in libsinsp's filter parser; the code is this project's.
+
+Positions are 1-based ``line`` and ``col`` inside the condition text, as Falco reports them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+MAX_DEPTH = 100
+
+UNARY_OPERATORS = ("exists",)
+NUMBER_OPERATORS = ("<=", "<", ">=", ">")
+STRING_OPERATORS = ("==", "=", "!=", "glob ", "iglob ", "contains ", "icontains ", "bcontains ", "startswith ",
+                    "bstartswith ", "endswith ", "regex ")  # fmt: skip
+STRING_OPERATOR_MODIFIERS = ("oneof ", "anyof ", "allof ")
+LIST_OPERATORS = ("intersects", "in", "pmatch")
+VALUE_TRANSFORMER = "val("
+TRANSFORMERS = ("tolower(", "toupper(", "b64(", "basename(", "len(", "join(", "concat(", "getopt(")
+
+_BLANKS = " \t\b\r\n"
+_SPACE = r"[ \t\n\r\f\v]"
+_NOT_BLANK = re.compile(rf"not{_SPACE}+")
+_IDENTIFIER = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_]*")
+_FIELD_NAME = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_]*(?:\.[a-zA-Z]+[a-zA-Z0-9_]*)+")
+_FIELD_ARG_BARE = re.compile(r"""[^\]\["' \t\n\r\f\v]+""")
+_HEX_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+")
+_NUMBER = re.compile(r"[+\-]?[0-9]+\.?[0-9]*(?:[eE][+\-][0-9]+)?")
+_BARE_STRING = re.compile(r"""[^()"' \t\n\r\f\v=,]+""")
+_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", " ": "\\", "\\": "\\", "/": "/"}
+_BOOLEAN_KEYWORD = re.compile(r"(?:and|or|not)(?![a-zA-Z0-9])")
+
+
+@dataclass(frozen=True)
+class Position:
+    line: int
+    col: int
+
+
+class ConditionError(Exception):
+    def __init__(self, message: str, position: Position) -> None:
+        super().__init__(message)
+        self.message = message
+        self.position = position
+
+
+@dataclass(frozen=True)
+class Node:
+    position: Position
+
+
+@dataclass(frozen=True)
+class FieldRef(Node):
+    name: str
+    arg: str | None = None
+
+
+@dataclass(frozen=True)
+class Transformer(Node):
+    name: str
+    args: tuple[Node, ...]
+    arg: str | None = None
+
+
+@dataclass(frozen=True)
+class Value(Node):
+    text: str
+
+
+@dataclass(frozen=True)
+class ListValue(Node):
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TransformerList(Node):
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class MacroRef(Node):
+    name: str
+
+
+@dataclass(frozen=True)
+class Check(Node):
+    left: Node
+    operator: str
+    right: Node | None = None
+
+
+@dataclass(frozen=True)
+class BoolOp(Node):
+    operator: str  # "and", "or"
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    child: Node
+
+
+@dataclass
+class _Cursor:
+    text: str
+    index: int = 0
+    line: int = 1
+    col: int = 1
+    last: str = ""
+    depth: int = field(default=0)
+
+    def position(self) -> Position:
+        return Position(self.line, self.col)
+
+    def save(self) -> tuple[int, int, int, str]:
+        return self.index, self.line, self.col, self.last
+
+    def restore(self, state: tuple[int, int, int, str]) -> None:
+        self.index, self.line, self.col, self.last = state
+
+    def advance(self, consumed: str) -> None:
+        for char in consumed:
+            self.col += 1
+            if char in "\r\n":
+                self.col = 1
+                self.line += 1
+        self.index += len(consumed)
+
+    def peek(self) -> str:
+        return self.text[self.index] if self.index < len(self.text) else ""
+
+
+def parse_condition(text: str) -> Node:
+    """The tree of a condition, or ``ConditionError`` with Falco's message and the position it stopped at."""
+    if not text:
+        raise ConditionError("filter input string is empty", Position(1, 1))
+    parser = _Parser(_Cursor(text))
+    tree = parser.parse_or()
+    cursor = parser.cursor
+    if cursor.index != len(text):
+        raise ConditionError(f"unexpected token after '{cursor.last}', expecting 'or', 'and'", cursor.position())
+    return tree
+
+
+def walk(node: Node) -> list[Node]:
+    """Every node of a tree, parents before children."""
+    found: list[Node] = [node]
+    children: tuple[Node, ...] = ()
+    if isinstance(node, BoolOp):
+        children = node.children
+    elif isinstance(node, Not):
+        children = (node.child,)
+    elif isinstance(node, Check):
+        children = (node.left,) + ((node.right,) if node.right is not None else ())
+    elif isinstance(node, Transformer):
+        children = node.args
+    elif isinstance(node, TransformerList):
+        children = node.items
+    for child in children:
+        found.extend(walk(child))
+    return found
+
+
+class _Parser:
+    def __init__(self, cursor: _Cursor) -> None:
+        self.cursor = cursor
+
+    # -- errors and depth ---------------------------------------------------------------------------------
+
+    def fail(self, message: str) -> ConditionError:
+        return ConditionError(message, self.cursor.position())
+
+    def enter(self) -> None:
+        self.cursor.depth += 1
+        if self.cursor.depth >= MAX_DEPTH:
+            raise self.fail(f"exceeded max depth limit of {MAX_DEPTH}")
+
+    def leave(self) -> None:
+        self.cursor.depth -= 1
+
+    # -- lexing -------------------------------------------------------------------------------------------
+
+    def blank(self) -> bool:
+        cursor, found = self.cursor, False
+        while cursor.peek() and cursor.peek() in _BLANKS:
+            cursor.advance(cursor.peek())
+            found = True
+        return found
+
+    def literal(self, token: str) -> bool:
+        cursor = self.cursor
+        if cursor.text.startswith(token, cursor.index):
+            cursor.last = token
+            cursor.advance(token)
+            return True
+        return False
+
+    def pattern(self, regex: re.Pattern[str]) -> bool:
+        cursor = self.cursor
+        match = regex.match(cursor.text, cursor.index)
+        if match is None or not match.group(0):
+            return False
+        cursor.last = match.group(0)
+        cursor.advance(cursor.last)
+        return True
+
+    def one_of(self, tokens: tuple[str, ...]) -> bool:
+        return any(self.literal(token) for token in tokens)
+
+    def operator(self, operators: tuple[str, ...]) -> bool:
+        """An operator; one written with a trailing blank in the list needs at least one blank after it."""
+        for operator in operators:
+            if not operator.endswith(" "):
+                if self.literal(operator):
+                    return True
+                continue
+            saved = self.cursor.save()
+            if self.literal(operator.strip()):
+                if self.blank():
+                    return True
+                self.cursor.restore(saved)
+        return False
+
+    def quoted(self) -> bool:
+        cursor = self.cursor
+        delimiter = cursor.peek()
+        if delimiter not in ("'", '"'):
+            return False
+        previous = "\\"
+        index = cursor.index
+        while index < len(cursor.text):
+            char = cursor.text[index]
+            if char == delimiter and previous != "\\":
+                raw = cursor.text[cursor.index : index + 1]
+                start = cursor.position()
+                cursor.advance(raw)
+                try:
+                    cursor.last = _unescape(raw)
+                except ValueError as error:
+                    raise ConditionError(str(error), start) from None
+                return True
+            previous = char
+            index += 1
+        return False
+
+    # -- productions --------------------------------------------------------------------------------------
+
+    def parse_or(self) -> Node:
+        return self._chain("or", self.parse_and)
+
+    def parse_and(self) -> Node:
+        return self._chain("and", self.parse_not)
+
+    def _chain(self, keyword: str, operand: object) -> Node:
+        assert callable(operand)
+        self.enter()
+        position = self.cursor.position()
+        self.blank()
+        children = [operand()]
+        self.blank()
+        while self.literal(keyword):
+            if self.blank():
+                children.append(operand())
+            elif self.literal("("):
+                children.append(self.embedded())
+            else:
+                raise self.fail(f"expected blank or '(' after '{keyword}'")
+            self.blank()
+        self.leave()
+        return children[0] if len(children) == 1 else BoolOp(position, keyword, tuple(children))
+
+    def parse_not(self) -> Node:
+        self.enter()
+        position = self.cursor.position()
+        negated = False
+        self.blank()
+        while self.pattern(_NOT_BLANK):
+            negated = not negated
+        if self.literal("not("):
+            negated = not negated
+            child = self.embedded()
+        else:
+            child = self.parse_check()
+        self.leave()
+        return Not(position, child) if negated else child
+
+    def embedded(self) -> Node:
+        self.enter()
+        self.blank()
+        child = self.parse_or()
+        self.blank()
+        if not self.literal(")"):
+            raise self.fail("expected a ')' token")
+        self.leave()
+        return child
+
+    def parse_check(self) -> Node:
+        self.enter()
+        position = self.cursor.position()
+        self.blank()
+        if self.literal("("):
+            result = self.embedded()
+        elif self.pattern(_FIELD_NAME):
+            result = self.condition(self.field_remainder(self.cursor.last, position), position)
+        elif self.one_of(TRANSFORMERS):
+            self.blank()
+            name = self.cursor.last[:-1]
+            result = self.condition(self.transformer_remainder(name, position), position)
+        elif self.pattern(_IDENTIFIER):
+            result = MacroRef(position, self.cursor.last)
+        else:
+            raise self.fail("expected a '(' token, a field check, or an identifier")
+        self.leave()
+        return result
+
+    def field_remainder(self, name: str, position: Position) -> FieldRef:
+        return FieldRef(position, name, self.optional_field_arg())
+
+    def optional_field_arg(self) -> str | None:
+        if not self.literal("["):
+            return None
+        if not self.quoted() and not self.pattern(_FIELD_ARG_BARE):
+            raise self.fail("expected a valid field argument: a quoted string or a bare string")
+        arg = self.cursor.last
+        if not self.literal("]"):
+            raise self.fail("expected a ']' token")
+        return arg
+
+    def transformer_remainder(self, name: str, position: Position) -> Transformer:
+        self.enter()
+        self.blank()
+        args = [self.transformer_arg(self.cursor.position())]
+        self.blank()
+        while self.literal(","):
+            args.append(self.transformer_arg(self.cursor.position()))
+            self.blank()
+        self.blank()
+        if not self.literal(")"):
+            raise self.fail("expected a ')' token closing the transformer")
+        self.leave()
+        return Transformer(position, name, tuple(args), self.optional_field_arg())
+
+    def transformer_arg(self, position: Position) -> Node:
+        self.enter()
+        self.blank()
+        result: Node
+        if self.pattern(_HEX_NUMBER) or self.pattern(_NUMBER) or self.quoted():
+            result = Value(position, self.cursor.last)
+        elif self.literal("("):
+            result = self.transformer_list(position)
+        elif self.one_of(TRANSFORMERS):
+            result = self.transformer_remainder(self.cursor.last[:-1], position)
+        elif self.pattern(_FIELD_NAME):
+            result = self.field_remainder(self.cursor.last, position)
+        else:
+            raise self.fail("expected field transformer argument: field, transformer, quoted string, number, or "
+                            "transformer list")  # fmt: skip
+        self.leave()
+        return result
+
+    def transformer_list(self, position: Position) -> TransformerList:
+        items: list[Node] = []
+        self.blank()
+        if self.literal(")"):
+            return TransformerList(position, ())
+        items.append(self.transformer_list_item(position))
+        self.blank()
+        while self.literal(","):
+            self.blank()
+            items.append(self.transformer_list_item(position))
+            self.blank()
+        if not self.literal(")"):
+            raise self.fail("expected ')'")
+        return TransformerList(position, tuple(items))
+
+    def transformer_list_item(self, position: Position) -> Node:
+        if self.pattern(_FIELD_NAME):
+            return self.field_remainder(self.cursor.last, position)
+        if self.one_of(TRANSFORMERS):
+            self.blank()
+            return self.transformer_remainder(self.cursor.last[:-1], position)
+        if self.quoted() or self.pattern(_HEX_NUMBER) or self.pattern(_NUMBER):
+            return Value(position, self.cursor.last)
+        raise self.fail("expected transformer list argument: field, transformer, quoted string, or number")
+
+    def condition(self, left: Node, position: Position) -> Check:
+        self.blank()
+        if self.operator(UNARY_OPERATORS):
+            return Check(position, left, self.cursor.last.strip())
+        self.blank()
+        right: Node
+        if self.operator(NUMBER_OPERATORS):
+            operator = self.cursor.last
+            right = self.number_or_transformer()
+        elif self.operator(STRING_OPERATORS):
+            operator = self.cursor.last
+            had_blank = operator[0].isalpha() or self.blank()
+            saved = self.cursor.save()
+            if (
+                had_blank
+                and self.operator(STRING_OPERATOR_MODIFIERS)
+                and self.list_follows()
+                and not (_BOOLEAN_KEYWORD.match(self.cursor.text, self.cursor.index))
+            ):
+                operator = f"{operator.strip()} {self.cursor.last.strip()}"
+                right = self.list_value()
+            else:
+                self.cursor.restore(saved)
+                right = self.string_or_transformer(no_transformer=False)
+        elif self.operator(LIST_OPERATORS):
+            operator = self.cursor.last
+            right = self.list_or_transformer()
+        else:
+            operators = ", ".join(f"'{op.strip()}'" for op in (*UNARY_OPERATORS, *NUMBER_OPERATORS,
+                                                               *STRING_OPERATORS, *LIST_OPERATORS))  # fmt: skip
+            raise self.fail(f"expected a valid check operator: one of {operators}")
+        return Check(position, left, operator.strip(), right)
+
+    def list_follows(self) -> bool:
+        if self.cursor.peek() == "(":
+            return True
+        saved = self.cursor.save()
+        found = self.pattern(_IDENTIFIER)
+        self.cursor.restore(saved)
+        return found
+
+    def number_or_transformer(self) -> Node:
+        self.blank()
+        position = self.cursor.position()
+        transformer = self.try_transformer_or_val()
+        if transformer is not None:
+            return transformer
+        if self.pattern(_HEX_NUMBER) or self.pattern(_NUMBER):
+            return Value(position, self.cursor.last)
+        raise self.fail(f"expected a number value or a field with a valid transformer: {_transformer_names()}")
+
+    def string_or_transformer(self, *, no_transformer: bool) -> Node:
+        self.blank()
+        position = self.cursor.position()
+        if not no_transformer:
+            transformer = self.try_transformer_or_val()
+            if transformer is not None:
+                return transformer
+        if self.quoted() or self.pattern(_BARE_STRING):
+            return Value(position, self.cursor.last)
+        if no_transformer:
+            raise self.fail("expected a string value")
+        raise self.fail(f"expected a string value or a field with a valid transformer: {_transformer_names()}")
+
+    def try_list(self) -> ListValue | None:
+        position = self.cursor.position()
+        if not self.literal("("):
+            return None
+        items: list[str] = []
+        self.blank()
+        try:
+            first = self.string_or_transformer(no_transformer=True)
+        except ConditionError:
+            first = None
+        if isinstance(first, Value):
+            items.append(first.text)
+            self.blank()
+            while self.literal(","):
+                item = self.string_or_transformer(no_transformer=True)
+                assert isinstance(item, Value)
+                items.append(item.text)
+                self.blank()
+        if not self.literal(")"):
+            raise self.fail("expected a ')' token")
+        return ListValue(position, tuple(items))
+
+    def list_value(self) -> Node:
+        self.blank()
+        position = self.cursor.position()
+        listed = self.try_list()
+        if listed is not None:
+            return listed
+        if self.pattern(_IDENTIFIER):
+            return Value(position, self.cursor.last)
+        raise self.fail("expected a list or an identifier")
+
+    def list_or_transformer(self) -> Node:
+        self.blank()
+        position = self.cursor.position()
+        listed = self.try_list()
+        if listed is not None:
+            return listed
+        transformer = self.try_transformer_or_val()
+        if transformer is not None:
+            return transformer
+        if self.pattern(_IDENTIFIER):
+            return Value(position, self.cursor.last)
+        raise self.fail(f"expected a list, an identifier, or a field with a valid transformer: {_transformer_names()}")
+
+    def try_transformer_or_val(self) -> Node | None:
+        self.blank()
+        position = self.cursor.position()
+        if self.literal(VALUE_TRANSFORMER):
+            self.blank()
+            field_position = self.cursor.position()
+            if not self.pattern(_FIELD_NAME):
+                raise self.fail("expected a field within 'val' transformer")
+            child = self.field_remainder(self.cursor.last, field_position)
+            self.blank()
+            if not self.literal(")"):
+                raise self.fail("expected a ')' token closing the transformer")
+            return Transformer(position, "val", (child,), self.optional_field_arg())
+        if self.one_of(TRANSFORMERS):
+            self.blank()
+            return self.transformer_remainder(self.cursor.last[:-1], position)
+        return None
+
+
+def _transformer_names() -> str:
+    return ", ".join(f"'{name[:-1]}'" for name in (VALUE_TRANSFORMER, *TRANSFORMERS))
+
+
+def _unescape(quoted: str) -> str:
+    delimiter, body = quoted[0], quoted[1:-1]
+    result: list[str] = []
+    escaped = False
+    for char in body:
+        if not escaped:
+            if char == "\\":
+                escaped = True
+            else:
+                result.append(char)
+            continue
+        escaped = False
+        if char in _ESCAPES:
+            result.append(_ESCAPES[char])
+        elif char in ("'", '"'):
+            if char != delimiter:
+                other = "'-quoted" if delimiter == "'" else '"-quoted'
+                raise ValueError(f"invalid \\{char} escape in {other} string")
+            result.append(char)
+        else:
+            raise ValueError(f"unsupported string escape sequence: \\{char}")
+    return "".join(result)
+
+
+def parse_field_or_transformer(text: str) -> Node:
+    """A field or a transformer applied to fields (``proc.name``, ``tolower(fd.name)``), covering ``text``."""
+    tree, consumed = parse_field_prefix(text)
+    if consumed != len(text):
+        raise ConditionError(f"unexpected text after the field: {text[consumed:]!r}", Position(1, consumed + 1))
+    return tree
+
+
+def parse_field_prefix(text: str) -> tuple[Node, int]:
+    """A field or transformer at the start of ``text`` and how many characters it takes (output ``%`` tokens)."""
+    parser = _Parser(_Cursor(text))
+    position = parser.cursor.position()
+    if parser.pattern(_FIELD_NAME):
+        tree: Node = parser.field_remainder(parser.cursor.last, position)
+    elif parser.one_of(TRANSFORMERS):
+        parser.blank()
+        tree = parser.transformer_remainder(parser.cursor.last[:-1], position)
+    else:
+        raise parser.fail(f"unexpected token after '{parser.cursor.last}")
+    return tree, parser.cursor.index

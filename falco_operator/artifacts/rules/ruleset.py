@@ -1,0 +1,700 @@
+"""Checks across a whole rule set, the way Falco loads it: files in order, items in order, then compilation.
+
+Loading (Falco's "collector"): lists, macros and rules are defined, appended to or overridden in order; an
+append or override needs an existing item; an ``enabled``-only rule needs an existing rule. Every definition
+and update takes the next number of one counter shared by all items; an item *sees* the macros and lists first
+defined before its own last update (a macro may not use a macro defined after it; a rule may use any macro).
+
+Compiling: every list is expanded (a list item naming an earlier list is replaced by its items); every macro's
+condition is parsed after list names are substituted into it as text (Falco substitutes lists textually, so a
+name that is no list stays a literal string) and its macro references are resolved; every rule, enabled or
+not, gets its exceptions turned into condition text, its output checked, its condition parsed and resolved,
+and every field it reaches (also through macros) looked up in the field catalogue.
+
+Findings carry the file, the line in it and, for conditions, the column inside the condition.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+from ..validation import Invalid, check_rules
+from ..yamldoc import line_of
+from .condition import (
+    Check,
+    ConditionError,
+    FieldRef,
+    ListValue,
+    MacroRef,
+    Node,
+    Position,
+    Value,
+    parse_condition,
+    parse_field_or_transformer,
+    parse_field_prefix,
+    walk,
+)
+from .fields import FieldCatalogue
+
+Severity = Literal["error", "warning"]
+SYSCALL = "syscall"
+_LIST_DELIMITERS = " \t\n\r(),="
+_BLANKS = " \t\n\r"
+LIST_OPERATORS = ("in", "intersects", "pmatch")
+_MODIFIERS = ("oneof", "anyof", "allof")
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    line: int | None
+    col: int | None
+    severity: Severity
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file + (f":{self.line}" if self.line else "") + (f":{self.col}" if self.col else "")
+        return f"{where}: {self.severity}: {self.message}"
+
+
+@dataclass(frozen=True)
+class RulesFile:
+    """One file of the set: its name and its items as loaded (``yamldoc.load_yaml``: lines are kept)."""
+
+    name: str
+    items: Sequence[Any]
+    text: str | None = None
+    """The file's text, when known: positions inside folded conditions are then mapped to their own lines."""
+
+
+@dataclass
+class _Where:
+    file: str
+    line: int | None
+    text: str | None = None
+
+
+@dataclass
+class _List:
+    name: str
+    items: list[str]
+    index: int
+    visibility: int
+    where: _Where
+
+
+@dataclass
+class _Macro:
+    name: str
+    condition: str
+    index: int
+    visibility: int
+    where: _Where
+    condition_line: int | None
+
+
+@dataclass
+class _Exception:
+    name: str
+    fields: str | list[str] | None
+    comps: str | list[str] | None
+    values: list[Any]
+    where: _Where
+
+
+@dataclass
+class _Rule:
+    name: str
+    condition: str
+    output: str
+    source: str
+    where: _Where
+    condition_line: int | None
+    output_line: int | None
+    exceptions: list[_Exception] = field(default_factory=list)
+    skip_if_unknown_filter: bool = False
+    index: int = 0
+
+
+class _Stop(Exception):
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(finding.message)
+        self.finding = finding
+
+
+@dataclass
+class _Collector:
+    catalogue: FieldCatalogue
+    standalone: bool
+    lists: dict[str, _List] = field(default_factory=dict)
+    macros: dict[str, _Macro] = field(default_factory=dict)
+    rules: dict[str, _Rule] = field(default_factory=dict)
+    counter: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    def next_index(self) -> int:
+        self.counter += 1
+        return self.counter - 1
+
+    def warn(self, where: _Where, message: str) -> None:
+        self.findings.append(Finding(where.file, where.line, None, "warning", message))
+
+
+def check_rule_set(
+    files: Sequence[RulesFile], catalogue: FieldCatalogue | None = None, *, standalone: bool = False
+) -> list[Finding]:
+    """Every problem of the set, errors first in load order. ``standalone``: the files are checked without the
+    rest of the set they will join, so references to macros, lists and rules defined elsewhere are not errors."""
+    collector = _Collector(catalogue or FieldCatalogue.load(), standalone)
+    errors: list[Finding] = []
+    for rules_file in files:
+        try:
+            check_rules(rules_file.items)
+        except Invalid as invalid:
+            errors.append(Finding(rules_file.name, invalid.problem.line, None, "error", invalid.problem.message))
+            continue
+        try:
+            for item in rules_file.items:
+                _collect(collector, rules_file, item)
+        except _Stop as stop:
+            errors.append(stop.finding)
+    if not errors:
+        errors.extend(_compile(collector))
+    return errors + collector.findings
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+
+
+def _line(value: Any, key: Any = None) -> int | None:
+    return line_of(value, key)
+
+
+def _fail(where: _Where, message: str) -> _Stop:
+    return _Stop(Finding(where.file, where.line, None, "error", message))
+
+
+def _mode(item: dict[str, Any], key: str) -> str | None:
+    """``append``/``replace`` for a key of an item, from ``override`` or the item-wide ``append: true``."""
+    override = item.get("override") or {}
+    if key in override:
+        return str(override[key])
+    if item.get("append") is True and key in item:
+        return "append"
+    return None
+
+
+def _collect(collector: _Collector, rules_file: RulesFile, item: Any) -> None:
+    if not isinstance(item, dict):
+        return
+    where = _Where(rules_file.name, _line(item), rules_file.text)
+    if "list" in item:
+        _collect_list(collector, item, where)
+    elif "macro" in item:
+        _collect_macro(collector, item, where)
+    elif "rule" in item:
+        _collect_rule(collector, item, where)
+    elif "required_plugin_versions" in item:
+        _check_plugin_versions(item, where)
+    elif "required_engine_version" in item:
+        _check_engine_version(item["required_engine_version"], where)
+
+
+def _collect_list(collector: _Collector, item: dict[str, Any], where: _Where) -> None:
+    name = str(item["list"])
+    values = [str(value) for value in item.get("items") or []]
+    mode = _mode(item, "items")
+    previous = collector.lists.get(name)
+    if mode in ("append", "replace"):
+        if previous is None:
+            if collector.standalone:
+                return
+            raise _fail(where, f"list {name!r} is appended to or overridden, but no list by that name exists before it")
+        previous.items = previous.items + values if mode == "append" else values
+        previous.visibility = collector.next_index()
+        return
+    index = collector.next_index()
+    if previous is not None:
+        collector.lists[name] = _List(name, values, previous.index, index, where)
+    else:
+        collector.lists[name] = _List(name, values, index, index, where)
+
+
+def _collect_macro(collector: _Collector, item: dict[str, Any], where: _Where) -> None:
+    name = str(item["macro"])
+    condition = str(item.get("condition") or "")
+    mode = _mode(item, "condition")
+    previous = collector.macros.get(name)
+    condition_line = _line(item, "condition")
+    if mode in ("append", "replace"):
+        if previous is None:
+            if collector.standalone:
+                return
+            raise _fail(where, f"macro {name!r} is appended to or overridden, but no macro by that name exists "
+                               "before it")  # fmt: skip
+        previous.condition = f"{previous.condition} {condition}" if mode == "append" else condition
+        previous.visibility = collector.next_index()
+        return
+    index = collector.next_index()
+    first = previous.index if previous is not None else index
+    collector.macros[name] = _Macro(name, condition, first, index, where, condition_line)
+
+
+_RULE_UPDATABLE = ("condition", "output", "desc", "priority", "tags", "exceptions", "enabled", "capture",
+                   "capture_duration", "warn_evttypes", "skip-if-unknown-filter")  # fmt: skip
+
+
+def _collect_rule(collector: _Collector, item: dict[str, Any], where: _Where) -> None:
+    name = str(item["rule"])
+    previous = collector.rules.get(name)
+    source = str(item.get("source") or SYSCALL)
+    if previous is not None and "source" in item and previous.source != source:
+        raise _fail(where, f"rule {name!r} is re-defined with a different source ({previous.source} before)")
+    updates = {key: _mode(item, key) for key in _RULE_UPDATABLE if _mode(item, key)}
+    if set(item) - {"rule"} == {"enabled"}:
+        if previous is None:
+            if collector.standalone:
+                return
+            raise _fail(where, f"rule {name!r} sets only enabled, but no rule by that name exists before it")
+        return
+    if updates:
+        if previous is None:
+            if collector.standalone:
+                return
+            raise _fail(where, f"rule {name!r} is appended to or overridden, but no rule by that name exists "
+                               "before it")  # fmt: skip
+        _update_rule(collector, previous, item, updates, where)
+        previous.index = collector.next_index()
+        return
+    rule = _Rule(name, str(item.get("condition") or ""), str(item.get("output") or ""), source, where,
+                 _line(item, "condition"), _line(item, "output"),
+                 skip_if_unknown_filter=bool(item.get("skip-if-unknown-filter")))  # fmt: skip
+    if source not in collector.catalogue.sources() and source != SYSCALL:
+        collector.warn(where, f"rule {name!r}: unknown source {source}; Falco skips it unless a plugin provides it")
+    rule.exceptions = [_exception(collector, rule, raw, where) for raw in item.get("exceptions") or []]
+    rule.index = collector.next_index()
+    collector.rules[name] = rule
+
+
+def _update_rule(
+    collector: _Collector, rule: _Rule, item: dict[str, Any], updates: dict[str, str | None], where: _Where
+) -> None:
+    for key, mode in updates.items():
+        value = item[key]
+        if key == "condition":
+            rule.condition = f"{rule.condition} {value}" if mode == "append" else str(value)
+            rule.condition_line = _line(item, "condition")
+        elif key == "output":
+            rule.output = f"{rule.output} {value}" if mode == "append" else str(value)
+            rule.output_line = _line(item, "output")
+        elif key == "exceptions":
+            incoming = [_exception(collector, rule, raw, where, appending=mode == "append") for raw in value or []]
+            if mode == "replace":
+                rule.exceptions = incoming
+                continue
+            for exception in incoming:
+                existing = next((e for e in rule.exceptions if e.name == exception.name), None)
+                if existing is None:
+                    if exception.fields is None or not exception.values:
+                        raise _fail(where, f"rule {rule.name!r}: a new exception {exception.name!r} needs fields "
+                                           "and values")  # fmt: skip
+                    rule.exceptions.append(exception)
+                elif exception.fields is not None or exception.comps is not None:
+                    raise _fail(where, f"rule {rule.name!r}: appending to exception {exception.name!r} may add "
+                                       "values only, not fields or comps")  # fmt: skip
+                else:
+                    existing.values.extend(exception.values)
+        elif key == "skip-if-unknown-filter":
+            rule.skip_if_unknown_filter = bool(value)
+
+
+def _exception(collector: _Collector, rule: _Rule, raw: Any, where: _Where, *, appending: bool = False) -> _Exception:
+    if not isinstance(raw, dict):
+        raise _fail(where, f"rule {rule.name!r}: every exception must be a mapping")
+    exception_where = _Where(where.file, _line(raw) or where.line)
+    name = str(raw.get("name") or "")
+    fields = raw.get("fields")
+    comps = raw.get("comps")
+    values = list(raw.get("values") or [])
+    if fields is None and not appending:
+        raise _fail(exception_where, f"rule {rule.name!r}: exception {name!r} needs fields")
+    exception = _Exception(name, _str_or_list(fields), _str_or_list(comps), values, exception_where)
+    if fields is not None:
+        _check_exception_shape(collector, rule, exception)
+    return exception
+
+
+def _str_or_list(value: Any) -> str | list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [str(entry) for entry in value]
+    return str(value)
+
+
+def _check_exception_shape(collector: _Collector, rule: _Rule, exception: _Exception) -> None:
+    label = f"rule {rule.name!r}, exception {exception.name!r}"
+    where = exception.where
+    if isinstance(exception.fields, list):
+        if exception.comps is None:
+            exception.comps = ["="] * len(exception.fields)
+        if not isinstance(exception.comps, list) or len(exception.comps) != len(exception.fields):
+            raise _fail(where, f"{label}: fields and comps must be lists of the same length")
+        exception.comps = [comp.strip() for comp in exception.comps]
+        for comp in exception.comps:
+            if not _is_operator(comp):
+                raise _fail(where, f"{label}: {comp!r} is not a comparison operator")
+        for name in exception.fields:
+            _check_exception_field(collector, label, name, where)
+        return
+    if exception.comps is None:
+        exception.comps = "in"
+    if isinstance(exception.comps, list):
+        raise _fail(where, f"{label}: fields is one field, so comps must be one operator too")
+    exception.comps = exception.comps.strip()
+    if exception.comps not in LIST_OPERATORS and not _is_modified_operator(exception.comps):
+        raise _fail(where, f"{label}: with a single field, comps must be in, pmatch, intersects or an operator with "
+                           "oneof/anyof/allof")  # fmt: skip
+    if exception.fields is not None:
+        _check_exception_field(collector, label, exception.fields, where)
+
+
+def _check_exception_field(collector: _Collector, label: str, name: str, where: _Where) -> None:
+    try:
+        tree = parse_field_or_transformer(name)
+    except ConditionError:
+        raise _fail(where, f"{label}: {name!r} is not a field") from None
+    for node in walk(tree):
+        if isinstance(node, FieldRef):
+            found = collector.catalogue.lookup(node.name, node.arg)
+            if found.severity == "error":
+                raise _fail(where, f"{label}: {found.problem}")
+
+
+_OPERATORS = {"exists", "<=", "<", ">=", ">", "==", "=", "!=", "glob", "iglob", "contains", "icontains", "bcontains",
+              "startswith", "bstartswith", "endswith", "regex", "intersects", "in", "pmatch"}  # fmt: skip
+_MODIFIABLE = {"==", "=", "!=", "glob", "iglob", "contains", "icontains", "bcontains", "startswith", "bstartswith",
+               "endswith", "regex"}  # fmt: skip
+
+
+def _is_operator(comp: str) -> bool:
+    return comp in _OPERATORS or _is_modified_operator(comp)
+
+
+def _is_modified_operator(comp: str) -> bool:
+    parts = comp.split()
+    return len(parts) == 2 and parts[0] in _MODIFIABLE and parts[1] in _MODIFIERS
+
+
+_VERSION = re.compile(r"^[0-9]+(\.[0-9]+){0,2}$")
+_SEMVER = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+")
+
+
+def _check_engine_version(value: Any, where: _Where) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return
+    if not _SEMVER.match(str(value)):
+        raise _fail(where, f"required_engine_version {value!r} is not a version: write x.y.z (or a whole number)")
+
+
+def _check_plugin_versions(item: dict[str, Any], where: _Where) -> None:
+    for entry in item.get("required_plugin_versions") or []:
+        alternatives = [entry, *(entry.get("alternatives") or [])] if isinstance(entry, dict) else []
+        names: set[str] = set()
+        for requirement in alternatives:
+            name, version = str(requirement.get("name")), str(requirement.get("version"))
+            if not _VERSION.match(version):
+                raise _fail(where, f"invalid required version {version!r} for plugin {name!r}")
+            if name in names:
+                raise _fail(where, f"plugin {name!r} has more than one alternative version requirement")
+            names.add(name)
+
+
+# -- compiling -------------------------------------------------------------------------------------------
+
+
+def _compile(collector: _Collector) -> list[Finding]:
+    lists = _expanded_lists(collector.lists)
+    macro_trees: dict[str, Node] = {}
+    for macro in sorted(collector.macros.values(), key=lambda m: m.index):
+        condition = _substitute_lists(macro.condition, lists)
+        try:
+            macro_trees[macro.name] = parse_condition(condition)
+        except ConditionError as error:
+            return [_condition_finding(macro.where, macro.condition_line, f"macro {macro.name!r}", error, condition)]
+    for macro in sorted(collector.macros.values(), key=lambda m: m.index):
+        visible = {m.name for m in collector.macros.values() if m.index < macro.visibility}
+        problem = _unresolved(macro_trees[macro.name], macro_trees, visible, collector.standalone)
+        if problem is not None:
+            message, position = problem
+            return [
+                _at(macro.where, macro.condition_line, position, f"macro {macro.name!r}: {message}", macro.condition)
+            ]
+    everything = set(macro_trees)
+    for rule in sorted(collector.rules.values(), key=lambda r: r.index):
+        if rule.source != SYSCALL and rule.source not in collector.catalogue.sources():
+            continue
+        try:
+            condition = _with_exceptions(rule)
+        except _Stop as stop:
+            return [stop.finding]
+        output_problem = _output_problem(rule.output, collector.catalogue)
+        if output_problem is not None:
+            severity, message = output_problem
+            if severity == "error" and not rule.skip_if_unknown_filter:
+                return [Finding(rule.where.file, rule.output_line, None, "error", f"rule {rule.name!r} output: "
+                                                                                   f"{message}")]  # fmt: skip
+            collector.warn(_Where(rule.where.file, rule.output_line), f"rule {rule.name!r} output: {message}")
+        try:
+            tree = parse_condition(_substitute_lists(condition, lists))
+        except ConditionError as error:
+            return [
+                _condition_finding(
+                    rule.where, rule.condition_line, f"rule {rule.name!r}", error, _substitute_lists(condition, lists)
+                )
+            ]
+        problem = _unresolved(tree, macro_trees, everything, collector.standalone)
+        if problem is not None:
+            message, position = problem
+            return [
+                _at(
+                    rule.where,
+                    rule.condition_line,
+                    position,
+                    f"rule {rule.name!r}: {message}",
+                    _substitute_lists(condition, lists),
+                )
+            ]
+        for node, owner in _reached(tree, macro_trees):
+            node_problem = _node_problem(node, collector.catalogue)
+            if node_problem is None:
+                continue
+            severity, message = node_problem
+            label = f"rule {rule.name!r}" + (f" (through macro {owner!r})" if owner else "")
+            if severity == "error" and not rule.skip_if_unknown_filter:
+                line = rule.condition_line if owner is None else collector.macros[owner].condition_line
+                where = rule.where if owner is None else collector.macros[owner].where
+                text = _with_exceptions(rule) if owner is None else collector.macros[owner].condition
+                return [_at(where, line, node.position, f"{label}: {message}", _substitute_lists(text, lists))]
+            collector.warn(rule.where, f"{label}: {message}")
+    return []
+
+
+def _expanded_lists(lists: dict[str, _List]) -> list[tuple[str, list[str]]]:
+    expanded: list[tuple[str, list[str]]] = []
+    for entry in sorted(lists.values(), key=lambda item: item.index):
+        items: list[str] = []
+        for value in entry.items:
+            reference = lists.get(value)
+            if reference is not None and reference.index < entry.visibility:
+                items.extend(reference.items)
+            else:
+                items.append(value)
+        expanded.append((entry.name, items))
+    return expanded
+
+
+def _quote(item: str) -> str:
+    return f'"{item}"' if " " in item and item[:1] not in ("'", '"') else item
+
+
+def _substitute_lists(condition: str, lists: Iterable[tuple[str, list[str]]]) -> str:
+    """Falco's textual list substitution: each delimited occurrence of a list name becomes its items."""
+    for name, items in lists:
+        start = condition.find(name)
+        while start >= 0:
+            end = start + len(name)
+            delimited_before = start == 0 or condition[start - 1] in _LIST_DELIMITERS
+            delimited_after = end >= len(condition) or condition[end] in _LIST_DELIMITERS
+            if delimited_before and delimited_after:
+                while start > 0 and condition[start - 1] in _BLANKS:
+                    start -= 1
+                while end < len(condition) and condition[end] in _BLANKS:
+                    end += 1
+                substitute = ", ".join(_quote(item) for item in items)
+                if not substitute:
+                    if start > 0 and condition[start - 1] == ",":
+                        start -= 1
+                    elif end < len(condition) and condition[end] == ",":
+                        end += 1
+                prefix = condition[:start] + " " if start > 0 else ""
+                condition = prefix + substitute + " " + condition[end:]
+                start += len(substitute) + 1
+            start = condition.find(name, start + 1)
+    return condition
+
+
+def _unresolved(
+    tree: Node, macros: dict[str, Node], visible: set[str], standalone: bool, seen: tuple[str, ...] = ()
+) -> tuple[str, Position] | None:
+    for node in walk(tree):
+        if not isinstance(node, MacroRef):
+            continue
+        if node.name not in visible or node.name not in macros:
+            if standalone:
+                continue
+            return f"undefined macro {node.name!r}", node.position
+        if node.name in seen:
+            return f"macro {node.name!r} refers to itself", node.position
+        inner = _unresolved(macros[node.name], macros, visible, standalone, (*seen, node.name))
+        if inner is not None:
+            return inner[0], node.position
+    return None
+
+
+def _reached(tree: Node, macros: dict[str, Node], owner: str | None = None,
+             seen: frozenset[str] = frozenset()) -> list[tuple[Node, str | None]]:  # fmt: skip
+    """Every node a rule's condition reaches, also through the macros it uses (with the macro it is in)."""
+    found: list[tuple[Node, str | None]] = []
+    for node in walk(tree):
+        found.append((node, owner))
+        if isinstance(node, MacroRef) and node.name in macros and node.name not in seen:
+            found.extend(_reached(macros[node.name], macros, node.name, seen | {node.name}))
+    return found
+
+
+def _node_problem(node: Node, catalogue: FieldCatalogue) -> tuple[Severity, str] | None:
+    """(severity, message) for a field the catalogue does not know, or an event type Falco has not."""
+    if isinstance(node, FieldRef):
+        found = catalogue.lookup(node.name, node.arg)
+        if found.severity == "ok":
+            return None
+        return ("error" if found.severity == "error" else "warning"), found.problem or ""
+    if isinstance(node, Check) and isinstance(node.left, FieldRef) and node.left.name == "evt.type":
+        values = node.right.items if isinstance(node.right, ListValue) else ()
+        if isinstance(node.right, Value):
+            values = (node.right.text,)
+        for value in values:
+            if value not in event_types():
+                return "error", f"unknown event type {value!r}"
+    return None
+
+
+@cache
+def event_types() -> frozenset[str]:
+    """Every name ``evt.type`` may be compared with (Falco's event and syscall names)."""
+    document = json.loads(resources.files(__package__).joinpath("events.json").read_text())
+    return frozenset(document["event_types"])
+
+
+def _with_exceptions(rule: _Rule) -> str:
+    condition = f"({rule.condition})"
+    for exception in rule.exceptions:
+        fields, comps = exception.fields, exception.comps
+        part = ""
+        if isinstance(fields, str):
+            values = []
+            for value in exception.values:
+                if isinstance(value, list):
+                    raise _fail(exception.where, f"rule {rule.name!r}, exception {exception.name!r}: with a single "
+                                                 "field, values must be a list of strings")  # fmt: skip
+                values.append(_quote(str(value)))
+            if values:
+                part = f"({fields} {comps} ({', '.join(values)}))"
+        elif isinstance(fields, list) and isinstance(comps, list):
+            alternatives = []
+            for value in exception.values:
+                row = value if isinstance(value, list) else [value]
+                if len(row) != len(fields):
+                    raise _fail(exception.where, f"rule {rule.name!r}, exception {exception.name!r}: every values "
+                                                 f"entry needs {len(fields)} values, one per field")  # fmt: skip
+                checks = []
+                for field_name, comp, entry in zip(fields, comps, row, strict=True):
+                    if isinstance(entry, list):
+                        text = "(" + ", ".join(_quote(str(v)) for v in entry) + ")"
+                    elif comp in LIST_OPERATORS or _is_modified_operator(comp):
+                        text = str(entry) if str(entry).startswith("(") else f"({entry})"
+                    else:
+                        text = _quote(str(entry))
+                    checks.append(f" {field_name} {comp} {text}")
+                alternatives.append("(" + " and ".join(checks) + ")")
+            part = "(" + " or ".join(alternatives) + ")" if alternatives else ""
+        if part:
+            condition += f" and not {part}"
+    return condition
+
+
+def _output_problem(output: str, catalogue: FieldCatalogue) -> tuple[Severity, str] | None:
+    """Falco's reading of ``%`` tokens: after optional digits, the longest prefix that is a known field."""
+    text = output[1:] if output.startswith("*") else output
+    index = 0
+    warning: tuple[Severity, str] | None = None
+    while index < len(text):
+        if text[index] != "%":
+            index += 1
+            continue
+        if index == len(text) - 1:
+            return "error", "a % at the end of the output names no field"
+        index += 1
+        while index < len(text) and text[index].isdigit():
+            index += 1
+        if index >= len(text):
+            return "error", "a % with a length at the end of the output names no field"
+        size = len(text) - index
+        while size > 0:
+            outcome = _field_token(text[index : index + size], catalogue)
+            if outcome is not None:
+                consumed, severity, message = outcome
+                if severity == "warning" and warning is None:
+                    warning = ("warning", message)
+                index += consumed
+                break
+            size -= 1
+        else:
+            token = re.match(r"[^\s]*", text[index:])
+            return "error", f"%{token.group(0) if token else ''} is not a known field"
+    return warning
+
+
+def _field_token(candidate: str, catalogue: FieldCatalogue) -> tuple[int, Severity | Literal["ok"], str] | None:
+    try:
+        tree, consumed = parse_field_prefix(candidate)
+    except ConditionError:
+        return None
+    severity: Severity | Literal["ok"] = "ok"
+    message = ""
+    for node in walk(tree):
+        if isinstance(node, FieldRef):
+            found = catalogue.lookup(node.name, node.arg)
+            if found.severity == "error":
+                return None
+            if found.severity == "warning":
+                severity, message = "warning", found.problem or ""
+    return consumed, severity, message
+
+
+def _condition_finding(where: _Where, line: int | None, label: str, error: ConditionError, condition: str) -> Finding:
+    return _at(where, line, error.position, f"{label}: {error.message}", condition)
+
+
+def _at(where: _Where, condition_line: int | None, position: Position, message: str, condition: str = "") -> Finding:
+    base = condition_line or where.line
+    line = base + position.line - 1 if base is not None else None
+    col: int | None = position.col
+    if where.text and base is not None and condition:
+        line, col = _source_position(where.text, base, condition, position) or (line, col)
+    return Finding(where.file, line, col, "error", message)
+
+
+def _source_position(text: str, start_line: int, condition: str, position: Position) -> tuple[int, int] | None:
+    """The file line and column of a position inside a condition that YAML folded or indented: the first line,
+    from the condition's own, that holds the words the condition has there."""
+    lines = condition.split("\n")
+    if position.line > len(lines):
+        return None
+    rest = lines[position.line - 1][position.col - 1 :]
+    words = re.findall(r"[^\s]+", rest)[:1]
+    if not words:
+        return None
+    source = text.split("\n")
+    for number in range(start_line, min(len(source), start_line + 200) + 1):
+        found = source[number - 1].find(words[0])
+        if found >= 0 and (number > start_line or found > source[number - 1].find(":")):
+            return number, found + 1
+    return None

@@ -1,0 +1,39 @@
+"""The rule-set check as the planner and the operator use it: findings become problems of the artifacts whose
+files they are in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..yamldoc import Problem
+from .ruleset import Finding, RulesFile, check_rule_set
+
+if TYPE_CHECKING:
+    from ..model import ArtifactKey
+    from ..planning import RulesFileView
+
+
+def rules_set_check(views: Sequence[RulesFileView]) -> Mapping[ArtifactKey, Problem]:
+    """The artifacts whose files make the set fail to load, each with its first error."""
+    owners = {view.file_name: view.key for view in views}
+    findings = check_rule_set([RulesFile(view.file_name, view.items) for view in views])
+    problems: dict[ArtifactKey, Problem] = {}
+    for finding in findings:
+        owner = owners.get(finding.file)
+        if finding.severity == "error" and owner is not None and owner not in problems:
+            problems[owner] = _problem(finding)
+    return problems
+
+
+def standalone_problem(file_name: str, items: Sequence[Any]) -> Problem | None:
+    """The first error of one rules file checked on its own (references to other files are not judged)."""
+    for finding in check_rule_set([RulesFile(file_name, items)], standalone=True):
+        if finding.severity == "error":
+            return _problem(finding)
+    return None
+
+
+def _problem(finding: Finding) -> Problem:
+    column = f", column {finding.col}" if finding.col else ""
+    return Problem(f"{finding.file}{column}: {finding.message}", finding.line)
