@@ -51,6 +51,8 @@ class RulesFileView:
     key: ArtifactKey
     file_name: str
     items: list[Any]
+    text: str | None = None
+    """The file's text: positions in messages are then the file's lines and columns."""
 
 
 RulesSetCheck = Callable[[Sequence[RulesFileView]], Mapping[ArtifactKey, Problem]]
@@ -141,21 +143,28 @@ def _deliver(artifact: Artifact, resolutions: Resolutions, plugins_dir: str) -> 
     return Delivered(files, plugin_entry(artifact, plugins_dir), digest)
 
 
-def inline_problem(artifact: Artifact) -> str | None:
-    """What is wrong with an artifact's inline content, checked as every agent checks it (None: nothing)."""
+def inline_problem(artifact: Artifact, config_map_content: bytes | None = None) -> str | None:
+    """What is wrong with an artifact's own content (inline, and the ConfigMap key's when given), checked as
+    every agent checks it, rules files on their own (references to other files are the agents' to judge)."""
     if isinstance(artifact, Plugin):
         return None
+    sources = []
     content = _inline_content(artifact)
-    if content is None:
-        return None
-    try:
-        files = _validated_files(artifact, [(Medium.INLINE, Content(content))])
-    except _Rejected as rejected:
-        return rejected.message
-    for (directory, name), data in files.items():
-        problem = standalone_problem(name, parse_rules(data)) if directory == RULES_DIR else None
-        if problem is not None:
-            return str(problem)
+    if content is not None:
+        sources.append((Medium.INLINE, Content(content)))
+    if config_map_content is not None:
+        sources.append((Medium.CONFIGMAP, Content(config_map_content)))
+    for source in sources:
+        try:
+            files = _validated_files(artifact, [source])
+        except _Rejected as rejected:
+            return rejected.message
+        for (directory, name), data in files.items():
+            problem = None
+            if directory == RULES_DIR:
+                problem = standalone_problem(name, parse_rules(data), data.decode(errors="replace"))
+            if problem is not None:
+                return f"{source[0].label} source: {problem}"
     return None
 
 
@@ -226,7 +235,7 @@ def _apply_rules_set_check(
     the new ones may fail elsewhere (a later file may have used what the rejected change added)."""
     for _ in range(len(outcomes) + 1):
         views = [
-            RulesFileView(key, name, parse_rules(data))
+            RulesFileView(key, name, parse_rules(data), data.decode(errors="replace"))
             for key, outcome in outcomes.items()
             for (directory, name), data in outcome.delivered.files.items()
             if directory == RULES_DIR

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..artifacts import inline_problem, parse_artifact
+from ..artifacts import Artifact, inline_problem, parse_artifact
 from ..kube import Cache, Client, Request, Resource, Result
-from ..kube.resources import NODES, PODS
+from ..kube.resources import CONFIG_MAPS, NODES, PODS
 from ..resources import ARTIFACTREPORTS, FALCOS
 from .aggregate import Agent, Target, artifact_status, same_status
 
@@ -65,7 +66,7 @@ class ArtifactStatusReconciler:
         target = Target(
             kind=self.resource.kind, name=request.name, generation=int(artifact.metadata.generation or 0),
             selector=artifact.spec.selector, instance_selector=artifact.spec.instance_selector,
-            invalid=inline_problem(artifact),
+            invalid=inline_problem(artifact, await self._config_map_content(artifact, request.namespace)),
         )  # fmt: skip
         reports = {str(report["metadata"]["name"]): report
                    for report in self.cache.in_namespace(ARTIFACTREPORTS, request.namespace)}  # fmt: skip
@@ -74,4 +75,20 @@ class ArtifactStatusReconciler:
         if same_status(live, desired):
             return None
         await self.client.patch_status(self.resource, request.name, desired, request.namespace)
+        return None
+
+    async def _config_map_content(self, artifact: Artifact, namespace: str) -> bytes | None:
+        """The key an artifact reads from its ConfigMap, read by name (the operator does not cache ConfigMaps);
+        None when there is none to judge (a missing ConfigMap or key is the agents' ResolvedRefs to report)."""
+        reference = getattr(artifact.spec, "config_map_ref", None)
+        if reference is None:
+            return None
+        config_map = await self.client.get_or_none(CONFIG_MAPS, reference.name, namespace)
+        if config_map is None:
+            return None
+        data, binary = config_map.get("data") or {}, config_map.get("binaryData") or {}
+        if reference.key in data:
+            return str(data[reference.key]).encode()
+        if reference.key in binary:
+            return base64.b64decode(binary[reference.key])
         return None

@@ -80,4 +80,15 @@ async def test_the_operator_marks_a_condition_that_cannot_parse_before_any_agent
     valid = await wait_for(partial(valid_condition, api, namespace, "typo"), lambda c: c.get("status") == "False",
                            what="Valid=False without agents")  # fmt: skip
     assert "expected a ')' token" in valid["message"]
-    assert "50-03-typo-inline.yaml, column" in valid["message"]
+    assert "50-03-typo-inline.yaml line 3, column 53" in valid["message"]
+
+    await call(
+        api,
+        "POST",
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        body={"metadata": {"name": "typo-cm"}, "data": {"rules.yaml": rule("cm", "evt.type in (a, b")}},
+    )
+    await create(api, namespace, rulesfile("typo-cm", None, configMapRef={"name": "typo-cm"}))
+    valid = await wait_for(partial(valid_condition, api, namespace, "typo-cm"), lambda c: c.get("status") == "False",
+                           what="Valid=False for ConfigMap rules without agents")  # fmt: skip
+    assert valid["message"].startswith("configmap source: 50-02-typo-cm-configmap.yaml line 3, column 31:")

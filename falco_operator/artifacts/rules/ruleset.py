@@ -683,18 +683,22 @@ def _at(where: _Where, condition_line: int | None, position: Position, message: 
 
 
 def _source_position(text: str, start_line: int, condition: str, position: Position) -> tuple[int, int] | None:
-    """The file line and column of a position inside a condition that YAML folded or indented: the first line,
-    from the condition's own, that holds the words the condition has there."""
+    """The file line and column of a position inside a condition (YAML may have folded or indented it): the
+    first place, from the condition's own line, that holds the word the condition has there (or, at its end,
+    the word before it)."""
     lines = condition.split("\n")
     if position.line > len(lines):
         return None
-    rest = lines[position.line - 1][position.col - 1 :]
-    words = re.findall(r"[^\s]+", rest)[:1]
-    if not words:
+    line_text = lines[position.line - 1]
+    after = re.findall(r"[^\s()]+", line_text[position.col - 1 :])
+    before = re.findall(r"[^\s()]+", line_text[: position.col - 1])
+    word, past = (after[0], 0) if after else ((before[-1], len(before[-1])) if before else ("", 0))
+    if not word:
         return None
     source = text.split("\n")
     for number in range(start_line, min(len(source), start_line + 200) + 1):
-        found = source[number - 1].find(words[0])
-        if found >= 0 and (number > start_line or found > source[number - 1].find(":")):
-            return number, found + 1
+        row = source[number - 1]
+        found = row.find(word, row.find(":") + 1 if number == start_line else 0)
+        if found >= 0:
+            return number, found + past + 1
     return None

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def rules_set_check(views: Sequence[RulesFileView]) -> Mapping[ArtifactKey, Problem]:
     """The artifacts whose files make the set fail to load, each with its first error."""
     owners = {view.file_name: view.key for view in views}
-    findings = check_rule_set([RulesFile(view.file_name, view.items) for view in views])
+    findings = check_rule_set([RulesFile(view.file_name, view.items, view.text) for view in views])
     problems: dict[ArtifactKey, Problem] = {}
     for finding in findings:
         owner = owners.get(finding.file)
@@ -26,14 +26,15 @@ def rules_set_check(views: Sequence[RulesFileView]) -> Mapping[ArtifactKey, Prob
     return problems
 
 
-def standalone_problem(file_name: str, items: Sequence[Any]) -> Problem | None:
+def standalone_problem(file_name: str, items: Sequence[Any], text: str | None = None) -> Problem | None:
     """The first error of one rules file checked on its own (references to other files are not judged)."""
-    for finding in check_rule_set([RulesFile(file_name, items)], standalone=True):
+    for finding in check_rule_set([RulesFile(file_name, items, text)], standalone=True):
         if finding.severity == "error":
             return _problem(finding)
     return None
 
 
 def _problem(finding: Finding) -> Problem:
-    column = f", column {finding.col}" if finding.col else ""
-    return Problem(f"{finding.file}{column}: {finding.message}", finding.line)
+    where = finding.file + (f" line {finding.line}" if finding.line else "")
+    where += (", " if finding.line else " ") + f"column {finding.col}" if finding.col else ""
+    return Problem(f"{where}: {finding.message}")
