@@ -176,6 +176,12 @@ VARIANTS: list[tuple[str, str, str, str]] = [
     ("engine version that is no version", "- required_engine_version: 0.57.0", "- required_engine_version: abc",
      "required_engine_version"),
     ("plugin version that is no version", "      version: 0.4.0\n", "      version: latest\n", "latest"),
+    ("contains on a numeric field", "evt.is_open_write=true and fd.typechar='f' and fd.num>=0)",
+     "evt.is_open_write=true and fd.typechar='f' and fd.num contains 0)", "not supported for numeric filters"),
+    ("a word where a number belongs", "evt.is_open_write=true and fd.typechar='f' and fd.num>=0)",
+     "evt.is_open_write=true and fd.typechar='f' and fd.num=zero)", "zero is not a valid number"),
+    ("bcontains on a string field", "(fd.name startswith /etc/)", "(fd.name bcontains 2f657463)",
+     "not supported for string filters"),
     ("tags not a list", TERMINAL_SHELL, TERMINAL_SHELL.replace("tags: [", "tags: x [").replace("T1059]", "T1059"),
      "tags"),
 ]  # fmt: skip

@@ -566,6 +566,10 @@ def _node_problem(node: Node, catalogue: FieldCatalogue) -> tuple[Severity, str]
         if found.severity == "ok":
             return None
         return ("error" if found.severity == "error" else "warning"), found.problem or ""
+    if isinstance(node, Check) and isinstance(node.left, FieldRef):
+        typed = _type_problem(node, node.left, catalogue)
+        if typed is not None:
+            return "error", typed
     if isinstance(node, Check) and isinstance(node.left, FieldRef) and node.left.name == "evt.type":
         values = node.right.items if isinstance(node.right, ListValue) else ()
         if isinstance(node.right, Value):
@@ -573,6 +577,34 @@ def _node_problem(node: Node, catalogue: FieldCatalogue) -> tuple[Severity, str]
         for value in values:
             if value not in event_types():
                 return "error", f"unknown event type {value!r}"
+    return None
+
+
+_NUMERIC = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "RELTIME", "ABSTIME",
+            "DOUBLE", "PORT"}  # fmt: skip
+_NUMBER = re.compile(r"^[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)$")
+_NOT_FOR_NUMBERS = {"contains", "icontains", "bcontains", "startswith", "bstartswith", "endswith", "glob", "iglob",
+                    "regex", "pmatch"}  # fmt: skip
+_NOT_FOR_STRINGS = {"bcontains", "bstartswith"}
+
+
+def _type_problem(check: Check, left: FieldRef, catalogue: FieldCatalogue) -> str | None:
+    """Operators and values a field's type cannot take, as libsinsp refuses them when it compiles a filter."""
+    info = catalogue.lookup(left.name, left.arg).info
+    if info is None:
+        return None
+    operator = check.operator.split()[0]
+    if info.type in _NUMERIC:
+        if operator in _NOT_FOR_NUMBERS:
+            return f"'{operator}' operator not supported for numeric filters ({left.name} is {info.type})"
+        values = check.right.items if isinstance(check.right, ListValue) else ()
+        if isinstance(check.right, Value):
+            values = (check.right.text,)
+        for value in values:
+            if not _NUMBER.match(value):
+                return f"{value} is not a valid number ({left.name} is {info.type})"
+    elif info.type == "CHARBUF" and operator in _NOT_FOR_STRINGS:
+        return f"'{operator}' operator not supported for string filters ({left.name} is {info.type})"
     return None
 
 
