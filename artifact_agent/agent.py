@@ -170,7 +170,8 @@ class Agent:
 
     def _selected(self) -> list[Artifact]:
         objects = [obj for informer in self.artifact_informers for obj in informer.store.objects()]
-        artifacts, unreadable = select(objects, _labels(self.node_informer), _labels(self.falco_informer))
+        artifacts, unreadable = select(objects, _labels(self.node_informer), _labels(self.falco_informer),
+                                       self.settings.identity.instance)  # fmt: skip
         for raw in unreadable:
             log.warning("cannot read %s %s", raw.get("kind"), (raw.get("metadata") or {}).get("name"))
         return artifacts

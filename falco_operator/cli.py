@@ -11,6 +11,7 @@ import sys
 import anyio
 
 from . import __version__
+from .falcorules.setup import setup_falcorules_controller
 from .instance.options import DEFAULT_AGENT_IMAGE, DEFAULT_FALCO_VERSION, BuildOptions, supports_native_sidecar
 from .instance.setup import setup_falco_controller
 from .kube import Client, LeaderLost, Manager, ManagerOptions, RuntimeMetrics, configure_logging
@@ -75,6 +76,7 @@ async def run(args: argparse.Namespace) -> None:
     setup_falco_controller(manager, client, options, namespaces=tuple(args.namespaces), workers=args.workers,
                            resync_period=args.sync_period, identity=identity)  # fmt: skip
     setup_status_controllers(manager, client, namespaces=tuple(args.namespaces))
+    setup_falcorules_controller(manager, client, namespaces=tuple(args.namespaces))
     log.info("starting", extra={"native_sidecar": native, "namespaces": args.namespaces or "all"})
     try:
         await manager.run_until_signalled()

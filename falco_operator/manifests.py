@@ -60,7 +60,29 @@ def rbac_objects() -> dict[str, dict[str, Any]]:
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": OPERATOR},
             "subjects": [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}],
         },
+        "rbac/falcorule_editor_role.yaml": {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {**_meta(FALCORULE_EDITOR, False), "labels": {**LABELS, **AGGREGATE_TO_EDIT}},
+            "rules": [{"apiGroups": ["artifact.falcosecurity.dev"], "resources": ["falcorules"],
+                       "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]},
+                      {"apiGroups": ["artifact.falcosecurity.dev"], "resources": ["falcorules/status"],
+                       "verbs": ["get"]}],
+        },
+        "rbac/falcorule_viewer_role.yaml": {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {**_meta(FALCORULE_VIEWER, False), "labels": {**LABELS, **AGGREGATE_TO_VIEW}},
+            "rules": [{"apiGroups": ["artifact.falcosecurity.dev"], "resources": ["falcorules", "falcorules/status"],
+                       "verbs": ["get", "list", "watch"]}],
+        },
     }  # fmt: skip
+
+
+FALCORULE_EDITOR = "falco-operator-falcorule-editor"
+FALCORULE_VIEWER = "falco-operator-falcorule-viewer"
+# Application teams get FalcoRules (only) through the namespace roles they already have.
+AGGREGATE_TO_EDIT = {"rbac.authorization.k8s.io/aggregate-to-edit": "true",
+                     "rbac.authorization.k8s.io/aggregate-to-admin": "true"}  # fmt: skip
+AGGREGATE_TO_VIEW = {"rbac.authorization.k8s.io/aggregate-to-view": "true"}
 
 
 REPORT_POLICY = "falco-operator-artifact-report-writers"

@@ -168,7 +168,9 @@ OPERATOR_RULES: list[Json] = [
     {"apiGroups": [INSTANCE_GROUP], "resources": ["falcos"], "verbs": ["get", "list", "watch", "update", "patch"]},
     {"apiGroups": [INSTANCE_GROUP], "resources": ["falcos/status"], "verbs": ["get", "update", "patch"]},
     {"apiGroups": [INSTANCE_GROUP], "resources": ["falcos/finalizers"], "verbs": ["update"]},
-    {"apiGroups": [ARTIFACT_GROUP], "resources": ["rulesfiles", "plugins", "configs", "falcorules"], "verbs": _READ},
+    {"apiGroups": [ARTIFACT_GROUP], "resources": ["plugins", "configs", "falcorules"], "verbs": _READ},
+    # Read all; write the Rulesfile generated for each Falco from the FalcoRules it selects.
+    {"apiGroups": [ARTIFACT_GROUP], "resources": ["rulesfiles"], "verbs": _CRUD},
     {"apiGroups": [ARTIFACT_GROUP],
      "resources": ["rulesfiles/status", "plugins/status", "configs/status", "falcorules/status"],
      "verbs": ["get", "update", "patch"]},
@@ -179,6 +181,8 @@ OPERATOR_RULES: list[Json] = [
     # Only to hand it on: the agent may read the Secrets its artifacts name (RBAC forbids granting what one lacks).
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["nodes"], "verbs": _READ},
+    # A Falco selects the namespaces whose FalcoRules it loads by their labels.
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": _READ},
     # Falco pods are the agents an artifact targets (its status counts them).
     {"apiGroups": [""], "resources": ["pods"], "verbs": _READ},
     {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments"], "verbs": _CRUD},

@@ -28,6 +28,8 @@ class Agent:
     node: str
     node_labels: Mapping[str, str] = field(default_factory=dict)
     falco_labels: Mapping[str, str] = field(default_factory=dict)
+    falco: str = ""
+    """The name of the Falco the pod belongs to."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Target:
     instance_selector: LabelSelector | None = None
     invalid: str | None = None
     """A problem the operator found in the artifact itself (inline content), before any agent."""
+    for_falco: str | None = None
+    """The only Falco (by name) the artifact applies to, from its ``artifact.falcosecurity.dev/for-falco`` label."""
 
 
 def targeted(target: Target, agents: Iterable[Agent]) -> list[Agent]:
@@ -48,6 +52,7 @@ def targeted(target: Target, agents: Iterable[Agent]) -> list[Agent]:
         agent for agent in agents
         if (target.selector is None or target.selector.matches(dict(agent.node_labels)))
         and (target.instance_selector is None or target.instance_selector.matches(dict(agent.falco_labels)))
+        and (target.for_falco is None or agent.falco == target.for_falco)
     ]  # fmt: skip
 
 

@@ -18,6 +18,7 @@ Json = dict[str, Any]
 log = logging.getLogger("falco_operator.status")
 NAME_LABEL = "app.kubernetes.io/name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+FOR_FALCO_LABEL = "artifact.falcosecurity.dev/for-falco"
 FALCO_PODS = f"{NAME_LABEL}=falco"
 
 
@@ -43,7 +44,7 @@ def agents_in(cache: Cache, namespace: str) -> list[Agent]:
         agents.append(Agent(
             pod=str(metadata["name"]), node=str(node),
             node_labels=(node_obj.get("metadata") or {}).get("labels") or {},
-            falco_labels=(falco.get("metadata") or {}).get("labels") or {},
+            falco_labels=(falco.get("metadata") or {}).get("labels") or {}, falco=str(falco_name),
         ))  # fmt: skip
     return agents
 
@@ -67,6 +68,7 @@ class ArtifactStatusReconciler:
             kind=self.resource.kind, name=request.name, generation=int(artifact.metadata.generation or 0),
             selector=artifact.spec.selector, instance_selector=artifact.spec.instance_selector,
             invalid=inline_problem(artifact, await self._config_map_content(artifact, request.namespace)),
+            for_falco=((raw.get("metadata") or {}).get("labels") or {}).get(FOR_FALCO_LABEL),
         )  # fmt: skip
         reports = {str(report["metadata"]["name"]): report
                    for report in self.cache.in_namespace(ARTIFACTREPORTS, request.namespace)}  # fmt: skip

@@ -1,0 +1,254 @@
+"""FalcoRules end to end: application teams' rules, scoped to their namespaces, delivered to the agents of the
+Falcos that select those namespaces, guarded, with their own status, and editable only where the team may."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import kr8s.asyncio
+import pytest
+from ruamel.yaml import YAML
+
+from e2e.agent import falco_pods, rule, rulesfile
+from e2e.audit import AuditMark, describe
+from e2e.controlplane import ControlPlane, write_token_kubeconfig
+from e2e.kube import call, request
+from e2e.operator import RunningOperator, service_account_token
+from e2e.wait import wait_for
+from falco_operator.artifacts import parse_rules
+from tests.integration.agent_support import ARTIFACT_API, MERGE, create, running_agents, wait_files
+
+Json = dict[str, Any]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds")]
+FALCO_API = "/apis/instance.falcosecurity.dev/v1alpha1"
+TEAM_LABEL = "falco-e2e/team"
+GENERATED = "60-02-falco-falcorules-configmap.yaml"
+MACROS = "- macro: interactive\n  condition: proc.tty != 0\n"
+SEED_09 = (Path(__file__).resolve().parents[2].parent / "shared/examples/seed/09-falcorule-bash.yaml").read_text()
+
+
+def falco_rule(name: str, condition: str = "proc.name = bash", **spec: Any) -> Json:
+    return {
+        "apiVersion": "artifact.falcosecurity.dev/v1alpha1",
+        "kind": "FalcoRule",
+        "metadata": {"name": name},
+        "spec": {"rule": name, "condition": condition, "output": f"{name} fired", "priority": "notice", **spec},
+    }
+
+
+async def create_rule(api: kr8s.asyncio.Api, namespace: str, body: Json) -> None:
+    await call(api, "POST", f"{ARTIFACT_API}/namespaces/{namespace}/falcorules", body=body)
+
+
+async def rule_status(api: kr8s.asyncio.Api, namespace: str, name: str) -> dict[str, Json]:
+    _, body = await request(api, "GET", f"{ARTIFACT_API}/namespaces/{namespace}/falcorules/{name}")
+    return {c["type"]: c for c in ((body or {}).get("status") or {}).get("conditions") or []}
+
+
+async def label_namespace(api: kr8s.asyncio.Api, name: str, value: str | None) -> None:
+    await call(api, "PATCH", f"/api/v1/namespaces/{name}", body={"metadata": {"labels": {TEAM_LABEL: value}}},
+               content_type=MERGE)  # fmt: skip
+
+
+async def make_namespace(api: kr8s.asyncio.Api, name: str, team: str | None) -> None:
+    labels = {TEAM_LABEL: team} if team else {}
+    await call(api, "POST", "/api/v1/namespaces", body={"metadata": {"name": name, "labels": labels}})
+
+
+def rule_names(files: dict[str, bytes]) -> list[str]:
+    return [str(item["rule"]) for item in parse_rules(files.get(GENERATED, b"[]"))]
+
+
+async def test_falcorules_of_selected_namespaces_reach_the_agents_scoped_and_guarded(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    suffix = namespace[-6:]
+    team_a, team_b, other = f"team-a-{suffix}", f"team-b-{suffix}", f"other-{suffix}"
+    await make_namespace(api, team_a, "yes")
+    await make_namespace(api, team_b, None)
+    await make_namespace(api, other, None)
+    pods = await falco_pods(api, namespace, "falco")
+    await create(api, namespace, rulesfile("macros", MACROS, priority=10))
+    selector = {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["default"]}]}  # fmt: skip
+    await call(api, "PATCH", f"{FALCO_API}/namespaces/{namespace}/falcos/falco", content_type=MERGE,
+               body={"spec": {"falcoRules": {"namespaceSelector": selector}}})  # fmt: skip
+    seed_rule = YAML(typ="safe").load(SEED_09)
+    seed_rule["metadata"].pop("namespace")
+    seed_rule["metadata"]["name"] = f"bash-{suffix}"
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, sorted(pods)) as agents:
+        agent = agents["node1"]
+        started = time.monotonic()
+        await create_rule(api, "default", seed_rule)
+        try:
+            files = await wait_files(agent, agent.rules_dir, lambda f: "shell_in_container [default]" in
+                                     rule_names(f), "the seed's rule in the generated file", timeout=15)  # fmt: skip
+            elapsed = time.monotonic() - started
+            print(f"FalcoRule to file on the agent: {elapsed:.2f} s")
+            assert elapsed < 10
+            item = parse_rules(files[GENERATED])[0]
+            assert item["condition"].startswith('k8s.ns.name = "default" and (container.id != host')
+            assert item["tags"] == ["namespace:default"]
+            status = await wait_for(partial(rule_status, api, "default", f"bash-{suffix}"),
+                                    lambda s: s.get("Programmed", {}).get("status") == "True",
+                                    what="FalcoRule Programmed")  # fmt: skip
+            assert status["Accepted"]["status"] == "True"
+        finally:
+            await call(api, "DELETE", f"{ARTIFACT_API}/namespaces/default/falcorules/bash-{suffix}")
+        await wait_files(agent, agent.rules_dir, lambda f: rule_names(f) == [], "the seed's rule removed")
+
+        # Select by a team label instead: team-a is in, team-b and other are not, until team-b is labelled.
+        team_selector = {"matchLabels": {TEAM_LABEL: "yes"}, "matchExpressions": None}  # a merge patch: drop the old
+        await call(api, "PATCH", f"{FALCO_API}/namespaces/{namespace}/falcos/falco", content_type=MERGE,
+                   body={"spec": {"falcoRules": {"namespaceSelector": team_selector}}})  # fmt: skip
+        for team in (team_a, team_b, other):
+            await create_rule(api, team, falco_rule("shell"))
+        await create_rule(api, team_a, falco_rule("interactive-shell", "interactive and proc.name = bash"))
+        await wait_files(agent, agent.rules_dir, lambda f: rule_names(f) == [
+            f"interactive-shell [{team_a}]", f"shell [{team_a}]"], "team-a's two rules")  # fmt: skip
+        await label_namespace(api, team_b, "yes")
+        await wait_files(agent, agent.rules_dir, lambda f: rule_names(f) == [
+            f"interactive-shell [{team_a}]", f"shell [{team_a}]", f"shell [{team_b}]"], "team-b added")  # fmt: skip
+        await label_namespace(api, team_b, None)
+        await wait_files(agent, agent.rules_dir, lambda f: f"shell [{team_b}]" not in rule_names(f), "team-b gone")
+        other_status = await rule_status(api, other, "shell")
+        assert other_status.get("Programmed", {}).get("reason") in (None, "NotSelected")
+
+        # Guardrails: each refused with a clear message, never in the file; the good rules of team-a stay.
+        refused = {
+            "typo": falco_rule("typo", "proc.name = bash and (container.id != host"),
+            "unknown-macro": falco_rule("unknown-macro", "interactiv and proc.name = bash"),
+            "unknown-field": falco_rule("unknown-field", "proc.nme = bash"),
+        }
+        for body in refused.values():
+            await create_rule(api, team_a, body)
+        expected = {"typo": ("InvalidCondition", "expected a ')' token"),
+                    "unknown-macro": ("UnknownMacro", "define no macro interactiv"),
+                    "unknown-field": ("InvalidRule", "proc.nme")}  # fmt: skip
+        for name, (reason, fragment) in expected.items():
+            status = await wait_for(partial(rule_status, api, team_a, name),
+                                    lambda s: s.get("Accepted", {}).get("status") == "False",
+                                    what=f"{name} refused")  # fmt: skip
+            assert status["Accepted"]["reason"] == reason
+            assert fragment in status["Accepted"]["message"]
+            assert status["Programmed"]["status"] == "False"
+        assert rule_names(agent.files(agent.rules_dir)) == [f"interactive-shell [{team_a}]", f"shell [{team_a}]"]
+        _, generated = await request(api, "GET", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/falco-falcorules")
+        valid = [c for c in generated["status"]["conditions"] if c["type"] == "Valid"]
+        assert valid[0]["status"] == "True", "the generated Rulesfile loads: refused rules never reach it"
+
+
+async def test_a_cluster_rule_name_cannot_be_taken_by_a_team(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator
+) -> None:
+    team = f"team-c-{namespace[-6:]}"
+    await make_namespace(api, team, "c")
+    body = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco", "metadata": {"name": "falco"},
+            "spec": {"falcoRules": {"namespaceSelector": {"matchLabels": {TEAM_LABEL: "c"}}}}}  # fmt: skip
+    await call(api, "POST", f"{FALCO_API}/namespaces/{namespace}/falcos", body=body)
+    await create(api, namespace, rulesfile("cluster", rule("Terminal shell in container")))
+    taken = falco_rule("terminal")
+    taken["spec"]["rule"] = "Terminal shell in container"
+    await create_rule(api, team, taken)
+    status = await wait_for(
+        partial(rule_status, api, team, "terminal"),
+        lambda s: s.get("Accepted", {}).get("status") == "False",
+        what="collision refused",
+    )
+    assert status["Accepted"]["reason"] == "NameCollision"
+
+
+async def test_the_editor_role_gives_falcorules_in_one_namespace_and_nothing_else(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """(The operator fixture installs manifests/rbac, where the editor role ships.)"""
+    team_b = f"team-b-{namespace[-6:]}"
+    await make_namespace(api, team_b, None)
+    await call(api, "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", body={"metadata": {"name": "dev"}})
+    await call(api, "POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings", body={
+        "metadata": {"name": "dev-falcorules"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "falco-operator-falcorule-editor"},
+        "subjects": [{"kind": "ServiceAccount", "name": "dev", "namespace": namespace}]})  # fmt: skip
+    kubeconfig = tmp_path / "dev.kubeconfig"
+    write_token_kubeconfig(kubeconfig, control_plane.server, control_plane.ca_file,
+                           service_account_token(control_plane, namespace, "dev"), namespace)  # fmt: skip
+    dev = await kr8s.asyncio.api(kubeconfig=str(kubeconfig), namespace=namespace)
+
+    async def answer(path: str, body: Json) -> int:
+        return await wait_for(lambda: _status(dev, path, body), lambda code: code != 0, what=path)
+
+    # The RoleBinding takes effect when the API server's RBAC cache has it: the first answers may be 403.
+    own = await wait_for(lambda: _status(dev, f"{ARTIFACT_API}/namespaces/{namespace}/falcorules", falco_rule("mine")),
+                         lambda code: code == 201, what="a FalcoRule created by the team")  # fmt: skip
+    theirs = await answer(f"{ARTIFACT_API}/namespaces/{team_b}/falcorules", falco_rule("theirs"))
+    rules = await answer(f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles", rulesfile("sneaky", rule("sneaky")))
+    configs = await answer(f"{ARTIFACT_API}/namespaces/{namespace}/configs",
+                           {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Config",
+                            "metadata": {"name": "c"}, "spec": {"config": "json_output: true"}})  # fmt: skip
+    assert (own, theirs, rules, configs) == (201, 403, 403, 403)
+
+    # A FalcoRule has no way to define macros or lists, or to append to or override other rules: such fields are
+    # refused by the API server as kubectl sends them (strict field validation), naming the field.
+    for field_name, value in (("macro", "x"), ("list", "x"), ("append", True), ("override", {"condition": "append"})):
+        body = falco_rule(f"sneaky-{field_name}")
+        body["spec"][field_name] = value
+        status, answer = await request(dev, "POST", f"{ARTIFACT_API}/namespaces/{namespace}/falcorules", body=body,
+                                       params={"fieldValidation": "Strict"})  # fmt: skip
+        assert status in (400, 422), (field_name, status)
+        assert f'unknown field "spec.{field_name}"' in str(answer), answer
+
+
+async def _status(api: kr8s.asyncio.Api, path: str, body: Json) -> int:
+    status, _ = await request(api, "POST", path, body=body)
+    return status
+
+
+def _mentions(text: str, items: list[Json]) -> bool:
+    return any(text in str(item["condition"]) for item in items)
+
+
+async def test_one_write_per_change_and_none_when_quiet(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    suffix = namespace[-6:]
+    teams = [f"w{index}-{suffix}" for index in range(3)]
+    for team in teams:
+        await make_namespace(api, team, f"w-{suffix}")
+    body = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco", "metadata": {"name": "falco"},
+            "spec": {"falcoRules": {"namespaceSelector": {"matchLabels": {TEAM_LABEL: f"w-{suffix}"}}}}}  # fmt: skip
+    await call(api, "POST", f"{FALCO_API}/namespaces/{namespace}/falcos", body=body)
+    for team in teams:
+        for index in range(10):
+            await create_rule(api, team, falco_rule(f"r{index}", f"proc.name = p{index}"))
+    path = f"/api/v1/namespaces/{namespace}/configmaps/falco-falcorules"
+
+    async def generated() -> list[Json]:
+        status, config_map = await request(api, "GET", path)
+        return parse_rules(config_map["data"]["rules.yaml"]) if status == 200 else []
+
+    await wait_for(generated, lambda items: len(items) == 30, what="30 rules generated")
+    await wait_for(partial(rule_status, api, teams[0], "r0"), lambda s: "Accepted" in s, what="statuses written")
+    generated_status = partial(
+        request, api, "GET", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/falco-falcorules"
+    )
+    await wait_for(generated_status, lambda answer: ((answer[1] or {}).get("status") or {}).get("nodes", {}).get(
+        "targeted") == 3, what="the Falco's three pods counted")  # fmt: skip
+    mark = AuditMark.now(control_plane.state.audit_log)
+    for index in range(5):
+        await call(api, "PATCH", f"{ARTIFACT_API}/namespaces/{teams[1]}/falcorules/r{index}", content_type=MERGE,
+                   body={"spec": {"condition": f"proc.name = changed{index}"}})  # fmt: skip
+        await wait_for(generated, partial(_mentions, f"changed{index}"), what=f"change {index} generated")
+    writes = mark.writes_since(user=operator.username, namespace=namespace)
+    config_map_writes = [w for w in writes if (w.get("objectRef") or {}).get("resource") == "configmaps"]
+    rulesfile_writes = [w for w in writes if (w.get("objectRef") or {}).get("resource") == "rulesfiles"]
+    assert len(config_map_writes) == 5, describe(writes)
+    assert rulesfile_writes == [], describe(rulesfile_writes)
+    quiet = AuditMark.now(control_plane.state.audit_log)
+    await anyio.sleep(5)
+    idle = [w for team in [namespace, *teams] for w in quiet.writes_since(user=operator.username, namespace=team)]
+    assert idle == [], describe(idle)

@@ -1,0 +1,86 @@
+"""FalcoRules rendered into one rules file: scoping, names apart, guardrails, and a file Falco's rules accept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from falco_operator.api import FalcoRule
+from falco_operator.artifacts import parse_rules
+from falco_operator.artifacts.rules import RulesFile, check_rule_set
+from falco_operator.falcorules.render import ClusterRules, cluster_rules, render
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+DEFAULT_RULES = SHARED / "testdata" / "falco-rules" / "falco_rules.yaml"
+
+
+def falco_rule(name: str, namespace: str = "default", **spec: Any) -> FalcoRule:
+    body = {"rule": name, "condition": "proc.name = bash", **spec}
+    return FalcoRule.model_validate({"metadata": {"name": name, "namespace": namespace, "generation": 1},
+                                     "spec": body})  # fmt: skip
+
+
+def seed_rule() -> FalcoRule:
+    document = YAML(typ="safe").load((SHARED / "examples" / "seed" / "09-falcorule-bash.yaml").read_text())
+    document["metadata"]["generation"] = 1
+    return FalcoRule.model_validate(document)
+
+
+def default_cluster() -> ClusterRules:
+    return cluster_rules([parse_rules(DEFAULT_RULES.read_bytes())], complete=True)
+
+
+def test_seed_example_renders_scoped_and_loads_with_the_default_rules() -> None:
+    rendered = render({"default": [seed_rule()]}, default_cluster())
+    assert [v.accepted for v in rendered.verdicts] == [True]
+    items = parse_rules(rendered.document)
+    assert items[0]["rule"] == "shell_in_container [default]"
+    assert items[0]["condition"] == 'k8s.ns.name = "default" and (container.id != host and proc.name = bash)'
+    assert items[0]["output"].endswith("cmdline=%proc.cmdline) k8s_ns=default")
+    assert items[0]["tags"] == ["namespace:default"]
+    assert items[0]["priority"] == "WARNING"
+    files = [RulesFile("falco_rules.yaml", parse_rules(DEFAULT_RULES.read_bytes())),
+             RulesFile("60-02-falco-falcorules-configmap.yaml", items)]  # fmt: skip
+    assert [f for f in check_rule_set(files) if f.severity == "error"] == []
+
+
+def test_two_teams_same_rule_name_stay_apart_and_sorted() -> None:
+    rendered = render({"team-b": [falco_rule("shell")], "team-a": [falco_rule("shell")]}, default_cluster())
+    names = [item["rule"] for item in parse_rules(rendered.document)]
+    assert names == ["shell [team-a]", "shell [team-b]"]
+
+
+def test_guardrails_refuse_and_keep_the_other_rules_of_the_namespace() -> None:
+    cluster = default_cluster()
+    rules = [
+        falco_rule("good", condition="spawned_process and proc.name = bash"),
+        falco_rule("unparsable", condition="proc.name = bash and (container.id != host"),
+        falco_rule("unknown-macro", condition="spawned_proces and proc.name = bash"),
+        falco_rule("unknown-field", condition="proc.nme = bash"),
+        falco_rule("Terminal shell in container"),
+        falco_rule("bad-output", output="shell %proc.nam"),
+    ]
+    rendered = render({"team-a": rules}, cluster)
+    verdicts = {v.name: (v.accepted, v.reason, v.message) for v in rendered.verdicts}
+    assert verdicts["good"][0] is True
+    assert verdicts["unparsable"][:2] == (False, "InvalidCondition")
+    assert "expected a ')' token" in verdicts["unparsable"][2]
+    assert verdicts["unknown-macro"][:2] == (False, "UnknownMacro")
+    assert "spawned_proces" in verdicts["unknown-macro"][2]
+    assert verdicts["unknown-field"][:2] == (False, "InvalidRule")
+    assert "proc.nme" in verdicts["unknown-field"][2]
+    assert verdicts["Terminal shell in container"][:2] == (False, "NameCollision")
+    assert verdicts["bad-output"][:2] == (False, "InvalidRule")
+    assert [item["rule"] for item in parse_rules(rendered.document)] == ["good [team-a]"]
+
+
+def test_unknown_macros_are_left_to_the_agents_when_some_cluster_rules_are_unreadable() -> None:
+    partial = ClusterRules(complete=False)
+    rendered = render({"team-a": [falco_rule("uses", condition="spawned_process and proc.name = bash")]}, partial)
+    assert rendered.verdicts[0].accepted
+
+
+def test_nothing_selected_is_an_empty_list() -> None:
+    assert parse_rules(render({}, ClusterRules()).document) == []
