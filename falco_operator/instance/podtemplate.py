@@ -8,7 +8,7 @@ from ..api import Falco
 from .falcoconfig import CONFIG_DIR, PLUGINS_DIR, RULES_DIR, WEB_PORT
 from .naming import CONFIG_HASH_ANNOTATION, selector_labels
 from .options import DRIVER_LOADER_REPOSITORY, FALCO_IMAGE_REPOSITORY, BuildOptions
-from .version import falco_version
+from .version import falco_version, reported_version
 
 Json = dict[str, Any]
 FALCO_CONTAINER = "falco"
@@ -51,6 +51,12 @@ def user_container(falco: Falco, name: str) -> Json | None:
 def resolved_version(falco: Falco, options: BuildOptions) -> str:
     image = (user_container(falco, FALCO_CONTAINER) or {}).get("image")
     return falco_version(image, falco.spec.version, options.default_falco_version)
+
+
+def status_version(falco: Falco, options: BuildOptions) -> str:
+    """The version in the Falco's status: the image's digest when it is pinned by digest alone."""
+    image = (user_container(falco, FALCO_CONTAINER) or {}).get("image")
+    return reported_version(image, falco.spec.version, options.default_falco_version)
 
 
 def needs_host_access(falco: Falco) -> bool:

@@ -40,7 +40,7 @@ from ..kube.resources import (
 from ..resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 from .naming import cluster_object_name
 from .options import FINALIZER, BuildOptions
-from .podtemplate import resolved_version
+from .podtemplate import status_version
 from .rbac import (
     References,
     artifact_references,
@@ -198,7 +198,7 @@ class FalcoReconciler:
             workload = self.cache.get(DAEMON_SETS if kind == "DaemonSet" else DEPLOYMENTS, metadata["name"],
                                       metadata["namespace"])  # fmt: skip
         status = desired_status(
-            kind=kind, workload=workload, version=resolved_version(falco, self.options), error=error,
+            kind=kind, workload=workload, version=status_version(falco, self.options), error=error,
             generation=int(raw["metadata"].get("generation") or 0), old=old, now=self.clock(), artifacts=artifacts,
         )  # fmt: skip
         if status == old:

@@ -34,3 +34,13 @@ def falco_version(user_image: str | None, spec_version: str | None, default_vers
         if tag:
             return tag
     return spec_version or default_version
+
+
+def reported_version(user_image: str | None, spec_version: str | None, default_version: str) -> str:
+    """The version status shows: as ``falco_version``, but an image pinned by digest alone shows its digest
+    (its Falco version is not knowable from the reference), never a guessed version."""
+    if user_image:
+        reference = parse_image(user_image)
+        if reference.digest and not reference.tag:
+            return reference.digest
+    return falco_version(user_image, spec_version, default_version)

@@ -40,7 +40,7 @@ class EventRecorder:
             "reportingInstance": self.instance,
             "action": action,
             "reason": reason,
-            "note": note[:1024],
+            "note": truncate_utf8(note, MAX_NOTE_BYTES),
             "type": event_type,
             "regarding": {
                 "apiVersion": regarding.get("apiVersion"),
@@ -61,3 +61,12 @@ class EventRecorder:
     def forget(self, regarding: Json) -> None:
         metadata = regarding.get("metadata") or {}
         self._last.pop(str(metadata.get("uid") or metadata.get("name")), None)
+
+
+MAX_NOTE_BYTES = 1024
+"""The API server refuses an Event whose note is longer than this many bytes (not characters)."""
+
+
+def truncate_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, never inside a character."""
+    return text.encode()[:limit].decode(errors="ignore")

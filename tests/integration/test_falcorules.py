@@ -252,3 +252,4 @@ async def test_one_write_per_change_and_none_when_quiet(
     await anyio.sleep(5)
     idle = [w for team in [namespace, *teams] for w in quiet.writes_since(user=operator.username, namespace=team)]
     assert idle == [], describe(idle)
+    assert "is not supported" not in operator.log_path.read_text(), "no kr8s version warning at start"
