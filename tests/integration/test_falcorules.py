@@ -178,6 +178,14 @@ async def test_the_editor_role_gives_falcorules_in_one_namespace_and_nothing_els
     write_token_kubeconfig(kubeconfig, control_plane.server, control_plane.ca_file,
                            service_account_token(control_plane, namespace, "dev"), namespace)  # fmt: skip
     dev = await kr8s.asyncio.api(kubeconfig=str(kubeconfig), namespace=namespace)
+    try:
+        await _editor_checks(dev, namespace, team_b)
+    finally:
+        if dev._session is not None:
+            await dev._session.aclose()
+
+
+async def _editor_checks(dev: kr8s.asyncio.Api, namespace: str, team_b: str) -> None:
 
     async def answer(path: str, body: Json) -> int:
         return await wait_for(lambda: _status(dev, path, body), lambda code: code != 0, what=path)
@@ -197,10 +205,10 @@ async def test_the_editor_role_gives_falcorules_in_one_namespace_and_nothing_els
     for field_name, value in (("macro", "x"), ("list", "x"), ("append", True), ("override", {"condition": "append"})):
         body = falco_rule(f"sneaky-{field_name}")
         body["spec"][field_name] = value
-        status, answer = await request(dev, "POST", f"{ARTIFACT_API}/namespaces/{namespace}/falcorules", body=body,
+        status, refusal = await request(dev, "POST", f"{ARTIFACT_API}/namespaces/{namespace}/falcorules", body=body,
                                        params={"fieldValidation": "Strict"})  # fmt: skip
         assert status in (400, 422), (field_name, status)
-        assert f'unknown field "spec.{field_name}"' in str(answer), answer
+        assert f'unknown field "spec.{field_name}"' in str(refusal), refusal
 
 
 async def _status(api: kr8s.asyncio.Api, path: str, body: Json) -> int:
