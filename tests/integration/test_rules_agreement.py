@@ -47,7 +47,12 @@ def test_published_rules_load_with_no_error(falco_binaries: FalcoBinaries) -> No
 
 def test_plugin_rule_sets_pass_with_their_plugins_fields() -> None:
     for path in PLUGIN_RULES:
-        assert ours([(path.name, path.read_bytes())]) == [], path.name
+        findings = check_rule_set([RulesFile(path.name, parse_rules(path.read_bytes()))])
+        assert findings == [], f"{path.name}: every field is checked against the plugin's own (no warning either)"
+    audit = PLUGIN_RULES[0].read_text().replace("ka.user.name", "ka.user.nam", 1)
+    errors = ours([("k8s_audit_rules.yaml", audit.encode())])
+    assert errors, "an unknown k8saudit field is an error"
+    assert "ka.user.nam" in errors[0].message
 
 
 def test_same_verdict_as_falco_on_mutations_of_the_default_rules(falco_binaries: FalcoBinaries, tmp_path: Path) -> None:
