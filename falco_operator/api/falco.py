@@ -69,7 +69,10 @@ class FalcoSpec(KubeModel):
     """Unset means DaemonSet."""
     replicas: Annotated[int, Field(ge=1)] | None = None
     """Deployment only; unset means 1."""
-    version: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    version: Annotated[str, Field(min_length=1, max_length=128, json_schema_extra=validations(cel(
+        "self.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]*$')",
+        "version is the Falco image tag: letters, digits, '_', '.' and '-', not starting with '.' or '-'",
+    )))] | None = None  # fmt: skip
     """Falco image tag; unset means the operator's default. A `falco` container image in podTemplateSpec wins."""
     pod_template_spec: PodTemplateSpec | None = None
     """Merged over the generated pod template: containers, volumes and env by name, volume mounts by path."""

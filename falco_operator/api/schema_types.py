@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from functools import cache
 from pathlib import Path
@@ -37,9 +38,39 @@ def pod_template_snapshot() -> dict[str, Any]:
     return snapshot
 
 
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+"""A Kubernetes quantity (500m, 2, 512Mi, 1e3), as the API server parses resource values."""
+_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+
+
 def _pod_template_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = pod_template_snapshot()["schema"]
+    """The snapshot, with what the API server would otherwise refuse only when the operator applies the pod:
+    resource quantities (a 500 from the API server at apply time) and container names (DNS labels)."""
+    schema: dict[str, Any] = copy.deepcopy(pod_template_snapshot()["schema"])
+    pod = schema.get("properties", {}).get("spec", {}).get("properties", {})
+    _check_quantities(pod.get("resources"))
+    for container_list in _CONTAINER_LISTS:
+        listed = pod.get(container_list)
+        if not isinstance(listed, dict):
+            continue
+        properties = listed.get("items", {}).get("properties", {})
+        if isinstance(properties.get("name"), dict):
+            properties["name"].update({"pattern": DNS_LABEL, "maxLength": 63})
+        _check_quantities(properties.get("resources"))
     return schema
+
+
+def _check_quantities(resources: Any) -> None:
+    """Every value of ``limits`` and ``requests`` must be a quantity."""
+    if not isinstance(resources, dict):
+        return
+    for part in ("limits", "requests"):
+        quantities = resources.get("properties", {}).get(part)
+        if isinstance(quantities, dict) and isinstance(quantities.get("additionalProperties"), dict):
+            quantities["additionalProperties"] = {"pattern": QUANTITY_PATTERN, "x-kubernetes-int-or-string": True}
 
 
 PodTemplateSpec = Annotated[dict[str, Any], WithJsonSchema(_pod_template_schema())]

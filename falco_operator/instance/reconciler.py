@@ -13,12 +13,12 @@ from pydantic import ValidationError
 from ..api import Falco
 from ..artifacts.oci import grantable
 from ..kube import (
+    ApiError,
     Applier,
     Cache,
     Client,
     EventRecorder,
     Forbidden,
-    Invalid,
     Request,
     Resource,
     Result,
@@ -84,6 +84,18 @@ def desired_objects(
     ]
 
 
+def permanent(error: ApiError) -> bool:
+    """A refusal that retrying the same request cannot fix: a 4xx other than 404, 409 (conflict) and 429."""
+    return 400 <= error.status < 500 and error.status not in (404, 409, 429)
+
+
+def namespace_terminating(error: ApiError) -> bool:
+    """The API server refused because the namespace is being deleted (its status cause, not its wording)."""
+    details = (error.body or {}).get("details") if isinstance(error.body, dict) else None
+    causes = (details or {}).get("causes") or []
+    return any(cause.get("reason") == "NamespaceTerminating" for cause in causes if isinstance(cause, dict))
+
+
 class FalcoReconciler:
     def __init__(
         self,
@@ -119,7 +131,7 @@ class FalcoReconciler:
         try:
             error, workload = await self._apply_all(falco, raw, references)
         except Forbidden as forbidden:
-            if "being terminated" in forbidden.message:
+            if namespace_terminating(forbidden):
                 # The namespace is going away and the Falco with it: recreating its objects would only churn.
                 log.info("namespace %s is terminating; not applying", namespace)
                 return None
@@ -159,8 +171,10 @@ class FalcoReconciler:
                 return f"{resource.kind} {name} already exists and is not owned by this Falco; rename one of them", None
             try:
                 applied = await self.applier.apply(resource, desired, live)
-            except Invalid as invalid:
-                return f"the API server rejected the {resource.kind}: {invalid.message}", None
+            except ApiError as refused:
+                if not permanent(refused) or namespace_terminating(refused):
+                    raise
+                return f"the API server refused the {resource.kind} {name} ({refused.status}): {refused.message}", None
             if resource in (DAEMON_SETS, DEPLOYMENTS):
                 workload = applied or live
         return None, workload
