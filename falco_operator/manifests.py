@@ -120,6 +120,63 @@ def policy_objects() -> dict[str, dict[str, Any]]:
     }  # fmt: skip
 
 
+FALCO_GUARD = "falco-operator-falco-guard"
+_OVERLAY = "object.spec.podTemplateSpec.spec"
+_HAS_OVERLAY = "has(object.spec.podTemplateSpec) && has(object.spec.podTemplateSpec.spec)"
+
+
+def _listed(field: str) -> str:
+    return f"{_HAS_OVERLAY} && has({_OVERLAY}.{field}) ? {_OVERLAY}.{field} : []"
+
+
+def guard_objects() -> dict[str, dict[str, Any]]:
+    """An optional policy for clusters that let others write Falco resources (not installed by default)."""
+    privileged = "has(c.securityContext) && has(c.securityContext.privileged) && c.securityContext.privileged"
+    policy = {
+        "failurePolicy": "Fail",
+        "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+        "matchConstraints": {"resourceRules": [{
+            "apiGroups": ["instance.falcosecurity.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+            "resources": ["falcos"],
+        }]},
+        "variables": [
+            {"name": "containers", "expression": f"({_listed('containers')}) + ({_listed('initContainers')})"},
+            {"name": "allowed", "expression": "params.data.allowedImagePrefixes.split(',')"},
+        ],
+        "validations": [
+            {"expression": "variables.containers.all(c, !has(c.image) || "
+                           "variables.allowed.exists(prefix, prefix != '' && c.image.startsWith(prefix)))",
+             "messageExpression": "'container images must come from ' + params.data.allowedImagePrefixes",
+             "reason": "Forbidden"},
+            {"expression": f"variables.containers.all(c, c.name in ['falco', 'driver-loader'] || !({privileged}))",
+             "message": "only the falco and driver-loader containers may be privileged", "reason": "Forbidden"},
+            {"expression": f"!({_HAS_OVERLAY}) || !has({_OVERLAY}.serviceAccountName)",
+             "message": "podTemplateSpec may not choose another ServiceAccount", "reason": "Forbidden"},
+            {"expression": f"!({_HAS_OVERLAY}) || ((!has({_OVERLAY}.hostPID) || !{_OVERLAY}.hostPID) && "
+                           f"(!has({_OVERLAY}.hostIPC) || !{_OVERLAY}.hostIPC) && "
+                           f"(!has({_OVERLAY}.hostNetwork) || !{_OVERLAY}.hostNetwork))",
+             "message": "podTemplateSpec may not turn on hostPID, hostIPC or hostNetwork", "reason": "Forbidden"},
+        ],
+    }  # fmt: skip
+    return {
+        "optional/falco-guard/policy.yaml": {
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+            "metadata": _meta(FALCO_GUARD, False), "spec": policy,
+        },
+        "optional/falco-guard/binding.yaml": {
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": _meta(FALCO_GUARD, False),
+            "spec": {"policyName": FALCO_GUARD, "validationActions": ["Deny"],
+                     "paramRef": {"name": FALCO_GUARD, "namespace": NAMESPACE,
+                                  "parameterNotFoundAction": "Deny"}},
+        },
+        "optional/falco-guard/params.yaml": {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(FALCO_GUARD),
+            "data": {"allowedImagePrefixes": "docker.io/falcosecurity/,ghcr.io/falcosecurity/"},
+        },
+    }  # fmt: skip
+
+
 def _probe(path: str) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "probes"}, "periodSeconds": 10}
 
@@ -168,7 +225,7 @@ def generated_files() -> dict[str, str]:
     """Relative path under ``manifests/`` -> file content."""
     objects = {f"crd/{crd_filename(info)}": custom_resource_definition(info) for info in ALL_KINDS}
     objects |= rbac_objects() | policy_objects() | manager_objects()
-    files = {path: render_yaml(obj) for path, obj in objects.items()}
+    files = {path: render_yaml(obj) for path, obj in (objects | guard_objects()).items()}
     files["default/kustomization.yaml"] = render_yaml(
         {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
