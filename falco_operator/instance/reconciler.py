@@ -164,8 +164,10 @@ class FalcoReconciler:
         for resource, desired in desired_objects(falco, raw, self.options, references):
             name, namespace = desired["metadata"]["name"], desired["metadata"].get("namespace")
             live = self.cache.get(resource, name, namespace)
-            if live is None and resource.namespaced and not self.applier.has_applied(resource, namespace, name):
+            if live is None and resource.namespaced:
                 # The caches hold only labelled objects: look for one of the same name that is someone else's.
+                # Always from the live object: having applied this name once (perhaps for a Falco deleted since)
+                # says nothing about who owns what is there now.
                 live = await self.client.get_or_none(resource, name, namespace)
             if live is not None and resource.namespaced and not controlled_by(live, uid):
                 return f"{resource.kind} {name} already exists and is not owned by this Falco; rename one of them", None

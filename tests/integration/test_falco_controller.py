@@ -456,3 +456,27 @@ async def test_a_restarted_operator_finds_nothing_to_change(
     writes = _own_writes(mark, fresh, namespace)
     assert writes == [], f"a fresh operator wrote: {describe(writes)}"
     assert reconciles >= 6
+
+
+async def test_a_name_applied_once_is_not_taken_over_when_another_tool_owns_it_now(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator
+) -> None:
+    """Delete a Falco, let another tool create objects of the same names, recreate the Falco: the operator must
+    judge ownership from the live objects (not from having applied those names before) and leave them alone."""
+    await create_falco(api, namespace, falco("reused"))
+    sa_path = f"/api/v1/namespaces/{namespace}/serviceaccounts/reused"
+    await wait_for(getter(api, sa_path), bool, what="the Falco's ServiceAccount")
+    await call(api, "DELETE", f"{FALCO_API}/namespaces/{namespace}/falcos/reused")
+    await wait_for(getter(api, sa_path), lambda obj: obj is None, what="the ServiceAccount collected", timeout=60)
+    other = {"metadata": {"name": "reused", "labels": {"app.kubernetes.io/managed-by": "helm"}}}
+    await call(api, "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts", body=other)
+    await create_falco(api, namespace, falco("reused"))
+    status = await wait_for(getter(api, f"{FALCO_API}/namespaces/{namespace}/falcos/reused"),
+                            lambda obj: condition(obj, "Reconciled") == "False", what="Reconciled=False")  # fmt: skip
+    assert status is not None
+    message = next(c["message"] for c in status["status"]["conditions"] if c["type"] == "Reconciled")
+    assert "ServiceAccount reused already exists and is not owned by this Falco" in message
+    theirs = await getter(api, sa_path)()
+    assert theirs is not None
+    assert theirs["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "helm"}
+    assert not theirs["metadata"].get("ownerReferences"), "not taken over"
