@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
 
 from .errors import ApiError, NotFound, Unreachable
@@ -42,6 +43,10 @@ class Client:
         self.registry = registry or ResourceRegistry()
         self.timeout = timeout
         self.host = transport.host
+        self._auth_lock = anyio.Lock()
+        self._auth_generation = 0
+        """Bumped by each credential refresh: a request that saw a 401 refreshes only if no one did since."""
+        self.refreshes = 0
 
     @classmethod
     async def connect(
@@ -94,9 +99,10 @@ class Client:
         kwargs["headers"] = headers
         kwargs["content"] = json.dumps(body, separators=(",", ":")) if body is not None else None
         for attempt in range(2):
+            generation = self._auth_generation
             status, text = await self._send(method, path, kwargs)
             if status == 401 and attempt == 0:
-                await self._reauthenticate()
+                await self._reauthenticate(generation)
                 continue
             break
         decoded = _decode(text)
@@ -123,6 +129,7 @@ class Client:
         timeout = httpx.Timeout(self.timeout, read=read_timeout)
         headers = {"Accept": accept} if accept else {}
         code = "<error>"
+        generation = self._auth_generation
         try:
             async with self._transport.open(
                 "GET", path, params=params, headers=headers, content=None, timeout=timeout, stream=True
@@ -131,7 +138,7 @@ class Client:
                 if response.status_code >= 400:
                     text = (await response.aread()).decode(errors="replace")
                     if response.status_code == 401:
-                        await self._reauthenticate()
+                        await self._reauthenticate(generation)
                     raise ApiError.from_response(response.status_code, _decode(text), text)
                 yield response
         except (httpx.TransportError, OSError) as error:
@@ -143,9 +150,15 @@ class Client:
         if self.metrics is not None:
             self.metrics.rest_requests.labels(code, method.upper(), self.host).inc()
 
-    async def _reauthenticate(self) -> None:
-        # Projected service-account tokens rotate: reload credentials and rebuild the session.
-        await self._transport.reauthenticate()
+    async def _reauthenticate(self, seen_generation: int) -> None:
+        """Projected service-account tokens rotate: reload credentials and rebuild the session, once for all the
+        requests that met the same 401 (the others wait for it and retry with the new credentials)."""
+        async with self._auth_lock:
+            if self._auth_generation != seen_generation:
+                return
+            await self._transport.reauthenticate()
+            self._auth_generation += 1
+            self.refreshes += 1
 
     # -- typed helpers ------------------------------------------------------------------------------------
 

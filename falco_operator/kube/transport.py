@@ -172,6 +172,7 @@ class DirectTransport:
         # One TLS context for every fork: each would otherwise load the CA and the client certificate again.
         self._tls = tls or credentials.ssl_context()
         self._client = self._new_client()
+        self._retired: httpx.AsyncClient | None = None
 
     def _new_client(self) -> httpx.AsyncClient:
         token = self.credentials.bearer_token()
@@ -192,13 +193,19 @@ class DirectTransport:
             await response.aclose()
 
     async def reauthenticate(self) -> None:
+        # Requests in flight on the previous client finish on it; it is closed at the next refresh (tokens rotate
+        # hourly) or with the transport, never under them.
         previous, self._client = self._client, self._new_client()
-        await previous.aclose()
+        if self._retired is not None:
+            await self._retired.aclose()
+        self._retired = previous
 
     async def fork(self) -> DirectTransport:
         return DirectTransport(self.credentials, self._tls)
 
     async def close(self) -> None:
+        if self._retired is not None:
+            await self._retired.aclose()
         await self._client.aclose()
 
 

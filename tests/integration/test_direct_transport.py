@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import anyio
 import pytest
 
 from e2e.controlplane import ControlPlane
@@ -69,3 +70,34 @@ def test_kubeconfigs_that_need_kr8s_are_refused_with_a_clear_message(tmp_path: P
     path.write_text(json.dumps(config))
     with pytest.raises(ValueError, match="exec and auth-provider credentials need the kr8s transport"):
         Credentials.from_kubeconfig(str(path))
+
+
+async def test_parallel_401s_refresh_the_credentials_once_and_every_request_completes(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twenty workers meet the same expired token at once: one refresh, no request fails on a closed session."""
+    account = service_account_directory(tmp_path, control_plane.ca_file, "not-a-token")
+    host, port = control_plane.server.removeprefix("https://").rsplit(":", 1)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    client = Client(DirectTransport(Credentials.in_cluster(account)), field_manager="test")
+    # The token the client loaded is refused; the file already holds a good one (as after a kubelet rotation).
+    write_token(account, service_account_token(control_plane, namespace, "default"))
+    outcomes: list[int] = []
+
+    async def worker() -> None:
+        try:
+            await client.get(SERVICE_ACCOUNTS, "default", namespace)
+            outcomes.append(200)
+        except Exception as error:
+            outcomes.append(int(getattr(error, "status", 0)))
+
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(20):
+                group.start_soon(worker)
+        assert outcomes == [403] * 20, "all authenticated after the refresh (RBAC then says no), none failed"
+        assert client.refreshes == 1
+    finally:
+        await client.close()
