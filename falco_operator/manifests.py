@@ -60,6 +60,17 @@ def rbac_objects() -> dict[str, dict[str, Any]]:
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": OPERATOR},
             "subjects": [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}],
         },
+        # Leader election needs Leases in the operator's own namespace only.
+        "rbac/leader_election_role.yaml": {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(LEASE_ROLE),
+            "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                       "verbs": ["get", "create", "update"]}],
+        },
+        "rbac/leader_election_role_binding.yaml": {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": _meta(LEASE_ROLE),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEASE_ROLE},
+            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}],
+        },
         "rbac/falcorule_editor_role.yaml": {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {**_meta(FALCORULE_EDITOR, False), "labels": {**LABELS, **AGGREGATE_TO_EDIT}},
@@ -76,6 +87,10 @@ def rbac_objects() -> dict[str, dict[str, Any]]:
         },
     }  # fmt: skip
 
+
+# The operator's namespace runs the operator only: the strictest Pod Security level holds.
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted"}
+LEASE_ROLE = "falco-operator-leader-election"
 
 FALCORULE_EDITOR = "falco-operator-falcorule-editor"
 FALCORULE_VIEWER = "falco-operator-falcorule-viewer"
@@ -201,7 +216,10 @@ def manager_objects() -> dict[str, dict[str, Any]]:
                             "capabilities": {"drop": ["ALL"]}},
     }  # fmt: skip
     return {
-        "manager/namespace.yaml": {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(NAMESPACE, False)},
+        "manager/namespace.yaml": {
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {**_meta(NAMESPACE, False), "labels": {**LABELS, **RESTRICTED}},
+        },
         "manager/deployment.yaml": {
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(OPERATOR),
             "spec": {
@@ -211,7 +229,8 @@ def manager_objects() -> dict[str, dict[str, Any]]:
                     "metadata": {"labels": {**LABELS, **selector}},
                     "spec": {
                         "serviceAccountName": OPERATOR,
-                        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
+                        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                                            "seccompProfile": {"type": "RuntimeDefault"}},
                         "terminationGracePeriodSeconds": 30,
                         "containers": [container],
                     },

@@ -13,6 +13,12 @@ from .version import falco_version, reported_version
 Json = dict[str, Any]
 FALCO_CONTAINER = "falco"
 AGENT_CONTAINER = "artifact-operator"
+AGENT_UID = 65532
+AGENT_SECURITY = {
+    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+    "runAsUser": AGENT_UID, "runAsGroup": AGENT_UID, "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}  # fmt: skip
 DRIVER_LOADER_CONTAINER = "driver-loader"
 RESERVED_CONTAINERS = (FALCO_CONTAINER, AGENT_CONTAINER, DRIVER_LOADER_CONTAINER)
 AGENT_PORT = 8081
@@ -125,7 +131,16 @@ def agent_container(falco: Falco, options: BuildOptions) -> Json:
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
         "readinessProbe": _http_probe("/readyz", AGENT_PORT, 10),
         "livenessProbe": _http_probe("/healthz", AGENT_PORT, 20),
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
+        # The agent needs no privilege: it talks to the API server and writes into the pod's emptyDirs.
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": AGENT_UID,
+            "runAsGroup": AGENT_UID,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "volumeMounts": [{"name": n, "mountPath": p} for n, p in SHARED_DIRS]
         + [{"name": "agent-token", "mountPath": TOKEN_PATH, "readOnly": True}],
     }

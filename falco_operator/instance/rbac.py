@@ -188,6 +188,5 @@ OPERATOR_RULES: list[Json] = [
     {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments"], "verbs": _CRUD},
     {"apiGroups": [RBAC_GROUP], "resources": ["roles", "rolebindings", "clusterroles", "clusterrolebindings"],
      "verbs": _CRUD},
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]  # fmt: skip
