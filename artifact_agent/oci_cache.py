@@ -45,5 +45,6 @@ class DigestCache:
             return
         wanted = {self._path(digest, label).name for digest, label in entries}
         for entry in self.directory.iterdir():
-            if entry.name not in wanted:
+            # Hidden names are files being written (renamed into place when complete): never touched here.
+            if entry.name not in wanted and not entry.name.startswith("."):
                 entry.unlink(missing_ok=True)

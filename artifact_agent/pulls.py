@@ -214,6 +214,9 @@ class OCIPulls:
             except PullFailed as failed:
                 log.warning("pull of %s failed: %s", reference, failed.message, extra={"reason": failed.reason})
                 return Unavailable("Failed", failed.reason, failed.message)
+            except Exception as error:  # noqa: BLE001 - one artifact's unforeseen failure must not stop the agent
+                log.exception("pull of %s failed unexpectedly", reference)
+                return Unavailable("Failed", "PullError", f"pulling {reference} failed: {error}")
             finally:
                 self._metrics.pulls.labels(outcome).inc()
                 self._metrics.pull_duration.observe(time.monotonic() - started)
@@ -232,15 +235,25 @@ class OCIPulls:
         location = request.location
         session = RegistrySession(self._http(location.insecure_skip_verify), location, credentials)
         resolved = await session.resolve(request.type, self._settings.architecture)
-        cached = await anyio.to_thread.run_sync(self._cache.get, resolved.digest, request.type.label)
+        cached = await self._cached(resolved.digest, request.type.label)
         if cached is not None:
             return Content(cached, resolved.digest), "cached"
         pulled = await session.fetch(resolved, request.type, self._settings.max_bytes)
         self._metrics.pull_bytes.inc(pulled.downloaded)
         self._writing.add((pulled.digest, request.type.label))
-        await anyio.to_thread.run_sync(self._cache.put, pulled.digest, request.type.label, pulled.file.data)
+        try:
+            await anyio.to_thread.run_sync(self._cache.put, pulled.digest, request.type.label, pulled.file.data)
+        except OSError as error:  # the cache saves downloads; the pulled bytes are good without it
+            log.warning("cannot cache %s: %s", pulled.digest, error)
         log.info("pulled %s", location.reference, extra={"digest": pulled.digest, "bytes": pulled.downloaded})
         return Content(pulled.file.data, pulled.digest), "success"
+
+    async def _cached(self, digest: str, label: str) -> bytes | None:
+        try:
+            return await anyio.to_thread.run_sync(self._cache.get, digest, label)
+        except OSError as error:
+            log.warning("cannot read the cached %s: %s", digest, error)
+            return None
 
     # -- credentials ---------------------------------------------------------------------------------------
 

@@ -125,3 +125,13 @@ def test_digest_cache_round_trip_and_pruning(tmp_path: Path) -> None:
     assert (cache.get(one, "rules"), cache.get(two, "plugin")) == (None, b"two")
     with pytest.raises(ValueError, match="not a sha256 digest"):
         cache.get("sha256:../../etc/passwd", "rules")
+
+
+def test_pruning_never_touches_a_file_being_written(tmp_path: Path) -> None:
+    cache = DigestCache(tmp_path / "..oci-cache")
+    cache.put("sha256:" + "3" * 64, "rules", b"three")
+    in_flight = cache.directory / (".rules-" + "4" * 64 + ".0a1b2c3d.tmp")
+    in_flight.write_bytes(b"half")
+    cache.keep_only([])
+    assert in_flight.exists(), "another pull renames it into place in a moment"
+    assert cache.get("sha256:" + "3" * 64, "rules") is None
