@@ -214,7 +214,7 @@ class OCIPulls:
             except PullFailed as failed:
                 log.warning("pull of %s failed: %s", reference, failed.message, extra={"reason": failed.reason})
                 return Unavailable("Failed", failed.reason, failed.message)
-            except Exception as error:  # noqa: BLE001 - one artifact's unforeseen failure must not stop the agent
+            except Exception as error:  # one artifact's unforeseen failure must not stop the agent
                 log.exception("pull of %s failed unexpectedly", reference)
                 return Unavailable("Failed", "PullError", f"pulling {reference} failed: {error}")
             finally:
