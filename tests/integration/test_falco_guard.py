@@ -48,7 +48,7 @@ async def test_the_guard_refuses_what_would_escalate_and_allows_the_rest(
         refused = await wait_for(lambda: request(api, "POST", path, body=evil), lambda answer: answer[0] == 403,
                                  what="the guard in force")  # fmt: skip
         assert "container images must come from docker.io/falcosecurity/" in refused[1]["message"]
-        cases = {
+        cases: dict[str, tuple[Json, str]] = {
             "miner": ({"containers": [{"name": "miner", "image": "docker.io/falcosecurity/x:1",
                                         "securityContext": {"privileged": True}}]},
                       "only the falco and driver-loader containers may be privileged"),
