@@ -60,15 +60,15 @@ async def test_the_guard_refuses_what_would_escalate_and_allows_the_rest(
             status, body = await request(api, "POST", path, body=falco(case, pod))
             assert status == 403, (case, status, body)
             assert message in body["message"], (case, body["message"])
-        allowed = {
+        allowed: dict[str, Json | None] = {
             "plain": None,
             "pinned": {"containers": [{"name": "falco", "image": "docker.io/falcosecurity/falco:0.44.1",
                                        "securityContext": {"privileged": True}}]},
             "tuned": {"nodeSelector": {"kubernetes.io/os": "linux"},
                       "containers": [{"name": "falco", "resources": {"limits": {"memory": "1Gi"}}}]},
         }  # fmt: skip
-        for case, pod in allowed.items():
-            status, body = await request(api, "POST", path, body=falco(case, pod))
+        for case, allowed_pod in allowed.items():
+            status, body = await request(api, "POST", path, body=falco(case, allowed_pod))
             assert status == 201, (case, status, body)
     finally:
         await request(api, "DELETE", f"{VAP_API}/validatingadmissionpolicybindings/{name}")
