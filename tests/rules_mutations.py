@@ -114,29 +114,23 @@ def _list_names(items: list[Item]) -> set[str]:
 
 
 def _rename_macro(items: list[Item], chooser: random.Random) -> str | None:
-    item, tokens = _pick_condition(items, chooser)
-    macros = _macro_names(items)
-    uses = [index for index, token in enumerate(tokens) if token in macros]
-    if not uses:
-        return None
-    index = chooser.choice(uses)
-    old = tokens[index]
-    tokens[index] = old + "_undefined"
-    item["condition"] = "".join(tokens)
-    return f"{_label(item)}: macro {old!r} renamed"
+    return _rename_reference(items, chooser, _macro_names(items), "macro")
 
 
 def _rename_list(items: list[Item], chooser: random.Random) -> str | None:
+    return _rename_reference(items, chooser, _list_names(items), "list")
+
+
+def _rename_reference(items: list[Item], chooser: random.Random, names: set[str], what: str) -> str | None:
     item, tokens = _pick_condition(items, chooser)
-    lists = _list_names(items)
-    uses = [index for index, token in enumerate(tokens) if token in lists]
+    uses = [index for index, token in enumerate(tokens) if token in names]
     if not uses:
         return None
     index = chooser.choice(uses)
     old = tokens[index]
     tokens[index] = old + "_undefined"
     item["condition"] = "".join(tokens)
-    return f"{_label(item)}: list {old!r} renamed"
+    return f"{_label(item)}: {what} {old!r} renamed"
 
 
 def _swap_operator(items: list[Item], chooser: random.Random) -> str | None:

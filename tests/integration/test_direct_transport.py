@@ -36,6 +36,18 @@ def service_account_directory(parent: Path, ca_file: Path, token: str) -> Path:
     return account
 
 
+def in_cluster_client(
+    control_plane: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str
+) -> tuple[Path, Client]:
+    """A direct client with in-cluster credentials (the kubelet's files and environment) holding ``token``."""
+    account = service_account_directory(tmp_path, control_plane.ca_file, token)
+    host, port = control_plane.server.removeprefix("https://").rsplit(":", 1)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    return account, Client(DirectTransport(Credentials.in_cluster(account)), field_manager="test")
+
+
 def write_token(account: Path, token: str) -> None:
     (account / "token").write_text(token)
 
@@ -43,12 +55,7 @@ def write_token(account: Path, token: str) -> None:
 async def test_an_in_cluster_token_file_is_read_again_after_a_401(
     control_plane: ControlPlane, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    account = service_account_directory(tmp_path, control_plane.ca_file, "not-a-token")
-    host, port = control_plane.server.removeprefix("https://").rsplit(":", 1)
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
-    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    client = Client(DirectTransport(Credentials.in_cluster(account)), field_manager="test")
+    account, client = in_cluster_client(control_plane, tmp_path, monkeypatch, "not-a-token")
     try:
         with pytest.raises(Unauthorized):
             await client.get(SERVICE_ACCOUNTS, "default", namespace)
@@ -76,12 +83,7 @@ async def test_parallel_401s_refresh_the_credentials_once_and_every_request_comp
     control_plane: ControlPlane, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Twenty workers meet the same expired token at once: one refresh, no request fails on a closed session."""
-    account = service_account_directory(tmp_path, control_plane.ca_file, "not-a-token")
-    host, port = control_plane.server.removeprefix("https://").rsplit(":", 1)
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
-    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    client = Client(DirectTransport(Credentials.in_cluster(account)), field_manager="test")
+    account, client = in_cluster_client(control_plane, tmp_path, monkeypatch, "not-a-token")
     # The token the client loaded is refused; the file already holds a good one (as after a kubelet rotation).
     write_token(account, service_account_token(control_plane, namespace, "default"))
     outcomes: list[int] = []
