@@ -115,7 +115,11 @@ class FalcoReconciler:
     async def reconcile(self, request: Request) -> Result | None:
         raw = self.cache.get(FALCOS, request.name, request.namespace)
         if raw is None:
-            return None  # namespaced objects go by garbage collection; cluster ones went with the finalizer
+            # Namespaced objects go by garbage collection; cluster ones normally went with the finalizer, but a
+            # finalizer removed by hand (or a Falco deleted while the operator was down) leaves them: remove them
+            # now, or a later ServiceAccount of the same name would inherit the binding.
+            await self._remove_cluster_objects(request)
+            return None
         if raw["metadata"].get("deletionTimestamp"):
             await self._finalize(raw)  # needs metadata only: a spec these models cannot read never blocks deletion
             return None
@@ -237,6 +241,16 @@ class FalcoReconciler:
         patch = {"metadata": {"finalizers": [*finalizers, FINALIZER], "resourceVersion": metadata["resourceVersion"]}}
         updated: Json = await self.client.merge_patch(FALCOS, metadata["name"], patch, metadata["namespace"])
         return updated
+
+    async def _remove_cluster_objects(self, request: Request) -> None:
+        if self.cache.namespaces and request.namespace not in self.cache.namespaces:
+            return  # a Falco of a namespace this operator does not watch (another installation's)
+        name = cluster_object_name(request.namespace, request.name)
+        for resource in (CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES):
+            if self.cache.get(resource, name) is not None:
+                log.info("removing %s %s of a Falco that no longer exists", resource.kind, name)
+                await self.client.delete(resource, name)
+            self.applier.forget(resource, "", name)
 
     async def _finalize(self, raw: Json) -> None:
         metadata = raw["metadata"]

@@ -480,3 +480,22 @@ async def test_a_name_applied_once_is_not_taken_over_when_another_tool_owns_it_n
     assert theirs is not None
     assert theirs["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "helm"}
     assert not theirs["metadata"].get("ownerReferences"), "not taken over"
+
+
+async def test_cluster_rbac_left_by_a_falco_that_is_gone_is_removed(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator
+) -> None:
+    """What a Falco deleted with its finalizer removed by hand (or while the operator was down) leaves behind: the
+    operator removes it, or a later ServiceAccount of the same name would inherit the binding."""
+    name = f"falco:{namespace}:gone"
+    labels = {"app.kubernetes.io/managed-by": "falco-operator", "instance.falcosecurity.dev/falco-namespace": namespace,
+              "instance.falcosecurity.dev/falco-name": "gone"}  # fmt: skip
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    await call(api, "POST", f"{rbac}/clusterroles", body={"metadata": {"name": name, "labels": labels}, "rules": [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]})  # fmt: skip
+    await call(api, "POST", f"{rbac}/clusterrolebindings", body={
+        "metadata": {"name": name, "labels": labels},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": "gone", "namespace": namespace}]})  # fmt: skip
+    for kind in ("clusterrolebindings", "clusterroles"):
+        await wait_for(getter(api, f"{rbac}/{kind}/{name}"), lambda obj: obj is None, what=f"orphaned {kind} removed")
