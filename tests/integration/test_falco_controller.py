@@ -419,45 +419,6 @@ async def test_user_labels_never_reach_cluster_roles_so_they_cannot_join_aggrega
     assert not [rule for rule in view.get("rules") or [] if "nodes" in rule.get("resources", [])]
 
 
-async def test_a_restarted_operator_finds_nothing_to_change(
-    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
-) -> None:
-    """Runs last in this module: it replaces the module's operator by a fresh process with empty caches."""
-    await create_falco(api, namespace, falco("plain", labels={"team": "sec"}))
-    await create_falco(
-        api,
-        namespace,
-        falco(
-            "custom",
-            {
-                "type": "Deployment",
-                "replicas": 2,
-                "engine": {"kind": "kmod"},
-                "podTemplateSpec": {"spec": {"nodeSelector": {"a": "b"}}},
-            },
-        ),
-    )
-    await call(api, "POST", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles", body={
-        "apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Rulesfile", "metadata": {"name": "r"},
-        "spec": {"configMapRef": {"name": "my-rules"}}})  # fmt: skip
-    await wait_available(api, namespace, "plain", 3)
-    await wait_for(getter(api, f"{FALCO_API}/namespaces/{namespace}/falcos/custom"),
-                   lambda f: condition(f, "Reconciled") == "True", what="custom reconciled")  # fmt: skip
-    await anyio.sleep(3)
-    operator.process.terminate()
-    operator.process.wait(timeout=30)
-    mark = AuditMark.now(control_plane.state.audit_log)
-    with run_operator(control_plane, tmp_path, "--sync-period=5") as fresh:
-        await wait_for(lambda: scrape(fresh.metrics_url),
-                       lambda s: value(s, "leader_election_master_status") == 1,
-                       what="fresh operator leads")  # fmt: skip
-        await anyio.sleep(12)  # the initial reconcile of everything and two resyncs
-        reconciles = value(await scrape(fresh.metrics_url), "controller_runtime_reconcile_total")
-    writes = _own_writes(mark, fresh, namespace)
-    assert writes == [], f"a fresh operator wrote: {describe(writes)}"
-    assert reconciles >= 6
-
-
 async def test_a_name_applied_once_is_not_taken_over_when_another_tool_owns_it_now(
     api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator
 ) -> None:
@@ -499,3 +460,43 @@ async def test_cluster_rbac_left_by_a_falco_that_is_gone_is_removed(
         "subjects": [{"kind": "ServiceAccount", "name": "gone", "namespace": namespace}]})  # fmt: skip
     for kind in ("clusterrolebindings", "clusterroles"):
         await wait_for(getter(api, f"{rbac}/{kind}/{name}"), lambda obj: obj is None, what=f"orphaned {kind} removed")
+
+
+# Last in this module: it stops the module's operator (the tests after it would find none).
+async def test_a_restarted_operator_finds_nothing_to_change(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """Runs last in this module: it replaces the module's operator by a fresh process with empty caches."""
+    await create_falco(api, namespace, falco("plain", labels={"team": "sec"}))
+    await create_falco(
+        api,
+        namespace,
+        falco(
+            "custom",
+            {
+                "type": "Deployment",
+                "replicas": 2,
+                "engine": {"kind": "kmod"},
+                "podTemplateSpec": {"spec": {"nodeSelector": {"a": "b"}}},
+            },
+        ),
+    )
+    await call(api, "POST", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles", body={
+        "apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Rulesfile", "metadata": {"name": "r"},
+        "spec": {"configMapRef": {"name": "my-rules"}}})  # fmt: skip
+    await wait_available(api, namespace, "plain", 3)
+    await wait_for(getter(api, f"{FALCO_API}/namespaces/{namespace}/falcos/custom"),
+                   lambda f: condition(f, "Reconciled") == "True", what="custom reconciled")  # fmt: skip
+    await anyio.sleep(3)
+    operator.process.terminate()
+    operator.process.wait(timeout=30)
+    mark = AuditMark.now(control_plane.state.audit_log)
+    with run_operator(control_plane, tmp_path, "--sync-period=5") as fresh:
+        await wait_for(lambda: scrape(fresh.metrics_url),
+                       lambda s: value(s, "leader_election_master_status") == 1,
+                       what="fresh operator leads")  # fmt: skip
+        await anyio.sleep(12)  # the initial reconcile of everything and two resyncs
+        reconciles = value(await scrape(fresh.metrics_url), "controller_runtime_reconcile_total")
+    writes = _own_writes(mark, fresh, namespace)
+    assert writes == [], f"a fresh operator wrote: {describe(writes)}"
+    assert reconciles >= 6
