@@ -111,7 +111,11 @@ class Manager:
         try:
             async with anyio.create_task_group() as root:
                 await self._start_endpoints(root)
-                await self._start_informers(root)
+                # A stop while the caches sync (they may never, without RBAC) ends the run at once.
+                await self._until_stopped(self._start_informers(root))
+                if self._stop.is_set():
+                    root.cancel_scope.cancel()
+                    return
                 if self.elector:
                     await self._until_stopped(self.elector.acquire())
                     if self._stop.is_set():
