@@ -26,6 +26,9 @@ from .store import IndexFunc, Store, object_key
 
 Json = dict[str, Any]
 log = logging.getLogger("falco_operator.kube.informer")
+WATCH_BACKOFF_CAP = 5.0
+"""Longest wait between failed lists or watches: after an API server outage, watches resume within seconds."""
+CLEAN_END_PAUSE = (0.05, 0.5)
 
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
@@ -76,7 +79,7 @@ class Informer:
         """``time.monotonic()`` of the first failure in the current run of failures; None when healthy."""
         self._error_handlers: list[Callable[[BaseException], None]] = []
         self._client = client
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(initial=0.8, cap=WATCH_BACKOFF_CAP)
         self._handlers: list[EventHandler] = []
         self._resource_version = ""
 
@@ -134,6 +137,9 @@ class Informer:
         while True:
             try:
                 await self._watch(client)
+                # A watch ends cleanly at its timeout; a proxy that ends every watch at once must not make this
+                # a tight loop across all informers: a short jittered pause before the next one.
+                await anyio.sleep(random.uniform(*CLEAN_END_PAUSE))
             except Gone:
                 log.info("watch of %s expired (410 Gone); relisting", self.name)
                 self.relists += 1
@@ -156,6 +162,7 @@ class Informer:
                     accept=METADATA_LIST if self.metadata_only else None,
                 )  # fmt: skip
                 self._succeeded()
+                self._backoff.reset()  # a good list: the next failure starts from a short delay again
                 break
             except (ApiError, httpx.HTTPError) as error:
                 self._failed(error)
