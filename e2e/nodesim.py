@@ -217,18 +217,24 @@ class NodeSimulator:
             for name, (index, spec) in self.nodes.items():
                 try:
                     await self._renew_lease(name)
-                    if since_status >= STATUS_HEARTBEAT_SECONDS:
+                    # After an API server outage the node lifecycle controller may have marked the node NotReady
+                    # (Unknown): a kubelet reports Ready again at once, not at its next periodic heartbeat.
+                    if since_status >= STATUS_HEARTBEAT_SECONDS or not await self._is_ready(name):
                         ready = [c for c in node_status(spec, index)["conditions"] if c["type"] == "Ready"]
-                        patch = {
-                            "status": {
-                                "conditions": [{"type": "Ready", "lastHeartbeatTime": ready[0]["lastHeartbeatTime"]}]
-                            }
-                        }
-                        await self.client.patch(f"/api/v1/nodes/{name}/status", json=patch, headers=_STRATEGIC)
+                        patch = {"status": {"conditions": ready}}
+                        response = await self.client.patch(f"/api/v1/nodes/{name}/status", json=patch,
+                                                           headers=_STRATEGIC)  # fmt: skip
+                        response.raise_for_status()
                 except httpx.HTTPError as error:
                     log.warning("heartbeat for %s failed: %s", name, error)
             if since_status >= STATUS_HEARTBEAT_SECONDS:
                 since_status = 0.0
+
+    async def _is_ready(self, name: str) -> bool:
+        response = await self.client.get(f"/api/v1/nodes/{name}")
+        response.raise_for_status()
+        conditions = (response.json().get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
     async def _watch_pods(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         announced = False

@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from e2e.controlplane import ControlPlane, start_cluster
+from e2e.nodesim import NodeSimulator, NodeSpec, client_from_kubeconfig
 from e2e.wait import wait_for
 from falco_operator.kube import Backoff, Client, Informer, RuntimeMetrics
-from falco_operator.kube.resources import CONFIG_MAPS, NAMESPACES
+from falco_operator.kube.resources import CONFIG_MAPS, NAMESPACES, NODES
 
 pytestmark = pytest.mark.anyio
 NAMESPACE = "resilience"
@@ -140,3 +141,27 @@ async def _relists(informer: Informer) -> int:
 
 async def _keys(informer: Informer) -> set[str]:
     return set(informer.store.keys())
+
+
+async def test_the_node_simulator_reports_ready_again_after_a_node_was_marked_not_ready(
+    fragile_plane: ControlPlane, client: Client
+) -> None:
+    """What the node lifecycle controller does after an API server outage (Ready=Unknown) is undone by the next
+    heartbeat, as a kubelet would, so nodes do not stay NotReady for good."""
+    async with client_from_kubeconfig(fragile_plane.kubeconfig) as http, anyio.create_task_group() as group:
+        group.start_soon(NodeSimulator(http, [NodeSpec("simnode", {})]).run)
+        await wait_for(lambda: _ready(client, "simnode"), lambda ready: ready == "True", what="node registered")
+        unknown = {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+                   "message": "Kubelet stopped posting node status."}  # fmt: skip
+        await client.request("PATCH", "/api/v1/nodes/simnode/status", body={"status": {"conditions": [unknown]}},
+                             content_type="application/strategic-merge-patch+json")  # fmt: skip
+        assert await _ready(client, "simnode") == "Unknown"
+        await wait_for(lambda: _ready(client, "simnode"), lambda ready: ready == "True", what="Ready again",
+                       timeout=25)  # fmt: skip
+        group.cancel_scope.cancel()
+
+
+async def _ready(client: Client, node: str) -> str:
+    obj = await client.get_or_none(NODES, node)
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return next((str(c["status"]) for c in conditions if c["type"] == "Ready"), "")
