@@ -50,7 +50,14 @@ from .rbac import (
     build_role_binding,
     build_service_account,
 )
-from .status import artifact_summary, desired_status, transitions
+from .status import (
+    PROGRESS_DEADLINE,
+    WARNED_REASONS,
+    artifact_summary,
+    desired_status,
+    rollout_age,
+    transitions,
+)
 from .workload import build_configmap, build_service, build_workload
 
 Json = dict[str, Any]
@@ -143,9 +150,15 @@ class FalcoReconciler:
         kind = falco.spec.workload_type
         await self._remove_other_workload(raw, kind)
         summary = artifact_summary(falco.metadata.labels or {}, artifacts)
-        await self._write_status(falco, raw, kind, workload, error, summary)
-        # A withheld Secret may be created or labelled later, and Secrets are not watched: look again soon.
-        return Result(requeue_after=SECRET_RECHECK) if withheld else None
+        status = await self._write_status(falco, raw, kind, workload, error, summary)
+        delays = []
+        if any(c["type"] == "Available" and c["reason"] == "RollingOut" for c in status["conditions"]):
+            # Look again when the rollout's deadline passes, even if nothing else happens by then.
+            delays.append(max(1.0, PROGRESS_DEADLINE - rollout_age(status["conditions"], self.clock()) + 1.0))
+        if withheld:
+            # A withheld Secret may be created or labelled later, and Secrets are not watched: look again soon.
+            delays.append(SECRET_RECHECK)
+        return Result(requeue_after=min(delays)) if delays else None
 
     async def _grantable(self, references: References, namespace: str) -> tuple[References, tuple[str, ...]]:
         """The references with only the Secrets agents may be given (``grantable``), and the names withheld.
@@ -211,7 +224,7 @@ class FalcoReconciler:
 
     async def _write_status(
         self, falco: Falco, raw: Json, kind: str, workload: Json | None, error: str | None, artifacts: Json
-    ) -> None:
+    ) -> Json:
         old = raw.get("status")
         metadata = raw["metadata"]
         if workload is None:  # an earlier object failed: the counts still come from the live workload
@@ -222,7 +235,7 @@ class FalcoReconciler:
             generation=int(raw["metadata"].get("generation") or 0), old=old, now=self.clock(), artifacts=artifacts,
         )  # fmt: skip
         if status == old:
-            return
+            return status
         # A merge patch keeps keys it does not mention: clear the ones the new status no longer has.
         cleared = {key: None for key in (old or {}) if key not in status}
         await self.client.patch_status(FALCOS, metadata["name"], {**status, **cleared}, metadata["namespace"])
@@ -231,7 +244,10 @@ class FalcoReconciler:
             # Rollouts show on the workload itself; a first status is no transition, unless it is a failure.
             if kind_ == "Progressing" or (kind_ not in before and (state == "True" or kind_ == "Available")):
                 continue
+            if kind_ == "Available" and state == "False" and reason not in WARNED_REASONS:
+                continue  # a rollout in progress: pods are replaced, nothing is wrong (yet)
             await self.events.emit(raw, "Normal" if state == "True" else "Warning", reason, message)
+        return status
 
     async def _ensure_finalizer(self, raw: Json) -> Json:
         metadata = raw["metadata"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +46,32 @@ def _condition(kind: str, ok: bool, reason: str, message: str, generation: int) 
             "observedGeneration": generation}  # fmt: skip
 
 
-def conditions(counts: ReplicaCounts | None, error: str | None, generation: int, kind: str) -> list[Json]:
+PROGRESS_DEADLINE = 600.0
+"""Seconds a rollout may keep pods unavailable before it is a problem (as Deployments' progressDeadlineSeconds)."""
+WARNED_REASONS = {"PodsUnavailable", "ProgressDeadlineExceeded"}
+"""Available=False reasons worth a Warning Event; a rollout in progress (RollingOut) is not one."""
+
+
+def rollout_age(old_conditions: list[Json] | None, now: str) -> float:
+    """Seconds since Progressing turned True (0 when it is not True)."""
+    for condition in old_conditions or []:
+        if condition.get("type") == "Progressing" and condition.get("status") == "True":
+            try:
+                since = _parse_time(str(condition.get("lastTransitionTime") or now))
+                return max(0.0, (_parse_time(now) - since).total_seconds())
+            except ValueError:
+                return 0.0
+    return 0.0
+
+
+def _parse_time(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+
+
+def conditions(
+    counts: ReplicaCounts | None, error: str | None, generation: int, kind: str, rollout_seconds: float = 0.0,
+    deadline: float = PROGRESS_DEADLINE,
+) -> list[Json]:  # fmt: skip
     reconciled = (
         _condition("Reconciled", False, "ApplyFailed", error, generation)
         if error
@@ -56,15 +82,21 @@ def conditions(counts: ReplicaCounts | None, error: str | None, generation: int,
         progressing = _condition("Progressing", True, "Creating", f"the {kind} is being created", generation)
         return [reconciled, available, progressing]
     ratio = f"{counts.available}/{counts.desired} pods available"
+    rolling = not counts.up_to_date or counts.updated < counts.desired or counts.unavailable > 0
     if counts.desired == 0:
         available = _condition(
             "Available", False, "NoPods", f"the {kind} wants no pods (no matching node?)", generation
         )
     elif counts.available >= counts.desired and counts.unavailable == 0:
         available = _condition("Available", True, "PodsAvailable", ratio, generation)
+    elif rolling and rollout_seconds < deadline:
+        # Pods being replaced are unavailable for a moment: that is the rollout, not a problem (yet).
+        available = _condition("Available", False, "RollingOut", f"{ratio} while the rollout progresses", generation)
+    elif rolling:
+        message = f"{ratio}; the rollout has not finished within {deadline:.0f} s"
+        available = _condition("Available", False, "ProgressDeadlineExceeded", message, generation)
     else:
         available = _condition("Available", False, "PodsUnavailable", ratio, generation)
-    rolling = not counts.up_to_date or counts.updated < counts.desired or counts.unavailable > 0
     progressing = (
         _condition("Progressing", True, "RollingOut", f"{counts.updated}/{counts.desired} pods updated", generation)
         if rolling
@@ -101,15 +133,16 @@ def artifact_summary(falco_labels: dict[str, str], artifacts: list[Json]) -> Jso
 
 def desired_status(
     *, kind: str, workload: Json | None, version: str, error: str | None, generation: int, old: Json | None, now: str,
-    artifacts: Json | None = None,
+    artifacts: Json | None = None, deadline: float = PROGRESS_DEADLINE,
 ) -> Json:  # fmt: skip
     counts = replica_counts(kind, workload)
     status: Json = {"resourceType": kind, "version": version, "observedGeneration": generation}
     if counts is not None:
         status |= {"desiredReplicas": counts.desired, "availableReplicas": counts.available,
                    "unavailableReplicas": counts.unavailable, "updatedReplicas": counts.updated}  # fmt: skip
+    old_conditions = (old or {}).get("conditions")
     status["conditions"] = with_transition_times(
-        conditions(counts, error, generation, kind), (old or {}).get("conditions"), now
+        conditions(counts, error, generation, kind, rollout_age(old_conditions, now), deadline), old_conditions, now
     )
     if artifacts is not None:
         status["artifacts"] = artifacts
@@ -117,10 +150,13 @@ def desired_status(
 
 
 def transitions(old: Json | None, new: Json) -> list[tuple[str, str, str, str]]:
-    """(type, status, reason, message) of every condition whose status changed (or appeared)."""
-    before = {c.get("type"): c.get("status") for c in (old or {}).get("conditions") or []}
-    return [
-        (c["type"], c["status"], c["reason"], c["message"])
-        for c in new["conditions"]
-        if before.get(c["type"]) != c["status"]
-    ]
+    """(type, status, reason, message) of every condition whose status changed (or appeared), and of Available
+    when it turns to a reason worth a warning (a rollout that overran its deadline stays False)."""
+    before = {c.get("type"): (c.get("status"), c.get("reason")) for c in (old or {}).get("conditions") or []}
+    changed = []
+    for c in new["conditions"]:
+        status, reason = before.get(c["type"], (None, None))
+        turned_bad = c["type"] == "Available" and c["reason"] in WARNED_REASONS and reason not in WARNED_REASONS
+        if status != c["status"] or turned_bad:
+            changed.append((c["type"], c["status"], c["reason"], c["message"]))
+    return changed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -460,6 +461,27 @@ async def test_cluster_rbac_left_by_a_falco_that_is_gone_is_removed(
         "subjects": [{"kind": "ServiceAccount", "name": "gone", "namespace": namespace}]})  # fmt: skip
     for kind in ("clusterrolebindings", "clusterroles"):
         await wait_for(getter(api, f"{rbac}/{kind}/{name}"), lambda obj: obj is None, what=f"orphaned {kind} removed")
+
+
+def _rolled_out(generation: int, obj: Json | None) -> bool:
+    status = (obj or {}).get("status") or {}
+    done = condition(obj, "Available") == "True" and condition(obj, "Progressing") == "False"
+    return bool(status.get("observedGeneration") == generation and done)
+
+
+async def test_rollouts_are_progress_not_warnings(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator
+) -> None:
+    await create_falco(api, namespace, falco("rolling"))
+    await wait_available(api, namespace, "rolling", 3)
+    path = f"{FALCO_API}/namespaces/{namespace}/falcos/rolling"
+    for edit in range(5):
+        template = {"metadata": {"annotations": {"falco-e2e/edit": str(edit)}}}
+        await call(api, "PATCH", path, body={"spec": {"podTemplateSpec": template}}, content_type=MERGE)
+        await wait_for(getter(api, path), partial(_rolled_out, edit + 2), what=f"rollout {edit} done", timeout=60)
+    events = await call(api, "GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")
+    warnings = [e["reason"] for e in events["items"] if e["regarding"]["name"] == "rolling" and e["type"] == "Warning"]
+    assert warnings == [], "five rollouts, every one finished in time: no warning"
 
 
 # Last in this module: it stops the module's operator (the tests after it would find none).

@@ -218,3 +218,27 @@ def test_cluster_scoped_rbac_carries_only_the_operators_labels() -> None:
             "app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by",
             "instance.falcosecurity.dev/falco-namespace", "instance.falcosecurity.dev/falco-name",
         }  # fmt: skip
+
+
+def test_a_rollout_in_progress_is_no_warning_until_its_deadline() -> None:
+    rolling = {"metadata": {"generation": 3},
+               "status": {"observedGeneration": 3, "desiredNumberScheduled": 3, "numberAvailable": 2,
+                          "numberUnavailable": 1, "updatedNumberScheduled": 1}}  # fmt: skip
+    done = {"metadata": {"generation": 3},
+            "status": {"observedGeneration": 3, "desiredNumberScheduled": 3, "numberAvailable": 3,
+                       "updatedNumberScheduled": 3}}  # fmt: skip
+    steady = desired_status(kind="DaemonSet", workload=done, version="v", error=None, generation=2, old=None,
+                            now="2026-11-24T10:00:00Z")  # fmt: skip
+    started = desired_status(kind="DaemonSet", workload=rolling, version="v", error=None, generation=3, old=steady,
+                             now="2026-11-24T10:00:10Z")  # fmt: skip
+    available = {c["type"]: c for c in started["conditions"]}["Available"]
+    assert (available["status"], available["reason"]) == ("False", "RollingOut")
+    assert [t for t in transitions(steady, started) if t[0] == "Available"] == [
+        ("Available", "False", "RollingOut", "2/3 pods available while the rollout progresses")
+    ], "reported as a change, but not a reason worth a warning"
+    late = desired_status(kind="DaemonSet", workload=rolling, version="v", error=None, generation=3, old=started,
+                          now="2026-11-24T10:10:11Z")  # fmt: skip
+    overdue = {c["type"]: c for c in late["conditions"]}["Available"]
+    assert (overdue["status"], overdue["reason"]) == ("False", "ProgressDeadlineExceeded")
+    assert [t[:3] for t in transitions(started, late)] == [("Available", "False", "ProgressDeadlineExceeded")]
+    assert transitions(late, late) == [], "warned once"
