@@ -24,6 +24,14 @@ def log_context(**fields: str) -> Iterator[None]:
         _CONTEXT.reset(token)
 
 
+_STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """What a call passed with ``extra=``: every attribute a plain LogRecord does not have."""
+    return {key: value for key, value in record.__dict__.items() if key not in _STANDARD_ATTRIBUTES}
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -32,6 +40,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
             **_CONTEXT.get(),
+            **extra_fields(record),
         }
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
@@ -40,7 +49,7 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        context = " ".join(f"{key}={value}" for key, value in _CONTEXT.get().items())
+        context = " ".join(f"{key}={value}" for key, value in {**_CONTEXT.get(), **extra_fields(record)}.items())
         line = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
         line = f"{line}  {context}" if context else line
         if record.exc_info:

@@ -21,3 +21,16 @@ def test_event_notes_are_cut_by_bytes_never_inside_a_character() -> None:
     assert len(cut.encode()) <= MAX_NOTE_BYTES
     assert cut == "é" * 512
     assert truncate_utf8("short", MAX_NOTE_BYTES) == "short"
+
+
+def test_log_lines_keep_the_fields_passed_with_extra() -> None:
+    import json
+    import logging
+
+    from falco_operator.kube.logs import JsonFormatter, TextFormatter
+
+    record = logging.LogRecord("falco_operator.x", logging.INFO, __file__, 1, "pulled %s", ("ref",), None)
+    record.__dict__.update({"digest": "sha256:ab", "bytes": 42})
+    entry = json.loads(JsonFormatter().format(record))
+    assert (entry["msg"], entry["digest"], entry["bytes"]) == ("pulled ref", "sha256:ab", 42)
+    assert "digest=sha256:ab" in TextFormatter().format(record)
