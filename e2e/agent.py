@@ -160,6 +160,11 @@ async def falco_pods(
     body = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco",
             "metadata": {"name": name, "labels": labels or {}}, "spec": {}}  # fmt: skip
     await call(api, "POST", f"{FALCO_API}/namespaces/{namespace}/falcos", body=body)
+    return await wait_falco_pods(api, namespace, name, nodes)
+
+
+async def wait_falco_pods(api: kr8s.asyncio.Api, namespace: str, name: str, nodes: int = 3) -> dict[str, Json]:
+    """The pods of an existing Falco by node, once the operator created its Role and pods."""
     selector = f"app.kubernetes.io/instance={name}"
 
     async def pods() -> list[Json]:

@@ -69,9 +69,11 @@ def service_account_token(
     return str(json.loads(out)["status"]["token"])
 
 
-def prepare_operator(plane: ControlPlane, kubeconfig: Path, token_seconds: int = 3600) -> None:
-    """Install the operator's namespace and RBAC; write a kubeconfig with its ServiceAccount's token."""
-    plane.kubectl("apply", "-f", str(MANIFESTS / "manager" / "namespace.yaml"), "-f", str(MANIFESTS / "rbac"))
+def prepare_operator(plane: ControlPlane, kubeconfig: Path, token_seconds: int = 3600, *, install: bool = True) -> None:
+    """Install the operator's namespace and RBAC (unless ``install`` is false: ``install.yaml`` did); write a
+    kubeconfig with its ServiceAccount's token."""
+    if install:
+        plane.kubectl("apply", "-f", str(MANIFESTS / "manager" / "namespace.yaml"), "-f", str(MANIFESTS / "rbac"))
     token = service_account_token(plane, NAMESPACE, SERVICE_ACCOUNT, token_seconds)
     write_token_kubeconfig(kubeconfig, plane.server, plane.ca_file, token)
 
@@ -103,10 +105,12 @@ def wait_ready(probe_port: int, alive: Callable[[], bool], describe: Callable[[]
 
 
 @contextmanager
-def run_operator(plane: ControlPlane, workdir: Path, *extra_args: str) -> Iterator[RunningOperator]:
+def run_operator(
+    plane: ControlPlane, workdir: Path, *extra_args: str, install: bool = True
+) -> Iterator[RunningOperator]:
     """Run ``falco-operator run`` with the ServiceAccount's token and leader election, for one ``with`` block."""
     kubeconfig = workdir / "operator.kubeconfig"
-    prepare_operator(plane, kubeconfig)
+    prepare_operator(plane, kubeconfig, install=install)
     metrics_port, probe_port = free_port(), free_port()
     log_path = workdir / "operator.log"
     command = operator_command(kubeconfig, metrics_port, probe_port, "--leader-elect",

@@ -5,17 +5,31 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import sys
 import warnings
 
-import anyio
-
 from . import __version__
 from .falcorules.setup import setup_falcorules_controller
-from .instance.options import DEFAULT_AGENT_IMAGE, DEFAULT_FALCO_VERSION, BuildOptions, supports_native_sidecar
+from .instance.options import (
+    DEFAULT_AGENT_IMAGE,
+    DEFAULT_FALCO_VERSION,
+    FALCO_CRD,
+    BuildOptions,
+    supports_native_sidecar,
+)
 from .instance.setup import setup_falco_controller
-from .kube import Client, LeaderLost, Manager, ManagerOptions, RuntimeMetrics, configure_logging
+from .kube import (
+    ApiError,
+    Client,
+    Manager,
+    ManagerOptions,
+    RuntimeMetrics,
+    check_timings,
+    configure_logging,
+    run_process,
+    unique_identity,
+)
+from .kube.resources import CUSTOM_RESOURCE_DEFINITIONS
 from .lint import add_lint_command, run_lint
 from .resources import registry
 from .status import setup_status_controllers
@@ -35,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--leader-elect", action="store_true", help="run controllers only while holding the Lease")
     run.add_argument("--leader-election-namespace", default=os.environ.get("POD_NAMESPACE", "falco-operator-system"))
     run.add_argument("--leader-election-id", default="falco-operator", help="name of the Lease")
+    run.add_argument("--leader-election-lease-duration", type=float, default=15.0,
+                     help="seconds a standby waits after the last renewal it saw before taking the Lease")  # fmt: skip
+    run.add_argument("--leader-election-renew-deadline", type=float, default=10.0,
+                     help="seconds the leader keeps leading without a successful renewal, then exits")  # fmt: skip
+    run.add_argument("--leader-election-retry-period", type=float, default=2.0,
+                     help="seconds between attempts to acquire or renew the Lease")  # fmt: skip
+    run.add_argument("--graceful-shutdown-timeout", type=float, default=20.0,
+                     help="seconds in-flight reconciles get to finish on SIGTERM before the Lease is released "
+                          "(keep it below the pod's terminationGracePeriodSeconds, 30)")  # fmt: skip
     run.add_argument("--namespace", action="append", default=[], dest="namespaces",
                      help="watch this namespace (repeatable); default: all namespaces")  # fmt: skip
     run.add_argument("--excluded-labels", action="append", default=[],
@@ -63,14 +86,17 @@ async def run(args: argparse.Namespace) -> None:
         native = supports_native_sidecar(*await client.server_version())
     excluded = tuple(glob.strip() for value in args.excluded_labels for glob in value.split(",") if glob.strip())
     options = BuildOptions(agent_image=args.agent_image, default_falco_version=args.default_falco_version,
-                           native_sidecar=native, excluded_labels=excluded)  # fmt: skip
-    identity = os.environ.get("POD_NAME") or socket.gethostname()
+                           native_sidecar=native, excluded_labels=excluded,
+                           falco_crd_uid=await falco_crd_uid(client))  # fmt: skip
+    identity = unique_identity()
     manager = Manager(
         client,
         ManagerOptions(
             metrics_address=args.metrics_bind_address or None, probe_address=args.health_probe_bind_address or None,
             leader_election=args.leader_elect, leader_election_namespace=args.leader_election_namespace,
             leader_election_id=args.leader_election_id, identity=identity,
+            lease_duration=args.leader_election_lease_duration, renew_deadline=args.leader_election_renew_deadline,
+            retry_period=args.leader_election_retry_period, graceful_shutdown=args.graceful_shutdown_timeout,
         ),
         metrics,
     )  # fmt: skip
@@ -85,23 +111,33 @@ async def run(args: argparse.Namespace) -> None:
         await client.close()
 
 
+async def falco_crd_uid(client: Client) -> str | None:
+    """The Falco CRD's UID, or None (with a warning) when this operator may not read it."""
+    try:
+        crd = await client.get(CUSTOM_RESOURCE_DEFINITIONS, FALCO_CRD)
+    except ApiError as error:
+        log.warning("cannot read the Falco CRD (%s): per-Falco cluster objects will have no owner, so an uninstall "
+                    "that finds no operator running leaves them", error)  # fmt: skip
+        return None
+    return str(crd["metadata"]["uid"])
+
+
 def main(argv: list[str] | None = None) -> int:
     # kr8s warns at every start when the API server is newer than the versions it lists; the operator talks to the
     # API through its own resource definitions, so the warning says nothing an operator user can act on.
     warnings.filterwarnings("ignore", message=r"Kubernetes version .* is not supported", category=UserWarning)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        try:
+            check_timings(args.leader_election_lease_duration, args.leader_election_renew_deadline,
+                          args.leader_election_retry_period)  # fmt: skip
+        except ValueError as error:
+            parser.error(str(error))
     if args.command == "lint":
         return run_lint(args, sys.stdout)
     configure_logging(args.log_format, args.log_level)
-    try:
-        anyio.run(run, args)
-    except BaseExceptionGroup as group:
-        lost, rest = group.split(LeaderLost)
-        if lost is None or rest is not None:
-            raise
-        log.error("%s; exiting so that a standby takes over", lost.exceptions[0])
-        return 1
-    return 0
+    return run_process(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -104,15 +104,21 @@ REPORT_POLICY = "falco-operator-artifact-report-writers"
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 
 
+def _match_constraints(group: str, resources: list[str]) -> dict[str, Any]:
+    # Written out with the API server's defaults: matchConstraints is atomic, so a manifest that left them out
+    # would conflict with itself when a client-side install is later applied with --server-side.
+    rule = {"apiGroups": [group], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"], "resources": resources,
+            "scope": "*"}  # fmt: skip
+    return {"matchPolicy": "Equivalent", "namespaceSelector": {}, "objectSelector": {}, "resourceRules": [rule]}
+
+
 def policy_objects() -> dict[str, dict[str, Any]]:
     """Only an agent writes its own ArtifactReport: a token bound to pod P may write only the report named P."""
     pod_names = f"request.userInfo.extra[{POD_NAME_EXTRA!r}]"
     policy = {
         "failurePolicy": "Fail",
-        "matchConstraints": {"resourceRules": [{
-            "apiGroups": ["artifact.falcosecurity.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
-            "resources": ["artifactreports", "artifactreports/status"],
-        }]},
+        "matchConstraints": _match_constraints("artifact.falcosecurity.dev",
+                                               ["artifactreports", "artifactreports/status"]),
         "matchConditions": [{"name": "service-account-tokens",
                              "expression": "request.userInfo.username.startsWith('system:serviceaccount:')"}],
         "validations": [{
@@ -150,10 +156,7 @@ def guard_objects() -> dict[str, dict[str, Any]]:
     policy = {
         "failurePolicy": "Fail",
         "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
-        "matchConstraints": {"resourceRules": [{
-            "apiGroups": ["instance.falcosecurity.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
-            "resources": ["falcos"],
-        }]},
+        "matchConstraints": _match_constraints("instance.falcosecurity.dev", ["falcos"]),
         "variables": [
             {"name": "containers", "expression": f"({_listed('containers')}) + ({_listed('initContainers')})"},
             {"name": "allowed", "expression": "params.data.allowedImagePrefixes.split(',')"},
@@ -196,6 +199,10 @@ def _probe(path: str) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "probes"}, "periodSeconds": 10}
 
 
+def _field_env(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+
 def manager_objects() -> dict[str, dict[str, Any]]:
     selector = {"app.kubernetes.io/name": OPERATOR}
     container = {
@@ -204,8 +211,10 @@ def manager_objects() -> dict[str, dict[str, Any]]:
         "command": ["falco-operator", "run"],
         "args": ["--leader-elect", f"--leader-election-namespace={NAMESPACE}"],
         "env": [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            # apiVersion as the API server defaults it: fieldRef is atomic, so a manifest without it conflicts
+            # with itself when a client-side install is later applied with --server-side.
+            _field_env("POD_NAME", "metadata.name"),
+            _field_env("POD_NAMESPACE", "metadata.namespace"),
             {"name": "FALCO_OPERATOR_AGENT_IMAGE", "value": DEFAULT_AGENT_IMAGE},
         ],
         "ports": [{"name": "metrics", "containerPort": 8080}, {"name": "probes", "containerPort": 8081}],

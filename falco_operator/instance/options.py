@@ -10,7 +10,9 @@ DRIVER_LOADER_REPOSITORY = "docker.io/falcosecurity/falco-driver-loader"
 # The operator and the agent share one image (two entry points); the manifests set it for both.
 DEFAULT_AGENT_IMAGE = "falco-operator:0.1.0"
 FIELD_MANAGER = "falco-operator"
-FINALIZER = "instance.falcosecurity.dev/cluster-rbac"
+# Earlier versions held each Falco with this finalizer; the operator now removes it wherever it finds it.
+LEGACY_FINALIZER = "instance.falcosecurity.dev/cluster-rbac"
+FALCO_CRD = "falcos.instance.falcosecurity.dev"
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,9 @@ class BuildOptions:
     """Run the agent as an init container with restartPolicy Always (API servers 1.29 and later)."""
     excluded_labels: tuple[str, ...] = field(default=())
     """Globs of Falco labels not copied onto the objects built for it."""
+    falco_crd_uid: str | None = None
+    """UID of the Falco CRD: the per-Falco cluster-scoped objects name it as their owner, so deleting the CRD
+    (uninstalling) lets garbage collection remove them even when no operator runs any more."""
 
 
 def supports_native_sidecar(major: int, minor: int) -> bool:

@@ -18,7 +18,7 @@ from .naming import (
     object_labels,
     owned_metadata,
 )
-from .options import BuildOptions
+from .options import FALCO_CRD, BuildOptions
 
 Json = dict[str, Any]
 ARTIFACT_GROUP = "artifact.falcosecurity.dev"
@@ -100,13 +100,18 @@ def _namespaced_metadata(falco: Falco, raw: Json, options: BuildOptions) -> Json
     return owned_metadata(metadata.name or "", metadata.namespace or "", metadata.labels, options.excluded_labels, raw)
 
 
-def _cluster_metadata(falco: Falco) -> Json:
+def _cluster_metadata(falco: Falco, options: BuildOptions) -> Json:
     # Only the operator's own labels: a user's label on a cluster-scoped role could change what it means for the
     # whole cluster (``rbac.authorization.k8s.io/aggregate-to-view`` would add the agent's rules to ``view``).
     namespace, name = falco.metadata.namespace or "", falco.metadata.name or ""
     labels = object_labels(name, None, ())
     labels |= {OWNER_NAMESPACE_LABEL: namespace, OWNER_NAME_LABEL: name}
-    return {"name": cluster_object_name(namespace, name), "labels": labels}
+    metadata: Json = {"name": cluster_object_name(namespace, name), "labels": labels}
+    if options.falco_crd_uid:
+        # A namespaced Falco cannot own a cluster-scoped object; the CRD can, so uninstalling removes these too.
+        metadata["ownerReferences"] = [{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                                        "name": FALCO_CRD, "uid": options.falco_crd_uid}]  # fmt: skip
+    return metadata
 
 
 def _subject(falco: Falco) -> Json:
@@ -145,13 +150,13 @@ def build_cluster_role(falco: Falco, options: BuildOptions) -> Json:
     return {
         "apiVersion": f"{RBAC_GROUP}/v1",
         "kind": "ClusterRole",
-        "metadata": _cluster_metadata(falco),
+        "metadata": _cluster_metadata(falco, options),
         "rules": AGENT_CLUSTER_RULES,
     }
 
 
 def build_cluster_role_binding(falco: Falco, options: BuildOptions) -> Json:
-    metadata = _cluster_metadata(falco)
+    metadata = _cluster_metadata(falco, options)
     return {
         "apiVersion": f"{RBAC_GROUP}/v1",
         "kind": "ClusterRoleBinding",
@@ -181,6 +186,9 @@ OPERATOR_RULES: list[Json] = [
     # Only to hand it on: the agent may read the Secrets its artifacts name (RBAC forbids granting what one lacks).
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["nodes"], "verbs": _READ},
+    # The Falco CRD's UID, named as the owner of the per-Falco cluster objects.
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+     "resourceNames": [FALCO_CRD], "verbs": ["get"]},
     # A Falco selects the namespaces whose FalcoRules it loads by their labels.
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": _READ},
     # Falco pods are the agents an artifact targets (its status counts them).

@@ -39,7 +39,7 @@ from ..kube.resources import (
 )
 from ..resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 from .naming import cluster_object_name
-from .options import FINALIZER, BuildOptions
+from .options import LEGACY_FINALIZER, BuildOptions
 from .podtemplate import status_version
 from .rbac import (
     References,
@@ -122,20 +122,20 @@ class FalcoReconciler:
     async def reconcile(self, request: Request) -> Result | None:
         raw = self.cache.get(FALCOS, request.name, request.namespace)
         if raw is None:
-            # Namespaced objects go by garbage collection; cluster ones normally went with the finalizer, but a
-            # finalizer removed by hand (or a Falco deleted while the operator was down) leaves them: remove them
-            # now, or a later ServiceAccount of the same name would inherit the binding.
+            # Namespaced objects go by garbage collection; the two cluster-scoped ones are removed here (and at
+            # start, for Falcos deleted while no operator ran), or a later ServiceAccount of the same name would
+            # inherit the binding. No finalizer: nothing can leave a Falco, its namespace or the CRD stuck.
             await self._remove_cluster_objects(request)
             return None
         if raw["metadata"].get("deletionTimestamp"):
-            await self._finalize(raw)  # needs metadata only: a spec these models cannot read never blocks deletion
+            await self._on_deletion(raw)  # needs metadata only: a spec these models cannot read never blocks deletion
             return None
         try:
             falco = Falco.model_validate(raw)
         except ValidationError as invalid:
             await self._report_unreadable(raw, invalid)
             raise TerminalError(f"cannot read Falco {request}: {invalid}") from invalid
-        raw = await self._ensure_finalizer(raw)
+        raw = await self._drop_legacy_finalizer(raw)
         namespace = request.namespace
         artifacts = [obj for kind in (RULESFILES, PLUGINS, CONFIGS) for obj in self.cache.in_namespace(kind, namespace)]
         references, withheld = await self._grantable(artifact_references(falco, artifacts), namespace)
@@ -249,12 +249,14 @@ class FalcoReconciler:
             await self.events.emit(raw, "Normal" if state == "True" else "Warning", reason, message)
         return status
 
-    async def _ensure_finalizer(self, raw: Json) -> Json:
+    async def _drop_legacy_finalizer(self, raw: Json) -> Json:
+        """Remove the finalizer earlier versions added (once per Falco, after an upgrade)."""
         metadata = raw["metadata"]
         finalizers = list(metadata.get("finalizers") or [])
-        if FINALIZER in finalizers:
+        if LEGACY_FINALIZER not in finalizers:
             return raw
-        patch = {"metadata": {"finalizers": [*finalizers, FINALIZER], "resourceVersion": metadata["resourceVersion"]}}
+        kept = [f for f in finalizers if f != LEGACY_FINALIZER]
+        patch = {"metadata": {"finalizers": kept or None, "resourceVersion": metadata["resourceVersion"]}}
         updated: Json = await self.client.merge_patch(FALCOS, metadata["name"], patch, metadata["namespace"])
         return updated
 
@@ -268,7 +270,7 @@ class FalcoReconciler:
                 await self.client.delete(resource, name)
             self.applier.forget(resource, "", name)
 
-    async def _finalize(self, raw: Json) -> None:
+    async def _on_deletion(self, raw: Json) -> None:
         metadata = raw["metadata"]
         name = cluster_object_name(metadata["namespace"], metadata["name"])
         for resource in (CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES):
@@ -276,8 +278,6 @@ class FalcoReconciler:
             if self.cache.get(resource, name) is not None or self.applier.has_applied(resource, "", name):
                 await self.client.delete(resource, name)
             self.applier.forget(resource, "", name)
-        finalizers = [f for f in metadata.get("finalizers") or [] if f != FINALIZER]
-        if len(finalizers) != len(metadata.get("finalizers") or []):
-            patch = {"metadata": {"finalizers": finalizers, "resourceVersion": metadata["resourceVersion"]}}
-            await self.client.merge_patch(FALCOS, metadata["name"], patch, metadata["namespace"])
+        if LEGACY_FINALIZER in (metadata.get("finalizers") or []):
+            await self._drop_legacy_finalizer(raw)
         self.events.forget(raw)

@@ -64,9 +64,30 @@ def user_overlay(falco: Falco, options: BuildOptions) -> Json:
     return overlay
 
 
+def default_pull_policy(image: str) -> str:
+    """What the API server gives a new container: ``Always`` for ``:latest`` or no tag, else ``IfNotPresent``."""
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    tag = last.partition(":")[2]
+    return "Always" if tag in ("", "latest") else "IfNotPresent"
+
+
+def with_pull_policies(template: Json) -> Json:
+    """Every container with its pull policy spelled out (a user's choice kept). The API server defaults it only
+    when a container is created: left out, a DaemonSet whose image changes to ``:latest`` would keep
+    ``IfNotPresent`` and never pull the moving tag again."""
+    spec = template.get("spec") or {}
+    for field in ("initContainers", "containers"):
+        for container in spec.get(field) or []:
+            if isinstance(container, dict) and container.get("image") and not container.get("imagePullPolicy"):
+                container["imagePullPolicy"] = default_pull_policy(str(container["image"]))
+    return template
+
+
 def build_pod_template(falco: Falco, options: BuildOptions) -> Json:
     default = default_pod_template(falco, options, config_hash(falco_yaml(falco)))
-    return merge_pod_template(default, user_overlay(falco, options))
+    return with_pull_policies(merge_pod_template(default, user_overlay(falco, options)))
 
 
 def build_workload(falco: Falco, raw: Json, options: BuildOptions) -> Json:

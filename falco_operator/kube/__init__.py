@@ -18,9 +18,9 @@ from .controller import (
 from .errors import ApiError, Conflict, Forbidden, Gone, Invalid, NotFound, TerminalError, Unauthorized
 from .events import EventRecorder
 from .informer import EventHandler, Informer
-from .leaderelection import LeaderElector, LeaderLost
+from .leaderelection import LeaderElector, LeaderLost, check_timings, unique_identity
 from .logs import configure_logging, log_context
-from .manager import CacheSyncTimeout, Manager, ManagerOptions
+from .manager import CacheSyncTimeout, Manager, ManagerOptions, run_process
 from .metrics import RuntimeMetrics
 from .resources import Resource, ResourceRegistry
 from .store import Store, object_key
@@ -61,10 +61,13 @@ __all__ = [
     "Unauthorized",
     "WorkQueue",
     "any_of",
+    "check_timings",
     "configure_logging",
     "controller_owner",
     "default_controller_rate_limiter",
     "log_context",
     "object_key",
     "project",
+    "run_process",
+    "unique_identity",
 ]

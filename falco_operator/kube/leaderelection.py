@@ -1,13 +1,18 @@
 """Leader election on a ``coordination.k8s.io/v1`` Lease, with optimistic concurrency on every write.
 
 Expiry is judged by the local clock from when this candidate last saw the lease record change, not from the
-holder's timestamps, so clock skew between nodes cannot make two leaders.
+holder's timestamps, so clock skew between nodes cannot make two leaders. The leader gives up once no renewal
+succeeded for ``renew_deadline`` — every attempt is cut to what is left of that deadline, so a hung request cannot
+stretch it — and a standby takes over only after ``lease_duration``, which must be longer.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import os
+import secrets
+import socket
 import time
 from typing import Any
 
@@ -24,6 +29,22 @@ log = logging.getLogger("falco_operator.kube.leaderelection")
 
 class LeaderLost(Exception):
     """The lease could not be renewed within the renew deadline: stop acting at once."""
+
+
+def unique_identity(base: str | None = None) -> str:
+    """``base`` (the pod name, else the host name) plus a random suffix: two processes never share an identity,
+    even a restarted container in the same pod, whose predecessor may still be named as the holder."""
+    stem = base or os.environ.get("POD_NAME") or socket.gethostname()
+    return f"{stem}_{secrets.token_hex(4)}"
+
+
+def check_timings(lease_duration: float, renew_deadline: float, retry_period: float) -> None:
+    """Refuse timings that would let a standby take over while the leader still believes it leads."""
+    if not lease_duration > renew_deadline > retry_period > 0:
+        raise ValueError(
+            "leader election needs lease duration > renew deadline > retry period > 0, got "
+            f"{lease_duration:g}s, {renew_deadline:g}s, {retry_period:g}s"
+        )
 
 
 def _now() -> str:
@@ -43,6 +64,7 @@ class LeaderElector:
         renew_deadline: float = 10.0,
         retry_period: float = 2.0,
     ) -> None:
+        check_timings(lease_duration, renew_deadline, retry_period)
         self.client = client
         self.namespace = namespace
         self.name = name
@@ -70,25 +92,34 @@ class LeaderElector:
         self._set_leading(True)
         log.info("acquired lease %s/%s as %s", self.namespace, self.name, self.identity)
 
-    async def _attempt(self) -> bool:
+    async def _attempt(self, budget: float | None = None) -> bool:
         try:
-            with anyio.fail_after(self.renew_deadline):
+            with anyio.fail_after(self.renew_deadline if budget is None else budget):
                 return await self._try_acquire_or_renew()
         except (TimeoutError, ApiError) as error:
-            log.warning("lease %s/%s: %s", self.namespace, self.name, error)
+            log.warning("lease %s/%s: %s", self.namespace, self.name, error or type(error).__name__)
             return False
 
     async def keep_renewing(self) -> None:
-        """Renew every retry period; raise ``LeaderLost`` when no renewal succeeds within the renew deadline."""
+        """Renew every retry period; raise ``LeaderLost`` once no renewal has succeeded for the renew deadline.
+
+        The deadline runs from the last successful renewal and bounds each attempt too, so leadership is given up
+        at most ``renew_deadline`` after the last renewal, before any standby may take over (``lease_duration``).
+        """
         last_renewal = time.monotonic()
         while True:
-            await anyio.sleep(self.retry_period)
-            renewed = await self._attempt()
-            if renewed:
+            left = self.renew_deadline - (time.monotonic() - last_renewal)
+            await anyio.sleep(max(0.0, min(self.retry_period, left)))
+            left = self.renew_deadline - (time.monotonic() - last_renewal)
+            if left > 0 and await self._attempt(budget=left):
                 last_renewal = time.monotonic()
-            elif time.monotonic() - last_renewal > self.renew_deadline or not self._held_by_me():
+            elif time.monotonic() - last_renewal >= self.renew_deadline or not self._held_by_me():
                 self._set_leading(False)
-                raise LeaderLost(f"lost lease {self.namespace}/{self.name}")
+                since = time.monotonic() - last_renewal
+                raise LeaderLost(
+                    f"lost the leader lease {self.namespace}/{self.name}: no renewal succeeded for {since:.1f}s "
+                    f"(renew deadline {self.renew_deadline:g}s) or another candidate holds it"
+                )
 
     async def release(self) -> None:
         """Give the lease up so another candidate takes over at once (on a clean shutdown)."""

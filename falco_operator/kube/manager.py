@@ -20,7 +20,7 @@ from .client import Client
 from .controller import Controller
 from .endpoints import HttpEndpoints, metrics_handler, probe_handler
 from .informer import Informer
-from .leaderelection import LeaderElector
+from .leaderelection import LeaderElector, LeaderLost
 from .metrics import RuntimeMetrics
 from .resources import Resource
 from .store import IndexFunc
@@ -40,6 +40,9 @@ class ManagerOptions:
     leader_election_namespace: str = "default"
     leader_election_id: str = "falco-operator"
     identity: str = "falco-operator"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
     cache_sync_timeout: float = 120.0
     graceful_shutdown: float = 30.0
 
@@ -59,7 +62,8 @@ class Manager:
         if options.leader_election:
             self.elector = LeaderElector(
                 client, namespace=options.leader_election_namespace, name=options.leader_election_id,
-                identity=options.identity, metrics=metrics,
+                identity=options.identity, metrics=metrics, lease_duration=options.lease_duration,
+                renew_deadline=options.renew_deadline, retry_period=options.retry_period,
             )  # fmt: skip
         self.synced = False
         self.ports: dict[str, int] = {}
@@ -206,3 +210,27 @@ class Manager:
             async with anyio.create_task_group() as group:
                 for runnable in self.leader_runnables:
                     group.start_soon(runnable)
+
+
+def run_process(main: Callable[[], Awaitable[None]]) -> int:
+    """Run ``main`` to completion and give the process exit code: 1, with one plain log line, when the leader
+    lease was lost (the process must exit so that a standby takes over); other errors propagate."""
+    try:
+        anyio.run(main)
+    except BaseExceptionGroup as group:
+        lost, rest = group.split(LeaderLost)
+        if lost is None or rest is not None:
+            raise
+        log.error("%s; exiting so that a standby takes over", _first_leaf(lost))
+        return 1
+    except LeaderLost as lost:
+        log.error("%s; exiting so that a standby takes over", lost)
+        return 1
+    return 0
+
+
+def _first_leaf(group: BaseExceptionGroup[LeaderLost]) -> BaseException:
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first

@@ -54,6 +54,9 @@ CLUSTER_ROLES = Resource("rbac.authorization.k8s.io", "v1", "ClusterRole", "clus
 CLUSTER_ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False)
 LEASES = Resource("coordination.k8s.io", "v1", "Lease", "leases", True)
 EVENTS = Resource("events.k8s.io", "v1", "Event", "events", True)
+CUSTOM_RESOURCE_DEFINITIONS = Resource(
+    "apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False
+)
 
 BUILTIN: tuple[Resource, ...] = (
     CONFIG_MAPS, SECRETS, SERVICE_ACCOUNTS, SERVICES, PODS, NODES, NAMESPACES, DAEMON_SETS, DEPLOYMENTS, ROLES,

@@ -18,3 +18,9 @@ def operator(
     """The operator as users run it, for one test module (modules that need other flags define their own)."""
     with run_operator(control_plane, tmp_path_factory.mktemp("operator")) as running:
         yield running
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The install module uninstalls the CRDs every other module uses: it runs last (a stable sort keeps the rest
+    in order)."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/integration/test_install.py"))

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import sys
 from typing import Any
-
-import anyio
 
 from falco_operator.kube import (
     Applier,
@@ -28,6 +27,7 @@ from falco_operator.kube import (
     RuntimeMetrics,
     TerminalError,
     configure_logging,
+    run_process,
 )
 from falco_operator.kube.resources import CONFIG_MAPS, SECRETS
 
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--probe-address", default="127.0.0.1:0")
     args = parser.parse_args()
     configure_logging("json", "info")
-    anyio.run(_main, args)
+    sys.exit(run_process(lambda: _main(args)))
 
 
 if __name__ == "__main__":

@@ -168,6 +168,7 @@ async def test_seed_02_and_03_deployments_with_user_overrides(
     )  # fmt: skip
     falco_container = containers_by_name(pod, "containers")["falco"]
     assert falco_container["tty"] is True
+    assert falco_container["imagePullPolicy"] == "Always"  # as Kubernetes defaults it for a :latest image
     assert falco_container["args"] == ["/usr/bin/falco"]
     assert falco_container["readinessProbe"]["httpGet"]["port"] == 8765
     agent = containers_by_name(pod, "initContainers")["artifact-operator"]
@@ -247,12 +248,26 @@ async def test_type_switch_leaves_one_workload_and_deletion_removes_everything(
     deployments = await call(api, "GET", f"/apis/apps/v1/namespaces/{namespace}/deployments")
     assert [d["metadata"]["name"] for d in deployments["items"]] == ["switch"]
 
-    await call(api, "DELETE", falco_path)
-    await wait_for(getter(api, falco_path), lambda f: f is None, what="Falco gone (finalizer done)", timeout=30)
     cluster_paths = [f"/apis/rbac.authorization.k8s.io/v1/clusterroles/falco:{namespace}:switch",
                      f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/falco:{namespace}:switch"]  # fmt: skip
+    # No finalizer holds the Falco; the cluster objects name the CRD as owner, so an uninstall removes them too.
+    assert not (await call(api, "GET", falco_path))["metadata"].get("finalizers")
+    crd = await call(
+        api, "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/falcos.instance.falcosecurity.dev"
+    )
     for path in cluster_paths:
-        assert (await request(api, "GET", path))[0] == 404, path
+        owners = (await call(api, "GET", path))["metadata"]["ownerReferences"]
+        assert [(o["kind"], o["name"], o["uid"]) for o in owners] == [
+            ("CustomResourceDefinition", "falcos.instance.falcosecurity.dev", crd["metadata"]["uid"])
+        ]
+
+    await call(api, "DELETE", falco_path)
+    await wait_for(getter(api, falco_path), lambda f: f is None, what="Falco gone at once", timeout=10)
+
+    async def cluster_left() -> list[str]:
+        return [path for path in cluster_paths if (await request(api, "GET", path))[0] != 404]
+
+    await wait_for(cluster_left, lambda left: left == [], what="cluster objects removed", timeout=30)
     namespaced = [
         f"/api/v1/namespaces/{namespace}/{kind}/switch" for kind in ("serviceaccounts", "configmaps", "services")
     ]
@@ -447,8 +462,8 @@ async def test_a_name_applied_once_is_not_taken_over_when_another_tool_owns_it_n
 async def test_cluster_rbac_left_by_a_falco_that_is_gone_is_removed(
     api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator
 ) -> None:
-    """What a Falco deleted with its finalizer removed by hand (or while the operator was down) leaves behind: the
-    operator removes it, or a later ServiceAccount of the same name would inherit the binding."""
+    """What a Falco deleted while the operator was down leaves behind: the operator removes it, or a later
+    ServiceAccount of the same name would inherit the binding."""
     name = f"falco:{namespace}:gone"
     labels = {"app.kubernetes.io/managed-by": "falco-operator", "instance.falcosecurity.dev/falco-namespace": namespace,
               "instance.falcosecurity.dev/falco-name": "gone"}  # fmt: skip
@@ -461,6 +476,21 @@ async def test_cluster_rbac_left_by_a_falco_that_is_gone_is_removed(
         "subjects": [{"kind": "ServiceAccount", "name": "gone", "namespace": namespace}]})  # fmt: skip
     for kind in ("clusterrolebindings", "clusterroles"):
         await wait_for(getter(api, f"{rbac}/{kind}/{name}"), lambda obj: obj is None, what=f"orphaned {kind} removed")
+
+
+async def test_the_finalizer_of_earlier_versions_is_removed(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator
+) -> None:
+    """A Falco created under an earlier version carries its finalizer; left there, it would block deletion once
+    no operator handles it (an uninstall): the operator takes it off and keeps other finalizers."""
+    body = falco("upgraded")
+    body["metadata"]["finalizers"] = ["instance.falcosecurity.dev/cluster-rbac", "example.com/keep"]
+    await create_falco(api, namespace, body)
+    path = f"{FALCO_API}/namespaces/{namespace}/falcos/upgraded"
+    found = await wait_for(getter(api, path), lambda f: (f or {})["metadata"].get("finalizers") == ["example.com/keep"],
+                           what="the legacy finalizer removed")  # fmt: skip
+    assert found is not None
+    await call(api, "PATCH", path, body={"metadata": {"finalizers": None}}, content_type=MERGE)
 
 
 def _rolled_out(generation: int, obj: Json | None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import kr8s.asyncio
 import pytest
@@ -18,6 +20,7 @@ from e2e.controlplane import ControlPlane
 from e2e.controlplane.cluster import free_port
 from e2e.kube import call, request
 from e2e.metrics import scrape, value
+from e2e.tcpproxy import SwitchableProxy
 from e2e.wait import wait_for
 
 pytestmark = pytest.mark.anyio
@@ -25,13 +28,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Candidate:
-    def __init__(self, plane: ControlPlane, namespace: str, identity: str, log_dir: Path) -> None:
+    def __init__(
+        self, plane: ControlPlane, namespace: str, identity: str, log_dir: Path, kubeconfig: Path | None = None
+    ) -> None:
         self.identity = identity
+        self.log_path = log_dir / f"{identity}.log"
         self.metrics_port = free_port()
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.log = (log_dir / f"{identity}.log").open("wb")
+        self.log = self.log_path.open("wb")
+        kubeconfig = kubeconfig or plane.kubeconfig
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.sample_copier", "--kubeconfig", str(plane.kubeconfig),
+            [sys.executable, "-m", "tests.integration.sample_copier", "--kubeconfig", str(kubeconfig),
              "--namespace", namespace, "--identity", identity,
              "--metrics-address", f"127.0.0.1:{self.metrics_port}", "--probe-address", f"127.0.0.1:{free_port()}"],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
@@ -127,3 +134,46 @@ async def test_a_clean_stop_releases_the_lease_at_once(
     # The lease is 15 s; a released lease is taken at the standby's next retry (2 s).
     assert handover < 5, f"handover took {handover:.1f}s"
     await wait_for(standby.role, lambda role: role == "leader", what="standby reports leading", timeout=10)
+
+
+async def lease_renewed_at(api: kr8s.asyncio.Api, namespace: str) -> float:
+    status, lease = await request(
+        api, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/sample-copier"
+    )
+    renew = lease["spec"]["renewTime"] if status == 200 else "1970-01-01T00:00:00.000000Z"
+    return datetime.datetime.strptime(renew, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC).timestamp()
+
+
+async def test_a_leader_cut_off_from_the_api_server_exits_within_the_renew_deadline(
+    api: kr8s.asyncio.Api, namespace: str, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """Fast failures first, then a request that hangs: the leader must still give up 10 s (the renew deadline)
+    after its last renewal, before a standby may take over at 15 s, and say so in plain words."""
+    with SwitchableProxy("127.0.0.1", control_plane.state.apiserver_port) as proxy:
+        kubeconfig = proxy.kubeconfig(control_plane.kubeconfig, tmp_path / "proxied.kubeconfig")
+        leader = Candidate(control_plane, namespace, "cut-off", tmp_path, kubeconfig=kubeconfig)
+        try:
+            await wait_for(lambda: holder(api, namespace), lambda h: h == "cut-off", what="leads", timeout=30)
+            first = await lease_renewed_at(api, namespace)
+            await wait_for(lambda: lease_renewed_at(api, namespace), lambda at: at > first, what="a renewal")
+            proxy.switch("refuse")
+            await anyio.sleep(5)  # the scenario: some renewals fail fast ...
+            proxy.switch("stall")  # ... then one hangs
+            await wait_for(lambda: _returncode(leader), lambda code: code is not None, what="exit", timeout=30,
+                           interval=0.05)  # fmt: skip
+            exited = time.time()
+            last_renewal = await lease_renewed_at(api, namespace)
+        finally:
+            code = leader.stop(signal.SIGKILL)
+    log = leader.log_path.read_text()
+    assert code == 1, log
+    assert "lost the leader lease" in log, log
+    assert "exiting so that a standby takes over" in log, log
+    assert "unhandled errors" not in log, log
+    assert "Traceback" not in log, log
+    led_for = exited - last_renewal
+    assert led_for < 11.5, f"kept leading {led_for:.1f}s after the last renewal (renew deadline 10 s, lease 15 s)"
+
+
+async def _returncode(candidate: Candidate) -> int | None:
+    return candidate.process.poll()
