@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONTROLPLANE := $(BIN)/python -m e2e.controlplane
 
-.PHONY: install lint test demo controlplane controlplane-build controlplane-down controlplane-status clean \
+IMAGE ?= falco-operator:0.1.0
+CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+
+.PHONY: image e2e install lint test demo controlplane controlplane-build controlplane-down controlplane-status clean \
 	manifests manifests-check pod-template-schema falco-check
 
 install: $(STAMP)
@@ -47,6 +50,17 @@ controlplane-status: install
 ## demo: the local control plane with simulated nodes, the operator, and seed example 01 running on it
 demo: controlplane-build
 	$(BIN)/python -m e2e.demo
+
+## image: build the operator and agent image (docker or podman)
+image:
+	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
+	  echo "make image needs docker or podman, and neither is installed (set CONTAINER_ENGINE to another)" >&2; \
+	  exit 1; fi
+	$(CONTAINER_ENGINE) build -t $(IMAGE) -f Containerfile .
+
+## e2e: the scenarios on a kind cluster with real Falco (needs kind and docker or podman)
+e2e: install
+	$(BIN)/python -m e2e.kind --image $(IMAGE) $(if $(KEEP),--keep)
 
 clean: controlplane-down
 	rm -rf $(VENV) .venv-runtime build .pytest_cache .mypy_cache .ruff_cache *.egg-info

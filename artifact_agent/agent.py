@@ -81,6 +81,7 @@ class Agent:
         self.ready = False
         self._dirty = anyio.Event()
         self._changes = 0
+        self._first_change_at: float | None = None
         self._last_good: dict[ArtifactKey, Delivered] = {}
         self._disk_at_start: dict[str, dict[str, bytes]] | None = None
         self._backoff = Backoff(initial=1.0, cap=30.0)
@@ -177,6 +178,7 @@ class Agent:
         return artifacts
 
     async def _pass(self, first: bool) -> None:
+        changed_at, self._first_change_at = self._first_change_at, None
         artifacts = self._selected()
         self.config_maps.watch_only({ref[0] for ref in map(config_map_reference, artifacts) if ref})
         self.pulls.want(artifacts)
@@ -196,6 +198,8 @@ class Agent:
             for directory in swapped:
                 self.metrics.swaps.labels(directory).inc()
             self.metrics.last_swap.set_to_current_time()
+            if changed_at is not None and not first:
+                self.metrics.propagation.observe(time.monotonic() - changed_at)
             log.info("swapped %s", ", ".join(swapped))
             self._fast_polls_until = time.monotonic() + self.settings.falco_fast_window
             self._swapped_at = time.time()
@@ -262,6 +266,8 @@ class Agent:
     # -- events -------------------------------------------------------------------------------------------
 
     def _mark_dirty(self) -> None:
+        if self._first_change_at is None:
+            self._first_change_at = time.monotonic()
         self._changes += 1
         self._dirty.set()
 

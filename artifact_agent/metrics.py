@@ -23,6 +23,12 @@ class AgentMetrics:
         self.last_swap = Gauge(
             f"{PREFIX}_last_swap_timestamp_seconds", "Unix time of the last generation swap.", registry=registry
         )
+        self.propagation = Histogram(
+            f"{PREFIX}_propagation_seconds",
+            "Time from the first change the agent saw (an artifact, a ConfigMap, its node or Falco) to the swap "
+            "that put it on disk: debounce, fetch, validation and write.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300), registry=registry,
+        )  # fmt: skip
         self.artifacts = Gauge(
             f"{PREFIX}_artifacts", "Applicable artifacts, by kind and state.", ["kind", "state"], registry=registry
         )

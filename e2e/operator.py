@@ -44,8 +44,10 @@ def install_crds(plane: ControlPlane) -> Path:
     """Apply the CRDs (and the admission policy that guards ArtifactReports) as users do, with client-side
     ``kubectl apply``, and wait until the CRDs are served."""
     directory = MANIFESTS / "crd"
-    plane.kubectl("apply", "-f", str(directory), "-f", str(MANIFESTS / "policy"))
-    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(directory))
+    plane.kubectl("apply", "-k", str(directory))
+    plane.kubectl("apply", "-k", str(MANIFESTS / "policy"))
+    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "-l",
+                  "app.kubernetes.io/part-of=falco-operator")  # fmt: skip
     # Established comes a moment before every API server handler serves the new resources.
     deadline = time.monotonic() + 30
     while (served := plane.kubectl("get", "falcosecurity", "-A", check=False)).returncode != 0:
@@ -73,7 +75,8 @@ def prepare_operator(plane: ControlPlane, kubeconfig: Path, token_seconds: int =
     """Install the operator's namespace and RBAC (unless ``install`` is false: ``install.yaml`` did); write a
     kubeconfig with its ServiceAccount's token."""
     if install:
-        plane.kubectl("apply", "-f", str(MANIFESTS / "manager" / "namespace.yaml"), "-f", str(MANIFESTS / "rbac"))
+        plane.kubectl("apply", "-f", str(MANIFESTS / "manager" / "namespace.yaml"))
+        plane.kubectl("apply", "-k", str(MANIFESTS / "rbac"))
     token = service_account_token(plane, NAMESPACE, SERVICE_ACCOUNT, token_seconds)
     write_token_kubeconfig(kubeconfig, plane.server, plane.ca_file, token)
 

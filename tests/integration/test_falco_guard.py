@@ -72,3 +72,6 @@ async def test_the_guard_refuses_what_would_escalate_and_allows_the_rest(
             assert status == 201, (case, status, body)
     finally:
         await request(api, "DELETE", f"{VAP_API}/validatingadmissionpolicybindings/{name}")
+        # The policy is optional: leave the cluster as the plain install has it.
+        await request(api, "DELETE", f"{VAP_API}/validatingadmissionpolicies/falco-operator-falco-guard")
+        await request(api, "DELETE", "/api/v1/namespaces/falco-operator-system/configmaps/falco-operator-falco-guard")

@@ -18,14 +18,17 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx
 import kr8s.asyncio
 import pytest
 from ruamel.yaml import YAML
 
 from e2e.agent import AgentProcess, wait_falco_pods
 from e2e.controlplane import ControlPlane
+from e2e.kind import expected_rules
 from e2e.kube import call, request
-from e2e.operator import install_crds, run_operator
+from e2e.operator import MANIFESTS, install_crds, run_operator
+from e2e.promql import exposed_names, missing, shipped_promql
 from e2e.scenarios.install import OPERATOR_NAMESPACE, identities, install, leftovers, pods, uninstall_command
 from e2e.wait import wait_for
 from tests.integration.agent_support import ARTIFACT_API, SEED_DIR, running_agents
@@ -80,6 +83,7 @@ async def test_install_use_upgrade_in_place_and_uninstall_with_kubectl(
             pods = await wait_falco_pods(api, namespace, FALCO)
             async with running_agents(control_plane, tmp_path, namespace, FALCO, pods, NODES) as agents:
                 await _seed_examples_and_artifact_changes(api, namespace, kubectl, agents)
+                await _dashboard_and_alerts_ask_for_served_metrics(operator.metrics_url, agents["node1"])
                 await _upgrade_in_place_restarts_nothing(api, namespace, kubectl)
                 await _uninstall(api, namespace, control_plane, operator.process, agents)
     finally:
@@ -98,7 +102,8 @@ async def _seed_examples_and_artifact_changes(
 
     rules = partial(files_everywhere, agents, lambda a: a.rules_dir, RULES_FILE)
     delivered = await wait_for(rules, lambda f: all(f.values()), what="seed 05 on every node", interval=0.1)
-    assert all(b"- rule: shell_in_container" in (text or b"") for text in delivered.values())
+    seed05 = YAML(typ="safe").load((SEED_DIR / "05-rulesfile-inline.yaml").read_text())
+    assert set(delivered.values()) == {expected_rules(seed05)}, "what make e2e expects Falco to load"
     config = await wait_for(partial(files_everywhere, agents, lambda a: a.config_dir, CONFIG_FILE),
                             lambda f: bool(f["node1"]), what="seed 07 on node1")  # fmt: skip
     assert (config["node2"], config["node3"]) == (None, None), "seed 07 selects node1 only"
@@ -112,6 +117,18 @@ async def _seed_examples_and_artifact_changes(
                    what="the edit on every node", interval=0.1)  # fmt: skip
     kubectl("delete", "rulesfile", "falco-rules", "-n", namespace)
     await wait_for(rules, lambda f: not any(f.values()), what="the file removed everywhere", interval=0.1)
+
+
+async def _dashboard_and_alerts_ask_for_served_metrics(operator_metrics: str, agent: AgentProcess) -> None:
+    """Every metric the shipped Grafana dashboard and PrometheusRule use is served by the operator or the agent."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        served = exposed_names((await http.get(operator_metrics)).text)
+    status, agent_text = agent.get("/metrics")
+    assert status == 200
+    served |= exposed_names(agent_text)
+    exprs = shipped_promql(MANIFESTS)
+    assert exprs
+    assert missing(exprs, served) == {}
 
 
 async def _upgrade_in_place_restarts_nothing(api: kr8s.asyncio.Api, namespace: str, kubectl: Any) -> None:

@@ -24,6 +24,7 @@ from e2e.falco import (
     run_falco,
     validate_rules,
 )
+from e2e.falco_alerts import parse_alerts
 from e2e.wait import WaitTimeout, wait_for
 
 pytestmark = pytest.mark.anyio
@@ -147,6 +148,9 @@ async def test_an_invalid_rules_file_makes_falco_refuse_the_whole_reload_and_kee
         failure = falco.log().split("Falco internal: hot restart failure: ", 1)[1]
         assert failure.startswith(f"{rules_dir.path}/20-broken.yaml: Invalid"), failure[:1000]
         assert "LOAD_ERR_COMPILE_CONDITION" in failure[:2000]
+        # The alert parser of `make e2e` reads this real Falco's output format.
+        internal = [a for a in parse_alerts(falco.log()) if a.output.startswith("Falco internal: hot restart failure")]
+        assert [a.priority for a in internal] == ["Critical"], falco.log()[-2000:]
         assert falco.alive()
         assert falco.reload_count() == reloads
         assert await falco.rules_hashes() == sha256s(good), "the valid file beside it is not loaded either"

@@ -1,0 +1,69 @@
+"""The Containerfile's recipe, carried out without a container engine: its COPY and RUN steps, in order, into
+temporary directories (``/wheels`` and the image's Python become a directory and a fresh virtualenv). The result
+must run both entry points and find its package data."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT.parent / "shared" / "testdata" / "falco-rules" / "falco_rules.yaml"
+
+
+def stages(containerfile: str) -> list[list[tuple[str, str]]]:
+    """The instructions of each stage, comments and blank lines left out."""
+    result: list[list[tuple[str, str]]] = []
+    for line in containerfile.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, argument = line.partition(" ")
+        if instruction == "FROM":
+            result.append([])
+        result[-1].append((instruction, argument))
+    return result
+
+
+def _run(command: str, cwd: Path, python: Path, wheels: Path) -> None:
+    local = command.replace("/wheels", str(wheels))
+    words = [f"{shlex.quote(str(python))} -m pip" if word == "pip" else word for word in local.split(" ")]
+    subprocess.run(" ".join(words), shell=True, cwd=cwd, check=True, capture_output=True, text=True)
+
+
+def test_the_image_recipe_builds_a_wheel_install_with_both_entry_points_as_user_65532(tmp_path: Path) -> None:
+    build, final = stages((ROOT / "Containerfile").read_text())
+    assert build[0] == ("FROM", "docker.io/library/python:3.11-slim AS build")
+    assert final[0] == ("FROM", "docker.io/library/python:3.11-slim")
+    assert ("USER", "65532:65532") in final
+    assert ("CMD", '["falco-operator", "run"]') in final
+
+    source, wheels, image = tmp_path / "src", tmp_path / "wheels", tmp_path / "image"
+    source.mkdir()
+    for instruction, argument in build[1:]:
+        if instruction == "COPY":
+            *paths, destination = argument.split()
+            for path in paths:
+                target = source / destination / Path(path).name if destination.endswith("/") else source / destination
+                copy = shutil.copytree if (ROOT / path).is_dir() else shutil.copy
+                copy(ROOT / path, target)
+        elif instruction == "RUN":
+            _run(argument, source, Path(sys.executable), wheels)
+    assert any(wheel.name.startswith("falco_operator-") for wheel in wheels.iterdir())
+
+    venv.create(image, with_pip=True)
+    for instruction, argument in final[1:]:
+        if instruction == "RUN":
+            _run(argument, tmp_path, image / "bin" / "python", wheels)
+    assert not wheels.exists(), "the wheels are removed from the final image"
+    for entry_point in ("falco-operator", "falco-artifact-agent"):
+        version = subprocess.run([str(image / "bin" / entry_point), "--version"], capture_output=True, text=True)
+        assert version.returncode == 0, version.stderr
+        assert "0.1.0" in version.stdout
+    # Package data (Falco's field catalogue) came along: the linter validates a real rules file.
+    lint = subprocess.run([str(image / "bin" / "falco-operator"), "lint", str(RULES)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
