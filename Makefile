@@ -47,7 +47,8 @@ controlplane-down: install
 controlplane-status: install
 	$(CONTROLPLANE) status
 
-## demo: the local control plane with simulated nodes, the operator, and seed example 01 running on it
+## demo: the whole product locally: control plane, operator, agents and real Falco on 3 nodes, a registry,
+## every seed example checked; stays up (Ctrl-C stops everything)
 demo: controlplane-build
 	$(BIN)/python -m e2e.demo
 
