@@ -39,3 +39,17 @@ def test_the_agent_runs_unprivileged() -> None:
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_every_rule_of_the_operator_is_justified_in_the_security_doc() -> None:
+    from pathlib import Path
+
+    from falco_operator.instance.rbac import OPERATOR_RULES
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    table = doc.split("## The operator's ClusterRole, rule by rule", 1)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    for rule in OPERATOR_RULES:
+        row = next((r for r in rows if all(f"`{resource}`" in r.split("|")[1] for resource in rule["resources"])), None)
+        assert row is not None, f"no line for {rule['resources']}"
+        assert [verb.strip() for verb in row.split("|")[2].split(",")] == rule["verbs"], row
