@@ -8,7 +8,7 @@ CONTROLPLANE := $(BIN)/python -m e2e.controlplane
 IMAGE ?= falco-operator:0.1.0
 CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
 
-.PHONY: image e2e install lint test demo controlplane controlplane-build controlplane-down controlplane-status clean \
+.PHONY: bench image e2e install lint test demo controlplane controlplane-build controlplane-down controlplane-status clean \
 	manifests manifests-check pod-template-schema falco-check
 
 install: $(STAMP)
@@ -51,6 +51,10 @@ controlplane-status: install
 ## every seed example checked; stays up (Ctrl-C stops everything)
 demo: controlplane-build
 	$(BIN)/python -m e2e.demo
+
+## bench: every benchmark under bench/, printing its table (QUICK=1 for smaller sizes)
+bench: controlplane-build
+	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
 ## image: build the operator and agent image (docker or podman)
 image:

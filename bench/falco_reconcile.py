@@ -15,7 +15,6 @@ import collections
 import os
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 import anyio
@@ -24,6 +23,7 @@ import kr8s.asyncio
 from e2e.audit import AuditMark
 from e2e.controlplane import start_cluster
 from e2e.kube import call, request
+from e2e.metrics import scrape, value
 from e2e.operator import install_crds, run_operator
 
 FALCOS = "/apis/instance.falcosecurity.dev/v1alpha1/namespaces/{ns}/falcos"
@@ -53,7 +53,23 @@ async def wait_all(api: kr8s.asyncio.Api, namespace: str, condition: str, total:
     return time.monotonic() - started
 
 
-async def main(falcos: int) -> None:
+async def create_unrelated(api: kr8s.asyncio.Api, count: int) -> None:
+    """``count`` Secrets and ``count`` ConfigMaps that are not the project's (the operator must not cache them)."""
+    await call(api, "POST", "/api/v1/namespaces", body={"metadata": {"name": "unrelated"}})
+    limit = anyio.Semaphore(32)
+
+    async def one(kind: str, index: int) -> None:
+        async with limit:
+            body = {"metadata": {"name": f"x{index:05d}"}, "data": {"k": "dmFsdWU=" if kind == "secrets" else "v"}}
+            await call(api, "POST", f"/api/v1/namespaces/unrelated/{kind}", body=body)
+
+    async with anyio.create_task_group() as group:
+        for index in range(count):
+            group.start_soon(one, "secrets", index)
+            group.start_soon(one, "configmaps", index)
+
+
+async def main(falcos: int, unrelated: int) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         plane = start_cluster(Path(workdir) / "plane")
         try:
@@ -62,17 +78,32 @@ async def main(falcos: int) -> None:
                 api = await kr8s.asyncio.api(kubeconfig=str(plane.kubeconfig))
                 namespace = "bench"
                 await call(api, "POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
+                await anyio.sleep(3)
                 idle_rss = rss_mib(operator.process.pid)
+                unrelated_rss = None
+                if unrelated:
+                    await create_unrelated(api, unrelated)
+                    await anyio.sleep(5)
+                    unrelated_rss = rss_mib(operator.process.pid)
+                requests_before = value(await scrape(operator.metrics_url), "rest_client_requests_total")
                 mark = AuditMark.now(plane.state.audit_log)
                 started = time.monotonic()
-                async with anyio.create_task_group() as group:
-                    for index in range(falcos):
+                limit = anyio.Semaphore(50)
+
+                async def create(index: int) -> None:
+                    async with limit:
                         body = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco",
                                 "metadata": {"name": f"f{index:03d}"}, "spec": {}}  # fmt: skip
-                        group.start_soon(partial(call, api, "POST", FALCOS.format(ns=namespace), body=body))
+                        await call(api, "POST", FALCOS.format(ns=namespace), body=body)
+
+                async with anyio.create_task_group() as group:
+                    for index in range(falcos):
+                        group.start_soon(create, index)
                 reconciled = await wait_all(api, namespace, "Reconciled", falcos, started)
+                requests_reconciled = value(await scrape(operator.metrics_url), "rest_client_requests_total")
                 available = await wait_all(api, namespace, "Available", falcos, started)
                 await anyio.sleep(5)
+                requests = value(await scrape(operator.metrics_url), "rest_client_requests_total") - requests_before
                 writes = [
                     w for w in mark.writes_since(user=operator.username) if w["objectRef"].get("resource") != "leases"
                 ]
@@ -82,17 +113,24 @@ async def main(falcos: int) -> None:
                 steady = [w for w in steady_mark.writes_since(user=operator.username)
                           if w["objectRef"].get("resource") != "leases"]  # fmt: skip
                 busy_rss = rss_mib(operator.process.pid)
+                if api._session is not None:
+                    await api._session.aclose()
         finally:
             plane.stop()
     print(f"machine: {os.cpu_count()} cores; Falcos: {falcos}, 3 simulated nodes each")
-    print(f"all Reconciled=True after   {reconciled:6.2f} s  ({falcos / reconciled:5.1f} Falcos/s)")
+    print(f"all Reconciled=True after   {reconciled:6.2f} s  ({falcos / reconciled:5.1f} Falcos/s); "
+          f"operator requests until then {requests_reconciled - requests_before:.0f}")  # fmt: skip
     print(f"all Available=True after    {available:6.2f} s")
+    print(f"operator API requests       {requests:.0f} ({requests / falcos:.1f} per Falco, Lease renewals included)")
     print(f"operator writes until then  {len(writes)} ({len(writes) / falcos:.1f} per Falco): {dict(by_resource)}")
     print(f"operator writes in 30 s of steady state (resync every 10 s, lease renewals excluded): {len(steady)}")
-    print(f"operator resident memory    {idle_rss:.0f} MiB idle, {busy_rss:.0f} MiB with {falcos} Falcos")
+    extra = f", {unrelated_rss:.0f} MiB with {unrelated} unrelated Secrets and ConfigMaps each" if unrelated_rss else ""
+    print(f"operator resident memory    {idle_rss:.0f} MiB idle{extra}, {busy_rss:.0f} MiB with {falcos} Falcos")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--falcos", type=int, default=50)
-    anyio.run(main, parser.parse_args().falcos)
+    parser.add_argument("--unrelated", type=int, default=0, help="Secrets and ConfigMaps (each) not of the project")
+    arguments = parser.parse_args()
+    anyio.run(main, arguments.falcos, arguments.unrelated)

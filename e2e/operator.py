@@ -112,6 +112,7 @@ def run_operator(
     plane: ControlPlane, workdir: Path, *extra_args: str, install: bool = True
 ) -> Iterator[RunningOperator]:
     """Run ``falco-operator run`` with the ServiceAccount's token and leader election, for one ``with`` block."""
+    workdir.mkdir(parents=True, exist_ok=True)
     kubeconfig = workdir / "operator.kubeconfig"
     prepare_operator(plane, kubeconfig, install=install)
     metrics_port, probe_port = free_port(), free_port()

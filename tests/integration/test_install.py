@@ -77,7 +77,6 @@ async def test_install_use_upgrade_in_place_and_uninstall_with_kubectl(
     try:
         install(kubectl)
         install(kubectl, server_side=True)  # users switching to server-side apply meet no conflict
-        (tmp_path / "operator").mkdir()
         with run_operator(control_plane, tmp_path / "operator", install=False) as operator:
             kubectl("apply", "-n", namespace, "-f", "-", stdin=seed_json("01-falco-sample.yaml"))
             pods = await wait_falco_pods(api, namespace, FALCO)

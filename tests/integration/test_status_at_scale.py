@@ -13,12 +13,11 @@ import anyio
 import kr8s.asyncio
 import pytest
 
-from e2e.agent import AgentProcess, falco_pods, rule, rulesfile
+from e2e.agent import falco_pods, rule, rulesfile
 from e2e.audit import AuditMark, describe
 from e2e.controlplane import ControlPlane, start_cluster
-from e2e.controlplane.cluster import free_port
-from e2e.falco import FalcoBinaries, run_falco
-from e2e.falco_standin import FalcoStandIn
+from e2e.falco import FalcoBinaries
+from e2e.fleet import agent_fleet
 from e2e.kube import call, request
 from e2e.operator import RunningOperator, install_crds, run_operator
 from e2e.wait import wait_for
@@ -82,62 +81,41 @@ async def test_twenty_nodes_one_writer_few_writes_and_counts_that_follow_pods_an
     await call(admin, "POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
     pods = await falco_pods(admin, namespace, "falco", nodes=len(NODES))
     await create(admin, namespace, rulesfile("shared", rule("shared", QUIET)))
-    falco_port = free_port()
-    stand_ins = {node: FalcoStandIn(tmp_path / node / "rules.d") for node in NODES[1:]}
-    agents = {
-        node: AgentProcess(plane, tmp_path / node, namespace, "falco", pods[node]["metadata"]["name"],
-                           pods[node]["metadata"]["uid"], node,
-                           falco_url=stand_ins[node].url if node in stand_ins else f"http://127.0.0.1:{falco_port}")
-        for node in NODES
-    }  # fmt: skip
-    first = agents[NODES[0]]
-    async with anyio.create_task_group() as group:
-        for stand_in in stand_ins.values():
-            await group.start(stand_in.run)
-        try:
-            for agent in agents.values():
-                agent.start()
-            for agent in agents.values():
-                await agent.wait_ready()
-            with run_falco(tmp_path / "falco", first.rules_dir, first.config_dir, first.plugins_dir,
-                           binaries=falco_binaries, web_port=falco_port):  # fmt: skip
-                probe = partial(status_of, admin, namespace, "shared")
-                await wait_for(probe, counts(1, 20, 20, 20, "True"), timeout=60, what="20/20 installed and loaded")
+    async with agent_fleet(plane, tmp_path, namespace, "falco", pods, NODES, binaries=falco_binaries) as fleet:
+        agents = fleet.agents
+        probe = partial(status_of, admin, namespace, "shared")
+        await wait_for(probe, counts(1, 20, 20, 20, "True"), timeout=60, what="20/20 installed and loaded")
 
-                mark = AuditMark.now(plane.state.audit_log)
-                changed = {"spec": {"inlineRules": rule("shared", QUIET + "2")}}
-                started = time.monotonic()
-                await patch(admin, namespace, "Rulesfile", "shared", changed)
-                await wait_for(probe, counts(2, 20, 20, 20, "True"), timeout=60, what="generation 2 on 20 nodes")
-                print(f"\nchange to Programmed with 20/20 loaded: {time.monotonic() - started:.1f} s")
-                await anyio.sleep(3)  # late writes for this change would land within this
-                writes = [w for w in mark.writes_since(namespace=namespace)
-                          if w["objectRef"].get("resource") == "rulesfiles"]  # fmt: skip
-                status_writes = [w for w in writes if w["objectRef"].get("subresource") == "status"]
-                print(f"\nwrites to the Rulesfile for one change at 20 nodes: {len(status_writes)} status, "
-                      f"{len(writes) - len(status_writes)} spec")  # fmt: skip
-                assert len(status_writes) <= 3, describe(status_writes)
-                obj = await call(admin, "GET", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/shared")
-                assert not obj["metadata"].get("finalizers")
+        mark = AuditMark.now(plane.state.audit_log)
+        changed = {"spec": {"inlineRules": rule("shared", QUIET + "2")}}
+        started = time.monotonic()
+        await patch(admin, namespace, "Rulesfile", "shared", changed)
+        await wait_for(probe, counts(2, 20, 20, 20, "True"), timeout=60, what="generation 2 on 20 nodes")
+        print(f"\nchange to Programmed with 20/20 loaded: {time.monotonic() - started:.1f} s")
+        await anyio.sleep(3)  # late writes for this change would land within this
+        writes = [w for w in mark.writes_since(namespace=namespace)
+                  if w["objectRef"].get("resource") == "rulesfiles"]  # fmt: skip
+        status_writes = [w for w in writes if w["objectRef"].get("subresource") == "status"]
+        print(f"\nwrites to the Rulesfile for one change at 20 nodes: {len(status_writes)} status, "
+              f"{len(writes) - len(status_writes)} spec")  # fmt: skip
+        assert len(status_writes) <= 3, describe(status_writes)
+        obj = await call(admin, "GET", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/shared")
+        assert not obj["metadata"].get("finalizers")
 
-                # Five agents' pods go: their reports are garbage-collected; the DaemonSet's new pods have no
-                # agent yet, so they count as targeted and not installed.
-                leaving = NODES[15:]
-                for node in leaving:
-                    agents[node].stop()
-                    await call(admin, "DELETE", f"/api/v1/namespaces/{namespace}/pods/{agents[node].pod}")
-                for node in leaving:
-                    path = f"{ARTIFACT_API}/namespaces/{namespace}/artifactreports/{agents[node].pod}"
-                    await wait_for(partial(request, admin, "GET", path), lambda answer: answer[0] == 404,
-                                   what=f"report of {node} garbage-collected")  # fmt: skip
-                pending = await wait_for(probe, counts(2, 20, 15, 15, "False"), what="15/20 after five pods went")
-                assert "waiting for node16, node17, node18, node19, node20" in str(pending["conditions"])
+        # Five agents' pods go: their reports are garbage-collected; the DaemonSet's new pods have no
+        # agent yet, so they count as targeted and not installed.
+        leaving = NODES[15:]
+        for node in leaving:
+            agents[node].stop()
+            await call(admin, "DELETE", f"/api/v1/namespaces/{namespace}/pods/{agents[node].pod}")
+        for node in leaving:
+            path = f"{ARTIFACT_API}/namespaces/{namespace}/artifactreports/{agents[node].pod}"
+            await wait_for(partial(request, admin, "GET", path), lambda answer: answer[0] == 404,
+                           what=f"report of {node} garbage-collected")  # fmt: skip
+        pending = await wait_for(probe, counts(2, 20, 15, 15, "False"), what="15/20 after five pods went")
+        assert "waiting for node16, node17, node18, node19, node20" in str(pending["conditions"])
 
-                # Their nodes go too: nothing stale stays in the counts.
-                for node in leaving:
-                    await call(admin, "DELETE", f"/api/v1/nodes/{node}")
-                await wait_for(probe, counts(2, 15, 15, 15, "True"), what="15/15 after five nodes went")
-        finally:
-            for agent in agents.values():
-                agent.stop()
-            group.cancel_scope.cancel()
+        # Their nodes go too: nothing stale stays in the counts.
+        for node in leaving:
+            await call(admin, "DELETE", f"/api/v1/nodes/{node}")
+        await wait_for(probe, counts(2, 15, 15, 15, "True"), what="15/15 after five nodes went")

@@ -1,0 +1,196 @@
+"""Benchmark: artifacts at N nodes — write amplification, propagation, steady state.
+
+For each N: a control plane of its own with N simulated nodes, the operator (its own process and ServiceAccount),
+one Falco (a DaemonSet pod per node), and N agent processes (``e2e/fleet.py``, shared with the scale test; real
+Falco on the first node, stand-ins serving Falco's endpoints on the others). Then:
+
+1. one Rulesfile created, then changed: API requests by verb and resource (``apiserver_request_total``), and the
+   writes to the Rulesfile itself (audit log), each until ``Programmed=True`` with N/N loaded plus 3 s;
+2. propagation over U updates: PATCH → the new bytes in every agent's directory, and → ``Programmed=True`` for
+   that generation (p50, p95, p99, max);
+3. steady state (largest N only): 20 artifacts, S seconds without changes: writes (Lease renewals apart) and
+   requests per minute.
+
+Run: ``.venv/bin/python -m bench.artifacts_at_scale [--nodes 10,20,50,100] [--updates 30] [--steady 300]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections import Counter
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import kr8s.asyncio
+
+from bench.agent import runtime_python
+from e2e.agent import falco_pods, rule, rulesfile
+from e2e.audit import AuditMark
+from e2e.controlplane import start_cluster
+from e2e.falco import find_falco
+from e2e.fleet import Fleet, agent_fleet, api_requests
+from e2e.kube import call, request
+from e2e.operator import USERNAME as OPERATOR_USER
+from e2e.operator import install_crds, run_operator
+from e2e.wait import wait_for
+
+Json = dict[str, Any]
+ARTIFACTS = "/apis/artifact.falcosecurity.dev/v1alpha1/namespaces/{ns}/{plural}"
+QUIET = "evt.type = open and proc.name = nope"
+NAMESPACE = "bench"
+FILE = "50-03-shared-inline.yaml"
+AGENT_USER = f"system:serviceaccount:{NAMESPACE}:falco"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def spread(values: list[float]) -> str:
+    return (f"p50 {statistics.median(values):5.2f}  p95 {percentile(values, 0.95):5.2f}  "
+            f"p99 {percentile(values, 0.99):5.2f}  max {max(values):5.2f} s")  # fmt: skip
+
+
+async def programmed(api: kr8s.asyncio.Api, name: str, generation: int, nodes: int) -> bool:
+    _, body = await request(api, "GET", ARTIFACTS.format(ns=NAMESPACE, plural="rulesfiles") + f"/{name}")
+    status = (body or {}).get("status") or {}
+    ok = any(c["type"] == "Programmed" and c["status"] == "True" for c in status.get("conditions") or [])
+    counts = status.get("nodes") or {}
+    return bool(ok and status.get("observedGeneration") == generation and counts.get("installed") == nodes
+                and counts.get("loaded") == nodes)  # fmt: skip
+
+
+def rulesfile_writes(mark: AuditMark, name: str) -> tuple[int, int]:
+    writes = [w for w in mark.writes_since(namespace=NAMESPACE)
+              if w["objectRef"].get("resource") == "rulesfiles" and w["objectRef"].get("name") == name]  # fmt: skip
+    status = sum(1 for w in writes if w["objectRef"].get("subresource") == "status")
+    return status, len(writes) - status
+
+
+def interesting(delta: Counter[tuple[str, str]]) -> str:
+    # Left out: Lease renewals (reported apart), discovery, and GET rulesfiles (this benchmark's own polling).
+    skipped = {("GET", "rulesfiles"), ("GET", "/openapi/v3")}
+    shown = {key: count for key, count in delta.items()
+             if count and key[1] not in ("leases", "") and key not in skipped}  # fmt: skip
+    return ", ".join(f"{verb} {resource} {count}" for (verb, resource), count in sorted(shown.items()))
+
+
+async def until_programmed(api: kr8s.asyncio.Api, name: str, generation: int, nodes: int) -> None:
+    await wait_for(partial(programmed, api, name, generation, nodes), bool, timeout=120, interval=0.05,
+                   what=f"{name} generation {generation} programmed on {nodes}")  # fmt: skip
+
+
+async def one_size(nodes: int, updates: int, steady: float, python: str, workdir: Path) -> list[str]:
+    names = [f"n{index:03d}" for index in range(1, nodes + 1)]
+    plane = start_cluster(workdir / "plane", nodes=tuple(names))
+    out: list[str] = []
+    try:
+        install_crds(plane)
+        with run_operator(plane, workdir / "operator"):
+            api = await kr8s.asyncio.api(kubeconfig=str(plane.kubeconfig))
+            await call(api, "POST", "/api/v1/namespaces", body={"metadata": {"name": NAMESPACE}})
+            pods = await falco_pods(api, NAMESPACE, "falco", nodes=nodes)
+            started = time.monotonic()
+            async with agent_fleet(plane, workdir / "agents", NAMESPACE, "falco", pods, names,
+                                   binaries=find_falco(), python=python) as fleet:  # fmt: skip
+                out.append(f"N={nodes}: {nodes} agents ready in {time.monotonic() - started:.0f} s")
+                out += await write_amplification(api, plane, fleet, nodes)
+                out += await propagation(api, fleet, nodes, updates)
+                if steady:
+                    out += await steady_state(api, plane, steady)
+            if api._session is not None:
+                await api._session.aclose()
+    finally:
+        plane.stop()
+    return out
+
+
+async def write_amplification(api: kr8s.asyncio.Api, plane: Any, fleet: Fleet, nodes: int) -> list[str]:
+    out = []
+    for phase, generation in (("create", 1), ("change", 2)):
+        mark, before = AuditMark.now(plane.state.audit_log), api_requests(plane)
+        if phase == "create":
+            await call(api, "POST", ARTIFACTS.format(ns=NAMESPACE, plural="rulesfiles"),
+                       body=rulesfile("shared", rule("shared", QUIET)))  # fmt: skip
+        else:
+            await call(api, "PATCH", ARTIFACTS.format(ns=NAMESPACE, plural="rulesfiles") + "/shared",
+                       body={"spec": {"inlineRules": rule("shared", QUIET + "2")}},
+                       content_type="application/merge-patch+json")  # fmt: skip
+        await until_programmed(api, "shared", generation, nodes)
+        await anyio.sleep(3)
+        status, spec = rulesfile_writes(mark, "shared")
+        out.append(f"  {phase}: writes to the Rulesfile {status} status + {spec} spec; "
+                   f"requests: {interesting(api_requests(plane) - before)}")  # fmt: skip
+    return out
+
+
+async def propagation(api: kr8s.asyncio.Api, fleet: Fleet, nodes: int, updates: int) -> list[str]:
+    to_files: list[float] = []
+    to_programmed: list[float] = []
+    for index in range(updates):
+        text = rule("shared", f"{QUIET}{index + 10}")
+        started = time.monotonic()
+        await call(api, "PATCH", ARTIFACTS.format(ns=NAMESPACE, plural="rulesfiles") + "/shared",
+                   body={"spec": {"inlineRules": text}}, content_type="application/merge-patch+json")  # fmt: skip
+        wanted = text.encode()
+
+        async def everywhere(expected: bytes = wanted) -> bool:
+            return all(agent.files(agent.rules_dir).get(FILE) == expected for agent in fleet.agents.values())
+
+        await wait_for(everywhere, bool, timeout=60, interval=0.01, what="new bytes on every node")
+        to_files.append(time.monotonic() - started)
+        await until_programmed(api, "shared", index + 3, nodes)
+        to_programmed.append(time.monotonic() - started)
+    return [f"  propagation over {updates} updates: files on all {nodes} nodes {spread(to_files)}",
+            f"  {' ' * (len(str(updates)) + 24)}Programmed=True {spread(to_programmed)}"]  # fmt: skip
+
+
+async def steady_state(api: kr8s.asyncio.Api, plane: Any, seconds: float) -> list[str]:
+    for index in range(19):
+        await call(api, "POST", ARTIFACTS.format(ns=NAMESPACE, plural="rulesfiles"),
+                   body=rulesfile(f"quiet-{index:02d}", rule(f"quiet_{index:02d}", QUIET)))  # fmt: skip
+    await anyio.sleep(20)  # every artifact settles (reports, status) before the quiet period
+    mark, before = AuditMark.now(plane.state.audit_log), api_requests(plane)
+    await anyio.sleep(seconds)
+    writes = mark.writes_since()
+    ours = [w for w in writes if _of_the_project(w) and w["objectRef"].get("resource") != "leases"]
+    leases = sum(1 for w in writes if _of_the_project(w) and w["objectRef"].get("resource") == "leases")
+    simulated = [w for w in writes if not _of_the_project(w)]
+    delta = api_requests(plane) - before
+    reads = sum(count for (verb, resource), count in delta.items() if verb in ("GET", "LIST", "WATCH")
+                and resource != "leases")  # fmt: skip
+    described = Counter(f"{w['verb']} {w['objectRef'].get('resource')}" for w in ours).most_common(5)
+    return [f"  steady state, 20 artifacts, {seconds:.0f} s: {len(ours)} writes by the operator and agents "
+            f"({described or 'none'}), {leases} Lease renewals by the operator; "
+            f"{len(simulated)} writes by the node simulator and control plane; "
+            f"reads (all clients) {reads / (seconds / 60):.0f}/min"]  # fmt: skip
+
+
+def _of_the_project(write: Json) -> bool:
+    user = str((write.get("user") or {}).get("username") or "")
+    return user in (OPERATOR_USER, AGENT_USER)
+
+
+async def main(sizes: list[int], updates: int, steady: float) -> None:
+    python = runtime_python()
+    print(f"machine: {os.cpu_count()} cores; agents from .venv-runtime; real Falco on the first node", flush=True)
+    for nodes in sizes:
+        with tempfile.TemporaryDirectory() as workdir:
+            lines = await one_size(nodes, updates, steady if nodes == max(sizes) else 0, python, Path(workdir))
+        print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", default="10,20,50,100", help="comma-separated node counts")
+    parser.add_argument("--updates", type=int, default=30)
+    parser.add_argument("--steady", type=float, default=300.0, help="seconds of steady state at the largest N")
+    arguments = parser.parse_args()
+    anyio.run(main, [int(n) for n in arguments.nodes.split(",")], arguments.updates, arguments.steady)
