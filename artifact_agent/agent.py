@@ -242,7 +242,7 @@ class Agent:
         async with httpx.AsyncClient(timeout=5) as http:
             while True:
                 self._poll_now = anyio.Event()
-                view = await observe(http, url)
+                view = await observe(http, url, self.falco_view)
                 if view != self.falco_view:
                     self.falco_view = view
                     self._mark_dirty()

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 
@@ -75,12 +75,21 @@ def parse_rules_hashes(metrics: str) -> dict[str, str]:
     return found
 
 
-async def observe(http: httpx.AsyncClient, url: str) -> FalcoView:
-    """One look at Falco's web server; unreachable when it does not answer both endpoints."""
+async def observe(http: httpx.AsyncClient, url: str, previous: FalcoView = UNKNOWN) -> FalcoView:
+    """One look at Falco's web server; unreachable when it does not answer.
+
+    Falco's version and plugins change only when it (re)starts, which moves its reload timestamp: while that
+    stays as in ``previous``, ``/versions`` is not asked again (half the requests of a poll).
+    """
     try:
         metrics = await http.get(f"{url}/metrics")
+        if metrics.status_code != 200:
+            return UNKNOWN
+        reloaded_at = parse_reload_time(metrics.text)
+        if previous.reachable and reloaded_at is not None and reloaded_at == previous.reloaded_at:
+            return replace(previous, rules=parse_rules_hashes(metrics.text))
         versions = await http.get(f"{url}/versions")
-        if metrics.status_code != 200 or versions.status_code != 200:
+        if versions.status_code != 200:
             return UNKNOWN
         described = json.loads(versions.text)
     except (httpx.HTTPError, ValueError):
@@ -90,7 +99,7 @@ async def observe(http: httpx.AsyncClient, url: str) -> FalcoView:
         reachable=True,
         version=str(described.get("falco_version")) if isinstance(described, dict) else None,
         rules=parse_rules_hashes(metrics.text),
-        reloaded_at=parse_reload_time(metrics.text),
+        reloaded_at=reloaded_at,
         plugins={str(k): str(v) for k, v in plugins.items()} if isinstance(plugins, dict) else {},
     )
 

@@ -8,8 +8,8 @@ Falco on the first node, stand-ins serving Falco's endpoints on the others). The
    writes to the Rulesfile itself (audit log), each until ``Programmed=True`` with N/N loaded plus 3 s;
 2. propagation over U updates: PATCH → the new bytes in every agent's directory, and → ``Programmed=True`` for
    that generation (p50, p95, p99, max);
-3. steady state (largest N only): 20 artifacts, S seconds without changes: writes (Lease renewals apart) and
-   requests per minute.
+3. steady state (largest N only): 20 artifacts and 10 Falco CRs (nine more as one-replica Deployments), S
+   seconds without changes: writes (Lease renewals apart) and requests per minute.
 
 Run: ``.venv/bin/python -m bench.artifacts_at_scale [--nodes 10,20,50,100] [--updates 30] [--steady 300]``.
 """
@@ -131,9 +131,20 @@ async def write_amplification(api: kr8s.asyncio.Api, plane: Any, fleet: Fleet, n
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def agents_cpu(fleet: Fleet) -> float:
+    return sum(cpu_seconds(agent.process.pid) for agent in fleet.agents.values() if agent.process)
+
+
 async def propagation(api: kr8s.asyncio.Api, fleet: Fleet, nodes: int, updates: int) -> list[str]:
     to_files: list[float] = []
     to_programmed: list[float] = []
+    cpu_before = agents_cpu(fleet)
     for index in range(updates):
         text = rule("shared", f"{QUIET}{index + 10}")
         started = time.monotonic()
@@ -148,15 +159,25 @@ async def propagation(api: kr8s.asyncio.Api, fleet: Fleet, nodes: int, updates: 
         to_files.append(time.monotonic() - started)
         await until_programmed(api, "shared", index + 3, nodes)
         to_programmed.append(time.monotonic() - started)
+    per_update = (agents_cpu(fleet) - cpu_before) / updates / nodes * 1000
+    total = per_update * nodes / 1000
     return [f"  propagation over {updates} updates: files on all {nodes} nodes {spread(to_files)}",
-            f"  {' ' * (len(str(updates)) + 24)}Programmed=True {spread(to_programmed)}"]  # fmt: skip
+            f"  {' ' * (len(str(updates)) + 24)}Programmed=True {spread(to_programmed)}",
+            f"  CPU of one agent per update (event, files, report, Falco polls): {per_update:.0f} ms; "
+            f"all {nodes} agents: {total:.2f} CPU-seconds per update on {os.cpu_count()} cores"]  # fmt: skip
 
 
 async def steady_state(api: kr8s.asyncio.Api, plane: Any, seconds: float) -> list[str]:
     for index in range(19):
         await call(api, "POST", ARTIFACTS.format(ns=NAMESPACE, plural="rulesfiles"),
                    body=rulesfile(f"quiet-{index:02d}", rule(f"quiet_{index:02d}", QUIET)))  # fmt: skip
-    await anyio.sleep(20)  # every artifact settles (reports, status) before the quiet period
+    # Nine more Falco CRs (ten in all), as one-replica Deployments: a thousand simulated pods would measure the
+    # node simulator more than the operator.
+    for index in range(9):
+        body = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco",
+                "metadata": {"name": f"extra-{index}"}, "spec": {"type": "Deployment", "replicas": 1}}  # fmt: skip
+        await call(api, "POST", f"/apis/instance.falcosecurity.dev/v1alpha1/namespaces/{NAMESPACE}/falcos", body=body)
+    await anyio.sleep(30)  # every artifact and Falco settles (reports, status, pods) before the quiet period
     mark, before = AuditMark.now(plane.state.audit_log), api_requests(plane)
     await anyio.sleep(seconds)
     writes = mark.writes_since()
@@ -167,7 +188,7 @@ async def steady_state(api: kr8s.asyncio.Api, plane: Any, seconds: float) -> lis
     reads = sum(count for (verb, resource), count in delta.items() if verb in ("GET", "LIST", "WATCH")
                 and resource != "leases")  # fmt: skip
     described = Counter(f"{w['verb']} {w['objectRef'].get('resource')}" for w in ours).most_common(5)
-    return [f"  steady state, 20 artifacts, {seconds:.0f} s: {len(ours)} writes by the operator and agents "
+    return [f"  steady state, 20 artifacts, 10 Falco CRs, {seconds:.0f} s: {len(ours)} writes by operator and agents "
             f"({described or 'none'}), {leases} Lease renewals by the operator; "
             f"{len(simulated)} writes by the node simulator and control plane; "
             f"reads (all clients) {reads / (seconds / 60):.0f}/min"]  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import anyio.abc
@@ -23,6 +24,8 @@ class FalcoStandIn:
         self.version = version
         self.plugins = plugins or {}
         self.port = free_port()
+        self._last_loaded: dict[str, str] | None = None
+        self._reloaded_ns = time.time_ns()
 
     @property
     def url(self) -> str:
@@ -42,8 +45,12 @@ class FalcoStandIn:
         return found
 
     def _metrics(self) -> tuple[int, str, bytes]:
+        loaded = self.loaded()
+        if loaded != self._last_loaded:  # as Falco's hot reload does, a new set of files moves the timestamp
+            self._last_loaded, self._reloaded_ns = loaded, time.time_ns()
         lines = [f'falcosecurity_falco_sha256_rules_files_info{{file_name="{name}",sha256="{digest}"}} 1'
-                 for name, digest in self.loaded().items()]  # fmt: skip
+                 for name, digest in loaded.items()]  # fmt: skip
+        lines.append(f"falcosecurity_falco_reload_timestamp_nanoseconds {self._reloaded_ns}")
         return 200, "text/plain; version=0.0.4", ("\n".join(lines) + "\n").encode()
 
     def _versions(self) -> tuple[int, str, bytes]:

@@ -41,6 +41,9 @@ DEFAULT_IMAGE = "falco-operator:0.1.0"
 NAMESPACE = "falco-e2e"
 FALCO = "falco"
 RULES_FILE = "50-03-falco-rules-inline.yaml"
+# Seed example 06 names container plugin 0.2.4; Falco 0.44.1 (the operator's default) is tested here with the
+# container plugin 0.7.1 (../shared/falco), so the kind run pulls that version from the same repository.
+CONTAINER_PLUGIN = "ghcr.io/falcosecurity/plugins/plugin/container:0.7.1"
 Json = dict[str, Any]
 
 
@@ -158,8 +161,10 @@ def scenario(cluster: Kind, image: str, engine: str) -> None:
 
     kubectl("create", "namespace", NAMESPACE)
     rulesfile = seed("05-rulesfile-inline.yaml")
-    documents = [falco_manifest(engine), rulesfile, seed("06-plugin-container.yaml")]
-    kubectl("apply", "-f", "-", stdin="\n".join(json.dumps(d) for d in documents))
+    plugin = seed("06-plugin-container.yaml")
+    plugin["spec"]["ociArtifact"]["reference"] = CONTAINER_PLUGIN
+    documents = [falco_manifest(engine), rulesfile, plugin]
+    kubectl("apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in documents))
     kubectl("-n", NAMESPACE, "wait", f"falco/{FALCO}", "--for=condition=Available", "--timeout=600s")
     kubectl("-n", NAMESPACE, "wait", "rulesfile/falco-rules", "--for=condition=Programmed", "--timeout=180s")
 

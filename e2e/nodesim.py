@@ -66,7 +66,9 @@ def client_from_kubeconfig(path: Path) -> httpx.AsyncClient:
 
 def node_status(spec: NodeSpec, index: int) -> dict[str, Any]:
     now = _now()
-    resources = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    # Roomy enough for the benchmarks' 500 Falcos (a Falco pod requests 110m CPU and 576Mi): a simulated node runs
+    # nothing, and a kubelet's 110-pod default would leave pods Pending for reasons no product code is behind.
+    resources = {"cpu": "256", "memory": "1Ti", "pods": "2000", "ephemeral-storage": "1Ti"}
     conditions = [
         {
             "type": kind,

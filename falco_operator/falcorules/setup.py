@@ -7,7 +7,7 @@ from typing import Any
 from ..kube import GENERATION_CHANGED, LABELS_CHANGED, Cache, Client, Controller, Manager, Request, any_of
 from ..kube.resources import CONFIG_MAPS, NAMESPACES, NODES, PODS
 from ..resources import ARTIFACTREPORTS, FALCORULES, FALCOS, RULESFILES
-from ..status.reconciler import FALCO_PODS
+from ..status.reconciler import FALCO_PODS, node_metadata, pod_placement
 from .controller import FalcoRulesReconciler, _selector
 
 Json = dict[str, Any]
@@ -24,8 +24,8 @@ def setup_falcorules_controller(
     rulesfiles = cache.watch(RULESFILES)
     reports = cache.watch(ARTIFACTREPORTS)
     cache.watch(CONFIG_MAPS, label_selector="artifact.falcosecurity.dev/for-falco")
-    cache.watch(PODS, label_selector=FALCO_PODS)
-    cache.watch(NODES)
+    cache.watch(PODS, label_selector=FALCO_PODS, transform=pod_placement)
+    cache.watch(NODES, transform=node_metadata)
     reconciler = FalcoRulesReconciler(client, cache)
     controller = Controller("falcorules", reconciler, metrics=manager.metrics, workers=workers)
 

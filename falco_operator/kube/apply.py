@@ -44,7 +44,8 @@ def _digest(desired: Json) -> str:
 @dataclass(frozen=True)
 class _Applied:
     digest: str
-    projection: Any
+    projection: str
+    """Digest of what the API server returned for the desired fields (a digest, not the fields: memory)."""
 
 
 class Applier:
@@ -78,13 +79,13 @@ class Applier:
             projection = project(live, stamped)
             remembered = self._applied.get(key)
             if projection == stamped or (
-                remembered and remembered.digest == digest and remembered.projection == projection
+                remembered and remembered.digest == digest and remembered.projection == _digest(projection)
             ):
                 self.skips += 1
                 return None
         self.calls += 1
         result = await self.client.apply(resource, stamped)
-        self._applied[key] = _Applied(digest, project(result, stamped))
+        self._applied[key] = _Applied(digest, _digest(project(result, stamped)))
         return result
 
     def has_applied(self, resource: Resource, namespace: str, name: str) -> bool:

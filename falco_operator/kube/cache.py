@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .informer import Informer
+from .informer import Informer, Transform
 from .manager import Manager
 from .resources import Resource
 
@@ -20,15 +20,14 @@ class Cache:
         self._informers: dict[Resource, dict[str | None, Informer]] = {}
 
     def watch(
-        self, resource: Resource, *, label_selector: str | None = None, resync_period: float | None = None
-    ) -> list[Informer]:
+        self, resource: Resource, *, label_selector: str | None = None, resync_period: float | None = None,
+        transform: Transform | None = None,
+    ) -> list[Informer]:  # fmt: skip
         scopes: tuple[str | None, ...] = self.namespaces if (resource.namespaced and self.namespaces) else (None,)
-        informers = {
-            scope: self.manager.informer(
-                resource, namespace=scope, label_selector=label_selector, resync_period=resync_period
-            )
-            for scope in scopes
-        }
+        informers: dict[str | None, Informer] = {}
+        for scope in scopes:
+            informers[scope] = self.manager.informer(resource, namespace=scope, label_selector=label_selector,
+                                                     resync_period=resync_period, transform=transform)  # fmt: skip
         self._informers[resource] = informers
         return list(informers.values())
 

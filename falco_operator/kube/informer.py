@@ -24,6 +24,9 @@ from .errors import ApiError, Gone
 from .resources import Resource
 from .store import IndexFunc, Store, object_key
 
+Transform = Callable[[dict[str, Any]], dict[str, Any]]
+"""What an informer keeps of each object (after ``strip_managed_fields``): the fields its consumers read."""
+
 Json = dict[str, Any]
 log = logging.getLogger("falco_operator.kube.informer")
 WATCH_BACKOFF_CAP = 5.0
@@ -56,8 +59,10 @@ class Informer:
         inactivity_timeout: float = 120.0,
         watch_timeout: tuple[int, int] = (300, 600),
         backoff: Backoff | None = None,
+        transform: Transform | None = None,
     ) -> None:
         self.resource = resource
+        self.transform = transform
         self.namespace = namespace
         self.label_selector = label_selector
         self.field_selector = field_selector
@@ -173,7 +178,7 @@ class Informer:
         self._replace(items)
 
     def _replace(self, items: list[Json]) -> None:
-        fresh = {object_key(item): item for item in items}
+        fresh = {object_key(item): self._cached(item) for item in items}
         for obj in fresh.values():
             previous = self.store.upsert(obj)
             if previous is None:
@@ -185,6 +190,10 @@ class Informer:
             if gone is not None:
                 self.store.delete(gone)
                 self._notify_delete(gone)
+
+    def _cached(self, obj: Json) -> Json:
+        obj = strip_managed_fields(obj)
+        return self.transform(obj) if self.transform else obj
 
     async def _watch(self, client: Client) -> None:
         params = {
@@ -222,7 +231,7 @@ class Informer:
             return
         self.events_received += 1
         if kind in ("ADDED", "MODIFIED"):
-            previous = self.store.upsert(obj)
+            previous = self.store.upsert(self._cached(obj))
             if previous is None:
                 self._notify_add(obj)
             else:
@@ -254,6 +263,15 @@ class Informer:
         for handler in self._handlers:
             if handler.on_delete:
                 _guard(handler.on_delete, obj)
+
+
+def strip_managed_fields(obj: Json) -> Json:
+    """The object without ``metadata.managedFields``: nothing reads them from a cache, and they are often the
+    larger half of an object (a DaemonSet's lists every field of its pod template twice)."""
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict):
+        metadata.pop("managedFields", None)
+    return obj
 
 
 def _version(obj: Json) -> str:

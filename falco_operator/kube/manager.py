@@ -19,7 +19,7 @@ import anyio.abc
 from .client import Client
 from .controller import Controller
 from .endpoints import HttpEndpoints, metrics_handler, probe_handler
-from .informer import Informer
+from .informer import Informer, Transform
 from .leaderelection import LeaderElector, LeaderLost
 from .metrics import RuntimeMetrics
 from .resources import Resource
@@ -81,15 +81,16 @@ class Manager:
         metadata_only: bool = False,
         resync_period: float | None = None,
         indexers: dict[str, IndexFunc] | None = None,
+        transform: Transform | None = None,
     ) -> Informer:
         """The shared informer for this resource and scope (created on first use)."""
-        key = (resource, namespace, label_selector, field_selector, metadata_only)
+        key = (resource, namespace, label_selector, field_selector, metadata_only, transform)
         informer = self.informers.get(key)
         if informer is None:
             informer = Informer(
                 self.client, resource, namespace=namespace, label_selector=label_selector,
                 field_selector=field_selector, metadata_only=metadata_only, resync_period=resync_period,
-                indexers=indexers,
+                indexers=indexers, transform=transform,
             )  # fmt: skip
             self.informers[key] = informer
         return informer

@@ -26,6 +26,18 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def pod_placement(pod: Json) -> Json:
+    """What the operator keeps of a Falco pod (``agents_in`` reads no more): its metadata and its node. A cached
+    pod is otherwise mostly its spec and status, repeated for every pod of every Falco."""
+    return {"metadata": pod.get("metadata") or {}, "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")}}
+
+
+def node_metadata(node: Json) -> Json:
+    """What the operator keeps of a Node: its metadata (labels select agents); its status (images, conditions)
+    can be tens of kilobytes."""
+    return {"metadata": node.get("metadata") or {}}
+
+
 def agents_in(cache: Cache, namespace: str) -> list[Agent]:
     """The agent of every scheduled, not terminating Falco pod on an existing node in ``namespace`` (ready or not)."""
     agents = []

@@ -8,7 +8,7 @@ from ..kube import GENERATION_CHANGED, LABELS_CHANGED, Cache, Client, Controller
 from ..kube.resources import NODES, PODS
 from ..resources import ARTIFACTREPORTS, CONFIGS, FALCOS, PLUGINS, RULESFILES
 from .metrics import ArtifactMetrics
-from .reconciler import FALCO_PODS, ArtifactStatusReconciler
+from .reconciler import FALCO_PODS, ArtifactStatusReconciler, node_metadata, pod_placement
 
 Json = dict[str, Any]
 REPORT_COALESCING = 2.0
@@ -27,9 +27,9 @@ def setup_status_controllers(
 ) -> list[ArtifactStatusReconciler]:
     cache = Cache(manager, namespaces)
     reports = cache.watch(ARTIFACTREPORTS)
-    pods = cache.watch(PODS, label_selector=FALCO_PODS)
+    pods = cache.watch(PODS, label_selector=FALCO_PODS, transform=pod_placement)
     falcos = cache.watch(FALCOS)
-    nodes = cache.watch(NODES)
+    nodes = cache.watch(NODES, transform=node_metadata)
     reconcilers = []
     kinds = (RULESFILES, PLUGINS, CONFIGS)
     for resource in kinds:

@@ -76,7 +76,9 @@ async def test_informer_sees_add_update_delete_in_order(api: kr8s.asyncio.Api, n
         expected = [("add", "cm", "1"), ("update", "cm", "2"), ("update", "cm", "3"), ("delete", "cm", None)]
         await wait_for(lambda: _value(events[1:]), lambda seen: seen == expected, what="events in order", timeout=20)
         assert informer.store.get(f"{namespace}/cm") is None
-        assert informer.store.get(f"{namespace}/before") is not None
+        cached = informer.store.get(f"{namespace}/before")
+        assert cached is not None
+        assert "managedFields" not in cached["metadata"], "the cache keeps no managed fields (memory)"
 
 
 async def _value(events: list[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
