@@ -177,7 +177,7 @@ async def steady_state(api: kr8s.asyncio.Api, plane: Any, seconds: float) -> lis
         body = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco",
                 "metadata": {"name": f"extra-{index}"}, "spec": {"type": "Deployment", "replicas": 1}}  # fmt: skip
         await call(api, "POST", f"/apis/instance.falcosecurity.dev/v1alpha1/namespaces/{NAMESPACE}/falcos", body=body)
-    await anyio.sleep(30)  # every artifact and Falco settles (reports, status, pods) before the quiet period
+    await anyio.sleep(15)  # every artifact and Falco settles (reports, status, pods) before the quiet period
     mark, before = AuditMark.now(plane.state.audit_log), api_requests(plane)
     await anyio.sleep(seconds)
     writes = mark.writes_since()
