@@ -124,7 +124,10 @@ async def main(falcos: int, unrelated: int, available: bool) -> None:
         print(f"all Available=True after    {available_after:6.2f} s")
     print(f"operator API requests       {requests:.0f} ({requests / falcos:.1f} per Falco, Lease renewals included)")
     print(f"operator writes until then  {len(writes)} ({len(writes) / falcos:.1f} per Falco): {dict(by_resource)}")
-    print(f"operator writes in 30 s of steady state (resync every 10 s, lease renewals excluded): {len(steady)}")
+    if available_after is not None:
+        print(f"operator writes in 30 s of steady state (resync every 10 s, lease renewals excluded): {len(steady)}")
+    else:
+        print("steady state not measured: the simulated pods were still becoming ready (--skip-available)")
     extra = f", {unrelated_rss:.0f} MiB with {unrelated} unrelated Secrets and ConfigMaps each" if unrelated_rss else ""
     print(f"operator resident memory    {idle_rss:.0f} MiB idle{extra}, {busy_rss:.0f} MiB with {falcos} Falcos")
 
