@@ -230,15 +230,17 @@ class Informer:
         if kind == "BOOKMARK":
             return
         self.events_received += 1
+        # Handlers see what the cache holds (transformed), as they do after a relist.
+        cached = self._cached(obj)
         if kind in ("ADDED", "MODIFIED"):
-            previous = self.store.upsert(self._cached(obj))
+            previous = self.store.upsert(cached)
             if previous is None:
-                self._notify_add(obj)
+                self._notify_add(cached)
             else:
-                self._notify_update(previous, obj)
+                self._notify_update(previous, cached)
         elif kind == "DELETED":
-            previous = self.store.delete(obj)
-            self._notify_delete(previous or obj)
+            previous = self.store.delete(cached)
+            self._notify_delete(previous or cached)
         # A watch that delivers events is healthy: later failures start from a short delay again.
         self._backoff.reset()
 

@@ -132,3 +132,40 @@ async def test_metadata_only_informer_keeps_no_data(api: kr8s.asyncio.Api, names
 
 async def _keys(informer: Informer) -> set[str]:
     return set(informer.store.keys())
+
+
+def _keep_v(obj: Json) -> Json:
+    return {"metadata": obj["metadata"], "data": {"v": (obj.get("data") or {}).get("v")}}
+
+
+async def test_transform_shapes_both_the_cache_and_what_handlers_see(
+    api: kr8s.asyncio.Api, namespace: str, client: Client
+) -> None:
+    """A transform applies to listed and watched objects alike, and handlers receive the transformed object."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    await call(api, "POST", path, body={"metadata": {"name": "listed"}, "data": {"v": "1", "big": "x" * 1000}})
+    seen: list[Json] = []
+
+    def record(obj: Json) -> None:
+        if obj["metadata"]["name"] != "kube-root-ca.crt":
+            seen.append(obj)
+
+    informer = Informer(client, CONFIG_MAPS, namespace=namespace, transform=_keep_v)
+    informer.add_handler(EventHandler(on_add=record, on_update=lambda old, new: record(new), on_delete=record))
+    async with running(informer):
+        await call(api, "POST", path, body={"metadata": {"name": "watched"}, "data": {"v": "1", "big": "y" * 1000}})
+        await call(api, "PATCH", f"{path}/watched", body={"data": {"v": "2"}},
+                   content_type="application/merge-patch+json")  # fmt: skip
+        await call(api, "DELETE", f"{path}/watched")
+        await wait_for(lambda: _objects(seen), lambda got: len(got) == 4, what="add, add, update, delete")
+        assert [(obj["metadata"]["name"], obj["data"]) for obj in seen] == [
+            ("listed", {"v": "1"}), ("watched", {"v": "1"}), ("watched", {"v": "2"}), ("watched", {"v": "2"}),
+        ]  # fmt: skip
+        assert all("managedFields" not in obj["metadata"] for obj in seen)
+        cached = informer.store.get(f"{namespace}/listed")
+        assert cached is not None
+        assert cached["data"] == {"v": "1"}
+
+
+async def _objects(items: list[Json]) -> list[Json]:
+    return list(items)
