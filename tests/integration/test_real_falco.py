@@ -10,8 +10,10 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
+from artifact_agent.confirmation import observe
 from artifact_agent.layout import GenerationDirectory
 from e2e.configmap_volume import ConfigMapVolume, sha256s
 from e2e.falco import (
@@ -287,3 +289,41 @@ async def test_the_agents_nudge_makes_an_idle_falco_read_its_rules_again(
         rules_dir.nudge()
         assert await falco.wait_reloaded(reloads) == reloads + 1
         await falco.expect_no_reload(reloads + 1)
+
+
+async def test_the_agents_look_at_falco_asks_versions_only_after_a_reload(
+    tmp_path: Path, falco_binaries: FalcoBinaries
+) -> None:
+    """Falco's version and plugins can change only with a (re)start, which moves its reload timestamp: while that
+    stays, the agent's poll reads ``/metrics`` alone; after a reload it asks ``/versions`` again."""
+    rules_dir, config_dir, plugins_dir = volumes(tmp_path)
+    first, second = {"10-a.yaml": rules("a")}, {"10-a.yaml": rules("a", "a2")}
+    rules_dir.write(first)
+    asked: list[str] = []
+
+    async def record(request: httpx.Request) -> None:
+        asked.append(request.url.path)
+
+    with run_falco(tmp_path / "falco", rules_dir.path, config_dir.path, plugins_dir, binaries=falco_binaries) as falco:
+        await falco.wait_rules(sha256s(first))
+        url = f"http://127.0.0.1:{falco.web_port}"
+        async with httpx.AsyncClient(timeout=5, event_hooks={"request": [record]}) as http:
+            view = await observe(http, url)
+            assert (asked, view.reachable, view.rules) == (["/metrics", "/versions"], True, sha256s(first))
+            assert view.version == (await falco.versions())["falco_version"]
+            assert view.reloaded_at is not None
+
+            asked.clear()
+            again = await observe(http, url, view)
+            assert (asked, again) == (["/metrics"], view)
+
+            start = falco.reload_count()
+            rules_dir.write(second)
+            await falco.wait_reloaded(start)
+            await falco.wait_rules(sha256s(second))
+            asked.clear()
+            reloaded = await observe(http, url, view)
+            assert asked == ["/metrics", "/versions"]
+            assert (reloaded.rules, reloaded.version) == (sha256s(second), view.version)
+            assert reloaded.reloaded_at is not None
+            assert reloaded.reloaded_at > view.reloaded_at
