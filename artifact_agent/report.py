@@ -32,11 +32,22 @@ def report_status(
             files=sorted(str(directories[directory] / name) for directory, name in outcome.delivered.files) or None,
             state=outcome.state,
             reason=outcome.reason,
-            message=outcome.message,
+            message=_clipped(outcome.message),
         )
         for outcome in sorted(outcomes, key=lambda outcome: outcome.key)
     ]
     return ArtifactReportStatus(artifacts=entries, falco=falco).to_wire()
+
+
+MAX_MESSAGE_CHARS = 1024
+"""The longest message per artifact: a report holds one entry per artifact, and a report the API server refuses
+for its size would leave the operator reading a stale one."""
+
+
+def _clipped(message: str | None) -> str | None:
+    if message is None or len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[: MAX_MESSAGE_CHARS - 14] + " ... (clipped)"
 
 
 @dataclass(frozen=True)

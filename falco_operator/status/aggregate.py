@@ -17,6 +17,12 @@ from ..kube.conditions import with_transition_times
 
 Json = dict[str, Any]
 MAX_NAMED = 5
+MAX_DETAIL_CHARS = 512
+"""The longest message quoted from one agent's report; reports are the agents' words and can be long."""
+MAX_REASON_CHARS = 128
+MAX_CONDITION_CHARS = 4096
+"""The longest condition message: a status the API server refuses (its CRD caps a message at 32 KiB) would stay
+stale and be retried forever, so every message is cut well under that."""
 UNRESOLVED_REASONS = {"ConfigMapNotFound", "ConfigMapKeyNotFound", "Forbidden", "Unsupported", *PULL_FAILURE_REASONS}
 
 
@@ -63,15 +69,36 @@ def report_entry(report: Json | None, kind: str, name: str) -> Json | None:
     return None
 
 
-def named(nodes: Sequence[str], detail: Mapping[str, str] | None = None) -> str:
-    """Up to five node names (with a detail each, when given), then ``(+N more)``."""
-    shown = [f"{node} ({detail[node]})" if detail and detail.get(node) else node for node in nodes[:MAX_NAMED]]
+def named(nodes: Sequence[str]) -> str:
+    """Up to five node names, then ``(+N more)``."""
     more = f" (+{len(nodes) - MAX_NAMED} more)" if len(nodes) > MAX_NAMED else ""
-    return ", ".join(shown) + more
+    return ", ".join(nodes[:MAX_NAMED]) + more
+
+
+def grouped(nodes: Sequence[str], detail: Mapping[str, str]) -> str:
+    """Nodes grouped by what they say, in order of first appearance: ``node1, node2, node3: msg; node4: other``.
+
+    Up to five groups are shown, each naming up to five nodes; the rest are counted. A thousand nodes failing
+    for one reason is one line, not a thousand repetitions of it.
+    """
+    groups: dict[str, list[str]] = {}
+    for node in nodes:
+        groups.setdefault(clipped(detail.get(node, ""), MAX_DETAIL_CHARS), []).append(node)
+    shown = [f"{named(members)}: {text}" if text else named(members)
+             for text, members in list(groups.items())[:MAX_NAMED]]  # fmt: skip
+    hidden = sum(len(members) for members in list(groups.values())[MAX_NAMED:])
+    more = f"; (+{hidden} more nodes with other messages)" if hidden else ""
+    return "; ".join(shown) + more
+
+
+def clipped(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying so."""
+    return text if len(text) <= limit else text[: limit - 14] + " ... (clipped)"
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str, generation: int) -> Json:
-    return {"type": kind, "status": "True" if ok else "False", "reason": reason, "message": message,
+    return {"type": kind, "status": "True" if ok else "False", "reason": clipped(reason, MAX_REASON_CHARS),
+            "message": clipped(message, MAX_CONDITION_CHARS),
             "observedGeneration": generation}  # fmt: skip
 
 
@@ -116,7 +143,7 @@ def artifact_status(
         message = "no Falco agent in this namespace is selected by this artifact"
         programmed = _condition("Programmed", False, "NoAgents", message, generation)
     elif failed:
-        programmed = _condition("Programmed", False, "Failed", f"{counts}; failed on {named(failed, failures)}",
+        programmed = _condition("Programmed", False, "Failed", f"{counts}; failed on {grouped(failed, failures)}",
                                 generation)  # fmt: skip
     elif waiting:
         programmed = _condition("Programmed", False, "Pending", f"{counts}; waiting for {named(waiting)}", generation)

@@ -51,7 +51,7 @@ def test_failures_name_five_nodes_then_count_the_rest_and_set_valid_and_resolved
     status = artifact_status(target, agents(7), reports, None, NOW)
     programmed = conditions(status)["Programmed"]
     assert programmed[:2] == ("False", "Failed")
-    assert programmed[2].endswith("node5 (line 3: bad) (+2 more)")
+    assert programmed[2].endswith("failed on node1, node2, node3, node4, node5 (+2 more): line 3: bad")
     assert conditions(status)["Valid"] == ("False", "InvalidContent", "line 3: bad")
     missing = {"pod-1": report([entry("Failed", reason="ConfigMapNotFound", message="ConfigMap x does not exist")])}
     unresolved = artifact_status(target, agents(1), missing, None, NOW)
@@ -80,3 +80,35 @@ def test_an_unchanged_aggregate_is_not_written_again_and_transition_times_stay()
     again = artifact_status(target, agents(1), reports, live, "2026-11-24T13:00:00Z")
     assert same_status(live, again)
     assert not same_status(live, artifact_status(target, agents(2), reports, live, NOW))
+
+
+def test_identical_node_messages_are_grouped_and_distinct_ones_listed_in_order() -> None:
+    target = Target("Rulesfile", "rules", 2)
+    reports = {f"pod-{i}": report([entry("Invalid", reason="InvalidContent", message="line 3: bad")])
+               for i in range(1, 4)}  # fmt: skip
+    reports["pod-4"] = report([entry("Failed", reason="PullFailed", message="registry down")])
+    message = conditions(artifact_status(target, agents(4), reports, None, NOW))["Programmed"][2]
+    assert (
+        message
+        == "0/4 agents installed it, Falco loaded it on 0; failed on node1, node2, node3: line 3: bad; node4: registry down"
+    )
+    assert message.count("line 3: bad") == 1
+
+
+def test_many_distinct_messages_show_five_groups_and_count_the_other_nodes() -> None:
+    target = Target("Rulesfile", "rules", 2)
+    reports = {f"pod-{i}": report([entry("Failed", reason="PullFailed", message=f"error {i}")]) for i in range(1, 9)}
+    message = conditions(artifact_status(target, agents(8), reports, None, NOW))["Programmed"][2]
+    assert "node5: error 5; (+3 more nodes with other messages)" in message
+    assert "error 6" not in message
+
+
+def test_huge_agent_messages_and_reasons_are_clipped_below_what_the_crd_accepts() -> None:
+    target = Target("Rulesfile", "rules", 2)
+    reports = {f"pod-{i}": report([entry("Invalid", reason="R" * 5000, message=f"{i}" + "x" * 100_000)])
+               for i in range(1, 10)}  # fmt: skip
+    status = artifact_status(target, agents(9), reports, None, NOW)
+    for condition in status["conditions"]:
+        assert len(condition["message"]) <= 4096
+        assert len(condition["reason"]) <= 128
+    assert "(clipped)" in conditions(status)["Valid"][2]
