@@ -8,7 +8,7 @@ CONTROLPLANE := $(BIN)/python -m e2e.controlplane
 IMAGE ?= falco-operator:0.1.0
 CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
 
-.PHONY: bench image e2e install lint test demo controlplane controlplane-build controlplane-down controlplane-status clean \
+.PHONY: bench image e2e install lint test demo system-deps controlplane controlplane-build controlplane-down controlplane-status clean \
 	manifests manifests-check pod-template-schema falco-check
 
 install: $(STAMP)
@@ -25,8 +25,13 @@ lint: manifests-check
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+## system-deps: the Debian packages demo and test need (scripts/system-deps.sh: installs them as root, otherwise
+## prints the command to run)
+system-deps:
+	scripts/system-deps.sh
+
 ## test: lint, then every test (unit and integration against the local control plane)
-test: lint controlplane-build falco-check
+test: system-deps lint controlplane-build falco-check
 	$(BIN)/pytest
 
 ## falco-check: print the Falco the tests use and validate the default rules with it
@@ -49,7 +54,7 @@ controlplane-status: install
 
 ## demo: the whole product locally: control plane, operator, agents and real Falco on 3 nodes, a registry,
 ## every seed example checked; stays up (Ctrl-C stops everything)
-demo: controlplane-build
+demo: system-deps controlplane-build
 	$(BIN)/python -m e2e.demo
 
 ## bench: every benchmark under bench/, printing its table (QUICK=1 for smaller sizes)
