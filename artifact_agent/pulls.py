@@ -25,7 +25,7 @@ import anyio.abc
 import httpx
 
 from falco_operator.api import Plugin, Rulesfile
-from falco_operator.api.oci import CredentialsRef, OCIArtifact, OCILocation
+from falco_operator.api.oci import MIN_REFRESH_SECONDS, CredentialsRef, OCIArtifact, OCILocation
 from falco_operator.artifacts import Artifact, ArtifactKey, Content, Resolution, Unavailable, artifact_key
 from falco_operator.artifacts.oci import (
     GRANT_RULE,
@@ -60,6 +60,8 @@ class PullSettings:
     """Bound on one whole pull (resolve, credentials, download)."""
     max_bytes: int = 256 * 1024 * 1024
     """Largest layer, and largest uncompressed archive, accepted."""
+    min_refresh: float = MIN_REFRESH_SECONDS
+    """Shortest ``refreshInterval`` honoured (the CRD refuses shorter ones; older objects are raised to it)."""
     retry_initial: float = 5.0
     retry_max: float = 120.0
     extra_ca: str | None = None
@@ -81,7 +83,7 @@ class PullRequest:
         return replace(self, generation=None, refresh=None) == replace(other, generation=None, refresh=None)
 
 
-def pull_request(artifact: Artifact) -> PullRequest | None:
+def pull_request(artifact: Artifact, min_refresh: float = MIN_REFRESH_SECONDS) -> PullRequest | None:
     oci: OCIArtifact | None
     if isinstance(artifact, Rulesfile):
         oci, kind = artifact.spec.oci(), RULES
@@ -92,7 +94,7 @@ def pull_request(artifact: Artifact) -> PullRequest | None:
     if oci is None:
         return None
     location = oci.location()
-    refresh = oci.refresh_seconds() if location.digest is None else None
+    refresh = oci.refresh_seconds(min_refresh) if location.digest is None else None
     return PullRequest(kind, location, oci.credentials(), refresh, artifact.metadata.generation)
 
 
@@ -142,7 +144,8 @@ class OCIPulls:
 
     def want(self, artifacts: Iterable[Artifact]) -> None:
         """Start, restart or stop pulls so that exactly these artifacts' OCI sources are followed."""
-        wanted = {artifact_key(a): request for a in artifacts if (request := pull_request(a)) is not None}
+        floor = self._settings.min_refresh
+        wanted = {artifact_key(a): request for a in artifacts if (request := pull_request(a, floor)) is not None}
         for key in set(self._tracked) - set(wanted):
             self._tracked.pop(key).scope.cancel()
         for key, request in sorted(wanted.items()):

@@ -22,6 +22,9 @@ REFERENCE_PATTERN = (
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 DURATION_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+$"
+MIN_REFRESH_INTERVAL = "1m"
+MIN_REFRESH_SECONDS = 60.0
+"""The shortest ``refreshInterval``: every node of every Falco the artifact applies to asks the registry this often."""
 
 
 class ImageRef(KubeModel):
@@ -111,8 +114,13 @@ class OCIArtifact(KubeModel):
     """Seed form: `host/repository:tag` or `host/repository@sha256:...` in one string."""
     pull_secret: PullSecret | None = None
     """Seed form of credentials, with `reference`."""
-    refresh_interval: Annotated[str, Field(pattern=DURATION_PATTERN)] | None = None
-    """Re-resolve the tag this often and follow it when it moves; unset resolves once per spec change."""
+    refresh_interval: Annotated[str, Field(pattern=DURATION_PATTERN, max_length=64, json_schema_extra=validations(cel(
+        f"duration(self) >= duration('{MIN_REFRESH_INTERVAL}')",
+        f"refreshInterval must be at least {MIN_REFRESH_INTERVAL} (every node asks the registry this often), "
+        "for example 5m or 1h",
+    )))] | None = None  # fmt: skip
+    """Re-resolve the tag this often (at least 1m) and follow it when it moves; unset resolves once per spec
+    change."""
 
     def location(self) -> OCILocation:
         """The registry, repository and tag or digest, whichever form the user wrote."""
@@ -127,9 +135,10 @@ class OCIArtifact(KubeModel):
         tag, digest = (None, self.image.tag) if self.image.tag.startswith("sha256:") else (self.image.tag, None)
         return OCILocation(registry.name or DEFAULT_REGISTRY, self.image.repository, tag, digest, plain_http, insecure)
 
-    def refresh_seconds(self) -> float | None:
-        """``refreshInterval`` in seconds (None: resolve once per spec change)."""
-        return parse_duration(self.refresh_interval) if self.refresh_interval else None
+    def refresh_seconds(self, floor: float = MIN_REFRESH_SECONDS) -> float | None:
+        """``refreshInterval`` in seconds, never under ``floor`` (None: resolve once per spec change). The CRD
+        refuses shorter intervals; objects stored before it did are held to the floor here."""
+        return max(floor, parse_duration(self.refresh_interval)) if self.refresh_interval else None
 
     def credentials(self) -> CredentialsRef | None:
         if self.pull_secret:

@@ -141,7 +141,7 @@ async def test_seed_examples_04_and_06_pull_from_a_private_registry(
             rebuilt = container + b"\0" * 64
             libraries = {arch: rebuilt if data == container else data for arch, data in libraries.items()}
             new_digest = push_plugin(oci_registry, PLUGIN_REPOSITORY, "0.2.4", libraries)
-            await patch(api, namespace, "Plugin", "container", {"spec": {"ociArtifact": {"refreshInterval": "1s"}}})
+            await patch(api, namespace, "Plugin", "container", {"spec": {"ociArtifact": {"refreshInterval": "1m"}}})
             await wait_files(agent, agent.plugins_dir, lambda f: f.get("container.so") == rebuilt, "new library")
             await wait_for(partial(anyio.to_thread.run_sync, falco.log), lambda log: log.count(
                 "Loaded plugin 'container@") == 2, timeout=20, what="Falco loading the new library")  # fmt: skip
@@ -248,7 +248,7 @@ async def test_moved_tags_are_followed_and_a_restart_downloads_nothing(
                                       "metadata": {"name": "moving"}, "spec": {"ociArtifact": {
                                           "image": {"repository": repository, "tag": "stable"},
                                           "registry": {"name": registry.host, "plainHTTP": True},
-                                          "refreshInterval": "1s"}}})  # fmt: skip
+                                          "refreshInterval": "1m"}}})  # fmt: skip
         name = "50-01-moving-oci.yaml"
         args = ("--pull-retry-max=1", "--pull-timeout=2", "--pull-deadline=10")
         async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"],
@@ -256,6 +256,8 @@ async def test_moved_tags_are_followed_and_a_restart_downloads_nothing(
             agent = agents["node1"]
             await wait_files(agent, agent.rules_dir, lambda f: f.get(name) == version_1, "version 1", timeout=20)
             moved = push_rules(registry, repository, "stable", version_2)
+            # A spec change resolves the tag again at once (the timed refresh: tests/integration/test_oci_pulls.py).
+            await patch(api, namespace, "Rulesfile", "moving", {"spec": {"ociArtifact": {"refreshInterval": "2m"}}})
             await wait_files(agent, agent.rules_dir, lambda f: f.get(name) == version_2, "the moved tag", timeout=10)
             await wait_entry(api, agent, "Rulesfile", "moving", lambda e: e.get("digest") == moved, "new digest")
             assert registry.blob_downloads(repository) == 2

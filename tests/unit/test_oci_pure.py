@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from artifact_agent.oci_cache import DigestCache
+from artifact_agent.pulls import pull_request
 from e2e.oci_artifacts import gzip_bomb, hostile_layer, tar_gz
+from falco_operator.api import Rulesfile
 from falco_operator.api.oci import parse_duration
 from falco_operator.artifacts.oci import (
     ArchiveRefused,
@@ -112,6 +114,24 @@ def test_durations() -> None:
     assert [parse_duration(text) for text in ("90s", "1h30m", "1.5h", "250ms")] == [90, 5400, 5400, 0.25]
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration("1 hour")
+
+
+def _oci_rulesfile(oci: dict[str, object]) -> Rulesfile:
+    return Rulesfile.model_validate({"metadata": {"name": "r", "generation": 1}, "spec": {"ociArtifact": oci}})
+
+
+@pytest.mark.parametrize(("interval", "seconds"), [("0s", 60), ("1ns", 60), ("1s", 60), ("59s", 60), ("1m", 60),
+                                                   ("90s", 90), ("1h", 3600)])  # fmt: skip
+def test_a_refresh_interval_stored_before_the_crd_floor_is_held_to_a_minute(interval: str, seconds: float) -> None:
+    request = pull_request(_oci_rulesfile({"reference": "ghcr.io/a/b:1", "refreshInterval": interval}))
+    assert request is not None
+    assert request.refresh == seconds
+
+
+def test_a_digest_reference_is_never_refreshed() -> None:
+    request = pull_request(_oci_rulesfile({"reference": "ghcr.io/a/b@sha256:" + "a" * 64, "refreshInterval": "1h"}))
+    assert request is not None
+    assert request.refresh is None
 
 
 def test_digest_cache_round_trip_and_pruning(tmp_path: Path) -> None:

@@ -1,0 +1,87 @@
+"""The agent's OCI pulls in this process (``OCIPulls``), against a real registry and the real API server (for
+Secrets): what happens at each refresh, with a refresh floor lowered so that tests need not wait a minute."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from prometheus_client import CollectorRegistry
+
+from artifact_agent.metrics import AgentMetrics
+from artifact_agent.pulls import OCIPulls, PullSettings
+from e2e.controlplane import ControlPlane
+from e2e.oci_artifacts import push_rules
+from e2e.registry import Registry, start_registry
+from e2e.wait import wait_for
+from falco_operator.api import Rulesfile
+from falco_operator.artifacts import ArtifactKey, Content, Resolution
+from falco_operator.kube import Client
+
+pytestmark = pytest.mark.anyio
+Json = dict[str, Any]
+KEY = ArtifactKey("Rulesfile", "followed")
+
+
+def rulesfile(oci: Json, generation: int = 1) -> Rulesfile:
+    return Rulesfile.model_validate({"metadata": {"name": KEY.name, "generation": generation},
+                                     "spec": {"ociArtifact": oci}})  # fmt: skip
+
+
+@asynccontextmanager
+async def running_pulls(
+    control_plane: ControlPlane, namespace: str, cache: Path, **settings: Any
+) -> AsyncIterator[OCIPulls]:
+    client = await Client.connect(kubeconfig=str(control_plane.kubeconfig), field_manager="test", direct=True)
+    defaults: Json = {"min_refresh": 0.2, "retry_initial": 0.2, "retry_max": 0.5, "request_timeout": 2.0}
+    pulls = OCIPulls(client, namespace, PullSettings(cache_dir=cache, **{**defaults, **settings}),
+                     AgentMetrics(CollectorRegistry()), lambda: None)  # fmt: skip
+    try:
+        async with anyio.create_task_group() as group:
+            await group.start(pulls.run)
+            yield pulls
+            group.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await client.close()
+
+
+async def answer(pulls: OCIPulls, accept: Callable[[Resolution | None], bool], what: str) -> Resolution | None:
+    async def probe() -> Resolution | None:
+        return pulls.resolve(KEY)
+
+    return await wait_for(probe, accept, timeout=15, interval=0.05, what=what)
+
+
+def holds(data: bytes) -> Callable[[Resolution | None], bool]:
+    return lambda result: isinstance(result, Content) and result.data == data
+
+
+@pytest.fixture
+def plain_registry(tmp_path: Path) -> Any:
+    registry = start_registry(tmp_path / "registry", tls=False, auth=False)
+    try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+async def test_a_refresh_follows_a_moved_tag_without_any_spec_change(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, plain_registry: Registry
+) -> None:
+    repository = f"t{secrets.token_hex(3)}/rules"
+    push_rules(plain_registry, repository, "stable", b"- list: one\n  items: []\n")
+    oci = {"image": {"repository": repository, "tag": "stable"},
+           "registry": {"name": plain_registry.host, "plainHTTP": True}, "refreshInterval": "1s"}  # fmt: skip
+    async with running_pulls(control_plane, namespace, tmp_path / "cache", min_refresh=0.5) as pulls:
+        pulls.want([rulesfile(oci)])
+        await answer(pulls, holds(b"- list: one\n  items: []\n"), "the first pull")
+        moved = push_rules(plain_registry, repository, "stable", b"- list: two\n  items: []\n")
+        result = await answer(pulls, holds(b"- list: two\n  items: []\n"), "the moved tag")
+        assert isinstance(result, Content)
+        assert result.digest == moved
