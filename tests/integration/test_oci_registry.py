@@ -188,6 +188,23 @@ async def test_tls_is_verified_unless_skipped(oci_registry: Registry) -> None:
         assert (await _pull(skipping, location, _credentials(oci_registry))).file.data == RULES_TEXT
 
 
+async def test_credentials_are_never_sent_when_certificates_are_not_checked(tmp_path: Path) -> None:
+    registry = start_registry(tmp_path, tls=True, auth=True)
+    try:
+        repository = _repository()
+        push_rules(registry, repository, "latest", RULES_TEXT)
+        location = OCILocation(registry.host, repository, "latest", None, insecure_skip_verify=True)
+        async with http_client(timeout=5, insecure=True) as skipping:
+            failure = await _failure(skipping, location, _credentials(registry))
+        assert failure.reason == "InsecureCredentials"
+        assert "tls.insecureSkipVerify is on: credentials are never sent" in failure.message
+        assert "--registry-ca" in failure.message
+        # one unauthenticated attempt, answered 401, and no second one carrying the credentials
+        assert registry.log_path.read_text().count(f'"GET /v2/{repository}/manifests/latest') == 1
+    finally:
+        registry.stop()
+
+
 async def test_credentials_are_never_sent_over_plain_http(tmp_path: Path) -> None:
     registry = start_registry(tmp_path, tls=False, auth=True)
     try:

@@ -94,7 +94,8 @@ class Pulled:
 
 class RegistrySession:
     """One pull's conversation with one registry: answers its authentication challenge once and reuses the
-    answer. Credentials are never sent over plain HTTP, and only to the registry and the token realm it names."""
+    answer. Credentials are never sent over plain HTTP or without certificate checks, and only to the registry and
+    the token realm it names."""
 
     def __init__(self, http: httpx.AsyncClient, location: OCILocation, credentials: Credentials | None) -> None:
         self._http = http
@@ -210,6 +211,11 @@ class RegistrySession:
         if credentials is not None and self._location.plain_http:
             raise PullFailed("InsecureCredentials", f"{self._location.registry} asks for credentials over plain "
                                                     "HTTP; credentials are never sent without TLS")  # fmt: skip
+        if credentials is not None and self._location.insecure_skip_verify:
+            raise PullFailed("InsecureCredentials", f"{self._location.registry} asks for credentials and "
+                             "tls.insecureSkipVerify is on: credentials are never sent to a registry whose certificate "
+                             "is not checked; give the agents its CA (--registry-ca) and turn insecureSkipVerify "
+                             "off")  # fmt: skip
         if scheme == "basic":
             if credentials is None:
                 raise PullFailed("Unauthorized", f"{self._location.registry} asks for credentials and the "
