@@ -271,7 +271,7 @@ class OCIPulls:
         try:
             return credentials_from_secret(secret, request.location.registry, ref.username_key, ref.password_key)
         except CredentialsProblem as problem:
-            raise PullFailed("InvalidSecret", str(problem)) from None
+            raise PullFailed(problem.reason, str(problem)) from None
 
     async def _read_secret(self, name: str) -> dict[str, Any]:
         try:

@@ -23,7 +23,7 @@ from e2e.oci_artifacts import hostile_layer, push_plugin, push_rules, push_rules
 from e2e.operator import RunningOperator
 from e2e.registry import Registry, start_registry
 from e2e.wait import wait_for
-from falco_operator.artifacts.oci import GRANT_RULE, machine_architecture
+from falco_operator.artifacts.oci import GRANT_RULE, REGISTRY_HOSTS_ANNOTATION, machine_architecture
 from tests.integration.agent_support import (
     ARTIFACT_API,
     create,
@@ -52,9 +52,10 @@ def b64(text: str) -> str:
 
 async def create_secret(
     api: kr8s.asyncio.Api, namespace: str, name: str, data: dict[str, str], *, type_: str = "Opaque",
-    labels: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None, hosts: str | None = None,
 ) -> None:  # fmt: skip
-    body = {"metadata": {"name": name, "labels": labels or {}}, "type": type_,
+    annotations = {REGISTRY_HOSTS_ANNOTATION: hosts} if hosts else {}
+    body = {"metadata": {"name": name, "labels": labels or {}, "annotations": annotations}, "type": type_,
             "data": {key: b64(value) for key, value in data.items()}}  # fmt: skip
     await call(api, "POST", f"/api/v1/namespaces/{namespace}/secrets", body=body)
 
@@ -162,9 +163,13 @@ async def test_credentials_in_every_form_and_a_wrong_password_keeps_the_last_goo
     push_rules(oci_registry, repository, "2", second)
     user, password = oci_registry.username or "", oci_registry.password or ""
     await create_secret(api, namespace, "basic", {"username": user, "password": password},
-                        type_="kubernetes.io/basic-auth")  # fmt: skip
+                        type_="kubernetes.io/basic-auth", hosts=f"ghcr.io,{oci_registry.host}")  # fmt: skip
     await create_secret(api, namespace, "custom-keys", {"user": user, "token": password},
-                        labels={"artifact.falcosecurity.dev/pull-secret": "true"})  # fmt: skip
+                        labels={"artifact.falcosecurity.dev/pull-secret": "true"}, hosts=oci_registry.host)  # fmt: skip
+    await create_secret(api, namespace, "unbound", {"username": user, "password": password},
+                        type_="kubernetes.io/basic-auth")  # fmt: skip
+    await create_secret(api, namespace, "elsewhere", {"username": user, "password": password},
+                        type_="kubernetes.io/basic-auth", hosts="ghcr.io")  # fmt: skip
     await create_secret(api, namespace, "docker", docker_config(oci_registry), type_="kubernetes.io/dockerconfigjson")
     await create_secret(api, namespace, "wrong", docker_config(oci_registry, "not-the-password"),
                         type_="kubernetes.io/dockerconfigjson")  # fmt: skip
@@ -176,7 +181,12 @@ async def test_credentials_in_every_form_and_a_wrong_password_keeps_the_last_goo
                    "pullSecret": {"secretName": "custom-keys", "usernameKey": "user", "passwordKey": "token"}},
         "docker": {"reference": f"{oci_registry.host}/{repository}:1", "pullSecret": {"secretName": "docker"}},
     }  # fmt: skip
-    for name, oci in forms.items():
+    # Secrets that do not name this registry: their credentials must go nowhere.
+    refused = {
+        secret: {"image": image, "registry": {"name": oci_registry.host, "auth": {"secretRef": {"name": secret}}}}
+        for secret in ("unbound", "elsewhere")
+    }
+    for name, oci in {**forms, **refused}.items():
         await create(api, namespace, {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Rulesfile",
                                       "metadata": {"name": name}, "spec": {"ociArtifact": oci}})  # fmt: skip
     async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"],
@@ -184,6 +194,16 @@ async def test_credentials_in_every_form_and_a_wrong_password_keeps_the_last_goo
         agent = agents["node1"]
         expected = {f"50-01-{name}-oci.yaml": first for name in forms}
         await wait_files(agent, agent.rules_dir, lambda files: files == expected, "three forms pulled", timeout=20)
+        for name, says in (("unbound", f"annotate it with {REGISTRY_HOSTS_ANNOTATION}={oci_registry.host}"),
+                           ("elsewhere", f"is for ghcr.io (its {REGISTRY_HOSTS_ANNOTATION} annotation), not "
+                                         f"{oci_registry.host}")):  # fmt: skip
+            unbound = await wait_entry(api, agent, "Rulesfile", name, lambda e: e.get("state") == "Failed", "Failed")
+            assert unbound["reason"] == "SecretNotForRegistry"
+            assert says in unbound["message"]
+            status = await wait_for(partial(artifact_status, api, namespace, "rulesfiles", name),
+                                    lambda s: condition(s, "ResolvedRefs").get("status") == "False",
+                                    what="ResolvedRefs=False")  # fmt: skip
+            assert condition(status, "ResolvedRefs")["reason"] == "SecretNotForRegistry"
 
         # Wrong credentials for a new tag: Failed with the registry's reason, the files of tag 1 stay.
         await patch(api, namespace, "Rulesfile", "docker", {"spec": {"ociArtifact": {

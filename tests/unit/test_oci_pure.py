@@ -24,9 +24,13 @@ from falco_operator.artifacts.oci import (
 from falco_operator.artifacts.oci.registry import parse_challenge
 
 
-def _secret(data: dict[str, str], type_: str = "Opaque", labels: dict[str, str] | None = None) -> dict[str, object]:
+def _secret(
+    data: dict[str, str], type_: str = "Opaque", labels: dict[str, str] | None = None, hosts: str | None = None
+) -> dict[str, object]:
     encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
-    return {"metadata": {"name": "s", "labels": labels or {}}, "type": type_, "data": encoded}
+    annotations = {"artifact.falcosecurity.dev/registry-hosts": hosts} if hosts is not None else {}
+    return {"metadata": {"name": "s", "labels": labels or {}, "annotations": annotations}, "type": type_,
+            "data": encoded}  # fmt: skip
 
 
 def _docker(auths: dict[str, dict[str, str]]) -> dict[str, object]:
@@ -43,11 +47,35 @@ def test_only_registry_secrets_are_grantable() -> None:
 
 
 def test_username_and_password_keys_default_and_custom() -> None:
-    assert credentials_from_secret(_secret({"username": "u", "password": "p"}), "r.io") == Credentials("u", "p")
-    custom = _secret({"user": "u", "token": "t"})
+    plain = _secret({"username": "u", "password": "p"}, hosts="r.io")
+    assert credentials_from_secret(plain, "r.io") == Credentials("u", "p")
+    custom = _secret({"user": "u", "token": "t"}, hosts="r.io")
     assert credentials_from_secret(custom, "r.io", "user", "token") == Credentials("u", "t")
     with pytest.raises(CredentialsProblem, match=r"has no key 'username' \(its keys: token, user\)"):
         credentials_from_secret(custom, "r.io")
+
+
+@pytest.mark.parametrize("type_", ["kubernetes.io/basic-auth", "Opaque"])
+def test_a_username_password_secret_that_names_no_registry_goes_nowhere(type_: str) -> None:
+    secret = _secret({"username": "u", "password": "p"}, type_, {"artifact.falcosecurity.dev/pull-secret": "true"})
+    with pytest.raises(CredentialsProblem) as caught:
+        credentials_from_secret(secret, "evil.example")
+    assert caught.value.reason == "SecretNotForRegistry"
+    assert str(caught.value) == (
+        "Secret s does not say which registries may receive its credentials: annotate it with "
+        "artifact.falcosecurity.dev/registry-hosts=evil.example (comma-separated registry hosts)"
+    )
+
+
+def test_a_username_password_secret_goes_only_to_the_registries_it_names() -> None:
+    secret = _secret({"username": "u", "password": "p"}, "kubernetes.io/basic-auth",
+                     hosts="ghcr.io, https://Registry.Example:5000/v1/,index.docker.io")  # fmt: skip
+    for host in ("ghcr.io", "registry.example:5000", "docker.io", "registry-1.docker.io"):
+        assert credentials_from_secret(secret, host) == Credentials("u", "p"), host
+    for host in ("evil.example", "registry.example", "registry.example:5001", "ghcr.io.evil.example"):
+        with pytest.raises(CredentialsProblem, match="its credentials are never sent to another registry") as caught:
+            credentials_from_secret(secret, host)
+        assert caught.value.reason == "SecretNotForRegistry"
 
 
 @pytest.mark.parametrize(
@@ -67,8 +95,9 @@ def test_docker_config_hub_aliases_and_username_fields() -> None:
 
 def test_docker_config_never_gives_another_hosts_credentials() -> None:
     secret = _docker({"ghcr.io": {"username": "u", "password": "p"}})
-    with pytest.raises(CredentialsProblem, match=r"no credentials for evil\.example \(it lists: ghcr\.io\)"):
+    with pytest.raises(CredentialsProblem, match=r"no credentials for evil\.example \(it lists: ghcr\.io\)") as caught:
         credentials_from_secret(secret, "evil.example")
+    assert caught.value.reason == "SecretNotForRegistry"
     with pytest.raises(CredentialsProblem, match="not base64"):
         credentials_from_secret(_docker({"ghcr.io": {"auth": "%%%"}}), "ghcr.io")
 

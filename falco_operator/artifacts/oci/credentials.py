@@ -3,8 +3,10 @@
 Three forms: a Secret with user name and password keys (``username``/``password``, or the seed's custom key names),
 a ``kubernetes.io/basic-auth`` Secret (the same keys), and a ``kubernetes.io/dockerconfigjson`` Secret whose
 ``auths`` are matched against the registry host the way docker matches them (scheme and path of the key ignored;
-the Docker Hub aliases are one host). Credentials of a dockerconfigjson Secret go only to the host they are listed
-for; the others only to the artifact's own registry.
+the Docker Hub aliases are one host). Credentials go only to a registry the Secret itself names: a
+dockerconfigjson Secret by its ``auths`` keys, the others by the ``artifact.falcosecurity.dev/registry-hosts``
+annotation, set by whoever may edit the Secret. An unannotated username/password Secret goes nowhere: the artifact
+names the registry, and whoever may write an artifact must not choose where a Secret's values are sent.
 """
 
 from __future__ import annotations
@@ -18,11 +20,17 @@ from typing import Any
 DOCKER_CONFIG_JSON = "kubernetes.io/dockerconfigjson"
 BASIC_AUTH = "kubernetes.io/basic-auth"
 PULL_SECRET_LABEL = "artifact.falcosecurity.dev/pull-secret"
+REGISTRY_HOSTS_ANNOTATION = "artifact.falcosecurity.dev/registry-hosts"
 _DOCKER_HUB = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 
 
 class CredentialsProblem(Exception):
-    """The Secret cannot give credentials for this registry; the message says why."""
+    """The Secret cannot give credentials for this registry; the message says why, the reason in one word
+    (``InvalidSecret``: the Secret is malformed; ``SecretNotForRegistry``: it does not name this registry)."""
+
+    def __init__(self, message: str, reason: str = "InvalidSecret") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -55,9 +63,32 @@ def credentials_from_secret(
     data = secret.get("data") or {}
     if secret.get("type") == DOCKER_CONFIG_JSON:
         return _from_docker_config(_decoded(data, ".dockerconfigjson", name), host, name)
+    _check_bound(secret, host, name)
     username = _decoded(data, username_key, name).decode(errors="replace")
     password = _decoded(data, password_key, name).decode(errors="replace")
     return Credentials(username, password)
+
+
+def registry_hosts(secret: dict[str, Any]) -> list[str]:
+    """The hosts a username/password Secret's annotation lets its credentials go to, normalized."""
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    listed = str(annotations.get(REGISTRY_HOSTS_ANNOTATION) or "")
+    return [normalize_host(item) for item in listed.replace(" ", ",").split(",") if item.strip()]
+
+
+def _check_bound(secret: dict[str, Any], host: str, secret_name: str) -> None:
+    hosts = registry_hosts(secret)
+    wanted = normalize_host(host)
+    if not hosts:
+        raise CredentialsProblem(
+            f"Secret {secret_name} does not say which registries may receive its credentials: annotate it with "
+            f"{REGISTRY_HOSTS_ANNOTATION}={wanted} (comma-separated registry hosts)", "SecretNotForRegistry",
+        )  # fmt: skip
+    if wanted not in hosts:
+        raise CredentialsProblem(
+            f"Secret {secret_name} is for {', '.join(hosts)} (its {REGISTRY_HOSTS_ANNOTATION} annotation), not "
+            f"{wanted}: its credentials are never sent to another registry", "SecretNotForRegistry",
+        )  # fmt: skip
 
 
 def _decoded(data: dict[str, Any], key: str, secret_name: str) -> bytes:
@@ -104,4 +135,5 @@ def _from_docker_config(raw: bytes, host: str, secret_name: str) -> Credentials:
                 return Credentials(username, password)
         raise CredentialsProblem(f"Secret {secret_name}: the entry for {key} has neither auth nor username/password")
     listed = ", ".join(sorted(str(key) for key in auths)) or "none"
-    raise CredentialsProblem(f"Secret {secret_name} has no credentials for {host} (it lists: {listed})")
+    raise CredentialsProblem(f"Secret {secret_name} has no credentials for {host} (it lists: {listed})",
+                             "SecretNotForRegistry")  # fmt: skip

@@ -57,7 +57,7 @@ def machine_architecture() -> str:
 PULL_FAILURE_REASONS = frozenset({
     "Unauthorized", "Forbidden", "NotFound", "Timeout", "Unreachable", "RegistryError", "InsecureCredentials",
     "DigestMismatch", "InvalidManifest", "TooLarge", "RefusedArchive", "NoPlatform", "WrongMediaType",
-    "SecretNotGranted", "SecretNotFound", "InvalidSecret",
+    "SecretNotGranted", "SecretNotFound", "InvalidSecret", "SecretNotForRegistry",
 })  # fmt: skip
 """Every reason a pull fails with: the artifact's references could not be resolved (``ResolvedRefs=False``)."""
 
