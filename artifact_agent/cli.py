@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: ..oci-cache in the plugins directory, which outlives agent restarts)")  # fmt: skip
     parser.add_argument("--registry-ca", default=None,
                         help="PEM file of CAs to trust for registries, besides the system's")  # fmt: skip
+    parser.add_argument("--allow-private-registries", action="store_true",
+                        help="reach registries and token services at loopback, link-local and private addresses "
+                        "(a registry inside the cluster); without it only public addresses are reached")  # fmt: skip
     parser.add_argument("--pull-concurrency", type=int, default=3, help="OCI pulls running at once")
     parser.add_argument("--pull-timeout", type=float, default=30.0,
                         help="seconds a registry may take for one connect, read or write")  # fmt: skip
@@ -104,6 +107,7 @@ async def run(args: argparse.Namespace, identity: Identity) -> None:
             retry_initial=min(5.0, args.pull_retry_max),
             retry_max=args.pull_retry_max,
             extra_ca=args.registry_ca,
+            allow_private=args.allow_private_registries,
         ),
     )
     agent = Agent(client, settings, metrics, rules_set_check=rules_set_check)

@@ -66,6 +66,8 @@ class PullSettings:
     retry_max: float = 120.0
     extra_ca: str | None = None
     """A PEM file of CAs trusted for registries besides the system's."""
+    allow_private: bool = False
+    """Reach registries and token services at loopback, link-local and private addresses too."""
     architecture: str = field(default_factory=machine_architecture)
 
 
@@ -295,7 +297,8 @@ class OCIPulls:
     def _http(self, insecure: bool) -> httpx.AsyncClient:
         if insecure not in self._clients:
             self._clients[insecure] = http_client(
-                timeout=self._settings.request_timeout, insecure=insecure, extra_ca=self._settings.extra_ca
+                timeout=self._settings.request_timeout, insecure=insecure, extra_ca=self._settings.extra_ca,
+                allow_private=self._settings.allow_private,
             )
         return self._clients[insecure]
 

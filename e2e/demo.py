@@ -138,7 +138,8 @@ class Demo:
             port = free_port()
             agent = AgentProcess(self.plane, self.workdir / "nodes" / name, NAMESPACE, FALCO, metadata["name"],
                                  metadata["uid"], name, falco_url=f"http://127.0.0.1:{port}",
-                                 extra_args=(f"--registry-ca={self.registry.ca}",))  # fmt: skip
+                                 extra_args=(f"--registry-ca={self.registry.ca}",
+                                             "--allow-private-registries"))  # fmt: skip
             agent.start()
             self.nodes[name] = Node(name, agent)
         for node in self.nodes.values():

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Falco image tag when a Falco sets none")  # fmt: skip
     run.add_argument("--native-sidecar", choices=("auto", "true", "false"), default="auto",
                      help="run the agent as a native sidecar; auto: when the API server is 1.29 or later")  # fmt: skip
+    run.add_argument("--allow-private-registries", action="store_true",
+                     help="let the agents reach registries at loopback, link-local and private addresses (a "
+                     "registry inside the cluster); without it they reach only public addresses")  # fmt: skip
     run.add_argument("--sync-period", type=float, default=600.0, help="seconds between full resyncs of Falcos")
     run.add_argument("--workers", type=int, default=4, help="concurrent reconciles")
     run.add_argument("--log-format", choices=("json", "text"), default="json")
@@ -87,6 +90,7 @@ async def run(args: argparse.Namespace) -> None:
     excluded = tuple(glob.strip() for value in args.excluded_labels for glob in value.split(",") if glob.strip())
     options = BuildOptions(agent_image=args.agent_image, default_falco_version=args.default_falco_version,
                            native_sidecar=native, excluded_labels=excluded,
+                           allow_private_registries=args.allow_private_registries,
                            falco_crd_uid=await falco_crd_uid(client))  # fmt: skip
     identity = unique_identity()
     manager = Manager(

@@ -23,6 +23,9 @@ class BuildOptions:
     """Run the agent as an init container with restartPolicy Always (API servers 1.29 and later)."""
     excluded_labels: tuple[str, ...] = field(default=())
     """Globs of Falco labels not copied onto the objects built for it."""
+    allow_private_registries: bool = False
+    """Let the agents reach registries and token services at loopback, link-local and private addresses (a
+    registry inside the cluster); off, they reach only public addresses."""
     falco_crd_uid: str | None = None
     """UID of the Falco CRD: the per-Falco cluster-scoped objects name it as their owner, so deleting the CRD
     (uninstalling) lets garbage collection remove them even when no operator runs any more."""

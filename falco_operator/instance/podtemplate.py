@@ -144,6 +144,8 @@ def agent_container(falco: Falco, options: BuildOptions) -> Json:
         "volumeMounts": [{"name": n, "mountPath": p} for n, p in SHARED_DIRS]
         + [{"name": "agent-token", "mountPath": TOKEN_PATH, "readOnly": True}],
     }
+    if options.allow_private_registries:
+        container["args"] = ["--allow-private-registries"]
     if options.native_sidecar:
         # Falco starts only once the agent has materialized every artifact (its /readyz).
         container["restartPolicy"] = "Always"

@@ -43,7 +43,8 @@ PLUGIN_REPOSITORY = "falcosecurity/plugins/plugin/container"
 
 
 def agent_args(registry: Registry) -> tuple[str, ...]:
-    return (f"--registry-ca={registry.ca}", "--pull-retry-max=1", "--pull-timeout=2", "--pull-deadline=10")
+    return (f"--registry-ca={registry.ca}", "--pull-retry-max=1", "--pull-timeout=2", "--pull-deadline=10",
+            "--allow-private-registries")  # fmt: skip
 
 
 def b64(text: str) -> str:
@@ -270,7 +271,7 @@ async def test_moved_tags_are_followed_and_a_restart_downloads_nothing(
                                           "registry": {"name": registry.host, "plainHTTP": True},
                                           "refreshInterval": "1m"}}})  # fmt: skip
         name = "50-01-moving-oci.yaml"
-        args = ("--pull-retry-max=1", "--pull-timeout=2", "--pull-deadline=10")
+        args = ("--pull-retry-max=1", "--pull-timeout=2", "--pull-deadline=10", "--allow-private-registries")
         async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"],
                                   extra_args=args) as agents:  # fmt: skip
             agent = agents["node1"]
@@ -371,7 +372,8 @@ async def test_a_registry_that_hangs_holds_back_only_its_own_artifacts(
             await create(api, namespace, {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Rulesfile",
                                           "metadata": {"name": f"r{index}"}, "spec": {"ociArtifact": oci}})  # fmt: skip
         # Three pulls hang on one registry with a concurrency of two: the fourth still gets a slot soon enough.
-        args = ("--pull-concurrency=2", "--pull-timeout=3", "--pull-deadline=5", "--pull-retry-max=1")
+        args = ("--pull-concurrency=2", "--pull-timeout=3", "--pull-deadline=5", "--pull-retry-max=1",
+                "--allow-private-registries")  # fmt: skip
         async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"],
                                   extra_args=args) as agents:  # fmt: skip
             agent = agents["node1"]

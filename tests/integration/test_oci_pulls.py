@@ -38,7 +38,8 @@ async def running_pulls(
     control_plane: ControlPlane, namespace: str, cache: Path, **settings: Any
 ) -> AsyncIterator[OCIPulls]:
     client = await Client.connect(kubeconfig=str(control_plane.kubeconfig), field_manager="test", direct=True)
-    defaults: Json = {"min_refresh": 0.2, "retry_initial": 0.2, "retry_max": 0.5, "request_timeout": 2.0}
+    defaults: Json = {"min_refresh": 0.2, "retry_initial": 0.2, "retry_max": 0.5, "request_timeout": 2.0,
+                      "allow_private": True}  # fmt: skip
     pulls = OCIPulls(client, namespace, PullSettings(cache_dir=cache, **{**defaults, **settings}),
                      AgentMetrics(CollectorRegistry()), lambda: None)  # fmt: skip
     try:

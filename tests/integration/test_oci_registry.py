@@ -4,13 +4,16 @@ digests, platform choice, credentials, and every way a registry or an artifact c
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from e2e.controlplane.pki import create_server_pki
 from e2e.oci_artifacts import (
     gzip_bomb,
     hostile_layer,
@@ -19,7 +22,7 @@ from e2e.oci_artifacts import (
     push_rules_layer,
     tar_gz,
 )
-from e2e.registry import Registry, start_registry
+from e2e.registry import Registry, find_registry_binary, start_registry
 from falco_operator.api.oci import OCILocation
 from falco_operator.artifacts.oci import (
     PLUGIN,
@@ -38,7 +41,7 @@ RULES_TEXT = b"- list: shells\n  items: [bash, sh]\n"
 
 @pytest.fixture
 async def http(oci_registry: Registry) -> AsyncIterator[httpx.AsyncClient]:
-    async with http_client(timeout=5, extra_ca=str(oci_registry.ca)) as client:
+    async with http_client(timeout=5, extra_ca=str(oci_registry.ca), allow_private=True) as client:
         yield client
 
 
@@ -166,7 +169,7 @@ async def test_a_blob_whose_bytes_changed_is_refused(oci_registry: Registry, htt
 async def test_a_registry_that_stops_answering_times_out(oci_registry: Registry) -> None:
     repository = _repository()
     push_rules(oci_registry, repository, "latest", RULES_TEXT)
-    async with http_client(timeout=1.0, extra_ca=str(oci_registry.ca)) as http:
+    async with http_client(timeout=1.0, extra_ca=str(oci_registry.ca), allow_private=True) as http:
         oci_registry.pause()
         try:
             failure = await _failure(http, _location(oci_registry, repository), _credentials(oci_registry))
@@ -180,11 +183,11 @@ async def test_tls_is_verified_unless_skipped(oci_registry: Registry) -> None:
     repository = _repository()
     push_rules(oci_registry, repository, "latest", RULES_TEXT)
     location = _location(oci_registry, repository)
-    async with http_client(timeout=5) as untrusting:
+    async with http_client(timeout=5, allow_private=True) as untrusting:
         failure = await _failure(untrusting, location, _credentials(oci_registry))
     assert failure.reason == "Unreachable"
     assert "CERTIFICATE_VERIFY_FAILED" in failure.message
-    async with http_client(timeout=5, insecure=True) as skipping:
+    async with http_client(timeout=5, insecure=True, allow_private=True) as skipping:
         assert (await _pull(skipping, location, _credentials(oci_registry))).file.data == RULES_TEXT
 
 
@@ -194,7 +197,7 @@ async def test_credentials_are_never_sent_when_certificates_are_not_checked(tmp_
         repository = _repository()
         push_rules(registry, repository, "latest", RULES_TEXT)
         location = OCILocation(registry.host, repository, "latest", None, insecure_skip_verify=True)
-        async with http_client(timeout=5, insecure=True) as skipping:
+        async with http_client(timeout=5, insecure=True, allow_private=True) as skipping:
             failure = await _failure(skipping, location, _credentials(registry))
         assert failure.reason == "InsecureCredentials"
         assert "tls.insecureSkipVerify is on: credentials are never sent" in failure.message
@@ -210,7 +213,7 @@ async def test_credentials_are_never_sent_over_plain_http(tmp_path: Path) -> Non
     try:
         repository = _repository()
         push_rules(registry, repository, "latest", RULES_TEXT)
-        async with http_client(timeout=5) as http:
+        async with http_client(timeout=5, allow_private=True) as http:
             failure = await _failure(http, _location(registry, repository), _credentials(registry))
         assert failure.reason == "InsecureCredentials"
         assert "never sent without TLS" in failure.message
@@ -225,8 +228,68 @@ async def test_plain_http_registry_without_credentials(tmp_path: Path) -> None:
     try:
         repository = _repository()
         digest = push_rules(registry, repository, "latest", RULES_TEXT)
-        async with http_client(timeout=5) as http:
+        async with http_client(timeout=5, allow_private=True) as http:
             pulled = await _pull(http, _location(registry, repository), None)
         assert (pulled.digest, pulled.file.data) == (digest, RULES_TEXT)
     finally:
         registry.stop()
+
+
+async def test_a_registry_at_a_private_address_is_refused_before_any_request(oci_registry: Registry) -> None:
+    repository = _repository()
+    push_rules(oci_registry, repository, "latest", RULES_TEXT)
+    port = oci_registry.host.rsplit(":", 1)[1]
+    requests_before = oci_registry.log_path.read_text().count('"GET /v2/')
+    async with http_client(timeout=5, extra_ca=str(oci_registry.ca)) as http:
+        for host, shown in ((oci_registry.host, "127.0.0.1 is a loopback address"),
+                            (f"localhost:{port}", "localhost (")):  # fmt: skip
+            location = OCILocation(host, repository, "latest", None)
+            failure = await _failure(http, location, _credentials(oci_registry))
+            assert failure.reason == "RefusedAddress", failure.message
+            assert shown in failure.message
+            assert "unless it runs with --allow-private-registries" in failure.message
+    assert oci_registry.log_path.read_text().count('"GET /v2/') == requests_before
+
+
+def _token_registry(directory: Path, realm: str) -> Registry:
+    """A TLS registry that answers with a Bearer challenge naming ``realm`` (its token service)."""
+    directory.mkdir(parents=True)
+    ca, server = create_server_pki(directory / "pki", "registry")
+    host = f"127.0.0.1:{_free_port()}"
+    config = {
+        "version": 0.1,
+        "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": False}},
+        "storage": {"filesystem": {"rootdirectory": str(directory / "storage")}},
+        "http": {"addr": host, "secret": secrets.token_hex(16),
+                 "tls": {"certificate": str(server.cert), "key": str(server.key)}},
+        "auth": {"token": {"realm": realm, "service": "falco-e2e", "issuer": "falco-e2e",
+                           "rootcertbundle": str(ca)}},
+    }  # fmt: skip
+    (directory / "config.yml").write_text(json.dumps(config))
+    registry = Registry(host, directory, ca, None, None,
+                        args=[find_registry_binary(), "serve", str(directory / "config.yml")])  # fmt: skip
+    registry.start()
+    return registry
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_tls_registry_cannot_send_the_agent_to_a_plain_http_token_service(tmp_path: Path) -> None:
+    with socket.socket() as realm:
+        realm.bind(("127.0.0.1", 0))
+        realm.listen()
+        realm.setblocking(False)
+        registry = _token_registry(tmp_path / "registry", f"http://127.0.0.1:{realm.getsockname()[1]}/token")
+        try:
+            async with http_client(timeout=5, extra_ca=str(registry.ca), allow_private=True) as http:
+                failure = await _failure(http, _location(registry, "any/rules"), None)
+        finally:
+            registry.stop()
+        assert failure.reason == "InsecureTokenRealm", failure.message
+        assert "which is not HTTPS; a registry reached over TLS must hand out tokens over TLS" in failure.message
+        with pytest.raises(BlockingIOError):
+            realm.accept()  # the token service was never asked

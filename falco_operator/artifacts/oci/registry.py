@@ -26,26 +26,38 @@ import certifi
 import httpx
 
 from ...api.oci import OCILocation
+from .addresses import AddressRefused, guarded_pool
 from .archive import ArchiveFile, ArchiveRefused, single_file
 from .credentials import Credentials
 from .media import INDEXES, MANIFESTS, ArtifactType, type_of_layer
 
 Json = dict[str, Any]
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_TOKEN_ANSWER_BYTES = 64 * 1024
 _ACCEPT = ", ".join((*MANIFESTS, *INDEXES))
 _ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
-def http_client(*, timeout: float, insecure: bool = False, extra_ca: str | None = None) -> httpx.AsyncClient:
+def http_client(
+    *, timeout: float, insecure: bool = False, extra_ca: str | None = None, allow_private: bool = False
+) -> httpx.AsyncClient:
     """A client for registries: the system's trusted CAs plus ``extra_ca`` (a PEM file), or no verification at
-    all for artifacts that ask for ``insecureSkipVerify``. ``timeout`` bounds every connect, read and write."""
-    verify: ssl.SSLContext | bool = False
-    if not insecure:
-        verify = ssl.create_default_context(cafile=certifi.where())
-        verify.load_default_certs()
+    all for artifacts that ask for ``insecureSkipVerify``. ``timeout`` bounds every connect, read and write. Every
+    connection (registry, token realm, redirect) goes only to public addresses unless ``allow_private``
+    (``addresses``)."""
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.create_default_context(cafile=certifi.where())
+        context.load_default_certs()
         if extra_ca:
-            verify.load_verify_locations(cafile=extra_ca)
-    return httpx.AsyncClient(verify=verify, timeout=timeout, trust_env=False)
+            context.load_verify_locations(cafile=extra_ca)
+    transport = httpx.AsyncHTTPTransport(verify=context, trust_env=False)
+    # httpx takes no network backend; its transport's pool is replaced by one whose connections are checked.
+    transport._pool = guarded_pool(context, allow_private)
+    return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
 
 
 def machine_architecture() -> str:
@@ -57,7 +69,8 @@ def machine_architecture() -> str:
 PULL_FAILURE_REASONS = frozenset({
     "Unauthorized", "Forbidden", "NotFound", "Timeout", "Unreachable", "RegistryError", "InsecureCredentials",
     "DigestMismatch", "InvalidManifest", "TooLarge", "RefusedArchive", "NoPlatform", "WrongMediaType",
-    "SecretNotGranted", "SecretNotFound", "InvalidSecret", "SecretNotForRegistry",
+    "SecretNotGranted", "SecretNotFound", "InvalidSecret", "SecretNotForRegistry", "RefusedAddress",
+    "InsecureTokenRealm",
 })  # fmt: skip
 """Every reason a pull fails with: the artifact's references could not be resolved (``ResolvedRefs=False``)."""
 
@@ -204,6 +217,8 @@ class RegistrySession:
             raise PullFailed("Timeout", f"{self._location.registry} did not answer in time") from None
         except httpx.HTTPError as error:
             raise PullFailed("Unreachable", f"cannot reach {self._location.registry}: {error}") from None
+        except AddressRefused as refused:
+            raise PullFailed("RefusedAddress", f"{self.reference}: {refused.message}") from None
 
     async def _answer(self, challenge: str) -> None:
         scheme, params = parse_challenge(challenge)
@@ -231,26 +246,35 @@ class RegistrySession:
         realm = params.get("realm")
         if not realm:
             raise PullFailed("Unauthorized", f"{self._location.registry} asks for a token without a realm")
-        if credentials is not None and urlsplit(realm).scheme != "https":
+        scheme = urlsplit(realm).scheme
+        if credentials is not None and scheme != "https":
             raise PullFailed("InsecureCredentials", f"the token realm {realm} is not HTTPS; credentials are "
                                                     "never sent without TLS")  # fmt: skip
+        if scheme != "https" and not (scheme == "http" and self._location.plain_http):
+            raise PullFailed("InsecureTokenRealm", f"{self._location.registry} sends the agent for a token to "
+                             f"{realm}, which is not HTTPS; a registry reached over TLS must hand out tokens over "
+                             "TLS (only a plainHTTP registry may name a plain-HTTP token service)")  # fmt: skip
         query = {"scope": params.get("scope") or f"repository:{self._location.repository}:pull"}
         if params.get("service"):
             query["service"] = params["service"]
         headers = {"Authorization": _basic(credentials)} if credentials else {}
         try:
-            response = await self._http.get(f"{realm}?{urlencode(query)}", headers=headers)
+            async with self._http.stream("GET", f"{realm}?{urlencode(query)}", headers=headers) as response:
+                if response.status_code in (401, 403):
+                    raise PullFailed("Unauthorized", f"the token service of {self._location.registry} refused the "
+                                                     f"credentials ({response.status_code})")  # fmt: skip
+                _raise_for_status(response, self.reference)
+                body = await _read_capped(response, MAX_TOKEN_ANSWER_BYTES, "token service's answer")
         except httpx.TimeoutException:
             raise PullFailed("Timeout", f"the token service {realm} did not answer in time") from None
         except httpx.HTTPError as error:
             raise PullFailed("Unreachable", f"cannot reach the token service {realm}: {error}") from None
-        if response.status_code in (401, 403):
-            raise PullFailed("Unauthorized", f"the token service of {self._location.registry} refused the "
-                                             f"credentials ({response.status_code})")  # fmt: skip
-        _raise_for_status(response, self.reference)
+        except AddressRefused as refused:
+            raise PullFailed("RefusedAddress", f"the token service of {self._location.registry}: "
+                                               f"{refused.message}") from None  # fmt: skip
         try:
-            body = response.json()
-            return str(body.get("token") or body["access_token"])
+            answer = json.loads(body)
+            return str(answer.get("token") or answer["access_token"])
         except (ValueError, KeyError, AttributeError):
             raise PullFailed("Unauthorized", f"the token service {realm} answered without a token") from None
 
