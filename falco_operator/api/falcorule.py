@@ -23,7 +23,7 @@ class FalcoRuleSpec(KubeModel):
     """Falco condition; the operator scopes it to this namespace."""
     output: str | None = None
     """Falco output format of an alert."""
-    priority: Annotated[str, Field(pattern=PRIORITY_PATTERN)] | None = None
+    priority: Annotated[str, Field(pattern=PRIORITY_PATTERN, max_length=16)] | None = None
     """Falco priority, any case: EMERGENCY, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFORMATIONAL, DEBUG."""
     tags: list[str] | None = None
     """Falco tags of the rule."""

@@ -22,6 +22,7 @@ REFERENCE_PATTERN = (
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 DURATION_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+$"
+REGISTRY_HOST_PATTERN = r"^[A-Za-z0-9.-]+(?::[0-9]+)?$"
 MIN_REFRESH_INTERVAL = "1m"
 MIN_REFRESH_SECONDS = 60.0
 """The shortest ``refreshInterval``: every node of every Falco the artifact applies to asks the registry this often."""
@@ -30,7 +31,7 @@ MIN_REFRESH_SECONDS = 60.0
 class ImageRef(KubeModel):
     repository: Annotated[str, Field(pattern=REPOSITORY_PATTERN, max_length=255)]
     """Repository path in the registry, e.g. `falcosecurity/rules/falco-rules`."""
-    tag: Annotated[str, Field(pattern=TAG_PATTERN)] = DEFAULT_TAG
+    tag: Annotated[str, Field(pattern=TAG_PATTERN, max_length=135)] = DEFAULT_TAG
     """A tag, or a digest when it starts with `sha256:`."""
 
 
@@ -59,7 +60,7 @@ class Registry(KubeModel):
         )
     )
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(?::[0-9]+)?$", max_length=253)] | None = None
+    name: Annotated[str, Field(pattern=REGISTRY_HOST_PATTERN, max_length=253)] | None = None
     """Registry host (and port); unset means ghcr.io."""
     auth: RegistryAuth | None = None
     """Credentials for the registry."""

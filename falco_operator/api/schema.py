@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .kinds import VERSION, KindInfo
+from .patterns import readable_pattern
 
 _DROPPED = {"title", "$defs"}
 
@@ -52,7 +53,7 @@ def _structural(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, 
             result[key] = value
     if result.get("x-kubernetes-preserve-unknown-fields") or result.get("x-kubernetes-int-or-string"):
         result.pop("type", None)
-    return result
+    return readable_pattern(result)
 
 
 def spec_schema(info: KindInfo) -> dict[str, Any]:

@@ -44,6 +44,10 @@ QUANTITY_PATTERN = (
 )
 """A Kubernetes quantity (500m, 2, 512Mi, 1e3), as the API server parses resource values."""
 _CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+MAX_CONTAINERS = 64
+"""The most containers of one kind a pod template may list (a Falco pod has two or three)."""
+MAX_RESOURCES = 32
+"""The most resource names in one ``limits`` or ``requests``."""
 
 
 def _pod_template_schema() -> dict[str, Any]:
@@ -56,6 +60,8 @@ def _pod_template_schema() -> dict[str, Any]:
         listed = pod.get(container_list)
         if not isinstance(listed, dict):
             continue
+        # Bounds let the API server afford the CEL rules that say what is wrong with a name or a quantity.
+        listed["maxItems"] = MAX_CONTAINERS
         properties = listed.get("items", {}).get("properties", {})
         if isinstance(properties.get("name"), dict):
             properties["name"].update({"pattern": DNS_LABEL, "maxLength": 63})
@@ -70,7 +76,12 @@ def _check_quantities(resources: Any) -> None:
     for part in ("limits", "requests"):
         quantities = resources.get("properties", {}).get(part)
         if isinstance(quantities, dict) and isinstance(quantities.get("additionalProperties"), dict):
-            quantities["additionalProperties"] = {"pattern": QUANTITY_PATTERN, "x-kubernetes-int-or-string": True}
+            quantities["maxProperties"] = MAX_RESOURCES
+            quantities["additionalProperties"] = {
+                "pattern": QUANTITY_PATTERN,
+                "maxLength": 64,
+                "x-kubernetes-int-or-string": True,
+            }
 
 
 PodTemplateSpec = Annotated[dict[str, Any], WithJsonSchema(_pod_template_schema())]

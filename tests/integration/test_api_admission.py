@@ -122,6 +122,7 @@ async def test_bad_object_is_rejected_with_a_message_naming_field_and_problem(
     assert status == case.code, f"{case.id}: expected {case.code}, got {status}: {body}"
     for fragment in case.expect:
         assert fragment in body["message"], f"{case.id}: {fragment!r} not in {body['message']!r}"
+    assert "should match" not in body["message"], f"{case.id}: a raw pattern in {body['message']!r}"
 
 
 def test_kubectl_finds_every_kind_by_category_and_short_name(control_plane: ControlPlane) -> None:
