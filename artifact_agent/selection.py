@@ -1,5 +1,4 @@
-"""Which artifacts apply: ``selector`` against the agent's Node labels, ``instanceSelector`` against its Falco's,
-and the ``artifact.falcosecurity.dev/for-falco`` label (set on generated artifacts) against its Falco's name."""
+"""Which artifacts apply to this agent's pod (``Audience``: its Node's labels, its Falco's name and labels)."""
 
 from __future__ import annotations
 
@@ -7,23 +6,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from falco_operator.artifacts import Artifact, parse_artifact
+from falco_operator.artifacts.audience import Audience
 
 Json = dict[str, Any]
-
-
-FOR_FALCO_LABEL = "artifact.falcosecurity.dev/for-falco"
 
 
 def applies(
     artifact: Artifact, node_labels: Mapping[str, str], falco_labels: Mapping[str, str], instance: str | None = None
 ) -> bool:
-    for_falco = (artifact.metadata.labels or {}).get(FOR_FALCO_LABEL)
-    if for_falco is not None and for_falco != instance:
-        return False
-    spec = artifact.spec
-    if spec.selector is not None and not spec.selector.matches(dict(node_labels)):
-        return False
-    return spec.instance_selector is None or spec.instance_selector.matches(dict(falco_labels))
+    return Audience.of(artifact).includes(instance or "", falco_labels, node_labels)
 
 
 def select(

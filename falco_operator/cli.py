@@ -106,7 +106,7 @@ async def run(args: argparse.Namespace) -> None:
     )  # fmt: skip
     setup_falco_controller(manager, client, options, namespaces=tuple(args.namespaces), workers=args.workers,
                            resync_period=args.sync_period, identity=identity)  # fmt: skip
-    setup_status_controllers(manager, client, namespaces=tuple(args.namespaces))
+    setup_status_controllers(manager, client, namespaces=tuple(args.namespaces), identity=identity)
     setup_falcorules_controller(manager, client, namespaces=tuple(args.namespaces))
     log.info("starting", extra={"native_sidecar": native, "namespaces": args.namespaces or "all"})
     try:

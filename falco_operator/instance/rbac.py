@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..api import Config, Falco, LabelSelector, Plugin, Rulesfile
+from ..api import Config, Falco, Plugin, Rulesfile
+from ..artifacts.audience import Audience
 from .naming import (
     OWNER_NAME_LABEL,
     OWNER_NAMESPACE_LABEL,
@@ -32,8 +33,8 @@ class References:
     secrets: tuple[str, ...] = ()
 
 
-def _applies_to(selector: LabelSelector | None, falco: Falco) -> bool:
-    return selector is None or selector.matches(falco.metadata.labels or {})
+def _applies_to(artifact: Rulesfile | Plugin | Config, falco: Falco) -> bool:
+    return Audience.of(artifact).includes_falco(falco.metadata.name or "", falco.metadata.labels or {})
 
 
 def artifact_references(falco: Falco, artifacts: list[Json]) -> References:
@@ -45,7 +46,7 @@ def artifact_references(falco: Falco, artifacts: list[Json]) -> References:
         try:
             if kind == "Rulesfile":
                 rulesfile = Rulesfile.model_validate(raw)
-                if not _applies_to(rulesfile.spec.instance_selector, falco):
+                if not _applies_to(rulesfile, falco):
                     continue
                 if rulesfile.spec.config_map_ref:
                     configmaps.add(rulesfile.spec.config_map_ref.name)
@@ -53,12 +54,12 @@ def artifact_references(falco: Falco, artifacts: list[Json]) -> References:
                 credentials = oci.credentials() if oci else None
             elif kind == "Plugin":
                 plugin = Plugin.model_validate(raw)
-                if not _applies_to(plugin.spec.instance_selector, falco):
+                if not _applies_to(plugin, falco):
                     continue
                 credentials = plugin.spec.oci_artifact.credentials() if plugin.spec.oci_artifact else None
             elif kind == "Config":
                 config = Config.model_validate(raw)
-                if not _applies_to(config.spec.instance_selector, falco):
+                if not _applies_to(config, falco):
                     continue
                 if config.spec.config_map_ref:
                     configmaps.add(config.spec.config_map_ref.name)

@@ -149,7 +149,7 @@ class FalcoReconciler:
             raise
         kind = falco.spec.workload_type
         await self._remove_other_workload(raw, kind)
-        summary = artifact_summary(falco.metadata.labels or {}, artifacts)
+        summary = artifact_summary(falco.metadata.name or "", falco.metadata.labels or {}, artifacts)
         status = await self._write_status(falco, raw, kind, workload, error, summary)
         delays = []
         if any(c["type"] == "Available" and c["reason"] == "RollingOut" for c in status["conditions"]):

@@ -6,7 +6,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from ..api import LabelSelector
+from ..artifacts.audience import Audience
 from ..kube.conditions import with_transition_times
 
 Json = dict[str, Any]
@@ -105,19 +105,14 @@ def conditions(
     return [reconciled, available, progressing]
 
 
-def _selects(raw: Json, falco_labels: dict[str, str]) -> bool:
-    selector = (raw.get("spec") or {}).get("instanceSelector")
-    if selector is None:
-        return True
-    try:
-        return LabelSelector.model_validate(selector).matches(falco_labels)
-    except ValueError:
-        return False
+def _selects(raw: Json, falco: str, falco_labels: dict[str, str]) -> bool:
+    audience = Audience.of_object(raw)
+    return audience is not None and audience.includes_falco(falco, falco_labels)
 
 
-def artifact_summary(falco_labels: dict[str, str], artifacts: list[Json]) -> Json:
+def artifact_summary(falco: str, falco_labels: dict[str, str], artifacts: list[Json]) -> Json:
     """How many artifacts select this Falco, how many are Programmed (for their current generation), failed."""
-    selected = [raw for raw in artifacts if _selects(raw, falco_labels)]
+    selected = [raw for raw in artifacts if _selects(raw, falco, falco_labels)]
     programmed = failed = 0
     for raw in selected:
         status = raw.get("status") or {}

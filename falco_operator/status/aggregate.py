@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api import LabelSelector
+from ..artifacts.audience import Audience
 from ..artifacts.oci import PULL_FAILURE_REASONS
 from ..kube.conditions import with_transition_times
 
@@ -45,21 +45,13 @@ class Target:
     kind: str
     name: str
     generation: int
-    selector: LabelSelector | None = None
-    instance_selector: LabelSelector | None = None
+    audience: Audience = field(default_factory=Audience)
     invalid: str | None = None
     """A problem the operator found in the artifact itself (inline content), before any agent."""
-    for_falco: str | None = None
-    """The only Falco (by name) the artifact applies to, from its ``artifact.falcosecurity.dev/for-falco`` label."""
 
 
 def targeted(target: Target, agents: Iterable[Agent]) -> list[Agent]:
-    return [
-        agent for agent in agents
-        if (target.selector is None or target.selector.matches(dict(agent.node_labels)))
-        and (target.instance_selector is None or target.instance_selector.matches(dict(agent.falco_labels)))
-        and (target.for_falco is None or agent.falco == target.for_falco)
-    ]  # fmt: skip
+    return [agent for agent in agents if target.audience.includes(agent.falco, agent.falco_labels, agent.node_labels)]
 
 
 def report_entry(report: Json | None, kind: str, name: str) -> Json | None:
@@ -167,6 +159,28 @@ def artifact_status(
              "summary": f"{len(installed)}/{total}"}  # fmt: skip
     digest = next(iter(digests)) if len(digests) == 1 else None
     return {"observedGeneration": generation, "resolvedDigest": digest, "nodes": nodes, "conditions": conditions}
+
+
+WARNED_CONDITIONS = ("Valid", "ResolvedRefs")
+
+
+def warnings_to_record(old: Json | None, new: Json) -> list[tuple[str, str]]:
+    """(reason, note) of a Warning Event for each of ``Valid`` and ``ResolvedRefs`` that has just turned False,
+    or is False now for another reason or message than before. An unchanged problem records nothing again, also
+    after an operator restart (the live status remembers it), so a quiet cluster sees no Event."""
+    before = {c.get("type"): c for c in (old or {}).get("conditions") or []}
+    records = []
+    for condition in new.get("conditions") or []:
+        if condition.get("type") not in WARNED_CONDITIONS or condition.get("status") != "False":
+            continue
+        previous = before.get(condition["type"]) or {}
+        if (previous.get("status"), previous.get("reason"), previous.get("message")) != (
+            "False",
+            condition.get("reason"),
+            condition.get("message"),
+        ):
+            records.append((str(condition["reason"]), str(condition["message"])))
+    return records
 
 
 def same_status(live: Json | None, desired: Json) -> bool:

@@ -9,16 +9,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ..artifacts import Artifact, inline_problem, parse_artifact
-from ..kube import Cache, Client, Request, Resource, Result
+from ..artifacts.audience import Audience
+from ..kube import Cache, Client, EventRecorder, Request, Resource, Result
 from ..kube.resources import CONFIG_MAPS, NODES, PODS
 from ..resources import ARTIFACTREPORTS, FALCOS
-from .aggregate import Agent, Target, artifact_status, same_status
+from .aggregate import Agent, Target, artifact_status, same_status, warnings_to_record
 
 Json = dict[str, Any]
 log = logging.getLogger("falco_operator.status")
 NAME_LABEL = "app.kubernetes.io/name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
-FOR_FALCO_LABEL = "artifact.falcosecurity.dev/for-falco"
 FALCO_PODS = f"{NAME_LABEL}=falco"
 
 
@@ -62,10 +62,18 @@ def agents_in(cache: Cache, namespace: str) -> list[Agent]:
 
 
 class ArtifactStatusReconciler:
-    def __init__(self, client: Client, cache: Cache, resource: Resource, clock: Callable[[], str] = _now) -> None:
+    def __init__(
+        self,
+        client: Client,
+        cache: Cache,
+        resource: Resource,
+        events: EventRecorder,
+        clock: Callable[[], str] = _now,
+    ) -> None:
         self.client = client
         self.cache = cache
         self.resource = resource
+        self.events = events
         self.clock = clock
 
     async def reconcile(self, request: Request) -> Result | None:
@@ -78,9 +86,8 @@ class ArtifactStatusReconciler:
             return None
         target = Target(
             kind=self.resource.kind, name=request.name, generation=int(artifact.metadata.generation or 0),
-            selector=artifact.spec.selector, instance_selector=artifact.spec.instance_selector,
+            audience=Audience.of(artifact),
             invalid=inline_problem(artifact, await self._config_map_content(artifact, request.namespace)),
-            for_falco=((raw.get("metadata") or {}).get("labels") or {}).get(FOR_FALCO_LABEL),
         )  # fmt: skip
         reports = {str(report["metadata"]["name"]): report
                    for report in self.cache.in_namespace(ARTIFACTREPORTS, request.namespace)}  # fmt: skip
@@ -89,6 +96,8 @@ class ArtifactStatusReconciler:
         if same_status(live, desired):
             return None
         await self.client.patch_status(self.resource, request.name, desired, request.namespace)
+        for reason, note in warnings_to_record(live, desired):
+            await self.events.emit(raw, "Warning", reason, note)
         return None
 
     async def _config_map_content(self, artifact: Artifact, namespace: str) -> bytes | None:

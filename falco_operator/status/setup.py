@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..kube import GENERATION_CHANGED, LABELS_CHANGED, Cache, Client, Controller, Manager, Predicate, Request
+from ..instance.options import FIELD_MANAGER
+from ..kube import (
+    GENERATION_CHANGED,
+    LABELS_CHANGED,
+    Cache,
+    Client,
+    Controller,
+    EventRecorder,
+    Manager,
+    Predicate,
+    Request,
+)
 from ..kube.resources import NODES, PODS
 from ..resources import ARTIFACTREPORTS, CONFIGS, FALCOS, PLUGINS, RULESFILES
 from .metrics import ArtifactMetrics
@@ -23,9 +34,15 @@ POD_PLACEMENT_CHANGED = Predicate(
 
 
 def setup_status_controllers(
-    manager: Manager, client: Client, *, namespaces: tuple[str, ...] = (), workers: int = 2
+    manager: Manager,
+    client: Client,
+    *,
+    namespaces: tuple[str, ...] = (),
+    workers: int = 2,
+    identity: str = FIELD_MANAGER,
 ) -> list[ArtifactStatusReconciler]:
     cache = Cache(manager, namespaces)
+    events = EventRecorder(client, FIELD_MANAGER, identity)
     reports = cache.watch(ARTIFACTREPORTS)
     pods = cache.watch(PODS, label_selector=FALCO_PODS, transform=pod_placement)
     falcos = cache.watch(FALCOS)
@@ -33,7 +50,7 @@ def setup_status_controllers(
     reconcilers = []
     kinds = (RULESFILES, PLUGINS, CONFIGS)
     for resource in kinds:
-        reconciler = ArtifactStatusReconciler(client, cache, resource)
+        reconciler = ArtifactStatusReconciler(client, cache, resource, events)
         controller = Controller(f"{resource.kind.lower()}-status", reconciler, metrics=manager.metrics,
                                 workers=workers)  # fmt: skip
         for informer in cache.watch(resource):

@@ -207,3 +207,32 @@ async def test_an_agent_token_may_write_only_its_own_pods_report(
     finally:
         if as_agent._session is not None:
             await as_agent._session.aclose()
+
+
+async def rulesfile_warnings(api: kr8s.asyncio.Api, namespace: str, name: str) -> list[Json]:
+    status, body = await request(
+        api, "GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events?fieldSelector=regarding.name={name}"
+    )
+    assert status == 200, body
+    return [event for event in body.get("items") or [] if event.get("type") == "Warning"]
+
+
+async def test_an_invalid_rulesfile_gets_one_warning_event_per_new_problem(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator
+) -> None:
+    await create(api, namespace, rulesfile("broken", "- rule: x\n"))
+    await wait_status(api, namespace, "broken", has("Valid", "status", "False"), "Valid=False")
+    first = await wait_for(partial(rulesfile_warnings, api, namespace, "broken"), lambda events: len(events) == 1,
+                           what="one Warning Event on the invalid Rulesfile")  # fmt: skip
+    assert first[0]["reason"] == "InvalidContent"
+    assert "missing desc, condition, output, priority" in first[0]["note"]
+    assert first[0]["regarding"]["kind"] == "Rulesfile"
+
+    # Another problem is another Event; the same problem again (a new generation with the same message) is none.
+    await patch(api, namespace, "Rulesfile", "broken", {"spec": {"inlineRules": "- macro: m\n"}})
+    second = await wait_for(partial(rulesfile_warnings, api, namespace, "broken"), lambda events: len(events) == 2,
+                            what="a second Warning Event for the new problem")  # fmt: skip
+    assert any("needs a condition" in event["note"] for event in second), second
+    await patch(api, namespace, "Rulesfile", "broken", {"spec": {"priority": 41}})
+    await wait_status(api, namespace, "broken", lambda obj: obj["status"]["observedGeneration"] == 3, "generation 3")
+    assert len(await rulesfile_warnings(api, namespace, "broken")) == 2
