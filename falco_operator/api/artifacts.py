@@ -153,11 +153,6 @@ class Plugin(KubeObject):
     def plugin_name(self) -> str:
         return (self.spec.config.name if self.spec.config else None) or self.metadata.name or ""
 
-    @property
-    def library_path(self) -> str:
-        configured = self.spec.config.library_path if self.spec.config else None
-        return configured or f"/usr/share/falco/plugins/{self.metadata.name}.so"
-
 
 class Config(KubeObject):
     api_version: Literal["artifact.falcosecurity.dev/v1alpha1"] = "artifact.falcosecurity.dev/v1alpha1"

@@ -14,11 +14,6 @@ Json = dict[str, Any]
 FALCO_CONTAINER = "falco"
 AGENT_CONTAINER = "artifact-operator"
 AGENT_UID = 65532
-AGENT_SECURITY = {
-    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-    "runAsUser": AGENT_UID, "runAsGroup": AGENT_UID, "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}  # fmt: skip
 DRIVER_LOADER_CONTAINER = "driver-loader"
 RESERVED_CONTAINERS = (FALCO_CONTAINER, AGENT_CONTAINER, DRIVER_LOADER_CONTAINER)
 AGENT_PORT = 8081
