@@ -20,7 +20,7 @@ import kr8s.asyncio
 
 from .controlplane import ControlPlane, write_token_kubeconfig
 from .controlplane.cluster import free_port
-from .controlplane.processes import die_with_parent, terminate
+from .controlplane.processes import popen, terminate
 from .kube import call, request
 from .operator import ROOT, service_account_token
 from .wait import wait_for
@@ -80,8 +80,7 @@ class AgentProcess:
                    f"--debounce={self.debounce}", f"--falco-url={self.falco_url}", "--log-format=text",
                    "--log-level=debug", *self.extra_args]  # fmt: skip
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                            preexec_fn=die_with_parent)  # fmt: skip
+            self.process = popen(command, stdout=log, env=env, cwd=ROOT)
 
     def kill(self) -> None:
         """SIGKILL, as a node losing power or an OOM kill would."""

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,10 +32,10 @@ from ruamel.yaml import YAML
 from falco_operator.artifacts.oci import machine_architecture
 
 from .agent import AgentProcess, wait_falco_pods
-from .controlplane import ControlPlane
-from .controlplane.__main__ import DEFAULT_DIR, _up
-from .controlplane.cluster import free_port
-from .controlplane.processes import die_with_parent, terminate
+from .controlplane import ControlPlane, start_cluster
+from .controlplane.__main__ import DEFAULT_DIR
+from .controlplane.cluster import STATE_FILE, free_port
+from .controlplane.processes import popen, terminate
 from .falco import RunningFalco, find_falco, run_falco
 from .kube import request
 from .oci_artifacts import push_plugin, push_rules
@@ -116,10 +117,8 @@ class Demo:
         probe_port = free_port()
         log_path = self.workdir / "falco-operator.log"
         with log_path.open("ab") as log:
-            self.operator = subprocess.Popen(
-                operator_command(kubeconfig, free_port(), probe_port, "--log-format=text"), stdout=log,
-                stderr=subprocess.STDOUT, env=operator_env(), cwd=ROOT, preexec_fn=die_with_parent,
-            )  # fmt: skip
+            self.operator = popen(operator_command(kubeconfig, free_port(), probe_port, "--log-format=text"),
+                                  stdout=log, env=operator_env(), cwd=ROOT)  # fmt: skip
         wait_ready(probe_port, lambda: self.operator is not None and self.operator.poll() is None,
                    lambda: f"see {log_path}")  # fmt: skip
         self.registry = start_registry(self.workdir / "registry", tls=True, auth=False)
@@ -377,9 +376,20 @@ class Demo:
         return f"sha256 {digest[:12]}"
 
 
+def control_plane(directory: Path) -> ControlPlane:
+    """The control plane ``make controlplane`` runs in ``directory``, or a new one whose processes end with the demo
+    (however it ends)."""
+    if (directory / STATE_FILE).exists():
+        plane = ControlPlane.attach(directory)
+        if plane.is_running("kube-apiserver"):
+            return plane
+        plane.stop()
+        shutil.rmtree(directory)
+    return start_cluster(directory, NODES)
+
+
 async def run(directory: Path) -> int:
-    _up(directory, NODES)
-    plane = ControlPlane.attach(directory)
+    plane = control_plane(directory)
     demo = Demo(plane, directory / "demo")
     demo.workdir.mkdir(parents=True, exist_ok=True)
     api = await kr8s.asyncio.api(kubeconfig=str(plane.kubeconfig), namespace=NAMESPACE)

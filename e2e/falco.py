@@ -32,7 +32,7 @@ from ruamel.yaml import YAML
 from falco_operator.instance.falcoconfig import base_config
 
 from .controlplane.cluster import free_port
-from .controlplane.processes import die_with_parent, terminate
+from .controlplane.processes import popen, terminate
 from .falco_release import FalcoDownloadError, container_plugin_release, falco_release_binary
 from .falco_verdict import FalcoVerdict, verdict_from_output
 from .wait import wait_for
@@ -274,8 +274,8 @@ def run_falco(
     """Run Falco (``nodriver``) over the three directories until the block ends; it answers /healthz on entry.
 
     Starting blocks for about a second (Falco's start). ``plugins_dir`` is where plugin libraries are (library paths
-    in config fragments point into it). Falco gets SIGTERM at the end (SIGKILL if it lingers) and dies with the
-    thread that started it even when the test process is killed.
+    in config fragments point into it). Falco gets SIGTERM at the end (SIGKILL if it lingers) and ends with the
+    test process even when that is killed (``processes.popen``).
     """
     binaries = binaries or find_falco()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -288,14 +288,7 @@ def run_falco(
     log_path = workdir / "falco.log"
     with log_path.open("ab") as log:
         offset = log.tell()
-        process = subprocess.Popen(
-            [str(binaries.falco), "-c", str(config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            preexec_fn=die_with_parent,
-        )
+        process = popen([str(binaries.falco), "-c", str(config_path)], stdout=log, cwd=workdir)
     running = RunningFalco(process, port, log_path, config_path, offset)
     try:
         _wait_started(running)

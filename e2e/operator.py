@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .controlplane import ControlPlane, write_token_kubeconfig
 from .controlplane.cluster import free_port
-from .controlplane.processes import terminate
+from .controlplane.processes import popen, terminate
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"
@@ -120,7 +120,7 @@ def run_operator(
     command = operator_command(kubeconfig, metrics_port, probe_port, "--leader-elect",
                                f"--leader-election-namespace={NAMESPACE}", *extra_args)  # fmt: skip
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=operator_env(), cwd=ROOT)
+        process = popen(command, stdout=log, env=operator_env(), cwd=ROOT)
     running = RunningOperator(process, metrics_port, probe_port, log_path)
     try:
         wait_ready(probe_port, lambda: process.poll() is None, lambda: "\n" + running.log_tail())

@@ -26,7 +26,7 @@ from typing import Any
 
 from .controlplane.cluster import free_port
 from .controlplane.pki import create_server_pki
-from .controlplane.processes import die_with_parent, terminate
+from .controlplane.processes import popen, terminate
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -78,7 +78,7 @@ class Registry:
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.args, stdout=log, stderr=log, preexec_fn=die_with_parent)
+        self.process = popen(self.args, stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
