@@ -31,8 +31,10 @@ TRANSFORMERS = ("tolower(", "toupper(", "b64(", "basename(", "len(", "join(", "c
 _BLANKS = " \t\b\r\n"
 _SPACE = r"[ \t\n\r\f\v]"
 _NOT_BLANK = re.compile(rf"not{_SPACE}+")
-_IDENTIFIER = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_]*")
-_FIELD_NAME = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_]*(?:\.[a-zA-Z]+[a-zA-Z0-9_]*)+")
+# Falco writes these as ``[a-zA-Z]+[a-zA-Z0-9_]*``: the same strings, but two ways to split a run of letters, which
+# a backtracking matcher tries one by one (quadratic time on a long word that is no field name). One way only here.
+_IDENTIFIER = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*")
+_FIELD_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*(?:\.[a-zA-Z][a-zA-Z0-9_]*)+")
 _FIELD_ARG_BARE = re.compile(r"""[^\]\["' \t\n\r\f\v]+""")
 _HEX_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+")
 _NUMBER = re.compile(r"[+\-]?[0-9]+\.?[0-9]*(?:[eE][+\-][0-9]+)?")
@@ -336,7 +338,7 @@ class _Parser:
             raise self.fail("expected a ']' token")
         return arg
 
-    def transformer_remainder(self, name: str, position: Position) -> Transformer:
+    def transformer_remainder(self, name: str, position: Position, *, with_arg: bool = True) -> Transformer:
         self.enter()
         self.blank()
         args = [self.transformer_arg(self.cursor.position())]
@@ -348,7 +350,7 @@ class _Parser:
         if not self.literal(")"):
             raise self.fail("expected a ')' token closing the transformer")
         self.leave()
-        return Transformer(position, name, tuple(args), self.optional_field_arg())
+        return Transformer(position, name, tuple(args), self.optional_field_arg() if with_arg else None)
 
     def transformer_arg(self, position: Position) -> Node:
         self.enter()
@@ -557,15 +559,17 @@ def parse_field_or_transformer(text: str) -> Node:
     return tree
 
 
-def parse_field_prefix(text: str) -> tuple[Node, int]:
-    """A field or transformer at the start of ``text`` and how many characters it takes (output ``%`` tokens)."""
-    parser = _Parser(_Cursor(text))
+def parse_field_prefix(text: str, start: int = 0, *, with_arg: bool = True) -> tuple[Node, int]:
+    """A field or transformer at ``start`` in ``text`` and where it ends (output ``%`` tokens). ``with_arg=False``:
+    stop before a bracketed argument of the outermost field or transformer, as if the text ended there."""
+    parser = _Parser(_Cursor(text, start, col=start + 1))
     position = parser.cursor.position()
     if parser.pattern(_FIELD_NAME):
-        tree: Node = parser.field_remainder(parser.cursor.last, position)
+        name = parser.cursor.last
+        tree: Node = parser.field_remainder(name, position) if with_arg else FieldRef(position, name)
     elif parser.one_of(TRANSFORMERS):
         parser.blank()
-        tree = parser.transformer_remainder(parser.cursor.last[:-1], position)
+        tree = parser.transformer_remainder(parser.cursor.last[:-1], position, with_arg=with_arg)
     else:
         raise parser.fail(f"unexpected token after '{parser.cursor.last}")
     return tree, parser.cursor.index

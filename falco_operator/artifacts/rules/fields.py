@@ -41,6 +41,7 @@ class FieldCatalogue:
         self._fields = fields
         self._classes = frozenset(name.split(".", 1)[0] for name in fields)
         self._sources = frozenset(source for info in fields.values() for source in info.sources)
+        self._longest = max((len(name) for name in fields), default=0)
 
     @classmethod
     def load(cls) -> FieldCatalogue:
@@ -78,14 +79,40 @@ class FieldCatalogue:
         return FieldLookup(None, f"field class {written.split('.', 1)[0]!r} is not catalogued (a plugin's fields?); "
                                  f"{shown} is not checked", "warning")  # fmt: skip
 
-    def _dotted_owner(self, written: str) -> FieldInfo | None:
-        """A field that takes an argument, written with it after a dot (``evt.arg.flags``)."""
-        parts = written.split(".")
-        for cut in range(len(parts) - 1, 1, -1):
-            info = self._fields.get(".".join(parts[:cut]))
-            if info is not None and info.arg != "none":
-                return info
+    def longest_known_prefix(self, name: str, below: int) -> tuple[int, FieldLookup] | None:
+        """The longest prefix of the field name ``name`` shorter than ``below`` characters that ``lookup`` (with no
+        argument) does not refuse: its length and lookup. How Falco reads ``%proc.namex`` (``proc.name``, then x).
+
+        Prefixes longer than every catalogued name plus every event parameter all resolve alike: no field has
+        that name, the field that owns them as a dotted argument ends at a dot they all share, and an argument
+        that long is no event parameter. So of those only the longest is looked up (a word of any length after
+        a ``%`` takes time bounded by the catalogue, not quadratic in the word)."""
+        alike = self._longest + max((len(parameter) for parameter in event_parameters()), default=0) + 1
+        first_dot = name.find(".")
+        size = below - 1
+        while first_dot >= 0 and size > first_dot + 1:
+            if name[size - 1] != ".":
+                found = self.lookup(name[:size], None)
+                if found.severity != "error":
+                    return size, found
+                if size > alike:
+                    size = alike
+                    continue
+            size -= 1
         return None
+
+    def _dotted_owner(self, written: str) -> FieldInfo | None:
+        """A field that takes an argument, written with it after a dot (``evt.arg.flags``): the longest such field
+        that ends at a dot of ``written`` before its last part."""
+        last_dot = written.rfind(".")
+        owner = None
+        dot = written.find(".")
+        while 0 <= dot < last_dot and dot <= self._longest:
+            dot = written.find(".", dot + 1)
+            info = self._fields.get(written[:dot]) if 0 <= dot <= self._longest else None
+            if info is not None and info.arg != "none":
+                owner = info
+        return owner
 
 
 _EVENT_ARGUMENT_FIELDS = ("evt.arg", "evt.rawarg")

@@ -37,10 +37,10 @@ from .condition import (
     Value,
     parse_condition,
     parse_field_or_transformer,
-    parse_field_prefix,
     walk,
 )
 from .fields import FieldCatalogue
+from .output import output_problem
 
 Severity = Literal["error", "warning"]
 SYSCALL = "syscall"
@@ -444,9 +444,9 @@ def _compile(collector: _Collector) -> list[Finding]:
             condition = _with_exceptions(rule)
         except _Stop as stop:
             return [stop.finding]
-        output_problem = _output_problem(rule.output, collector.catalogue)
-        if output_problem is not None:
-            severity, message = output_problem
+        problem_in_output = output_problem(rule.output, collector.catalogue)
+        if problem_in_output is not None:
+            severity, message = problem_in_output
             if severity == "error" and not rule.skip_if_unknown_filter:
                 return [Finding(rule.where.file, rule.output_line, None, "error", f"rule {rule.name!r} output: "
                                                                                    f"{message}")]  # fmt: skip
@@ -531,8 +531,17 @@ def _substitute_lists(condition: str, lists: Iterable[tuple[str, list[str]]]) ->
 
 
 def _unresolved(
-    tree: Node, macros: dict[str, Node], visible: set[str], standalone: bool, seen: tuple[str, ...] = ()
+    tree: Node,
+    macros: dict[str, Node],
+    visible: set[str],
+    standalone: bool,
+    seen: tuple[str, ...] = (),
+    sound: set[str] | None = None,
 ) -> tuple[str, Position] | None:
+    """The first undefined or self-referring macro a tree reaches, with the position of the reference in it.
+    ``sound``: macros already walked without a problem; each is walked once however often it is used (a chain of
+    macros that each use the previous one twice would otherwise take time exponential in its length)."""
+    sound = set() if sound is None else sound
     for node in walk(tree):
         if not isinstance(node, MacroRef):
             continue
@@ -542,20 +551,27 @@ def _unresolved(
             return f"undefined macro {node.name!r}", node.position
         if node.name in seen:
             return f"macro {node.name!r} refers to itself", node.position
-        inner = _unresolved(macros[node.name], macros, visible, standalone, (*seen, node.name))
+        if node.name in sound:
+            continue
+        inner = _unresolved(macros[node.name], macros, visible, standalone, (*seen, node.name), sound)
         if inner is not None:
             return inner[0], node.position
+        sound.add(node.name)
     return None
 
 
-def _reached(tree: Node, macros: dict[str, Node], owner: str | None = None,
-             seen: frozenset[str] = frozenset()) -> list[tuple[Node, str | None]]:  # fmt: skip
-    """Every node a rule's condition reaches, also through the macros it uses (with the macro it is in)."""
+def _reached(
+    tree: Node, macros: dict[str, Node], owner: str | None = None, listed: set[str] | None = None
+) -> list[tuple[Node, str | None]]:
+    """Every node a rule's condition reaches, also through the macros it uses (with the macro it is in); the
+    nodes of a macro used more than once are listed once."""
+    listed = set() if listed is None else listed
     found: list[tuple[Node, str | None]] = []
     for node in walk(tree):
         found.append((node, owner))
-        if isinstance(node, MacroRef) and node.name in macros and node.name not in seen:
-            found.extend(_reached(macros[node.name], macros, node.name, seen | {node.name}))
+        if isinstance(node, MacroRef) and node.name in macros and node.name not in listed:
+            listed.add(node.name)
+            found.extend(_reached(macros[node.name], macros, node.name, listed))
     return found
 
 
@@ -650,55 +666,6 @@ def _with_exceptions(rule: _Rule) -> str:
         if part:
             condition += f" and not {part}"
     return condition
-
-
-def _output_problem(output: str, catalogue: FieldCatalogue) -> tuple[Severity, str] | None:
-    """Falco's reading of ``%`` tokens: after optional digits, the longest prefix that is a known field."""
-    text = output[1:] if output.startswith("*") else output
-    index = 0
-    warning: tuple[Severity, str] | None = None
-    while index < len(text):
-        if text[index] != "%":
-            index += 1
-            continue
-        if index == len(text) - 1:
-            return "error", "a % at the end of the output names no field"
-        index += 1
-        while index < len(text) and text[index].isdigit():
-            index += 1
-        if index >= len(text):
-            return "error", "a % with a length at the end of the output names no field"
-        size = len(text) - index
-        while size > 0:
-            outcome = _field_token(text[index : index + size], catalogue)
-            if outcome is not None:
-                consumed, severity, message = outcome
-                if severity == "warning" and warning is None:
-                    warning = ("warning", message)
-                index += consumed
-                break
-            size -= 1
-        else:
-            token = re.match(r"[^\s]*", text[index:])
-            return "error", f"%{token.group(0) if token else ''} is not a known field"
-    return warning
-
-
-def _field_token(candidate: str, catalogue: FieldCatalogue) -> tuple[int, Severity | Literal["ok"], str] | None:
-    try:
-        tree, consumed = parse_field_prefix(candidate)
-    except ConditionError:
-        return None
-    severity: Severity | Literal["ok"] = "ok"
-    message = ""
-    for node in walk(tree):
-        if isinstance(node, FieldRef):
-            found = catalogue.lookup(node.name, node.arg)
-            if found.severity == "error":
-                return None
-            if found.severity == "warning":
-                severity, message = "warning", found.problem or ""
-    return consumed, severity, message
 
 
 def _condition_finding(where: _Where, line: int | None, label: str, error: ConditionError, condition: str) -> Finding:

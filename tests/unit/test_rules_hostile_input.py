@@ -1,0 +1,100 @@
+"""Hostile rules are judged quickly, with the same verdict as before: long words after ``%`` in outputs, long
+words in conditions, macros reused in chains. The time bounds are generous regression guards (these inputs took
+seconds to hours before), not benchmarks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from falco_operator.artifacts.rules import Finding, RulesFile, check_rule_set, parse_condition
+from falco_operator.artifacts.rules.condition import MacroRef
+
+BOUND_SECONDS = 1.0
+
+
+def timed(judge: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = judge()
+    return result, time.perf_counter() - started
+
+
+def rule(condition: str = "evt.type = open", output: str = "opened %fd.name") -> dict[str, Any]:
+    return {"rule": "r", "desc": "d", "condition": condition, "output": output, "priority": "WARNING"}
+
+
+def errors(items: list[Any], *, standalone: bool = True) -> list[Finding]:
+    findings = check_rule_set([RulesFile("hostile.yaml", items)], standalone=standalone)
+    return [finding for finding in findings if finding.severity == "error"]
+
+
+@pytest.mark.parametrize("letters", [1_200, 4_000, 100_000])
+def test_output_with_a_long_word_after_percent_is_refused_quickly(letters: int) -> None:
+    found, seconds = timed(lambda: errors([rule(output="%" + "a" * letters)]))
+    assert seconds < BOUND_SECONDS, f"{seconds:.2f} s for {letters} letters"
+    assert [finding.message for finding in found] == [f"rule 'r' output: %{'a' * letters} is not a known field"]
+
+
+@pytest.mark.parametrize(
+    ("output", "verdict"),
+    [
+        ("%proc." + "a" * 100_000, "is not a known field"),
+        ("%evt.arg." + "a" * 100_000, "is not a known field"),
+        ("%proc." + "a." * 50_000 + "b", "is not a known field"),
+        ("%" + "a." * 50_000 + "b", None),  # a field class not catalogued: a warning, as for any plugin's field
+        ("%proc.name" + "x" * 100_000, None),  # read as %proc.name followed by text, as Falco reads it
+        ("%evt.arg.flags" + "." + "x" * 100_000, None),  # evt.arg takes any dotted argument: a known field
+        ("%tolower(" + "a" * 50_000 + ")" * 50_000, "is not a known field"),
+        ("%proc.aname[" + "1" * 100_000, None),  # an unclosed argument: %proc.aname, then text
+    ],
+)
+def test_output_with_a_long_field_like_token_keeps_its_verdict_and_is_quick(output: str, verdict: str | None) -> None:
+    found, seconds = timed(lambda: errors([rule(output=output)]))
+    assert seconds < BOUND_SECONDS, f"{seconds:.2f} s for {output[:30]}..."
+    if verdict is None:
+        assert found == []
+    else:
+        assert len(found) == 1
+        assert verdict in found[0].message
+
+
+def test_output_tokens_are_read_as_the_longest_known_prefix() -> None:
+    accepted = ["%proc.namex", "%proc.name.x", "%evt.arg.flags", "%proc.aname[2]x", "%tolower(proc.name)[",
+                "%12proc.name", "%container.image.repositoryx", "%proc.aname[x]"]  # fmt: skip
+    refused = ["%proc.", "%proc.nam", "%evt.arg.nope", "%tolower(proc.namex)", "%a"]
+    for output in accepted:
+        assert errors([rule(output=output)]) == [], output
+    for output in refused:
+        assert errors([rule(output=output)]), output
+
+
+@pytest.mark.parametrize("letters", [20_000, 100_000])
+def test_condition_of_one_long_word_is_parsed_quickly(letters: int) -> None:
+    tree, seconds = timed(lambda: parse_condition("a" * letters))
+    assert seconds < BOUND_SECONDS, f"{seconds:.2f} s for {letters} letters"
+    assert isinstance(tree, MacroRef)
+    found, seconds = timed(lambda: errors([rule(condition="a" * letters)], standalone=False))
+    assert seconds < BOUND_SECONDS
+    assert "undefined macro" in found[0].message
+
+
+def test_condition_with_a_long_word_in_a_transformer_is_refused_quickly() -> None:
+    found, seconds = timed(lambda: errors([rule(condition="tolower(" + "a" * 100_000 + ") = x")]))
+    assert seconds < BOUND_SECONDS
+    assert "expected field transformer argument" in found[0].message
+
+
+def test_macros_used_twice_in_a_long_chain_are_checked_quickly() -> None:
+    items: list[Any] = [{"macro": "m0", "condition": "proc.name = a"}]
+    items += [{"macro": f"m{i}", "condition": f"m{i - 1} or m{i - 1}"} for i in range(1, 40)]
+    found, seconds = timed(lambda: errors([*items, rule(condition="m39")], standalone=False))
+    assert seconds < BOUND_SECONDS, f"{seconds:.2f} s"
+    assert found == []
+    items[0] = {"macro": "m0", "condition": "proc.nam = a"}
+    found, seconds = timed(lambda: errors([*items, rule(condition="m39")], standalone=False))
+    assert seconds < BOUND_SECONDS
+    assert len(found) == 1
+    assert "(through macro 'm0'): unknown field proc.nam" in found[0].message
