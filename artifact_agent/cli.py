@@ -66,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pull-timeout", type=float, default=30.0,
                         help="seconds a registry may take for one connect, read or write")  # fmt: skip
     parser.add_argument("--pull-deadline", type=float, default=300.0, help="seconds one whole OCI pull may take")
-    parser.add_argument("--max-artifact-bytes", type=int, default=256 * 1024 * 1024,
-                        help="largest OCI layer, and largest uncompressed archive, accepted")  # fmt: skip
+    parser.add_argument("--max-rules-bytes", type=int, default=4 * 1024 * 1024,
+                        help="largest OCI rules layer, and largest uncompressed rules archive, accepted")  # fmt: skip
+    parser.add_argument("--max-plugin-bytes", type=int, default=64 * 1024 * 1024,
+                        help="largest OCI plugin layer, and largest uncompressed plugin archive, accepted (the "
+                        "library is held in memory: keep it well under the container's memory limit)")  # fmt: skip
     parser.add_argument("--pull-retry-max", type=float, default=120.0,
                         help="longest wait before a failed pull is retried (the wait doubles from 5 s)")  # fmt: skip
     parser.add_argument("--log-format", choices=("json", "text"), default="json")
@@ -103,7 +106,8 @@ async def run(args: argparse.Namespace, identity: Identity) -> None:
             concurrency=args.pull_concurrency,
             request_timeout=args.pull_timeout,
             pull_deadline=args.pull_deadline,
-            max_bytes=args.max_artifact_bytes,
+            max_rules_bytes=args.max_rules_bytes,
+            max_plugin_bytes=args.max_plugin_bytes,
             retry_initial=min(5.0, args.pull_retry_max),
             retry_max=args.pull_retry_max,
             extra_ca=args.registry_ca,

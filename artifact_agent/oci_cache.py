@@ -2,15 +2,20 @@
 across agent restarts.
 
 One file per (digest, artifact type) in a hidden directory, written by rename so a crash never leaves half a file
-under a digest's name. Entries no artifact uses any more are removed.
+under a digest's name. Entries no artifact uses any more are removed. Layers being downloaded are streamed into
+hidden files of the same directory; those a crash left behind are removed once they are an hour old.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterable
 from pathlib import Path
+
+STALE_AFTER = 3600.0
+"""Age after which a hidden file (a download or a write in progress) is taken for a crash's leftover."""
 
 
 class DigestCache:
@@ -44,7 +49,19 @@ class DigestCache:
         if not self.directory.is_dir():
             return
         wanted = {self._path(digest, label).name for digest, label in entries}
+        stale = time.time() - STALE_AFTER
         for entry in self.directory.iterdir():
-            # Hidden names are files being written (renamed into place when complete): never touched here.
-            if entry.name not in wanted and not entry.name.startswith("."):
+            # Hidden names are files being written (renamed into place when complete, or removed after a layer
+            # download): never touched while they may still be in use.
+            if entry.name.startswith("."):
+                if _modified(entry) < stale:
+                    entry.unlink(missing_ok=True)
+            elif entry.name not in wanted:
                 entry.unlink(missing_ok=True)
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return time.time()

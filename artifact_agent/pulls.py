@@ -58,8 +58,12 @@ class PullSettings:
     """Bound on every connect, read and write to a registry."""
     pull_deadline: float = 300.0
     """Bound on one whole pull (resolve, credentials, download)."""
-    max_bytes: int = 256 * 1024 * 1024
-    """Largest layer, and largest uncompressed archive, accepted."""
+    max_rules_bytes: int = 4 * 1024 * 1024
+    """Largest rules layer, and largest uncompressed rules archive, accepted (rules are parsed with a 4 MiB cap
+    anyway)."""
+    max_plugin_bytes: int = 64 * 1024 * 1024
+    """Largest plugin layer, and largest uncompressed plugin archive, accepted. The file taken out is held in
+    memory, so this stays well under the agent container's 256 MiB memory limit."""
     min_refresh: float = MIN_REFRESH_SECONDS
     """Shortest ``refreshInterval`` honoured (the CRD refuses shorter ones; older objects are raised to it)."""
     retry_initial: float = 5.0
@@ -69,6 +73,9 @@ class PullSettings:
     allow_private: bool = False
     """Reach registries and token services at loopback, link-local and private addresses too."""
     architecture: str = field(default_factory=machine_architecture)
+
+    def max_bytes(self, kind: ArtifactType) -> int:
+        return self.max_plugin_bytes if kind == PLUGIN else self.max_rules_bytes
 
 
 @dataclass(frozen=True)
@@ -243,7 +250,9 @@ class OCIPulls:
         cached = await self._cached(resolved.digest, request.type.label)
         if cached is not None:
             return Content(cached, resolved.digest), "cached"
-        pulled = await session.fetch(resolved, request.type, self._settings.max_bytes)
+        pulled = await session.fetch(
+            resolved, request.type, self._settings.max_bytes(request.type), self._cache.directory
+        )
         self._metrics.pull_bytes.inc(pulled.downloaded)
         self._writing.add((pulled.digest, request.type.label))
         try:
@@ -297,7 +306,9 @@ class OCIPulls:
     def _http(self, insecure: bool) -> httpx.AsyncClient:
         if insecure not in self._clients:
             self._clients[insecure] = http_client(
-                timeout=self._settings.request_timeout, insecure=insecure, extra_ca=self._settings.extra_ca,
+                timeout=self._settings.request_timeout,
+                insecure=insecure,
+                extra_ca=self._settings.extra_ca,
                 allow_private=self._settings.allow_private,
             )
         return self._clients[insecure]

@@ -3,6 +3,7 @@ Secrets): what happens at each refresh, with a refresh floor lowered so that tes
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,11 +17,11 @@ from prometheus_client import CollectorRegistry
 from artifact_agent.metrics import AgentMetrics
 from artifact_agent.pulls import OCIPulls, PullSettings
 from e2e.controlplane import ControlPlane
-from e2e.oci_artifacts import push_rules
+from e2e.oci_artifacts import gzip_bomb, push_rules, push_rules_layer
 from e2e.registry import Registry, start_registry
 from e2e.wait import wait_for
 from falco_operator.api import Rulesfile
-from falco_operator.artifacts import ArtifactKey, Content, Resolution
+from falco_operator.artifacts import ArtifactKey, Content, Resolution, Unavailable
 from falco_operator.kube import Client
 
 pytestmark = pytest.mark.anyio
@@ -86,3 +87,21 @@ async def test_a_refresh_follows_a_moved_tag_without_any_spec_change(
         result = await answer(pulls, holds(b"- list: two\n  items: []\n"), "the moved tag")
         assert isinstance(result, Content)
         assert result.digest == moved
+
+
+async def test_by_default_a_small_rules_layer_cannot_expand_past_4_mib(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, plain_registry: Registry
+) -> None:
+    repository = f"t{secrets.token_hex(3)}/rules"
+    bomb = gzip_bomb(5 << 20)
+    assert len(bomb) < 64 * 1024
+    push_rules_layer(plain_registry, repository, "bomb", bomb)
+    oci = {"image": {"repository": repository, "tag": "bomb"},
+           "registry": {"name": plain_registry.host, "plainHTTP": True}}  # fmt: skip
+    async with running_pulls(control_plane, namespace, tmp_path / "cache") as pulls:
+        pulls.want([rulesfile(oci)])
+        result = await answer(pulls, lambda r: isinstance(r, Unavailable) and r.state == "Failed", "the refusal")
+    assert isinstance(result, Unavailable)
+    assert result.reason == "RefusedArchive"
+    assert "expands to more than the 4194304-byte limit" in result.message
+    assert sorted(os.listdir(tmp_path / "cache")) == [], "no layer file left behind"

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import socket
+import tempfile
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -67,7 +70,10 @@ async def _pull(
 ) -> Pulled:  # fmt: skip
     session = RegistrySession(http, location, credentials)
     resolved = await session.resolve(kind, architecture)
-    return await session.fetch(resolved, kind, max_bytes)
+    with tempfile.TemporaryDirectory() as spool:
+        pulled = await session.fetch(resolved, kind, max_bytes, Path(spool))
+        assert not os.listdir(spool), "the layer file is removed once the file is taken out"
+    return pulled
 
 
 async def _failure(*args: object, **kwargs: object) -> PullFailed:
@@ -293,3 +299,27 @@ async def test_a_tls_registry_cannot_send_the_agent_to_a_plain_http_token_servic
         assert "which is not HTTPS; a registry reached over TLS must hand out tokens over TLS" in failure.message
         with pytest.raises(BlockingIOError):
             realm.accept()  # the token service was never asked
+
+
+async def test_a_layer_streams_to_disk_and_only_the_file_taken_out_is_held_in_memory(tmp_path: Path) -> None:
+    # Plain HTTP: oras-py's upload of a blob this large over TLS fails against this registry.
+    registry = start_registry(tmp_path / "registry", tls=False, auth=False)
+    spool = tmp_path / "spool"
+    try:
+        library = secrets.token_bytes(16 << 20)  # incompressible: the layer is as large as the library
+        repository = _repository()
+        push_plugin(registry, repository, "big", {"amd64": library})
+        async with http_client(timeout=5, allow_private=True) as http:
+            session = RegistrySession(http, _location(registry, repository, "big"), None)
+            resolved = await session.resolve(PLUGIN, "amd64")
+            tracemalloc.start()
+            try:
+                pulled = await session.fetch(resolved, PLUGIN, 64 << 20, spool)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    finally:
+        registry.stop()
+    assert pulled.file.data == library
+    assert peak < 1.5 * len(library), f"{peak} bytes at the peak for a {len(library)}-byte library"
+    assert os.listdir(spool) == []

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 from artifact_agent.oci_cache import DigestCache
-from artifact_agent.pulls import pull_request
+from artifact_agent.pulls import PullSettings, pull_request
 from e2e.oci_artifacts import gzip_bomb, hostile_layer, tar_gz
-from falco_operator.api import Rulesfile
+from falco_operator.api import Falco, Rulesfile
 from falco_operator.api.oci import parse_duration
 from falco_operator.artifacts.oci import (
+    PLUGIN,
+    RULES,
     ArchiveRefused,
     Credentials,
     CredentialsProblem,
@@ -22,6 +26,8 @@ from falco_operator.artifacts.oci import (
     single_file,
 )
 from falco_operator.artifacts.oci.registry import parse_challenge
+from falco_operator.instance.options import BuildOptions
+from falco_operator.instance.podtemplate import agent_container
 
 
 def _secret(
@@ -184,3 +190,31 @@ def test_pruning_never_touches_a_file_being_written(tmp_path: Path) -> None:
     cache.keep_only([])
     assert in_flight.exists(), "another pull renames it into place in a moment"
     assert cache.get("sha256:" + "3" * 64, "rules") is None
+
+
+def test_a_download_a_crash_left_behind_is_removed_once_it_is_an_hour_old(tmp_path: Path) -> None:
+    cache = DigestCache(tmp_path / "..oci-cache")
+    cache.put("sha256:" + "5" * 64, "plugin", b"five")
+    leftover = cache.directory / ".layer-0123456789abcdef.0a1b2c3d.tmp"
+    leftover.write_bytes(b"half a layer")
+    two_hours_ago = time.time() - 7200
+    os.utime(leftover, (two_hours_ago, two_hours_ago))
+    cache.keep_only([("sha256:" + "5" * 64, "plugin")])
+    assert not leftover.exists()
+    assert cache.get("sha256:" + "5" * 64, "plugin") == b"five"
+
+
+def _mebibytes(quantity: str) -> int:
+    assert quantity.endswith("Mi"), quantity
+    return int(quantity.removesuffix("Mi")) << 20
+
+
+def test_default_size_caps_stay_well_under_the_agent_containers_memory_limit() -> None:
+    falco = Falco.model_validate({"metadata": {"name": "f", "namespace": "ns"}, "spec": {}})
+    limit = _mebibytes(agent_container(falco, BuildOptions())["resources"]["limits"]["memory"])
+    settings = PullSettings(cache_dir=Path("/unused"))
+    assert settings.max_bytes(RULES) == 4 << 20, "the rules parser refuses more than 4 MiB anyway"
+    assert settings.max_bytes(PLUGIN) == 64 << 20
+    # The file taken out is held in memory (and handed to the planner and the materializer): room for a few
+    # copies besides the agent's own ~60 MiB.
+    assert 3 * settings.max_bytes(PLUGIN) + (60 << 20) <= limit

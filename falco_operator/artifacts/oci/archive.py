@@ -1,19 +1,24 @@
 """Taking the one file an artifact delivers out of its tar.gz layer, refusing anything that could escape.
 
-Nothing is extracted to disk: the archive is read in memory and only the bytes of one regular file come out.
+Nothing is unpacked: only the bytes of one regular file come out of the archive, at most ``max_bytes`` of them,
+into memory (``single_file``) or, a chunk at a time, into a file the caller names (``extract_single_file``).
 Links, device files, absolute paths and ``..`` components are refused even when they are not the file taken,
 because an archive that carries them was not made by a publishing tool and is not trusted at all.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
+import shutil
 import tarfile
 import zlib
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from typing import IO
 
 MAX_MEMBERS = 256
+_CHUNK = 1024 * 1024
 
 
 class ArchiveRefused(Exception):
@@ -33,7 +38,8 @@ def single_file(layer: bytes, suffixes: tuple[str, ...], max_bytes: int) -> Arch
     """
     try:
         with tarfile.open(fileobj=io.BytesIO(layer), mode="r:gz") as archive:
-            member, data = _take(archive, suffixes, max_bytes)
+            member, extracted = _take(archive, suffixes, max_bytes)
+            data = extracted.read(member.size)  # at most max_bytes: the sizes were summed
     except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
         raise ArchiveRefused(f"the layer is not a readable tar.gz archive: {error}") from None
     if len(data) != member.size:
@@ -41,7 +47,27 @@ def single_file(layer: bytes, suffixes: tuple[str, ...], max_bytes: int) -> Arch
     return ArchiveFile(PurePosixPath(member.name).name, data)
 
 
-def _take(archive: tarfile.TarFile, suffixes: tuple[str, ...], max_bytes: int) -> tuple[tarfile.TarInfo, bytes]:
+def extract_single_file(layer: Path, suffixes: tuple[str, ...], max_bytes: int, destination: Path) -> str:
+    """``single_file`` from the layer file into ``destination``, a chunk at a time (never the whole file in
+    memory); the file's name in the archive."""
+    try:
+        with tarfile.open(layer, mode="r:gz") as archive, destination.open("wb") as out:
+            member, extracted = _take(archive, suffixes, max_bytes)
+            shutil.copyfileobj(extracted, out, _CHUNK)
+            written = out.tell()
+    except (
+        tarfile.TarError,
+        gzip.BadGzipFile,
+        EOFError,
+        zlib.error,
+    ) as error:  # not OSError: a full disk is no refusal
+        raise ArchiveRefused(f"the layer is not a readable tar.gz archive: {error}") from None
+    if written != member.size:
+        raise ArchiveRefused(f"{member.name} is shorter than the archive says")
+    return PurePosixPath(member.name).name
+
+
+def _take(archive: tarfile.TarFile, suffixes: tuple[str, ...], max_bytes: int) -> tuple[tarfile.TarInfo, IO[bytes]]:
     matches: list[tarfile.TarInfo] = []
     total = 0
     for count, member in enumerate(archive, start=1):
@@ -64,7 +90,7 @@ def _take(archive: tarfile.TarFile, suffixes: tuple[str, ...], max_bytes: int) -
     extracted = archive.extractfile(member)
     if extracted is None:
         raise ArchiveRefused(f"{member.name} cannot be read from the archive")
-    return member, extracted.read(max_bytes + 1)
+    return member, extracted
 
 
 def _check_member(member: tarfile.TarInfo) -> None:

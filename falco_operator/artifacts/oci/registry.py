@@ -16,18 +16,22 @@ import base64
 import hashlib
 import json
 import platform
+import secrets
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import anyio
+import anyio.to_thread
 import certifi
 import httpx
 
 from ...api.oci import OCILocation
 from .addresses import AddressRefused, guarded_pool
-from .archive import ArchiveFile, ArchiveRefused, single_file
+from .archive import ArchiveFile, ArchiveRefused, extract_single_file
 from .credentials import Credentials
 from .media import INDEXES, MANIFESTS, ArtifactType, type_of_layer
 
@@ -134,18 +138,30 @@ class RegistrySession:
             digest, manifest = await self._manifest(chosen, expected=chosen)
         return Resolved(top, _layer(manifest, kind, self.reference))
 
-    async def fetch(self, resolved: Resolved, kind: ArtifactType, max_bytes: int) -> Pulled:
-        """Download the layer (digest and size checked while it streams) and take the artifact's file from it."""
+    async def fetch(self, resolved: Resolved, kind: ArtifactType, max_bytes: int, spool: Path) -> Pulled:
+        """Download the layer into a file in ``spool`` (digest and size checked while it streams), take the
+        artifact's file out of it into another (at most ``max_bytes``, in a worker thread), and read that one:
+        only the file taken out is ever in memory, once. Both spool files are removed."""
         layer = resolved.layer
         if layer.size > max_bytes:
             raise PullFailed("TooLarge", f"the layer of {self.reference} is {layer.size} bytes, over the "
                                          f"{max_bytes}-byte limit")  # fmt: skip
-        data = await self._blob(layer)
+        await anyio.Path(spool).mkdir(parents=True, exist_ok=True)
+        stem = f"{layer.digest.partition(':')[2][:16]}.{secrets.token_hex(4)}.tmp"
+        layer_path, file_path = spool / f".layer-{stem}", spool / f".file-{stem}"
         try:
-            extracted = single_file(data, kind.file_suffixes, max_bytes)
+            await self._blob(layer, layer_path)
+            name = await anyio.to_thread.run_sync(
+                extract_single_file, layer_path, kind.file_suffixes, max_bytes, file_path
+            )
+            data = await anyio.Path(file_path).read_bytes()
         except ArchiveRefused as refused:
             raise PullFailed("RefusedArchive", f"{self.reference}: {refused}") from None
-        return Pulled(resolved.digest, extracted, len(data))
+        finally:
+            with anyio.CancelScope(shield=True):
+                for path in (layer_path, file_path):
+                    await anyio.Path(path).unlink(missing_ok=True)
+        return Pulled(resolved.digest, ArchiveFile(name, data), layer.size)
 
     # -- protocol -----------------------------------------------------------------------------------------
 
@@ -171,12 +187,12 @@ class RegistrySession:
             raise PullFailed("InvalidManifest", f"the manifest of {self.reference} is not a JSON object")
         return digest, manifest
 
-    async def _blob(self, layer: Descriptor) -> bytes:
+    async def _blob(self, layer: Descriptor, path: Path) -> None:
+        """Stream the blob into ``path``, its size and digest checked on the way."""
         url = f"{self._base}/blobs/{layer.digest}"
         hasher = hashlib.sha256()
-        chunks: list[bytes] = []
         received = 0
-        async with self._request("GET", url, {}) as response:
+        async with self._request("GET", url, {}) as response, await anyio.open_file(path, "wb") as file:
             _raise_for_status(response, self.reference)
             async for chunk in response.aiter_bytes():
                 received += len(chunk)
@@ -184,12 +200,11 @@ class RegistrySession:
                     raise PullFailed("DigestMismatch", f"the layer {layer.digest} of {self.reference} is longer "
                                                        f"than the {layer.size} bytes its manifest says")  # fmt: skip
                 hasher.update(chunk)
-                chunks.append(chunk)
+                await file.write(chunk)
         actual = "sha256:" + hasher.hexdigest()
         if received != layer.size or actual != layer.digest:
             raise PullFailed("DigestMismatch", f"the layer of {self.reference} arrived as {actual} ({received} "
                                                f"bytes), not {layer.digest} ({layer.size} bytes)")  # fmt: skip
-        return b"".join(chunks)
 
     def _request(self, method: str, url: str, headers: Mapping[str, str]) -> _Exchange:
         return _Exchange(self, method, url, dict(headers))
