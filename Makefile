@@ -53,9 +53,10 @@ controlplane-status: install
 	$(CONTROLPLANE) status
 
 ## demo: the whole product locally: control plane, operator, agents and real Falco on 3 nodes, a registry,
-## every seed example checked; stays up (Ctrl-C stops everything)
+## every seed example checked; stays up (Ctrl-C stops everything). ONCE=1: check that an edit shows up live, then
+## stop, exit 0 only when every check passed (CI)
 demo: system-deps controlplane-build
-	$(BIN)/python -m e2e.demo
+	$(BIN)/python -m e2e.demo $(if $(ONCE),--once)
 
 ## bench: every benchmark under bench/, printing its table (QUICK=1 for smaller sizes)
 bench: controlplane-build

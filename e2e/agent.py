@@ -67,6 +67,7 @@ class AgentProcess:
         return self.log_path.read_text(errors="replace")[-size:] if self.log_path.exists() else ""
 
     def start(self) -> None:
+        self.workdir = self.workdir.absolute()  # the agent runs in the project's directory, not the caller's
         self.workdir.mkdir(parents=True, exist_ok=True)
         kubeconfig = self.workdir / "agent.kubeconfig"
         bound = (self.pod, self.pod_uid) if self.pod_uid else None

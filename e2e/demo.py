@@ -5,11 +5,13 @@ the Falco pod — the artifact agent as a process with the pod's token and real 
 agent's directories; a loopback OCI registry holding the artifacts seed examples 04 and 06 name. The seed examples
 are applied one by one, each checked against what it must do (``manifests/samples/README.md``), then a summary is
 printed and the demo stays up, printing every file that reaches a node, until Ctrl-C (or ``make
-controlplane-down``).
+controlplane-down``). With ``--once`` (``make demo ONCE=1``, for CI) it edits seed 05's Rulesfile instead, checks
+that the live view shows the edit loaded by Falco on every node, and stops: exit 0 only when every check passed.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
@@ -21,12 +23,14 @@ import sys
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
 import httpx
 import kr8s.asyncio
+from anyio.abc import TaskStatus
 from ruamel.yaml import YAML
 
 from falco_operator.artifacts.oci import machine_architecture
@@ -52,6 +56,11 @@ ARTIFACT_API = "/apis/artifact.falcosecurity.dev/v1alpha1"
 FALCO_API = "/apis/instance.falcosecurity.dev/v1alpha1"
 RULES_REPOSITORY = "falcosecurity/rules/falco-rules"
 PLUGIN_REPOSITORY = "falcosecurity/plugins/plugin/container"
+EDITED_RULES = (
+    "- rule: edited_in_the_demo\n  desc: an edit of seed example 05, shown arriving by the live view\n"
+    "  condition: evt.type = open and proc.name = nope\n  output: edited (proc=%proc.name)\n  priority: INFO\n"
+)
+INLINE_RULES_FILE = "rules.d/50-03-falco-rules-inline.yaml"
 OCI_RULES = b"""- rule: demo_netcat_started
   desc: a rule delivered from the OCI registry (seed example 04)
   condition: evt.type = execve and proc.name = nc
@@ -103,6 +112,8 @@ class Demo:
     out: TextIO = sys.stdout
     nodes: dict[str, Node] = field(default_factory=dict)
     outcomes: list[tuple[str, bool, str]] = field(default_factory=list)
+    changes: list[tuple[str, str, str]] = field(default_factory=list)
+    """What the live view printed: (node, path, state)."""
     registry: Registry | None = None
     operator: subprocess.Popen[bytes] | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
@@ -239,8 +250,8 @@ class Demo:
         self.plane.kubectl("delete", "rulesfile", "falco-rules", "-n", NAMESPACE, "--wait=true")  # 05 replaces 04
         self.apply(inline)
         text = str(inline["spec"]["ociArtifact"]["inline"]).encode()
-        await self.check("05", "rules.d/50-03-falco-rules-inline.yaml (shell_in_container) loaded on every node",
-                         lambda: self.on_every_node("rules.d/50-03-falco-rules-inline.yaml", text))  # fmt: skip
+        await self.check("05", f"{INLINE_RULES_FILE} (shell_in_container) loaded on every node",
+                         lambda: self.on_every_node(INLINE_RULES_FILE, text))  # fmt: skip
 
         async def collision_reported() -> bool:
             _, body = await request(api, "GET", f"{ARTIFACT_API}/namespaces/{NAMESPACE}/falcorules/bash")
@@ -345,13 +356,17 @@ class Demo:
         lines.append(f"Seed examples: {passed}/{len(self.outcomes)} as expected")
         return "\n".join(lines)
 
-    async def watch(self, stop: anyio.Event, interval: float = 0.5) -> None:
-        """Print each change of a node's files, and when Falco has loaded it, until ``stop``."""
+    async def watch(
+        self, stop: anyio.Event, interval: float = 0.5, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Print each change of a node's files, and when Falco has loaded it, until ``stop``; started once it has
+        taken its first look."""
         seen: dict[tuple[str, str], str] = {}
         for node in self.nodes.values():
             rules, _ = await node.loaded()
             for path, data in node.files().items():
                 seen[(node.name, path)] = self._state(path, data, rules)
+        task_status.started()
         while not stop.is_set():
             with anyio.move_on_after(interval):
                 await stop.wait()
@@ -362,10 +377,33 @@ class Demo:
                     state = self._state(path, data, rules)
                     if seen.get((node.name, path)) != state:
                         seen[(node.name, path)] = state
-                        print(f"  {node.name}  {path}  {state}", file=self.out, flush=True)
+                        self._changed(node.name, path, state)
                 for key in [k for k in seen if k[0] == node.name and k[1] not in files]:
                     del seen[key]
-                    print(f"  {node.name}  {key[1]}  removed", file=self.out, flush=True)
+                    self._changed(node.name, key[1], "removed")
+
+    def _changed(self, node: str, path: str, state: str) -> None:
+        self.changes.append((node, path, state))
+        print(f"  {node}  {path}  {state}", file=self.out, flush=True)
+
+    async def edit_shows_up_live(self) -> None:
+        """Edit seed 05's Rulesfile and check that the live view shows the new content loaded on every node."""
+        print("Live view (an edit of Rulesfile falco-rules):", file=self.out, flush=True)
+        digest = sha256_hex(EDITED_RULES.encode())[:12]
+        stop = anyio.Event()
+        async with anyio.create_task_group() as group:
+            await group.start(self.watch, stop)
+            edit = {"spec": {"ociArtifact": {"inline": EDITED_RULES}}}
+            self.plane.kubectl("patch", "rulesfile", "falco-rules", "-n", NAMESPACE, "--type=merge", "-p",
+                               json.dumps(edit))  # fmt: skip
+
+            async def shown_loaded() -> bool:
+                return {node for node, path, state in self.changes
+                        if path == INLINE_RULES_FILE and state == f"sha256 {digest}  loaded"} == set(NODES)  # fmt: skip
+
+            await self.check("live", f"the edit ({INLINE_RULES_FILE}, sha256 {digest}) shown loaded by Falco on "
+                                     f"{', '.join(NODES)}", shown_loaded, timeout=60)  # fmt: skip
+            stop.set()
 
     @staticmethod
     def _state(path: str, data: bytes, rules: dict[str, str]) -> str:
@@ -388,7 +426,7 @@ def control_plane(directory: Path) -> ControlPlane:
     return start_cluster(directory, NODES)
 
 
-async def run(directory: Path) -> int:
+async def run(directory: Path, *, once: bool = False) -> int:
     plane = control_plane(directory)
     demo = Demo(plane, directory / "demo")
     demo.workdir.mkdir(parents=True, exist_ok=True)
@@ -397,6 +435,11 @@ async def run(directory: Path) -> int:
         demo.start()
         await demo.seeds(api)
         print(await demo.summary(api), flush=True)
+        if once:
+            await demo.edit_shows_up_live()
+            passed = sum(1 for _, ok, _ in demo.outcomes if ok)
+            print(f"\nEvery check: {passed}/{len(demo.outcomes)} as expected (--once: stopping)", flush=True)
+            return 0 if passed == len(demo.outcomes) else 1
         print(
             f"\nThe demo runs until Ctrl-C. In another terminal:\n"
             f"  export KUBECONFIG={plane.kubeconfig}\n"
@@ -436,10 +479,17 @@ async def run(directory: Path) -> int:
         print("stopped everything", flush=True)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--once", action="store_true",
+                        help="after the summary, check that an edit shows up live, then stop (exit 0 when every "
+                             "check passed)")  # fmt: skip
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=r"Kubernetes version .* is not supported", category=UserWarning)
-    directory = Path(os.environ.get("DEMO_DIR", str(DEFAULT_DIR)))
-    return anyio.run(run, directory)
+    # Absolute from here on: Falco, the agents and the operator run in working directories of their own.
+    directory = Path(os.environ.get("DEMO_DIR", str(DEFAULT_DIR))).absolute()
+    return anyio.run(partial(run, directory, once=args.once))
 
 
 if __name__ == "__main__":

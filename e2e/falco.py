@@ -278,6 +278,9 @@ def run_falco(
     test process even when that is killed (``processes.popen``).
     """
     binaries = binaries or find_falco()
+    # Falco runs in ``workdir``: every path it is given must hold from there.
+    workdir, rules_dir, config_dir, plugins_dir = (path.absolute() for path in (workdir, rules_dir, config_dir,
+                                                                                 plugins_dir))  # fmt: skip
     workdir.mkdir(parents=True, exist_ok=True)
     for directory in (rules_dir, config_dir, plugins_dir):
         directory.mkdir(parents=True, exist_ok=True)
