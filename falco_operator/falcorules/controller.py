@@ -37,6 +37,8 @@ FOR_FALCO_LABEL = "artifact.falcosecurity.dev/for-falco"
 GENERATED_SUFFIX = "-falcorules"
 GENERATED_PRIORITY = 60
 RULES_KEY = "rules.yaml"
+CONFLICT_RECHECK = 60.0
+"""Seconds between looks at a name held by a user's object."""
 
 
 def generated_name(falco_name: str) -> str:
@@ -78,6 +80,8 @@ class FalcoRulesReconciler:
         """Per Falco (namespace, name): the verdict of each FalcoRule (namespace, name) it selects."""
         self.documents: dict[tuple[str, str], str] = {}
         """Per Falco: the SHA-256 of the rules file generated for it (what its agents must report)."""
+        self.conflicts: dict[tuple[str, str], str] = {}
+        """Per Falco: why its generated objects cannot be written (a user's object holds their name)."""
 
     async def reconcile(self, request: Request) -> Result | None:
         raw = self.cache.get(FALCOS, request.name, request.namespace)
@@ -86,6 +90,7 @@ class FalcoRulesReconciler:
         if raw is None or selector is None:
             previous = self.verdicts.pop(key, {})
             self.documents.pop(key, None)
+            self.conflicts.pop(key, None)
             if raw is not None:
                 await self._remove_generated(request)
             await self._write_statuses(previous)
@@ -94,12 +99,21 @@ class FalcoRulesReconciler:
         by_namespace = {ns: self._falco_rules(ns) for ns in namespaces}
         cluster = await self._cluster_rules(raw)
         rendered = render(by_namespace, cluster)
-        await self._apply_generated(raw, rendered.document)
-        self.documents[key] = sha256_hex(rendered.document)
+        conflict = await self._foreign_object(raw)
+        if conflict is None:
+            await self._apply_generated(raw, rendered.document)
+            self.documents[key] = sha256_hex(rendered.document)
+            self.conflicts.pop(key, None)
+        else:
+            if key not in self.conflicts:
+                log.warning("%s", conflict)
+            self.conflicts[key] = conflict
+            self.documents.pop(key, None)
         previous = self.verdicts.get(key, {})
         self.verdicts[key] = {(v.namespace, v.name): v for v in rendered.verdicts}
         await self._write_statuses({**previous, **self.verdicts[key]})
-        return None
+        # A user's object of that name sends no event here (it may be an unwatched ConfigMap): look again later.
+        return Result(requeue_after=CONFLICT_RECHECK) if conflict else None
 
     def _falco_rules(self, namespace: str) -> list[FalcoRule]:
         rules = []
@@ -166,6 +180,23 @@ class FalcoRulesReconciler:
                 "labels": {MANAGED_BY: OPERATOR, FOR_FALCO_LABEL: name},
                 "ownerReferences": [owner_reference(raw_falco)]}  # fmt: skip
 
+    async def _foreign_object(self, raw_falco: Json) -> str | None:
+        """Why the generated objects must not be written: an object of their name that this Falco does not own
+        (a user's, which a forced apply would take over and a delete would destroy); None when there is none."""
+        name, namespace = generated_name(raw_falco["metadata"]["name"]), raw_falco["metadata"]["namespace"]
+        for resource in (CONFIG_MAPS, RULESFILES):
+            found = self.cache.get(resource, name, namespace)
+            if found is None and resource is CONFIG_MAPS:
+                # Only labelled ConfigMaps are cached: an unlabelled one of that name is asked for by name.
+                found = await self.client.get_or_none(CONFIG_MAPS, name, namespace)
+            if found is not None and not owned_by(found, raw_falco):
+                return (
+                    f"{resource.kind} {namespace}/{name} exists and does not belong to Falco "
+                    f"{raw_falco['metadata']['name']}: the operator writes the FalcoRules of this Falco under that "
+                    f"name; rename or delete that {resource.kind}"
+                )
+        return None
+
     async def _apply_generated(self, raw_falco: Json, document: bytes) -> None:
         metadata = self._metadata(raw_falco)
         namespace, name = metadata["namespace"], metadata["name"]
@@ -178,8 +209,10 @@ class FalcoRulesReconciler:
 
     async def _remove_generated(self, request: Request) -> None:
         name = generated_name(request.name)
+        raw_falco = self.cache.get(FALCOS, request.name, request.namespace)
         for resource in (RULESFILES, CONFIG_MAPS):
-            if self.cache.get(resource, name, request.namespace) is not None:
+            found = self.cache.get(resource, name, request.namespace)
+            if found is not None and raw_falco is not None and owned_by(found, raw_falco):
                 await self.client.delete(resource, name, request.namespace)
                 self.applier.forget(resource, request.namespace, name)
 
@@ -227,6 +260,10 @@ class FalcoRulesReconciler:
                                     generation)  # fmt: skip
             return {"observedGeneration": generation, "conditions": [accepted, programmed]}
         accepted = _condition("Accepted", True, "Accepted", mine[0][1].message, generation)
+        conflicts = [self.conflicts[falco] for falco, _ in mine if falco in self.conflicts]
+        if conflicts:
+            programmed = _condition("Programmed", False, "GeneratedNameTaken", conflicts[0], generation)
+            return {"observedGeneration": generation, "conditions": [accepted, programmed]}
         waiting = []
         for (falco_ns, falco_name), _ in mine:
             if not self._delivered(falco_ns, falco_name):
@@ -239,6 +276,13 @@ class FalcoRulesReconciler:
             programmed = _condition("Programmed", True, "Programmed", f"loaded by the agents of Falco {falcos}",
                                     generation)  # fmt: skip
         return {"observedGeneration": generation, "conditions": [accepted, programmed]}
+
+
+def owned_by(obj: Json, raw_falco: Json) -> bool:
+    """Whether ``obj`` is controlled by this Falco (its owner reference carries the Falco's uid)."""
+    uid = raw_falco["metadata"].get("uid")
+    references = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(reference.get("uid") == uid and reference.get("controller") for reference in references)
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str, generation: int) -> Json:

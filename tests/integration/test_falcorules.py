@@ -261,3 +261,41 @@ async def test_one_write_per_change_and_none_when_quiet(
     idle = [w for team in [namespace, *teams] for w in quiet.writes_since(user=operator.username, namespace=team)]
     assert idle == [], describe(idle)
     assert "is not supported" not in operator.log_path.read_text(), "no kr8s version warning at start"
+
+
+async def test_a_users_object_named_like_the_generated_one_is_left_alone_and_the_rule_says_why(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator
+) -> None:
+    team = f"team-d-{namespace[-6:]}"
+    await make_namespace(api, team, "d")
+    mine = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "falco-falcorules"},
+            "data": {"rules.yaml": "# the user's own file\n"}}  # fmt: skip
+    await call(api, "POST", f"/api/v1/namespaces/{namespace}/configmaps", body=mine)
+    body = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco", "metadata": {"name": "falco"},
+            "spec": {"falcoRules": {"namespaceSelector": {"matchLabels": {TEAM_LABEL: "d"}}}}}  # fmt: skip
+    await call(api, "POST", f"{FALCO_API}/namespaces/{namespace}/falcos", body=body)
+    await create_rule(api, team, falco_rule("shell"))
+    status = await wait_for(partial(rule_status, api, team, "shell"),
+                            lambda s: s.get("Programmed", {}).get("reason") == "GeneratedNameTaken",
+                            what="the name conflict in the FalcoRule's status")  # fmt: skip
+    assert "ConfigMap" in status["Programmed"]["message"]
+    assert "rename or delete" in status["Programmed"]["message"]
+    config_map_path = f"/api/v1/namespaces/{namespace}/configmaps/falco-falcorules"
+    _, kept = await request(api, "GET", config_map_path)
+    assert kept["data"] == {"rules.yaml": "# the user's own file\n"}
+    assert not kept["metadata"].get("ownerReferences")
+    _, rulesfile_answer = await request(
+        api, "GET", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/falco-falcorules"
+    )
+    assert rulesfile_answer.get("code") == 404 or rulesfile_answer.get("kind") == "Status", rulesfile_answer
+
+    # The Falco stops selecting namespaces: the operator deletes only what it owns.
+    await call(api, "PATCH", f"{FALCO_API}/namespaces/{namespace}/falcos/falco",
+               body={"spec": {"falcoRules": None}}, content_type=MERGE)  # fmt: skip
+    await wait_for(
+        partial(rule_status, api, team, "shell"),
+        lambda s: s.get("Programmed", {}).get("reason") == "NotSelected",
+        what="rule no longer selected",
+    )
+    status_code, _ = await request(api, "GET", config_map_path)
+    assert status_code == 200, "the user's ConfigMap was deleted"
