@@ -21,6 +21,7 @@ from typing import Any
 
 from ..api import Falco, FalcoRule, LabelSelector, Rulesfile
 from ..artifacts import parse_rules, sha256_hex
+from ..artifacts.audience import FOR_FALCO_LABEL, Audience
 from ..artifacts.validation import Invalid
 from ..instance.naming import MANAGED_BY, OPERATOR, owner_reference
 from ..kube import Applier, Cache, Client, Request, Result
@@ -33,7 +34,6 @@ from .render import ClusterRules, Verdict, cluster_rules, render
 
 log = logging.getLogger("falco_operator.falcorules")
 Json = dict[str, Any]
-FOR_FALCO_LABEL = "artifact.falcosecurity.dev/for-falco"
 GENERATED_SUFFIX = "-falcorules"
 GENERATED_PRIORITY = 60
 RULES_KEY = "rules.yaml"
@@ -135,15 +135,11 @@ class FalcoRulesReconciler:
             metadata = raw.get("metadata") or {}
             if metadata.get("name") == generated_name(raw_falco["metadata"]["name"]):
                 continue
-            for_falco = (metadata.get("labels") or {}).get(FOR_FALCO_LABEL)
-            if for_falco and for_falco != raw_falco["metadata"]["name"]:
-                continue
             try:
                 rulesfile = Rulesfile.model_validate(raw)
             except ValueError:
                 continue
-            selector = rulesfile.spec.instance_selector
-            if selector is not None and not selector.matches(labels):
+            if not Audience.of(rulesfile).includes_falco(raw_falco["metadata"]["name"], labels):
                 continue
             if rulesfile.spec.oci() is not None:
                 complete = False
