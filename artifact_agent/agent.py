@@ -212,7 +212,8 @@ class Agent:
             log.info("first materialization done", extra={"artifacts": len(result.outcomes)})
         outcomes = confirm(result.outcomes, self.falco_view) if self.settings.falco_url else result.outcomes
         self._count_states(outcomes)
-        status = report_status(outcomes, self.settings.directories.by_kind(), self._falco_probe())
+        status = report_status(outcomes, self.settings.directories.by_kind(), self._falco_probe(),
+                               self.pulls.refresh_problems())  # fmt: skip
         if await self.reporter.publish(status):
             self.metrics.report_writes.inc()
 

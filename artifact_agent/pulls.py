@@ -4,8 +4,10 @@ Each artifact with an OCI source has one task. It resolves the reference to a di
 cache when that digest was pulled before, else downloads and checks it, and publishes the result (bytes or a
 reason); then it sleeps: until ``refreshInterval`` to re-resolve a tag (a moved tag is followed), or, after a
 failure, a growing retry delay. A spec change starts a new task; until it has an answer the old bytes stay
-visible when only the generation changed, so a priority edit does not blink the artifact. At most
-``concurrency`` pulls run at once, so one slow registry never holds the others back beyond that.
+visible when only the generation changed, so a priority edit does not blink the artifact. A failure to resolve
+again a source that was resolved before (a refresh, or such a spec change) keeps the bytes and their cache entry,
+and is published apart (``refresh_problems``). At most ``concurrency`` pulls run at once, so one slow registry
+never holds the others back beyond that.
 
 Credentials come from a Secret read by name when a pull needs it (never listed or watched); a 401 reads it again
 once before the failure is reported, so a fixed Secret works at the next retry.
@@ -112,6 +114,8 @@ class _Tracked:
     request: PullRequest
     scope: anyio.CancelScope
     result: Resolution
+    refresh_problem: Unavailable | None = None
+    """Why resolving the source again failed while ``result`` still holds what it resolved to before."""
 
 
 class OCIPulls:
@@ -172,6 +176,11 @@ class OCIPulls:
         tracked = self._tracked.get(key)
         return tracked.result if tracked is not None else None
 
+    def refresh_problems(self) -> dict[ArtifactKey, Unavailable]:
+        """Artifacts whose source could not be resolved again (a refresh, or a new generation of the same
+        source): what was pulled before stays delivered, and this says why it may be stale."""
+        return {key: tracked.refresh_problem for key, tracked in self._tracked.items() if tracked.refresh_problem}
+
     def settled(self) -> bool:
         """Every followed artifact has had a first answer (bytes or a failure)."""
         return not any(_is_pending(tracked.result) for tracked in self._tracked.values())
@@ -197,13 +206,18 @@ class OCIPulls:
                 tracked = self._tracked.get(key)
                 if tracked is None or tracked.scope is not scope:
                     return
-                if result != tracked.result:
-                    tracked.result = result
+                problem: Unavailable | None = None
+                if isinstance(result, Unavailable) and isinstance(tracked.result, Content):
+                    # Resolving the same source again failed (a registry down for a while, a Secret that no
+                    # longer authenticates): what it resolved to before stays, the problem is reported apart.
+                    problem, result = result, tracked.result
+                if (result, problem) != (tracked.result, tracked.refresh_problem):
+                    tracked.result, tracked.refresh_problem = result, problem
                     self._on_change()
                 self._forget_writing(result, request)
                 self._keep_cached()
                 self._settled.set()
-                if isinstance(result, Content):
+                if isinstance(result, Content) and problem is None:
                     backoff.reset()
                     if request.refresh is None:
                         return
@@ -318,9 +332,9 @@ class OCIPulls:
             self._writing.discard((result.digest, request.type.label))
 
     def _keep_cached(self) -> None:
-        """Drop cache entries nothing uses, once every artifact has its first answer (before that, an entry not
-        in use yet may be the one a pending pull is about to find)."""
-        if not self.settled():
+        """Drop cache entries nothing uses, once every artifact has its content (before that, an entry not in
+        use yet may be the one a pending pull, or a pull failing for a while, is about to find)."""
+        if not all(isinstance(tracked.result, Content) for tracked in self._tracked.values()):
             return
         in_use = [*self._writing] + [
             (tracked.result.digest, tracked.request.type.label)

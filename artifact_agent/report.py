@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from falco_operator.api import ArtifactReportStatus, FalcoProbe, ReportedArtifact
-from falco_operator.artifacts import Outcome
+from falco_operator.api.report import RefreshProblem
+from falco_operator.artifacts import ArtifactKey, Outcome, Unavailable
 from falco_operator.kube import ApiError, Client, Conflict, NotFound
 from falco_operator.resources import ARTIFACTREPORTS
 
@@ -19,9 +20,12 @@ Json = dict[str, Any]
 
 
 def report_status(
-    outcomes: Iterable[Outcome], directories: Mapping[str, Path], falco: FalcoProbe | None = None
-) -> Json:
-    """The ``status`` of the report: one entry per applicable artifact, in a stable order; what Falco says."""
+    outcomes: Iterable[Outcome], directories: Mapping[str, Path], falco: FalcoProbe | None = None,
+    refresh_problems: Mapping[ArtifactKey, Unavailable] | None = None,
+) -> Json:  # fmt: skip
+    """The ``status`` of the report: one entry per applicable artifact, in a stable order; what Falco says; why an
+    OCI source could not be resolved again (``refresh_problems``), apart from the state of what is delivered."""
+    problems = refresh_problems or {}
     entries = [
         ReportedArtifact(
             kind=outcome.key.kind,
@@ -33,6 +37,7 @@ def report_status(
             state=outcome.state,
             reason=outcome.reason,
             message=_clipped(outcome.message),
+            refresh_problem=_refresh_problem(problems.get(outcome.key)),
         )
         for outcome in sorted(outcomes, key=lambda outcome: outcome.key)
     ]
@@ -48,6 +53,12 @@ def _clipped(message: str | None) -> str | None:
     if message is None or len(message) <= MAX_MESSAGE_CHARS:
         return message
     return message[: MAX_MESSAGE_CHARS - 14] + " ... (clipped)"
+
+
+def _refresh_problem(problem: Unavailable | None) -> RefreshProblem | None:
+    if problem is None:
+        return None
+    return RefreshProblem(reason=problem.reason, message=f"{problem.message}; the content pulled before stays")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,13 @@ class ArtifactReportSpec(KubeModel):
     """Name of the Falco the agent serves."""
 
 
+class RefreshProblem(KubeModel):
+    reason: str
+    """One CamelCase word, as a failed pull gives it (`Unauthorized`, `Unreachable`, ...)."""
+    message: str
+    """What went wrong, for people."""
+
+
 class ReportedArtifact(KubeModel):
     kind: Literal["Rulesfile", "Plugin", "Config", "FalcoRule"]
     """Kind of the artifact."""
@@ -37,6 +44,8 @@ class ReportedArtifact(KubeModel):
     """One CamelCase word for the state."""
     message: str | None = None
     """What happened, for people."""
+    refresh_problem: RefreshProblem | None = None
+    """Why the OCI source could not be resolved again; the content resolved before stays delivered."""
 
 
 class FalcoProbe(KubeModel):

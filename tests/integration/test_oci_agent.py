@@ -292,6 +292,20 @@ async def test_moved_tags_are_followed_and_a_restart_downloads_nothing(
             assert registry.blob_downloads(repository) == 2, "an unchanged digest is not downloaded again"
             assert agent.metric("falco_artifact_agent_pulls_total", result="cached") >= 1
 
+            # The registry goes away and the artifact changes, its source not: resolving it again fails, and what
+            # was pulled stays Installed, the report saying apart why it may be stale (as after a failed refresh).
+            registry.stop()
+            await patch(api, namespace, "Rulesfile", "moving", {"spec": {"ociArtifact": {"refreshInterval": "3m"}}})
+            stale = await wait_entry(api, agent, "Rulesfile", "moving",
+                                     lambda e: e.get("generation") == 3 and "refreshProblem" in e, "refreshProblem")
+            assert (stale["state"], stale["digest"]) == ("Installed", moved)
+            assert stale["refreshProblem"]["reason"] == "Unreachable"
+            assert stale["refreshProblem"]["message"].endswith("; the content pulled before stays")
+            assert agent.files(agent.rules_dir) == {name: version_2}
+            registry.start()
+            await wait_entry(api, agent, "Rulesfile", "moving", lambda e: "refreshProblem" not in e,
+                             "the problem gone once the registry is back")  # fmt: skip
+
             # The registry goes away and the agent restarts: the files on disk stay and the reason is reported.
             agent.stop()
             registry.stop()

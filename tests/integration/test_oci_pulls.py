@@ -7,6 +7,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,39 @@ async def test_by_default_a_small_rules_layer_cannot_expand_past_4_mib(
     assert result.reason == "RefusedArchive"
     assert "expands to more than the 4194304-byte limit" in result.message
     assert sorted(os.listdir(tmp_path / "cache")) == [], "no layer file left behind"
+
+
+async def test_a_refresh_that_fails_keeps_the_content_and_its_cache_entry_and_says_why(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, plain_registry: Registry
+) -> None:
+    repository = f"t{secrets.token_hex(3)}/rules"
+    rules = b"- list: kept\n  items: []\n"
+    digest = push_rules(plain_registry, repository, "stable", rules)
+    oci = {"image": {"repository": repository, "tag": "stable"},
+           "registry": {"name": plain_registry.host, "plainHTTP": True}, "refreshInterval": "1s"}  # fmt: skip
+    cache = tmp_path / "cache"
+    async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:
+        pulls.want([rulesfile(oci)])
+        await answer(pulls, holds(rules), "the first pull")
+        cached = sorted(os.listdir(cache))
+        assert cached == ["rules-" + digest.removeprefix("sha256:")]
+
+        plain_registry.stop()
+        await wait_for(partial(_problems, pulls), lambda problems: KEY in problems, timeout=15, what="a problem")
+        problem = pulls.refresh_problems()[KEY]
+        assert (problem.state, problem.reason) == ("Failed", "Unreachable")
+        assert f"cannot reach {plain_registry.host}" in problem.message
+        result = pulls.resolve(KEY)
+        assert isinstance(result, Content), "what was pulled stays delivered"
+        assert (result.data, result.digest) == (rules, digest)
+        await anyio.sleep(1)  # more failed refreshes: still the same
+        assert pulls.resolve(KEY) == result
+        assert sorted(os.listdir(cache)) == cached, "the cache entry stays"
+
+        plain_registry.start()
+        await wait_for(partial(_problems, pulls), lambda problems: not problems, timeout=15, what="recovery")
+        assert pulls.resolve(KEY) == result
+
+
+async def _problems(pulls: OCIPulls) -> dict[ArtifactKey, Unavailable]:
+    return pulls.refresh_problems()
