@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .messages import quoted
 from .yamldoc import Problem, YamlProblem, line_of, load_yaml
 
 PRIORITIES = ("emergency", "alert", "critical", "error", "warning", "notice", "informational", "info", "debug")
@@ -85,7 +86,7 @@ def _merge_mode(item: dict[str, Any], label: str) -> tuple[bool, dict[str, Any],
         return append, {}, f"{label}: override must map keys to append or replace"
     for key, mode in override.items():
         if mode not in OVERRIDABLE:
-            return append, {}, f"{label}: override of {key} must be append or replace, not {mode!r}"
+            return append, {}, f"{label}: override of {key} must be append or replace, not {quoted(mode)}"
         if key not in item:
             return append, {}, f"{label}: override names {key}, which the item does not set"
     if append:
@@ -104,7 +105,7 @@ def _check_rule(item: dict[str, Any]) -> str | None:
     name = _name(item, "rule")
     if name is None:
         return "a rule needs a non-empty name"
-    label = f"rule {name!r}"
+    label = f"rule {quoted(name)}"
     append, override, problem = _merge_mode(item, label)
     problem = problem or _check_string_keys(item, label, ("desc", "condition", "output"))
     if problem:
@@ -112,7 +113,7 @@ def _check_rule(item: dict[str, Any]) -> str | None:
     if "enabled" in item and not isinstance(item["enabled"], bool):
         return f"{label}: enabled must be true or false"
     if "priority" in item and str(item["priority"]).lower() not in PRIORITIES:
-        return f"{label}: priority {item['priority']!r} is not one of {', '.join(p.upper() for p in PRIORITIES)}"
+        return f"{label}: priority {quoted(item['priority'])} is not one of {', '.join(p.upper() for p in PRIORITIES)}"
     if "tags" in item and not (isinstance(item["tags"], list) and all(isinstance(t, str) for t in item["tags"])):
         return f"{label}: tags must be a list of strings"
     if "exceptions" in item:
@@ -141,7 +142,7 @@ def _check_macro(item: dict[str, Any]) -> str | None:
     name = _name(item, "macro")
     if name is None:
         return "a macro needs a non-empty name"
-    label = f"macro {name!r}"
+    label = f"macro {quoted(name)}"
     _, _, problem = _merge_mode(item, label)
     if problem:
         return problem
@@ -154,7 +155,7 @@ def _check_list(item: dict[str, Any]) -> str | None:
     name = _name(item, "list")
     if name is None:
         return "a list needs a non-empty name"
-    label = f"list {name!r}"
+    label = f"list {quoted(name)}"
     _, _, problem = _merge_mode(item, label)
     if problem:
         return problem

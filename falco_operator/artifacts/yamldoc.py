@@ -7,19 +7,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer, ComposerError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
+
+from .messages import capped
 
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 500_000
+NO_ALIASES = "YAML anchors and aliases (&name, *name) are not accepted: write each value out"
 
 
 @dataclass(frozen=True)
 class Problem:
-    """What is wrong with a document, where (1-based line, when known), in words a user sees in a report."""
+    """What is wrong with a document, where (1-based line, when known), in words a user sees in a report. The
+    message is capped (``messages.MAX_MESSAGE``): it may quote what the user wrote."""
 
     message: str
     line: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", capped(self.message))
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}" if self.line else self.message
@@ -45,8 +54,10 @@ def load_yaml(content: bytes | str) -> Any:
     except UnicodeDecodeError as error:
         raise YamlProblem(Problem(f"the document is not UTF-8 text ({error.reason} at byte {error.start})")) from None
     # The round-trip loader builds only plain mappings, sequences and scalars (never arbitrary objects), and
-    # keeps line numbers; aliases stay shared references, which the walk below visits once.
+    # keeps line numbers. Anchors and aliases are refused: an alias is one node in the text but a copy in every
+    # place that reads it, so a few hundred bytes of nested aliases become gigabytes once a value is printed.
     parser = YAML(typ="rt")
+    parser.Composer = _NoAliasComposer
     try:
         value = parser.load(text)
     except MarkedYAMLError as error:
@@ -59,6 +70,14 @@ def load_yaml(content: bytes | str) -> Any:
         raise YamlProblem(Problem(f"invalid YAML: {error}")) from None
     _check_shape(value)
     return value
+
+
+class _NoAliasComposer(Composer):
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise ComposerError(None, None, NO_ALIASES, event.start_mark)
+        return super().compose_node(parent, index)
 
 
 def _check_shape(root: Any) -> None:

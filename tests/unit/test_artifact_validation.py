@@ -96,4 +96,6 @@ def test_yaml_caps_refuse_deep_and_binary_documents() -> None:
         f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
         for i in range(20)
     )
-    assert isinstance(load_yaml(bomb), dict), "shared aliases are walked once, not expanded"
+    with pytest.raises(YamlProblem, match="anchors and aliases") as refused:
+        load_yaml(bomb)
+    assert refused.value.problem.line == 1

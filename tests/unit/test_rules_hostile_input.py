@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from falco_operator.artifacts.rules import Finding, RulesFile, check_rule_set, parse_condition
-from falco_operator.artifacts.rules.condition import MacroRef
+from falco_operator.artifacts import Invalid, parse_config, parse_rules
+from falco_operator.artifacts.messages import MAX_MESSAGE, MAX_QUOTED, capped
+from falco_operator.artifacts.rules import Finding, RulesFile, check_rule_set, parse_condition, standalone_problem
+from falco_operator.artifacts.rules.condition import ConditionError, MacroRef
+from falco_operator.artifacts.yamldoc import Problem
 
 BOUND_SECONDS = 1.0
+PUBLISHED_RULES = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "falco-rules"
 
 
 def timed(judge: Callable[[], Any]) -> tuple[Any, float]:
@@ -35,7 +40,9 @@ def errors(items: list[Any], *, standalone: bool = True) -> list[Finding]:
 def test_output_with_a_long_word_after_percent_is_refused_quickly(letters: int) -> None:
     found, seconds = timed(lambda: errors([rule(output="%" + "a" * letters)]))
     assert seconds < BOUND_SECONDS, f"{seconds:.2f} s for {letters} letters"
-    assert [finding.message for finding in found] == [f"rule 'r' output: %{'a' * letters} is not a known field"]
+    assert [finding.message for finding in found] == [
+        f"rule 'r' output: %{capped('a' * letters, 128)} is not a known field"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -98,3 +105,43 @@ def test_macros_used_twice_in_a_long_chain_are_checked_quickly() -> None:
     assert seconds < BOUND_SECONDS
     assert len(found) == 1
     assert "(through macro 'm0'): unknown field proc.nam" in found[0].message
+
+
+def exception_values_bomb(levels: int) -> str:
+    """A rules file whose exception values nest aliases: a few hundred bytes that print as 2**levels rows."""
+    head = ("- rule: r\n  desc: d\n  condition: evt.type = open\n  output: o\n  priority: WARNING\n"
+            "  exceptions:\n  - name: e\n    fields: [proc.name, proc.pname]\n    comps: [=, =]\n"
+            "    values:\n    - &a0 [x, x]\n")  # fmt: skip
+    return head + "".join(f"    - &a{i} [*a{i - 1}, *a{i - 1}]\n" for i in range(1, levels))
+
+
+def test_anchors_and_aliases_are_refused_in_rules_and_config_with_the_line() -> None:
+    document = exception_values_bomb(26)
+    assert len(document) < 1024
+    with pytest.raises(Invalid, match="anchors and aliases") as refused:
+        parse_rules(document)
+    assert refused.value.problem.line == 11
+    with pytest.raises(Invalid, match="anchors and aliases") as refused:
+        parse_config("base: &b {a: 1}\nother: *b\n")
+    assert refused.value.problem.line == 1
+
+
+def test_published_rules_have_no_anchors_and_still_load() -> None:
+    for path in sorted(PUBLISHED_RULES.glob("*.yaml")):
+        assert parse_rules(path.read_bytes()), path.name
+
+
+def test_every_message_is_capped_and_quotes_user_values_short() -> None:
+    long_name = "n" * 100_000
+    found = errors([{**rule(condition="proc.nam = x"), "rule": long_name}])
+    assert len(found[0].message) <= MAX_MESSAGE
+    assert found[0].message.startswith(f"rule '{'n' * (MAX_QUOTED - 1)}…': unknown field proc.nam")
+    with pytest.raises(ConditionError) as refused:
+        parse_condition("proc.name = " + "x" * 100_000 + " y")
+    assert refused.value.message == f"unexpected token after '{'x' * (MAX_QUOTED - 1)}…', expecting 'or', 'and'"
+    found = errors([rule(condition="proc." + "a" * 100_000 + " = x")])
+    assert len(found[0].message) <= MAX_MESSAGE
+    problem = standalone_problem("big.yaml", [{**rule(condition="proc.nam = x"), "rule": long_name}])
+    assert problem is not None
+    assert len(problem.message) <= MAX_MESSAGE
+    assert Problem("x" * 100_000).message == "x" * (MAX_MESSAGE - 1) + "…"

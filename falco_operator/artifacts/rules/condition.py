@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..messages import MAX_QUOTED, capped
+
 MAX_DEPTH = 100
 
 UNARY_OPERATORS = ("exists",)
@@ -150,7 +152,8 @@ def parse_condition(text: str) -> Node:
     tree = parser.parse_or()
     cursor = parser.cursor
     if cursor.index != len(text):
-        raise ConditionError(f"unexpected token after '{cursor.last}', expecting 'or', 'and'", cursor.position())
+        after = capped(cursor.last, MAX_QUOTED)
+        raise ConditionError(f"unexpected token after '{after}', expecting 'or', 'and'", cursor.position())
     return tree
 
 
@@ -571,5 +574,5 @@ def parse_field_prefix(text: str, start: int = 0, *, with_arg: bool = True) -> t
         parser.blank()
         tree = parser.transformer_remainder(parser.cursor.last[:-1], position, with_arg=with_arg)
     else:
-        raise parser.fail(f"unexpected token after '{parser.cursor.last}")
+        raise parser.fail(f"unexpected token after '{capped(parser.cursor.last, MAX_QUOTED)}")
     return tree, parser.cursor.index

@@ -15,6 +15,8 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
+from ..messages import MAX_QUOTED, capped, quoted
+
 Severity = Literal["ok", "error", "warning"]
 
 
@@ -56,27 +58,29 @@ class FieldCatalogue:
         return self._sources
 
     def lookup(self, written: str, bracket_arg: str | None) -> FieldLookup:
-        shown = written + (f"[{bracket_arg}]" if bracket_arg is not None else "")
+        name = capped(written, MAX_QUOTED)
+        shown = capped(written + (f"[{bracket_arg}]" if bracket_arg is not None else ""), MAX_QUOTED)
         info = self._fields.get(written)
         if info is not None:
             if bracket_arg is None and info.arg == "required":
-                return FieldLookup(info, f"{written} needs an argument, e.g. {written}[...]", "error")
+                return FieldLookup(info, f"{name} needs an argument, e.g. {name}[...]", "error")
             if bracket_arg is not None and info.arg == "none":
-                return FieldLookup(info, f"{shown}: {written} takes no argument", "error")
+                return FieldLookup(info, f"{shown}: {name} takes no argument", "error")
             if bracket_arg is not None and info.arg_index and not info.arg_key and not _is_index(bracket_arg):
-                return FieldLookup(info, f"{shown}: the argument of {written} must be a number", "error")
+                return FieldLookup(info, f"{shown}: the argument of {name} must be a number", "error")
             return FieldLookup(info, None, "ok")
         if bracket_arg is None:
             owner = self._dotted_owner(written)
             if owner is not None:
                 argument = written[len(owner.name) + 1 :]
                 if owner.name in _EVENT_ARGUMENT_FIELDS and argument not in event_parameters():
-                    return FieldLookup(owner, f"unknown field {written}: no event has a parameter {argument!r}",
+                    return FieldLookup(owner, f"unknown field {name}: no event has a parameter {quoted(argument)}",
                                        "error")  # fmt: skip
                 return FieldLookup(owner, None, "ok")
-        if written.split(".", 1)[0] in self._classes:
+        field_class = written.split(".", 1)[0]
+        if field_class in self._classes:
             return FieldLookup(None, f"unknown field {shown}", "error")
-        return FieldLookup(None, f"field class {written.split('.', 1)[0]!r} is not catalogued (a plugin's fields?); "
+        return FieldLookup(None, f"field class {quoted(field_class)} is not catalogued (a plugin's fields?); "
                                  f"{shown} is not checked", "warning")  # fmt: skip
 
     def longest_known_prefix(self, name: str, below: int) -> tuple[int, FieldLookup] | None:

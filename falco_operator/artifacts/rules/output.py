@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from ..messages import MAX_QUOTED, capped
 from .condition import ConditionError, FieldRef, Node, parse_field_prefix, walk
 from .fields import FieldCatalogue
 
@@ -39,7 +40,8 @@ def output_problem(output: str, catalogue: FieldCatalogue) -> tuple[Severity, st
         outcome = read_field(text, index, catalogue)
         if outcome is None:
             token = _TOKEN.match(text, index)
-            return "error", f"%{token.group(0) if token else ''} is not a known field"
+            shown = capped(token.group(0) if token else "", MAX_QUOTED)
+            return "error", f"%{shown} is not a known field"
         consumed, severity, message = outcome
         if severity == "warning" and warning is None:
             warning = ("warning", message)

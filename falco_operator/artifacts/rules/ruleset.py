@@ -24,6 +24,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
+from ..messages import capped, quoted
 from ..validation import Invalid, check_rules
 from ..yamldoc import line_of
 from .condition import (
@@ -57,6 +58,9 @@ class Finding:
     col: int | None
     severity: Severity
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", capped(self.message))
 
     def __str__(self) -> str:
         where = self.file + (f":{self.line}" if self.line else "") + (f":{self.col}" if self.col else "")
@@ -215,7 +219,8 @@ def _collect_list(collector: _Collector, item: dict[str, Any], where: _Where) ->
         if previous is None:
             if collector.standalone:
                 return
-            raise _fail(where, f"list {name!r} is appended to or overridden, but no list by that name exists before it")
+            raise _fail(where, f"list {quoted(name)} is appended to or overridden, but no list by that name exists "
+                               "before it")  # fmt: skip
         previous.items = previous.items + values if mode == "append" else values
         previous.visibility = collector.next_index()
         return
@@ -236,7 +241,7 @@ def _collect_macro(collector: _Collector, item: dict[str, Any], where: _Where) -
         if previous is None:
             if collector.standalone:
                 return
-            raise _fail(where, f"macro {name!r} is appended to or overridden, but no macro by that name exists "
+            raise _fail(where, f"macro {quoted(name)} is appended to or overridden, but no macro by that name exists "
                                "before it")  # fmt: skip
         previous.condition = f"{previous.condition} {condition}" if mode == "append" else condition
         previous.visibility = collector.next_index()
@@ -255,19 +260,19 @@ def _collect_rule(collector: _Collector, item: dict[str, Any], where: _Where) ->
     previous = collector.rules.get(name)
     source = str(item.get("source") or SYSCALL)
     if previous is not None and "source" in item and previous.source != source:
-        raise _fail(where, f"rule {name!r} is re-defined with a different source ({previous.source} before)")
+        raise _fail(where, f"rule {quoted(name)} is re-defined with a different source ({previous.source} before)")
     updates = {key: _mode(item, key) for key in _RULE_UPDATABLE if _mode(item, key)}
     if set(item) - {"rule"} == {"enabled"}:
         if previous is None:
             if collector.standalone:
                 return
-            raise _fail(where, f"rule {name!r} sets only enabled, but no rule by that name exists before it")
+            raise _fail(where, f"rule {quoted(name)} sets only enabled, but no rule by that name exists before it")
         return
     if updates:
         if previous is None:
             if collector.standalone:
                 return
-            raise _fail(where, f"rule {name!r} is appended to or overridden, but no rule by that name exists "
+            raise _fail(where, f"rule {quoted(name)} is appended to or overridden, but no rule by that name exists "
                                "before it")  # fmt: skip
         _update_rule(collector, previous, item, updates, where)
         previous.index = collector.next_index()
@@ -276,7 +281,8 @@ def _collect_rule(collector: _Collector, item: dict[str, Any], where: _Where) ->
                  _line(item, "condition"), _line(item, "output"),
                  skip_if_unknown_filter=bool(item.get("skip-if-unknown-filter")))  # fmt: skip
     if source not in collector.catalogue.sources() and source != SYSCALL:
-        collector.warn(where, f"rule {name!r}: unknown source {source}; Falco skips it unless a plugin provides it")
+        collector.warn(where, f"rule {quoted(name)}: unknown source {quoted(source)}; Falco skips it unless a plugin "
+                              "provides it")  # fmt: skip
     rule.exceptions = [_exception(collector, rule, raw, where) for raw in item.get("exceptions") or []]
     rule.index = collector.next_index()
     collector.rules[name] = rule
@@ -302,12 +308,12 @@ def _update_rule(
                 existing = next((e for e in rule.exceptions if e.name == exception.name), None)
                 if existing is None:
                     if exception.fields is None or not exception.values:
-                        raise _fail(where, f"rule {rule.name!r}: a new exception {exception.name!r} needs fields "
-                                           "and values")  # fmt: skip
+                        label = f"rule {quoted(rule.name)}: a new exception {quoted(exception.name)}"
+                        raise _fail(where, f"{label} needs fields and values")
                     rule.exceptions.append(exception)
                 elif exception.fields is not None or exception.comps is not None:
-                    raise _fail(where, f"rule {rule.name!r}: appending to exception {exception.name!r} may add "
-                                       "values only, not fields or comps")  # fmt: skip
+                    label = f"rule {quoted(rule.name)}: appending to exception {quoted(exception.name)}"
+                    raise _fail(where, f"{label} may add values only, not fields or comps")
                 else:
                     existing.values.extend(exception.values)
         elif key == "skip-if-unknown-filter":
@@ -316,14 +322,14 @@ def _update_rule(
 
 def _exception(collector: _Collector, rule: _Rule, raw: Any, where: _Where, *, appending: bool = False) -> _Exception:
     if not isinstance(raw, dict):
-        raise _fail(where, f"rule {rule.name!r}: every exception must be a mapping")
+        raise _fail(where, f"rule {quoted(rule.name)}: every exception must be a mapping")
     exception_where = _Where(where.file, _line(raw) or where.line)
     name = str(raw.get("name") or "")
     fields = raw.get("fields")
     comps = raw.get("comps")
     values = list(raw.get("values") or [])
     if fields is None and not appending:
-        raise _fail(exception_where, f"rule {rule.name!r}: exception {name!r} needs fields")
+        raise _fail(exception_where, f"rule {quoted(rule.name)}: exception {quoted(name)} needs fields")
     exception = _Exception(name, _str_or_list(fields), _str_or_list(comps), values, exception_where)
     if fields is not None:
         _check_exception_shape(collector, rule, exception)
@@ -339,7 +345,7 @@ def _str_or_list(value: Any) -> str | list[str] | None:
 
 
 def _check_exception_shape(collector: _Collector, rule: _Rule, exception: _Exception) -> None:
-    label = f"rule {rule.name!r}, exception {exception.name!r}"
+    label = f"rule {quoted(rule.name)}, exception {quoted(exception.name)}"
     where = exception.where
     if isinstance(exception.fields, list):
         if exception.comps is None:
@@ -349,7 +355,7 @@ def _check_exception_shape(collector: _Collector, rule: _Rule, exception: _Excep
         exception.comps = [comp.strip() for comp in exception.comps]
         for comp in exception.comps:
             if not _is_operator(comp):
-                raise _fail(where, f"{label}: {comp!r} is not a comparison operator")
+                raise _fail(where, f"{label}: {quoted(comp)} is not a comparison operator")
         for name in exception.fields:
             _check_exception_field(collector, label, name, where)
         return
@@ -369,7 +375,7 @@ def _check_exception_field(collector: _Collector, label: str, name: str, where: 
     try:
         tree = parse_field_or_transformer(name)
     except ConditionError:
-        raise _fail(where, f"{label}: {name!r} is not a field") from None
+        raise _fail(where, f"{label}: {quoted(name)} is not a field") from None
     for node in walk(tree):
         if isinstance(node, FieldRef):
             found = collector.catalogue.lookup(node.name, node.arg)
@@ -400,7 +406,7 @@ def _check_engine_version(value: Any, where: _Where) -> None:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return
     if not _SEMVER.match(str(value)):
-        raise _fail(where, f"required_engine_version {value!r} is not a version: write x.y.z (or a whole number)")
+        raise _fail(where, f"required_engine_version {quoted(value)} is not a version: write x.y.z (or a whole number)")
 
 
 def _check_plugin_versions(item: dict[str, Any], where: _Where) -> None:
@@ -410,9 +416,9 @@ def _check_plugin_versions(item: dict[str, Any], where: _Where) -> None:
         for requirement in alternatives:
             name, version = str(requirement.get("name")), str(requirement.get("version"))
             if not _VERSION.match(version):
-                raise _fail(where, f"invalid required version {version!r} for plugin {name!r}")
+                raise _fail(where, f"invalid required version {quoted(version)} for plugin {quoted(name)}")
             if name in names:
-                raise _fail(where, f"plugin {name!r} has more than one alternative version requirement")
+                raise _fail(where, f"plugin {quoted(name)} has more than one alternative version requirement")
             names.add(name)
 
 
@@ -427,15 +433,15 @@ def _compile(collector: _Collector) -> list[Finding]:
         try:
             macro_trees[macro.name] = parse_condition(condition)
         except ConditionError as error:
-            return [_condition_finding(macro.where, macro.condition_line, f"macro {macro.name!r}", error, condition)]
+            label = f"macro {quoted(macro.name)}"
+            return [_condition_finding(macro.where, macro.condition_line, label, error, condition)]
     for macro in sorted(collector.macros.values(), key=lambda m: m.index):
         visible = {m.name for m in collector.macros.values() if m.index < macro.visibility}
         problem = _unresolved(macro_trees[macro.name], macro_trees, visible, collector.standalone)
         if problem is not None:
             message, position = problem
-            return [
-                _at(macro.where, macro.condition_line, position, f"macro {macro.name!r}: {message}", macro.condition)
-            ]
+            label = f"macro {quoted(macro.name)}"
+            return [_at(macro.where, macro.condition_line, position, f"{label}: {message}", macro.condition)]
     everything = set(macro_trees)
     for rule in sorted(collector.rules.values(), key=lambda r: r.index):
         if rule.source != SYSCALL and rule.source not in collector.catalogue.sources():
@@ -448,15 +454,19 @@ def _compile(collector: _Collector) -> list[Finding]:
         if problem_in_output is not None:
             severity, message = problem_in_output
             if severity == "error" and not rule.skip_if_unknown_filter:
-                return [Finding(rule.where.file, rule.output_line, None, "error", f"rule {rule.name!r} output: "
+                return [Finding(rule.where.file, rule.output_line, None, "error", f"rule {quoted(rule.name)} output: "
                                                                                    f"{message}")]  # fmt: skip
-            collector.warn(_Where(rule.where.file, rule.output_line), f"rule {rule.name!r} output: {message}")
+            collector.warn(_Where(rule.where.file, rule.output_line), f"rule {quoted(rule.name)} output: {message}")
         try:
             tree = parse_condition(_substitute_lists(condition, lists))
         except ConditionError as error:
             return [
                 _condition_finding(
-                    rule.where, rule.condition_line, f"rule {rule.name!r}", error, _substitute_lists(condition, lists)
+                    rule.where,
+                    rule.condition_line,
+                    f"rule {quoted(rule.name)}",
+                    error,
+                    _substitute_lists(condition, lists),
                 )
             ]
         problem = _unresolved(tree, macro_trees, everything, collector.standalone)
@@ -467,7 +477,7 @@ def _compile(collector: _Collector) -> list[Finding]:
                     rule.where,
                     rule.condition_line,
                     position,
-                    f"rule {rule.name!r}: {message}",
+                    f"rule {quoted(rule.name)}: {message}",
                     _substitute_lists(condition, lists),
                 )
             ]
@@ -476,7 +486,7 @@ def _compile(collector: _Collector) -> list[Finding]:
             if node_problem is None:
                 continue
             severity, message = node_problem
-            label = f"rule {rule.name!r}" + (f" (through macro {owner!r})" if owner else "")
+            label = f"rule {quoted(rule.name)}" + (f" (through macro {quoted(owner)})" if owner else "")
             if severity == "error" and not rule.skip_if_unknown_filter:
                 line = rule.condition_line if owner is None else collector.macros[owner].condition_line
                 where = rule.where if owner is None else collector.macros[owner].where
@@ -548,9 +558,9 @@ def _unresolved(
         if node.name not in visible or node.name not in macros:
             if standalone:
                 continue
-            return f"undefined macro {node.name!r}", node.position
+            return f"undefined macro {quoted(node.name)}", node.position
         if node.name in seen:
-            return f"macro {node.name!r} refers to itself", node.position
+            return f"macro {quoted(node.name)} refers to itself", node.position
         if node.name in sound:
             continue
         inner = _unresolved(macros[node.name], macros, visible, standalone, (*seen, node.name), sound)
@@ -592,7 +602,7 @@ def _node_problem(node: Node, catalogue: FieldCatalogue) -> tuple[Severity, str]
             values = (node.right.text,)
         for value in values:
             if value not in event_types():
-                return "error", f"unknown event type {value!r}"
+                return "error", f"unknown event type {quoted(value)}"
     return None
 
 
@@ -640,8 +650,8 @@ def _with_exceptions(rule: _Rule) -> str:
             values = []
             for value in exception.values:
                 if isinstance(value, list):
-                    raise _fail(exception.where, f"rule {rule.name!r}, exception {exception.name!r}: with a single "
-                                                 "field, values must be a list of strings")  # fmt: skip
+                    label = f"rule {quoted(rule.name)}, exception {quoted(exception.name)}"
+                    raise _fail(exception.where, f"{label}: with a single field, values must be a list of strings")
                 values.append(_quote(str(value)))
             if values:
                 part = f"({fields} {comps} ({', '.join(values)}))"
@@ -650,8 +660,9 @@ def _with_exceptions(rule: _Rule) -> str:
             for value in exception.values:
                 row = value if isinstance(value, list) else [value]
                 if len(row) != len(fields):
-                    raise _fail(exception.where, f"rule {rule.name!r}, exception {exception.name!r}: every values "
-                                                 f"entry needs {len(fields)} values, one per field")  # fmt: skip
+                    label = f"rule {quoted(rule.name)}, exception {quoted(exception.name)}"
+                    needed = f"every values entry needs {len(fields)} values, one per field"
+                    raise _fail(exception.where, f"{label}: {needed}")
                 checks = []
                 for field_name, comp, entry in zip(fields, comps, row, strict=True):
                     if isinstance(entry, list):
