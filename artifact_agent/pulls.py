@@ -9,8 +9,9 @@ again a source that was resolved before (a refresh, or such a spec change) keeps
 and is published apart (``refresh_problems``). At most ``concurrency`` pulls run at once, so one slow registry
 never holds the others back beyond that.
 
-Credentials come from a Secret read by name when a pull needs it (never listed or watched); a 401 reads it again
-once before the failure is reported, so a fixed Secret works at the next retry.
+Credentials come from a Secret read by name at every pull that needs it (never listed or watched): a fixed Secret
+works at the next retry, and a Secret that no longer authenticates is noticed at the next refresh, even while the
+registry would still take the credentials read before.
 """
 
 from __future__ import annotations
@@ -135,7 +136,6 @@ class OCIPulls:
         self._cache = DigestCache(settings.cache_dir)
         self._limiter = anyio.CapacityLimiter(settings.concurrency)
         self._tracked: dict[ArtifactKey, _Tracked] = {}
-        self._secrets: dict[str, dict[str, Any]] = {}
         self._clients: dict[bool, httpx.AsyncClient] = {}
         self._writing: set[tuple[str, str]] = set()
         """Cache entries written by pulls whose result is not published yet (pruning keeps them)."""
@@ -170,7 +170,6 @@ class OCIPulls:
             if tracked is not None:
                 tracked.scope.cancel()
             self._start(key, request, result)
-        self._prune_secrets()
 
     def resolve(self, key: ArtifactKey) -> Resolution | None:
         tracked = self._tracked.get(key)
@@ -248,14 +247,17 @@ class OCIPulls:
                 self._metrics.pull_duration.observe(time.monotonic() - started)
 
     async def _pull_authenticated(self, request: PullRequest) -> tuple[Content, str]:
-        credentials = await self._credentials(request, fresh=False)
+        # The Secret is read at every pull (every refresh): a password changed to a wrong one is noticed at the
+        # next refresh, not when the credentials read before stop working.
+        credentials = await self._credentials(request)
         try:
             return await self._pull_with(request, credentials)
         except PullFailed as failed:
             if failed.reason != "Unauthorized" or request.credentials is None:
                 raise
-        # The registry refused what we had: the Secret may have changed since it was read.
-        return await self._pull_with(request, await self._credentials(request, fresh=True))
+            name, registry = request.credentials.secret_name, request.location.registry
+            message = f"{failed.message}: Secret {name} does not authenticate to {registry}; check its credentials"
+            raise PullFailed("Unauthorized", message) from None
 
     async def _pull_with(self, request: PullRequest, credentials: Credentials | None) -> tuple[Content, str]:
         location = request.location
@@ -285,14 +287,11 @@ class OCIPulls:
 
     # -- credentials ---------------------------------------------------------------------------------------
 
-    async def _credentials(self, request: PullRequest, *, fresh: bool) -> Credentials | None:
+    async def _credentials(self, request: PullRequest) -> Credentials | None:
         ref = request.credentials
         if ref is None:
             return None
-        secret = None if fresh else self._secrets.get(ref.secret_name)
-        if secret is None:
-            secret = await self._read_secret(ref.secret_name)
-            self._secrets[ref.secret_name] = secret
+        secret = await self._read_secret(ref.secret_name)
         try:
             return credentials_from_secret(secret, request.location.registry, ref.username_key, ref.password_key)
         except CredentialsProblem as problem:
@@ -309,11 +308,6 @@ class OCIPulls:
             ) from None
         except NotFound:
             raise PullFailed("SecretNotFound", f"Secret {name} does not exist in {self._namespace}") from None
-
-    def _prune_secrets(self) -> None:
-        names = {t.request.credentials.secret_name for t in self._tracked.values() if t.request.credentials}
-        for name in set(self._secrets) - names:
-            del self._secrets[name]
 
     # -- shared resources ----------------------------------------------------------------------------------
 

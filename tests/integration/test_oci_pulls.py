@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import kr8s.asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -24,6 +25,7 @@ from e2e.wait import wait_for
 from falco_operator.api import Rulesfile
 from falco_operator.artifacts import ArtifactKey, Content, Resolution, Unavailable
 from falco_operator.kube import Client
+from tests.integration.test_oci_agent import create_secret, docker_config, update_secret
 
 pytestmark = pytest.mark.anyio
 Json = dict[str, Any]
@@ -142,3 +144,28 @@ async def test_a_refresh_that_fails_keeps_the_content_and_its_cache_entry_and_sa
 
 async def _problems(pulls: OCIPulls) -> dict[ArtifactKey, Unavailable]:
     return pulls.refresh_problems()
+
+
+async def test_a_password_changed_to_a_wrong_one_is_noticed_at_the_next_refresh(
+    api: kr8s.asyncio.Api, control_plane: ControlPlane, namespace: str, tmp_path: Path, oci_registry: Registry
+) -> None:
+    repository = f"t{secrets.token_hex(3)}/rules"
+    rules = b"- list: guarded\n  items: []\n"
+    push_rules(oci_registry, repository, "stable", rules)
+    await create_secret(api, namespace, "pull", docker_config(oci_registry), type_="kubernetes.io/dockerconfigjson")
+    oci = {"reference": f"{oci_registry.host}/{repository}:stable", "pullSecret": {"secretName": "pull"},
+           "refreshInterval": "1s"}  # fmt: skip
+    async with running_pulls(control_plane, namespace, tmp_path / "cache", min_refresh=0.3,
+                             extra_ca=str(oci_registry.ca)) as pulls:  # fmt: skip
+        pulls.want([rulesfile(oci)])
+        content = await answer(pulls, holds(rules), "the first pull")
+        # The registry still takes the credentials read before; the Secret now holds a wrong password.
+        await update_secret(api, namespace, "pull", docker_config(oci_registry, "not-the-password"))
+        await wait_for(partial(_problems, pulls), lambda problems: KEY in problems, timeout=15, what="a problem")
+        problem = pulls.refresh_problems()[KEY]
+        assert problem.reason == "Unauthorized"
+        assert "Secret pull does not authenticate to" in problem.message, problem.message
+        assert pulls.resolve(KEY) == content, "what was pulled stays delivered"
+
+        await update_secret(api, namespace, "pull", docker_config(oci_registry))
+        await wait_for(partial(_problems, pulls), lambda problems: not problems, timeout=15, what="the fix seen")
