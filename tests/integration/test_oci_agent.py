@@ -297,7 +297,8 @@ async def test_moved_tags_are_followed_and_a_restart_downloads_nothing(
             registry.stop()
             await patch(api, namespace, "Rulesfile", "moving", {"spec": {"ociArtifact": {"refreshInterval": "3m"}}})
             stale = await wait_entry(api, agent, "Rulesfile", "moving",
-                                     lambda e: e.get("generation") == 3 and "refreshProblem" in e, "refreshProblem")
+                                     lambda e: e.get("generation") == 3 and "refreshProblem" in e,
+                                     "refreshProblem")  # fmt: skip
             assert (stale["state"], stale["digest"]) == ("Installed", moved)
             assert stale["refreshProblem"]["reason"] == "Unreachable"
             assert stale["refreshProblem"]["message"].endswith("; the content pulled before stays")
