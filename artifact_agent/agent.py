@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -189,10 +190,12 @@ class Agent:
             if self._disk_at_start is not None:  # once per process: later passes know what they wrote
                 self._last_good = recover_last_good(self._disk_at_start, artifacts)
                 self._disk_at_start = None
-        result = plan(
-            artifacts, resolve(artifacts, self.config_maps, self.pulls.resolve), self._last_good,
+        # Parsing and checking every rules file is the heaviest work of a pass: off the event loop, which keeps
+        # serving the informers, the Falco poll and the probes meanwhile.
+        result = await anyio.to_thread.run_sync(partial(
+            plan, artifacts, resolve(artifacts, self.config_maps, self.pulls.resolve), self._last_good,
             plugins_dir=str(self.settings.directories.plugins), rules_set_check=self.rules_set_check,
-        )  # fmt: skip
+        ))  # fmt: skip
         swapped = await anyio.to_thread.run_sync(self.materializer.apply, result.directories)
         if swapped:
             for directory in swapped:

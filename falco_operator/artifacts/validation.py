@@ -8,6 +8,9 @@ every item; checks that need the whole rule set (condition grammar, references b
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -35,10 +38,59 @@ class Invalid(ValueError):
         self.problem = problem
 
 
+class _Memo:
+    """Verdicts on documents by (kind, SHA-256 of the bytes), the most recently used first out last: a pass of the
+    agent or a reconcile of the operator sees mostly the documents it saw before. Bounded by the bytes of the
+    documents it remembers (a parsed document takes about 13 times its text) and safe across threads. Callers
+    share what it returns and must not change it."""
+
+    def __init__(self, max_bytes: int, max_entry: int) -> None:
+        self.max_bytes, self.max_entry = max_bytes, max_entry
+        self._entries: OrderedDict[tuple[str, str], tuple[int, Any]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, kind: str, data: bytes, parse: Callable[[bytes], Any]) -> Any:
+        key = (kind, hashlib.sha256(data).hexdigest())
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return _outcome(self._entries[key][1])
+        try:
+            value: Any = parse(data)
+        except Invalid as invalid:
+            value = invalid.problem
+        if len(data) <= self.max_entry:
+            with self._lock:
+                if key not in self._entries:
+                    self._entries[key] = (len(data), value)
+                    self._bytes += len(data)
+                while self._bytes > self.max_bytes:
+                    _, (size, _) = self._entries.popitem(last=False)
+                    self._bytes -= size
+        return _outcome(value)
+
+
+def _outcome(value: Any) -> Any:
+    if isinstance(value, Problem):
+        raise Invalid(value)
+    return value
+
+
+MEMO = _Memo(max_bytes=2 * 1024 * 1024, max_entry=512 * 1024)
+
+
 def parse_rules(content: bytes | str) -> list[Any]:
-    """The items of a rules document, or ``Invalid`` with the first problem and its line."""
+    """The items of a rules document, or ``Invalid`` with the first problem and its line. Remembered by content
+    (``MEMO``): the same bytes are parsed once."""
+    data = content.encode() if isinstance(content, str) else content
+    items: list[Any] = MEMO.get("rules", data, _parse_rules)
+    return items
+
+
+def _parse_rules(data: bytes) -> list[Any]:
     try:
-        document = load_yaml(content)
+        document = load_yaml(data)
     except YamlProblem as error:
         raise Invalid(error.problem) from None
     return check_rules(document)
@@ -193,9 +245,15 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {
 
 
 def parse_config(content: bytes | str) -> dict[str, Any]:
-    """A falco.yaml fragment: a non-empty mapping that leaves the agent's own keys alone."""
+    """A falco.yaml fragment: a non-empty mapping that leaves the agent's own keys alone (remembered by content)."""
+    data = content.encode() if isinstance(content, str) else content
+    document: dict[str, Any] = MEMO.get("config", data, _parse_config)
+    return document
+
+
+def _parse_config(data: bytes) -> dict[str, Any]:
     try:
-        document = load_yaml(content)
+        document = load_yaml(data)
     except YamlProblem as error:
         raise Invalid(error.problem) from None
     return check_config(document)

@@ -17,11 +17,13 @@ import base64
 import datetime
 import logging
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from ..api import Falco, FalcoRule, LabelSelector, Rulesfile
 from ..artifacts import parse_rules, sha256_hex
 from ..artifacts.audience import FOR_FALCO_LABEL, Audience
+from ..artifacts.budget import BudgetedChecks, OverBudget
 from ..artifacts.validation import Invalid
 from ..instance.naming import MANAGED_BY, OPERATOR, owner_reference
 from ..kube import Applier, Cache, Client, Request, Result
@@ -30,7 +32,7 @@ from ..kube.resources import CONFIG_MAPS, NAMESPACES
 from ..resources import ARTIFACTREPORTS, FALCORULES, FALCOS, RULESFILES
 from ..status.aggregate import report_entry
 from ..status.reconciler import agents_in
-from .render import ClusterRules, Verdict, cluster_rules, render
+from .render import ClusterRules, Verdict, cluster_rules, judge_off_loop, render
 
 log = logging.getLogger("falco_operator.falcorules")
 Json = dict[str, Any]
@@ -78,6 +80,10 @@ class FalcoRulesReconciler:
         self.clock = clock
         self.verdicts: dict[tuple[str, str], dict[tuple[str, str], Verdict]] = {}
         """Per Falco (namespace, name): the verdict of each FalcoRule (namespace, name) it selects."""
+        self.checks: BudgetedChecks[Verdict] = BudgetedChecks()
+        """FalcoRule verdicts, reached off the event loop and remembered."""
+        self.parses: BudgetedChecks[list[Any]] = BudgetedChecks(remembered=64)
+        """The cluster's rules documents, parsed off the event loop and remembered by content."""
         self.documents: dict[tuple[str, str], str] = {}
         """Per Falco: the SHA-256 of the rules file generated for it (what its agents must report)."""
         self.conflicts: dict[tuple[str, str], str] = {}
@@ -98,7 +104,7 @@ class FalcoRulesReconciler:
         namespaces = selected_namespaces(selector, self.cache.objects(NAMESPACES))
         by_namespace = {ns: self._falco_rules(ns) for ns in namespaces}
         cluster = await self._cluster_rules(raw)
-        rendered = render(by_namespace, cluster)
+        rendered = render(by_namespace, cluster, await judge_off_loop(self.checks, by_namespace, cluster))
         conflict = await self._foreign_object(raw)
         if conflict is None:
             await self._apply_generated(raw, rendered.document)
@@ -145,8 +151,8 @@ class FalcoRulesReconciler:
                 complete = False
             for content in await self._contents(rulesfile, namespace):
                 try:
-                    documents.append(parse_rules(content))
-                except Invalid:
+                    documents.append(await self.parses.run(sha256_hex(content), partial(parse_rules, content)))
+                except (Invalid, OverBudget):
                     continue
         return cluster_rules(documents, complete=complete)
 

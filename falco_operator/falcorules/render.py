@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..api import FalcoRule
+from ..artifacts.budget import BudgetedChecks, OverBudget
 from ..artifacts.rules import ConditionError, RulesFile, check_rule_set, parse_condition
 from ..artifacts.rules.condition import MacroRef, walk
 from ..artifacts.yamldoc import dump_yaml
@@ -104,18 +106,43 @@ def judge(falco_rule: FalcoRule, namespace: str, cluster: ClusterRules) -> Verdi
     return Verdict(namespace, name, generation, True, "Accepted", f"loaded as rule {item['rule']!r}", item["rule"])
 
 
-def render(rules_by_namespace: Mapping[str, Iterable[FalcoRule]], cluster: ClusterRules) -> Rendered:
-    """The rules file of the accepted FalcoRules (namespaces and rules in name order) and every verdict."""
+def render(
+    rules_by_namespace: Mapping[str, Iterable[FalcoRule]],
+    cluster: ClusterRules,
+    judged: Mapping[tuple[str, str], Verdict] | None = None,
+) -> Rendered:
+    """The rules file of the accepted FalcoRules (namespaces and rules in name order) and every verdict;
+    ``judged``: verdicts already reached, by (namespace, name), the others are judged here."""
     items: list[dict[str, Any]] = []
     verdicts: list[Verdict] = []
     for namespace in sorted(rules_by_namespace):
         for falco_rule in sorted(rules_by_namespace[namespace], key=lambda r: r.metadata.name or ""):
-            verdict = judge(falco_rule, namespace, cluster)
+            verdict = (judged or {}).get((namespace, falco_rule.metadata.name or ""))
+            verdict = verdict or judge(falco_rule, namespace, cluster)
             verdicts.append(verdict)
             if verdict.accepted:
                 items.append(rule_item(falco_rule, namespace))
     body = dump_yaml(items) if items else b"[]\n"
     return Rendered(HEADER + body, tuple(verdicts))
+
+
+async def judge_off_loop(
+    checks: BudgetedChecks[Verdict], rules_by_namespace: Mapping[str, Iterable[FalcoRule]], cluster: ClusterRules
+) -> dict[tuple[str, str], Verdict]:
+    """Every verdict, each reached in a worker thread within the check budget and remembered by what it depends
+    on (the rule as written and the cluster's names); a rule whose check overruns the budget is refused."""
+    verdicts = {}
+    for namespace, falco_rules in rules_by_namespace.items():
+        for falco_rule in falco_rules:
+            name = falco_rule.metadata.name or ""
+            key = (namespace, name, falco_rule.metadata.generation, falco_rule.spec.model_dump_json(), cluster)
+            try:
+                verdict = await checks.run(key, partial(judge, falco_rule, namespace, cluster))
+            except OverBudget as over:
+                generation = int(falco_rule.metadata.generation or 0)
+                verdict = Verdict(namespace, name, generation, False, "TooComplex", str(over))
+            verdicts[(namespace, name)] = verdict
+    return verdicts
 
 
 def cluster_rules(documents: Iterable[Sequence[Any]], *, complete: bool) -> ClusterRules:

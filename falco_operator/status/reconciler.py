@@ -6,10 +6,12 @@ import base64
 import datetime
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from ..artifacts import Artifact, inline_problem, parse_artifact
+from ..artifacts import Artifact, inline_problem, parse_artifact, sha256_hex
 from ..artifacts.audience import Audience
+from ..artifacts.budget import BudgetedChecks, OverBudget
 from ..kube import Cache, Client, EventRecorder, Request, Resource, Result
 from ..kube.resources import CONFIG_MAPS, NODES, PODS
 from ..resources import ARTIFACTREPORTS, FALCOS
@@ -75,6 +77,7 @@ class ArtifactStatusReconciler:
         self.resource = resource
         self.events = events
         self.clock = clock
+        self.checks: BudgetedChecks[str | None] = BudgetedChecks()
 
     async def reconcile(self, request: Request) -> Result | None:
         raw = self.cache.get(self.resource, request.name, request.namespace)
@@ -87,7 +90,7 @@ class ArtifactStatusReconciler:
         target = Target(
             kind=self.resource.kind, name=request.name, generation=int(artifact.metadata.generation or 0),
             audience=Audience.of(artifact),
-            invalid=inline_problem(artifact, await self._config_map_content(artifact, request.namespace)),
+            invalid=await self._problem(artifact, await self._config_map_content(artifact, request.namespace)),
         )  # fmt: skip
         reports = {str(report["metadata"]["name"]): report
                    for report in self.cache.in_namespace(ARTIFACTREPORTS, request.namespace)}  # fmt: skip
@@ -99,6 +102,17 @@ class ArtifactStatusReconciler:
         for reason, note in warnings_to_record(live, desired):
             await self.events.emit(raw, "Warning", reason, note)
         return None
+
+    async def _problem(self, artifact: Artifact, config_map_content: bytes | None) -> str | None:
+        """``inline_problem`` off the event loop within the check budget, remembered by the content it judges
+        (reports, node labels and Falco answers trigger reconciles; the content rarely changes between them)."""
+        spec = artifact.spec.model_dump_json(by_alias=True).encode()
+        key = (artifact.kind, artifact.metadata.name, sha256_hex(spec),
+               sha256_hex(config_map_content) if config_map_content is not None else None)  # fmt: skip
+        try:
+            return await self.checks.run(key, partial(inline_problem, artifact, config_map_content))
+        except OverBudget as over:
+            return str(over)
 
     async def _config_map_content(self, artifact: Artifact, namespace: str) -> bytes | None:
         """The key an artifact reads from its ConfigMap, read by name (the operator does not cache ConfigMaps);
