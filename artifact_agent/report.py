@@ -58,7 +58,8 @@ def _clipped(message: str | None) -> str | None:
 def _refresh_problem(problem: Unavailable | None) -> RefreshProblem | None:
     if problem is None:
         return None
-    return RefreshProblem(reason=problem.reason, message=f"{problem.message}; the content pulled before stays")
+    message = _clipped(f"{problem.message}; the content pulled before stays") or ""
+    return RefreshProblem(reason=problem.reason, message=message)
 
 
 @dataclass(frozen=True)

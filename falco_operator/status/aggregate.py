@@ -107,6 +107,8 @@ def artifact_status(
     not_loaded: list[str] = []
     failures: dict[str, str] = {}
     unresolved: Json | None = None
+    stale: dict[str, str] = {}
+    stale_reason: str | None = None
     invalid: Json | None = None
     digests = set()
     for agent in chosen:
@@ -120,6 +122,10 @@ def artifact_status(
         if state in ("Installed", "Loaded"):
             installed.append(agent.node)
             (loaded if state == "Loaded" else not_loaded).append(agent.node)
+            problem = entry.get("refreshProblem")
+            if isinstance(problem, dict):
+                stale[agent.node] = str(problem.get("message") or problem.get("reason"))
+                stale_reason = stale_reason or str(problem.get("reason") or "RefreshFailed")
         elif state in ("Invalid", "Failed"):
             failed.append(agent.node)
             failures[agent.node] = str(entry.get("message") or entry.get("reason") or state)
@@ -152,6 +158,12 @@ def artifact_status(
     if unresolved is not None:
         resolved = _condition("ResolvedRefs", False, str(unresolved.get("reason")), str(unresolved.get("message")),
                               generation)  # fmt: skip
+    elif stale:
+        # The content resolved before is still delivered (Programmed says so); the source no longer resolves.
+        stale_nodes = sorted(stale)
+        message = f"the source could not be resolved again on {len(stale_nodes)} node(s), which keep the content "
+        message += f"resolved before: {grouped(stale_nodes, stale)}"
+        resolved = _condition("ResolvedRefs", False, stale_reason or "RefreshFailed", message, generation)
     else:
         resolved = _condition("ResolvedRefs", True, "Resolved", "every source could be read", generation)
     conditions = with_transition_times([resolved, programmed, valid], (old or {}).get("conditions"), now)

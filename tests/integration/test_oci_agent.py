@@ -303,6 +303,14 @@ async def test_moved_tags_are_followed_and_a_restart_downloads_nothing(
             assert stale["refreshProblem"]["reason"] == "Unreachable"
             assert stale["refreshProblem"]["message"].endswith("; the content pulled before stays")
             assert agent.files(agent.rules_dir) == {name: version_2}
+            # The status says it too: the content stays counted as installed, ResolvedRefs says why it may be stale.
+            stale_status = await wait_for(
+                partial(artifact_status, api, namespace, "rulesfiles", "moving"),
+                lambda status: condition(status, "ResolvedRefs").get("reason") == "Unreachable",
+                what="the refresh problem in the Rulesfile's ResolvedRefs",
+            )
+            assert (stale_status["nodes"]["installed"], stale_status["nodes"]["failed"]) == (1, 0)
+            assert "could not be resolved again on 1 node(s)" in condition(stale_status, "ResolvedRefs")["message"]
             registry.start()
             await wait_entry(api, agent, "Rulesfile", "moving", lambda e: "refreshProblem" not in e,
                              "the problem gone once the registry is back")  # fmt: skip

@@ -125,3 +125,15 @@ def test_a_warning_is_recorded_when_valid_or_resolved_refs_turns_false_or_change
     ]
     healthy = artifact_status(Target("Rulesfile", "rules", 4), agents(1), {}, first, NOW)
     assert warnings_to_record(first, healthy) == []
+
+
+def test_a_failed_refresh_keeps_programmed_and_says_so_in_resolved_refs() -> None:
+    target = Target("Rulesfile", "rules", 2)
+    problem = {"reason": "Unauthorized", "message": "Secret pull does not authenticate to r.io"}
+    reports = {"pod-1": report([entry("Loaded", refreshProblem=problem)]), "pod-2": report([entry("Loaded")])}
+    status = artifact_status(target, agents(2), reports, None, NOW)
+    assert conditions(status)["Programmed"][:2] == ("True", "Programmed")
+    resolved = conditions(status)["ResolvedRefs"]
+    assert resolved[:2] == ("False", "Unauthorized")
+    assert "1 node(s)" in resolved[2]
+    assert "node1: Secret pull does not authenticate to r.io" in resolved[2]
