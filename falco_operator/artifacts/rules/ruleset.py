@@ -515,29 +515,80 @@ def _quote(item: str) -> str:
 
 
 def _substitute_lists(condition: str, lists: Iterable[tuple[str, list[str]]]) -> str:
-    """Falco's textual list substitution: each delimited occurrence of a list name becomes its items."""
+    """Falco's textual list substitution: each delimited occurrence of a list name becomes its items, one list
+    after the other (items of a list may name a later list, which is substituted in turn)."""
     for name, items in lists:
-        start = condition.find(name)
-        while start >= 0:
-            end = start + len(name)
-            delimited_before = start == 0 or condition[start - 1] in _LIST_DELIMITERS
-            delimited_after = end >= len(condition) or condition[end] in _LIST_DELIMITERS
-            if delimited_before and delimited_after:
-                while start > 0 and condition[start - 1] in _BLANKS:
-                    start -= 1
-                while end < len(condition) and condition[end] in _BLANKS:
-                    end += 1
-                substitute = ", ".join(_quote(item) for item in items)
-                if not substitute:
-                    if start > 0 and condition[start - 1] == ",":
-                        start -= 1
-                    elif end < len(condition) and condition[end] == ",":
-                        end += 1
-                prefix = condition[:start] + " " if start > 0 else ""
-                condition = prefix + substitute + " " + condition[end:]
-                start += len(substitute) + 1
-            start = condition.find(name, start + 1)
+        if name and name in condition:
+            condition = _substitute_list(condition, name, ", ".join(_quote(item) for item in items))
     return condition
+
+
+def _substitute_list(condition: str, name: str, substitute: str) -> str:
+    """Every delimited occurrence of ``name`` replaced by ``substitute`` in one scan, as Falco does it in place:
+    blanks around the name go, one space goes on each side (none before at the start), and an empty substitute
+    takes a comma next to it along. Falco resumes its search right after the text it put in, one character further
+    when the substitution began the condition; the result is the same, in time linear in the condition."""
+    done = _Tail()  # the condition before ``rest``, as substituted so far
+    rest = 0  # where the part not yet copied begins
+    found = condition.find(name)
+    while found >= 0:
+        end = found + len(name)
+        before = condition[found - 1] if found > rest else done.last()
+        delimited_before = before is None or before in _LIST_DELIMITERS
+        if not delimited_before or (end < len(condition) and condition[end] not in _LIST_DELIMITERS):
+            found = condition.find(name, found + 1)
+            continue
+        start = found
+        while start > rest and condition[start - 1] in _BLANKS:
+            start -= 1
+        done.add(condition, rest, start)
+        while (last := done.last()) is not None and last in _BLANKS:
+            done.drop_last()
+        while end < len(condition) and condition[end] in _BLANKS:
+            end += 1
+        if not substitute:
+            if done.last() == ",":
+                done.drop_last()
+            elif end < len(condition) and condition[end] == ",":
+                end += 1
+        at_start = done.length == 0
+        if not at_start:
+            done.add(" ")
+        done.add(substitute)
+        done.add(" ")
+        rest = end
+        found = condition.find(name, rest + 1 if at_start else rest)
+    done.add(condition, rest, len(condition))
+    return done.text()
+
+
+class _Tail:
+    """A string built from slices, whose last characters can be taken off without copying what came before."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[str, int, int]] = []
+        self.length = 0
+
+    def add(self, text: str, start: int = 0, end: int | None = None) -> None:
+        end = len(text) if end is None else end
+        if end > start:
+            self.parts.append((text, start, end))
+            self.length += end - start
+
+    def last(self) -> str | None:
+        if not self.parts:
+            return None
+        text, _, end = self.parts[-1]
+        return text[end - 1]
+
+    def drop_last(self) -> None:
+        text, start, end = self.parts.pop()
+        self.length -= 1
+        if end - 1 > start:
+            self.parts.append((text, start, end - 1))
+
+    def text(self) -> str:
+        return "".join(text[start:end] for text, start, end in self.parts)
 
 
 def _unresolved(
