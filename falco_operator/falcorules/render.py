@@ -21,6 +21,7 @@ from typing import Any
 
 from ..api import FalcoRule
 from ..artifacts.budget import BudgetedChecks, OverBudget
+from ..artifacts.messages import MAX_QUOTED, capped, quoted
 from ..artifacts.rules import ConditionError, RulesFile, check_rule_set, parse_condition
 from ..artifacts.rules.condition import MacroRef, walk
 from ..artifacts.yamldoc import dump_yaml
@@ -86,10 +87,10 @@ def judge(falco_rule: FalcoRule, namespace: str, cluster: ClusterRules) -> Verdi
     spec = falco_rule.spec
 
     def refused(reason: str, message: str) -> Verdict:
-        return Verdict(namespace, name, generation, False, reason, message)
+        return Verdict(namespace, name, generation, False, reason, capped(message))
 
     if spec.rule in cluster.rules:
-        return refused("NameCollision", f"rule name {spec.rule!r} is a rule of the cluster's rules files; "
+        return refused("NameCollision", f"rule name {quoted(spec.rule)} is a rule of the cluster's rules files; "
                                         "choose another name")  # fmt: skip
     try:
         tree = parse_condition(spec.condition)
@@ -97,7 +98,8 @@ def judge(falco_rule: FalcoRule, namespace: str, cluster: ClusterRules) -> Verdi
         return refused("InvalidCondition", f"condition, column {error.position.col}: {error.message}")
     unknown = sorted({node.name for node in walk(tree) if isinstance(node, MacroRef)} - cluster.macros)
     if unknown and cluster.complete:
-        return refused("UnknownMacro", f"the cluster's rules for this Falco define no macro {', '.join(unknown)}")
+        names = ", ".join(capped(macro, MAX_QUOTED) for macro in unknown)
+        return refused("UnknownMacro", f"the cluster's rules for this Falco define no macro {names}")
     item = rule_item(falco_rule, namespace)
     for finding in check_rule_set([RulesFile("FalcoRule", [item])], standalone=True):
         if finding.severity == "error":

@@ -9,6 +9,7 @@ from ruamel.yaml import YAML
 
 from falco_operator.api import FalcoRule
 from falco_operator.artifacts import parse_rules
+from falco_operator.artifacts.messages import MAX_MESSAGE, MAX_QUOTED, capped, quoted
 from falco_operator.artifacts.rules import RulesFile, check_rule_set
 from falco_operator.falcorules.render import ClusterRules, cluster_rules, render
 
@@ -84,3 +85,20 @@ def test_unknown_macros_are_left_to_the_agents_when_some_cluster_rules_are_unrea
 
 def test_nothing_selected_is_an_empty_list() -> None:
     assert parse_rules(render({}, ClusterRules()).document) == []
+
+
+def test_refusals_of_huge_names_stay_short_and_quote_the_names_short() -> None:
+    words = ["a" * 4000, "b" * 100, "c" * 4000]  # within the 8,192-character limit
+    rules = [
+        falco_rule("unknown-macros", condition=" and ".join(words)),
+        falco_rule("collision", rule="r" * 1024),
+        falco_rule("unparsable", condition="proc.name = " + "x" * 8000 + " y"),
+    ]
+    cluster = ClusterRules(rules=frozenset({"r" * 1024}))
+    verdicts = {v.name: v for v in render({"team-a": rules}, cluster).verdicts}
+    assert [v.accepted for v in verdicts.values()] == [False, False, False]
+    for verdict in verdicts.values():
+        assert len(verdict.message) <= MAX_MESSAGE, (verdict.name, verdict.message[:200])
+    names = ", ".join(capped(word, MAX_QUOTED) for word in words)
+    assert verdicts["unknown-macros"].message == f"the cluster's rules for this Falco define no macro {names}"
+    assert verdicts["collision"].message.startswith(f"rule name {quoted('r' * 1024)} is a rule of the cluster's")
