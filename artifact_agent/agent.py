@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import anyio
@@ -20,7 +19,7 @@ import anyio.abc
 import httpx
 
 from falco_operator.api import FalcoProbe
-from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Outcome, RulesSetCheck, plan
+from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Outcome, RulesSetCheck
 from falco_operator.kube import ApiError, Backoff, Client, EventHandler, Informer, RuntimeMetrics
 from falco_operator.kube.endpoints import HttpEndpoints, metrics_handler, probe_handler
 from falco_operator.kube.resources import NODES
@@ -30,6 +29,7 @@ from .confirmation import UNKNOWN, confirm, loads_expected, missed_swap, observe
 from .layout import PRESERVED
 from .materializer import Directories, Materializer
 from .metrics import AgentMetrics
+from .planner import PassPlanner
 from .pulls import OCIPulls, PullSettings
 from .recovery import recover_last_good
 from .report import Identity, Reporter, report_status
@@ -78,7 +78,7 @@ class Agent:
         self.metrics = AgentMetrics(metrics.registry)
         self.materializer = Materializer(settings.directories)
         self.reporter = Reporter(client, settings.identity)
-        self.rules_set_check = rules_set_check
+        self.planner = PassPlanner(str(settings.directories.plugins), rules_set_check)
         self.ready = False
         self._dirty = anyio.Event()
         self._changes = 0
@@ -190,12 +190,8 @@ class Agent:
             if self._disk_at_start is not None:  # once per process: later passes know what they wrote
                 self._last_good = recover_last_good(self._disk_at_start, artifacts)
                 self._disk_at_start = None
-        # Parsing and checking every rules file is the heaviest work of a pass: off the event loop, which keeps
-        # serving the informers, the Falco poll and the probes meanwhile.
-        result = await anyio.to_thread.run_sync(partial(
-            plan, artifacts, resolve(artifacts, self.config_maps, self.pulls.resolve), self._last_good,
-            plugins_dir=str(self.settings.directories.plugins), rules_set_check=self.rules_set_check,
-        ))  # fmt: skip
+        result = await self.planner.plan(artifacts, resolve(artifacts, self.config_maps, self.pulls.resolve),
+                                         self._last_good)  # fmt: skip
         swapped = await anyio.to_thread.run_sync(self.materializer.apply, result.directories)
         if swapped:
             for directory in swapped:
