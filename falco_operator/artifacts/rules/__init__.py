@@ -6,13 +6,14 @@ lint`` (users' pipelines).
 
 from .condition import ConditionError, Node, Position, parse_condition
 from .fields import FieldCatalogue
-from .ruleset import Finding, RulesFile, check_rule_set
+from .ruleset import Finding, LoadContext, RulesFile, check_rule_set
 from .setcheck import rules_set_check, standalone_problem
 
 __all__ = [
     "ConditionError",
     "FieldCatalogue",
     "Finding",
+    "LoadContext",
     "Node",
     "Position",
     "RulesFile",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -65,6 +65,16 @@ class Finding:
     def __str__(self) -> str:
         where = self.file + (f":{self.line}" if self.line else "") + (f":{self.col}" if self.col else "")
         return f"{where}: {self.severity}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """What the Falco that loads the set provides: None means unknown (then the check cannot judge it)."""
+
+    plugins: Mapping[str, str | None] | None = None
+    """Plugin name -> version ("0.18.0"); a version of None is unknown."""
+    engine_version: str | None = None
+    """Falco's engine version ("0.62.0") when known."""
 
 
 @dataclass(frozen=True)
@@ -151,10 +161,15 @@ class _Collector:
 
 
 def check_rule_set(
-    files: Sequence[RulesFile], catalogue: FieldCatalogue | None = None, *, standalone: bool = False
+    files: Sequence[RulesFile],
+    catalogue: FieldCatalogue | None = None,
+    *,
+    standalone: bool = False,
+    context: LoadContext | None = None,
 ) -> list[Finding]:
     """Every problem of the set, errors first in load order. ``standalone``: the files are checked without the
-    rest of the set they will join, so references to macros, lists and rules defined elsewhere are not errors."""
+    rest of the set they will join, so references to macros, lists and rules defined elsewhere are not errors.
+    ``context``: what the Falco that loads the set provides (plugins, engine version); None: unknown."""
     collector = _Collector(catalogue or FieldCatalogue.load(), standalone)
     errors: list[Finding] = []
     for rules_file in files:

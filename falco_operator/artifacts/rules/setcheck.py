@@ -7,17 +7,20 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..yamldoc import Problem
-from .ruleset import Finding, RulesFile, check_rule_set
+from .ruleset import Finding, LoadContext, RulesFile, check_rule_set
 
 if TYPE_CHECKING:
     from ..model import ArtifactKey
     from ..planning import RulesFileView
 
 
-def rules_set_check(views: Sequence[RulesFileView]) -> Mapping[ArtifactKey, Problem]:
-    """The artifacts whose files make the set fail to load, each with its first error."""
+def rules_set_check(
+    views: Sequence[RulesFileView], context: LoadContext | None = None
+) -> Mapping[ArtifactKey, Problem]:
+    """The artifacts whose files make the set fail to load, each with its first error. ``context``: what the
+    Falco that loads the set provides (plugins, engine version); None: unknown, those checks cannot judge."""
     owners = {view.file_name: view.key for view in views}
-    findings = check_rule_set([RulesFile(view.file_name, view.items, view.text) for view in views])
+    findings = check_rule_set([RulesFile(view.file_name, view.items, view.text) for view in views], context=context)
     problems: dict[ArtifactKey, Problem] = {}
     for finding in findings:
         owner = owners.get(finding.file)
