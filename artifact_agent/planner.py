@@ -1,4 +1,5 @@
-"""The agent's planning step: the pure planner in a worker thread, with the rule-set check reached once per set.
+"""The agent's planning step: the pure planner in a worker thread, with the rule-set check reached once per set and
+within the check budget.
 
 A pass runs on every change the agent sees: an artifact, a ConfigMap, a pull, the Node's or the Falco's labels,
 and every new answer from Falco (what it loaded). Most of these leave the rules files as they were, and Falco's
@@ -6,6 +7,12 @@ answer is no input of the plan at all. Parsing is remembered by content (``artif
 whole set (condition grammar, references between files) is the heavy part, and its verdict depends only on the
 files it reads: it is remembered by their owners, names and SHA-256, so a pass with the same rules files reuses
 the last verdict.
+
+The set check runs as the operator's checks do (``artifacts.budget``): in a worker thread of its own, within the
+check budget. A set that overruns it is refused for the files that made it slow: the files not seen in a set
+judged in time before, narrowed (when there are several) to those that overrun the budget when added alone to
+the others. They are ``Invalid`` with the budget's message and their last good files stay; the planner then checks
+the set again without them.
 """
 
 from __future__ import annotations
@@ -13,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 
+import anyio.from_thread
 import anyio.to_thread
 
 from falco_operator.artifacts import (
@@ -29,17 +37,26 @@ from falco_operator.artifacts import (
     RulesSetCheck,
     plan,
 )
+from falco_operator.artifacts.budget import BudgetedChecks, OverBudget
 
 REMEMBERED_SETS = 16
 """Verdicts kept: a pass that rejects a file checks the set again without it, so one pass may need several."""
+REMEMBERED_FILES = 1024
+"""Rules files (name and SHA-256) known to have been part of a set judged within the budget."""
+Verdict = Mapping[ArtifactKey, Problem]
+FileId = tuple[str, str]
+"""A rules file's name and SHA-256."""
 
 
 class PassPlanner:
-    def __init__(self, plugins_dir: str, rules_set_check: RulesSetCheck | None, remembered: int = REMEMBERED_SETS):
+    def __init__(
+        self, plugins_dir: str, rules_set_check: RulesSetCheck | None, checks: BudgetedChecks[Verdict] | None = None
+    ) -> None:
         self.plugins_dir = plugins_dir
         self.rules_set_check = rules_set_check
-        self.remembered = remembered
-        self._verdicts: OrderedDict[Hashable, Mapping[ArtifactKey, Problem]] = OrderedDict()
+        self.checks: BudgetedChecks[Verdict] = checks or BudgetedChecks(remembered=REMEMBERED_SETS)
+        """Set verdicts, each reached within the budget, remembered by ``set_key``."""
+        self._judged: OrderedDict[FileId, None] = OrderedDict()
         self._lock = threading.Lock()
 
     async def plan(
@@ -51,25 +68,53 @@ class PassPlanner:
             plan, list(artifacts), resolutions, last_good, plugins_dir=self.plugins_dir, rules_set_check=check,
         ))  # fmt: skip
 
-    def _check(self, views: Sequence[RulesFileView]) -> Mapping[ArtifactKey, Problem]:
-        assert self.rules_set_check is not None
-        key = set_key(views)
-        if key is None:
-            return self.rules_set_check(views)
+    def _check(self, views: Sequence[RulesFileView]) -> Verdict:
+        """The set check as the planner calls it, in the planning thread: waits for the budgeted check."""
+        files = [file_id(view) for view in views]
+        try:
+            verdict = self._within_budget(views, files)
+        except OverBudget as over:
+            return self._blame(views, files, over)
         with self._lock:
-            if key in self._verdicts:
-                self._verdicts.move_to_end(key)
-                return self._verdicts[key]
-        verdict = self.rules_set_check(views)
-        with self._lock:
-            self._verdicts[key] = verdict
-            while len(self._verdicts) > self.remembered:
-                self._verdicts.popitem(last=False)
+            for file in files:
+                self._judged[file] = None
+                self._judged.move_to_end(file)
+            while len(self._judged) > REMEMBERED_FILES:
+                self._judged.popitem(last=False)
         return verdict
 
+    def _within_budget(self, views: Sequence[RulesFileView], files: Sequence[FileId]) -> Verdict:
+        assert self.rules_set_check is not None
+        key = tuple((view.key, *file) for view, file in zip(views, files, strict=True))
+        return anyio.from_thread.run(self.checks.run, key, partial(self.rules_set_check, list(views)))
 
-def set_key(views: Sequence[RulesFileView]) -> tuple[tuple[ArtifactKey, str, str], ...] | None:
-    """What the set check reads, in load order: each file's owner, name and SHA-256 (None without the texts)."""
-    if any(view.text is None for view in views):
-        return None
-    return tuple((view.key, view.file_name, hashlib.sha256((view.text or "").encode()).hexdigest()) for view in views)
+    def _blame(self, views: Sequence[RulesFileView], files: Sequence[FileId], over: OverBudget) -> Verdict:
+        """The artifacts whose files made the set overrun the budget."""
+        with self._lock:
+            new = [index for index, file in enumerate(files) if file not in self._judged]
+        suspects = new or list(range(len(views)))
+        if len(suspects) > 1:
+            culprits = [suspect for suspect in suspects if self._overruns_alone(views, files, suspects, suspect)]
+            suspects = culprits or suspects
+        problems: dict[ArtifactKey, Problem] = {}
+        for index in suspects:
+            problems.setdefault(views[index].key, Problem(f"{views[index].file_name}: {over}"))
+        return problems
+
+    def _overruns_alone(
+        self, views: Sequence[RulesFileView], files: Sequence[FileId], suspects: Sequence[int], suspect: int
+    ) -> bool:
+        """Whether the set without the other suspects overruns the budget (load order kept)."""
+        others = set(suspects) - {suspect}
+        kept = [index for index in range(len(views)) if index not in others]
+        try:
+            self._within_budget([views[index] for index in kept], [files[index] for index in kept])
+        except OverBudget:
+            return True
+        return False
+
+
+def file_id(view: RulesFileView) -> FileId:
+    """A rules file's name and the SHA-256 of its text (of its items, for a view without text)."""
+    text = view.text if view.text is not None else repr(view.items)
+    return view.file_name, hashlib.sha256(text.encode()).hexdigest()

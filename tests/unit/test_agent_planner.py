@@ -1,18 +1,32 @@
 """The agent's planning step: the rule-set check is reached once per distinct set of rules files, so passes started
-by an answer from Falco (or a report change, a relabel) do not check unchanged rules again."""
+by an answer from Falco (or a report change, a relabel) do not check unchanged rules again; and within the check
+budget, so a set that takes too long to check refuses the file that made it slow and keeps its last good files."""
 
 from __future__ import annotations
 
+import itertools
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import anyio
 import pytest
 
 from artifact_agent.confirmation import UNKNOWN, FalcoView, confirm
 from artifact_agent.planner import PassPlanner
 from falco_operator.api import Rulesfile
-from falco_operator.artifacts import RULES_DIR, Artifact, ArtifactKey, Delivered, Plan, sha256_hex
+from falco_operator.artifacts import (
+    RULES_DIR,
+    Artifact,
+    ArtifactKey,
+    Delivered,
+    Plan,
+    Problem,
+    RulesFileView,
+    sha256_hex,
+)
+from falco_operator.artifacts.budget import BudgetedChecks
 from falco_operator.artifacts.rules import check_rule_set, rules_set_check, setcheck
 
 PLUGINS = "/usr/share/falco/plugins"
@@ -37,10 +51,13 @@ def rulesfile(name: str, text: str, generation: int = 1) -> Rulesfile:
                                      "spec": {"inlineRules": text}})  # fmt: skip
 
 
+def rule_using(macro: str) -> str:
+    return f"- rule: r\n  desc: d\n  condition: {macro}\n  output: o\n  priority: NOTICE\n"
+
+
 def macros_and_rule(unique: str, field: str = "proc.name") -> list[Artifact]:
     base = rulesfile("base", f"- macro: {unique}\n  condition: {field} = sh\n")
-    uses = rulesfile("uses", f"- rule: r\n  desc: d\n  condition: {unique}\n  output: o\n  priority: NOTICE\n")
-    return [base, uses]
+    return [base, rulesfile("uses", rule_using(unique))]
 
 
 def remembered(result: Plan) -> dict[ArtifactKey, Delivered]:
@@ -92,3 +109,75 @@ async def test_a_changed_rules_file_is_checked_again_and_a_refusal_is_reused_as_
         assert "unknown field proc.nam" in base_message
         assert base_message.endswith("; the last good files stay")
         assert states(result.outcomes)["uses"][0] == "Installed"
+
+
+SLOW = "# takes long to check\n"
+TOO_LONG = ("checking this content took longer than 0.3 s; simplify it (shorter conditions and outputs, fewer macros) "
+            "or split it into several smaller ones")  # fmt: skip
+
+
+def slow_for_marked_files(views: Sequence[RulesFileView]) -> Mapping[ArtifactKey, Problem]:
+    """The real check, which holds its thread 1.5 s for a set that holds a marked file (as a huge file would)."""
+    if any(SLOW in (view.text or "") for view in views):
+        time.sleep(1.5)
+    return rules_set_check(views)
+
+
+async def planned_while_ticking(planner: PassPlanner, *args: Any) -> tuple[Plan, float, float]:
+    """The plan, the seconds it took, and the longest stall of the event loop meanwhile."""
+    ticks: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await anyio.sleep(0.05)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(tick)
+        started = time.monotonic()
+        result = await planner.plan(*args)
+        waited = time.monotonic() - started
+        tasks.cancel_scope.cancel()
+    assert len(ticks) >= 4
+    return result, waited, max(later - earlier for earlier, later in itertools.pairwise(ticks))
+
+
+@pytest.mark.anyio
+async def test_a_rules_file_whose_set_check_overruns_the_budget_is_invalid_and_its_last_good_files_stay() -> None:
+    planner = PassPlanner(PLUGINS, slow_for_marked_files, BudgetedChecks(budget=0.3))
+    unique = f"m_{uuid.uuid4().hex}"
+    base, uses = macros_and_rule(unique)
+    first = await planner.plan([base, uses], {}, {})
+    hostile = rulesfile("uses", rule_using(unique) + SLOW, generation=2)
+    second, waited, stall = await planned_while_ticking(planner, [base, hostile], {}, remembered(first))
+    assert waited < 1.0, f"waited {waited:.2f} s for a 0.3 s budget"
+    assert stall < 0.25, f"the event loop stalled {stall:.2f} s"
+    assert states(second.outcomes) == {
+        "base": ("Installed", "wrote 50-03-base-inline.yaml"),
+        "uses": ("Invalid", f"50-03-uses-inline.yaml: {TOO_LONG}; the last good files stay"),
+    }
+    assert second.directories == first.directories
+    assert [(outcome.key.name, outcome.reason) for outcome in second.outcomes if outcome.state == "Invalid"] == [
+        ("uses", "InvalidRules")
+    ]
+    started = time.monotonic()
+    third = await planner.plan([base, hostile], {}, remembered(second))
+    assert time.monotonic() - started < 0.2, "the verdict is remembered: no second wait for the same files"
+    assert states(third.outcomes) == states(second.outcomes)
+
+
+@pytest.mark.anyio
+async def test_of_several_new_rules_files_only_the_one_that_overruns_the_budget_is_refused() -> None:
+    planner = PassPlanner(PLUGINS, slow_for_marked_files, BudgetedChecks(budget=0.3))
+    unique = f"m_{uuid.uuid4().hex}"
+    base, uses = macros_and_rule(unique)
+    hostile = rulesfile("hostile", f"- list: {unique}_l\n  items: [a]\n{SLOW}")
+    result, waited, stall = await planned_while_ticking(planner, [base, hostile, uses], {}, {})
+    assert waited < 1.2, f"waited {waited:.2f} s: the whole set and the hostile file alone, 0.3 s each"
+    assert stall < 0.25, f"the event loop stalled {stall:.2f} s"
+    assert states(result.outcomes) == {
+        "base": ("Installed", "wrote 50-03-base-inline.yaml"),
+        "hostile": ("Invalid", f"50-03-hostile-inline.yaml: {TOO_LONG}"),
+        "uses": ("Installed", "wrote 50-03-uses-inline.yaml"),
+    }
+    assert sorted(result.directories[RULES_DIR]) == ["50-03-base-inline.yaml", "50-03-uses-inline.yaml"]
