@@ -85,6 +85,8 @@ class PassPlanner:
 
     def _within_budget(self, views: Sequence[RulesFileView], files: Sequence[FileId]) -> Verdict:
         assert self.rules_set_check is not None
+        # The key is all the check reads. A check given more (the plugins and engine version of the Falco that
+        # loads the set, say) must have it in the key, or a verdict for another Falco would be reused.
         key = tuple((view.key, *file) for view, file in zip(views, files, strict=True))
         return anyio.from_thread.run(self.checks.run, key, partial(self.rules_set_check, list(views)))
 
