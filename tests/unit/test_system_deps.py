@@ -54,7 +54,11 @@ def test_with_everything_installed_it_says_nothing_and_is_quick() -> None:
 
 
 def test_make_demo_and_make_test_check_the_machine_first_and_ci_uses_the_same_script() -> None:
+    # Run as a user would, not as a sub-make of `make test` (which prints "Entering directory" lines).
+    env = {key: value for key, value in os.environ.items() if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     for target in ("demo", "test"):
-        planned = subprocess.run(["make", "--dry-run", target], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        planned = subprocess.run(
+            ["make", "--dry-run", target], capture_output=True, text=True, cwd=ROOT, timeout=60, env=env
+        )
         assert planned.stdout.splitlines()[0] == "scripts/system-deps.sh", planned.stdout
     assert "scripts/system-deps.sh make git" in (ROOT / ".ci" / "run").read_text()
