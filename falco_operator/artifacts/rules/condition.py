@@ -16,8 +16,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING
 
-from ..messages import MAX_QUOTED, capped
+import re2
+
+from ..messages import MAX_QUOTED, capped, quoted
+
+if TYPE_CHECKING:
+    from .fields import FieldCatalogue
 
 MAX_DEPTH = 100
 
@@ -576,3 +583,110 @@ def parse_field_prefix(text: str, start: int = 0, *, with_arg: bool = True) -> t
     else:
         raise parser.fail(f"unexpected token after '{capped(parser.cursor.last, MAX_QUOTED)}")
     return tree, parser.cursor.index
+
+
+# -- what Falco refuses when it compiles a parsed condition ----------------------------------------------------
+
+
+def compile_problem(node: Node, catalogue: FieldCatalogue) -> str | None:
+    """What Falco refuses in one node of a parsed condition when it compiles it, which the grammar alone allows:
+    a ``regex`` pattern RE2 does not compile, a transformer on a field whose type it cannot take, a transformer on
+    a field that takes none. None when the node is fine or cannot be judged (a field the catalogue does not
+    know)."""
+    if isinstance(node, Check):
+        return regex_problem(node)
+    if isinstance(node, Transformer):
+        return transformer_problem(node, catalogue)
+    return None
+
+
+_REGEX_HINT = "Falco compiles it with RE2 in POSIX syntax, which has no \\d, \\w, \\b or (?...) groups"
+
+
+def regex_problem(check: Check) -> str | None:
+    """The first pattern of a ``regex`` check that Falco cannot compile, with RE2's reason."""
+    if check.operator.split()[0] != "regex":
+        return None
+    patterns = check.right.items if isinstance(check.right, ListValue) else ()
+    if isinstance(check.right, Value):
+        patterns = (check.right.text,)
+    for pattern in patterns:
+        reason = _re2_error(pattern)
+        if reason is not None:
+            return f"invalid regular expression {quoted(pattern)}: {reason} ({_REGEX_HINT})"
+    return None
+
+
+@cache
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.posix_syntax = True  # as libsinsp builds its regex checks: perl classes and (?flags) are refused
+    options.log_errors = False
+    return options
+
+
+def _re2_error(pattern: str) -> str | None:
+    try:
+        re2.compile(pattern, _re2_options())
+    except re2.error as error:
+        reason = error.args[0] if error.args else ""
+        text = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+        return capped(text, MAX_QUOTED)
+    return None
+
+
+_TRANSFORMER_TAKES = {"tolower": ("CHARBUF",), "toupper": ("CHARBUF",), "basename": ("CHARBUF",),
+                      "b64": ("CHARBUF", "BYTEBUF"), "len": ("CHARBUF", "BYTEBUF")}  # fmt: skip
+"""The field types each transformer takes, as Falco 0.44 (libsinsp 0.25) accepts them; the other transformers
+(val, join, concat, getopt) are not judged here."""
+_TRANSFORMER_GIVES = {"len": "UINT64"}
+"""The type a transformer's value has when it is not the type it was given."""
+_NO_TRANSFORMERS_TYPES = ("IPNET", "DYNAMIC")
+_NO_TRANSFORMERS_FIELDS = frozenset({"fd.cip.name", "fd.lip.name", "fd.rip.name", "fd.sip.name", "proc.acmdline",
+                                     "proc.aenv", "proc.aexe", "proc.aexepath", "proc.aname"})  # fmt: skip
+"""String fields libsinsp marks as taking no transformer (Falco says "field 'proc.aname' does not support
+transformers"), found by giving every string field of Falco 0.44.1 and the container plugin to ``len()``."""
+_EVENT_TYPE_FIELDS = ("evt.type", "syscall.type")
+"""Fields Falco's event type search reads: inside a transformer, Falco stops at load ("event code search does not
+support `evt.type` checks with transformers")."""
+_TYPE_WORDS = {"CHARBUF": "string", "BYTEBUF": "byte buffer"}
+
+
+def transformer_problem(node: Transformer, catalogue: FieldCatalogue) -> str | None:
+    """Why Falco refuses this transformer on its argument (a field of a type it does not take, or a field that
+    takes no transformer); None when it takes it or the argument's type is not known."""
+    takes = _TRANSFORMER_TAKES.get(node.name)
+    if takes is None or len(node.args) != 1:
+        return None
+    typed = _typed(node.args[0], catalogue)
+    if typed is None:
+        return None
+    value_type, field_name = typed
+    if field_name in _EVENT_TYPE_FIELDS:
+        return (
+            f"{field_name} cannot be given to a transformer such as {node.name}() (Falco stops: its event type "
+            f"search does not support {field_name} with transformers); compare {field_name} itself"
+        )
+    if isinstance(node.args[0], FieldRef) and (
+        value_type in _NO_TRANSFORMERS_TYPES or field_name in _NO_TRANSFORMERS_FIELDS
+    ):
+        return f"field {field_name} does not support transformers such as {node.name}(); compare the field itself"
+    if value_type in takes:
+        return None
+    wanted = " or ".join(f"{_TYPE_WORDS.get(kind, kind)} ({kind})" for kind in takes)
+    return (f"{node.name}() cannot be applied to {field_name}: its value is of type {value_type}, and {node.name} "
+            f"takes a {wanted} value")  # fmt: skip
+
+
+def _typed(node: Node, catalogue: FieldCatalogue) -> tuple[str, str] | None:
+    """The type of a transformer argument's value and the field it comes from; None when not known or when an
+    inner transformer is itself refused (that one is reported on its own)."""
+    if isinstance(node, FieldRef):
+        info = catalogue.lookup(node.name, node.arg).info
+        return (info.type, node.name) if info is not None else None
+    if isinstance(node, Transformer) and node.name in _TRANSFORMER_TAKES and len(node.args) == 1:
+        inner = _typed(node.args[0], catalogue)
+        if inner is None or transformer_problem(node, catalogue) is not None:
+            return None
+        return _TRANSFORMER_GIVES.get(node.name, inner[0]), inner[1]
+    return None

@@ -36,6 +36,7 @@ from .condition import (
     Node,
     Position,
     Value,
+    compile_problem,
     parse_condition,
     parse_field_or_transformer,
     walk,
@@ -653,6 +654,9 @@ def _reached(
 
 def _node_problem(node: Node, catalogue: FieldCatalogue) -> tuple[Severity, str] | None:
     """(severity, message) for a field the catalogue does not know, or an event type Falco has not."""
+    compiled = compile_problem(node, catalogue)
+    if compiled is not None:
+        return "error", compiled
     if isinstance(node, FieldRef):
         found = catalogue.lookup(node.name, node.arg)
         if found.severity == "ok":
