@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from .kept_config import kept_config_problem
 from .messages import quoted
 from .yamldoc import Problem, YamlProblem, line_of, load_yaml
 
@@ -245,7 +246,8 @@ _CHECKS: dict[str, Callable[[dict[str, Any]], str | None]] = {
 
 
 def parse_config(content: bytes | str) -> dict[str, Any]:
-    """A falco.yaml fragment: a non-empty mapping that leaves the agent's own keys alone (remembered by content)."""
+    """A falco.yaml fragment: a non-empty mapping that leaves the agent's own keys alone and keeps what the probes
+    and the agent need of ``webserver`` and ``metrics`` (``kept_config``); remembered by content."""
     data = content.encode() if isinstance(content, str) else content
     document: dict[str, Any] = MEMO.get("config", data, _parse_config)
     return document
@@ -265,4 +267,8 @@ def check_config(document: Any) -> dict[str, Any]:
     for key, why in RESERVED_CONFIG_KEYS.items():
         if key in document:
             raise Invalid(Problem(f"a config fragment cannot set {key}: {why}", line_of(document, key)))
+    dropped = kept_config_problem(document)
+    if dropped:
+        key, message = dropped
+        raise Invalid(Problem(message, line_of(document, key)))
     return document
