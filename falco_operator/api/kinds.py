@@ -58,6 +58,8 @@ def _condition(name: str) -> PrinterColumn:
 
 AGE = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
 NODES = PrinterColumn("Nodes", ".status.nodes.summary")
+LOADED = PrinterColumn("Loaded", ".status.nodes.loaded", "integer")
+"""Falco pods whose Falco confirmed the current content (Falco reports no config fragment: Configs have none)."""
 PRIORITY = PrinterColumn("Priority", ".spec.priority", "integer")
 
 FALCO = KindInfo(
@@ -94,7 +96,7 @@ RULESFILE = KindInfo(
     plural="rulesfiles",
     spec_model=RulesfileSpec,
     status_model=ArtifactStatus,
-    columns=(PRIORITY, _condition("Programmed"), NODES, AGE),
+    columns=(PRIORITY, _condition("Programmed"), NODES, LOADED, AGE),
     categories=("falcosecurity", "artifacts"),
     description="Falco rules from an OCI artifact, a ConfigMap or inline, delivered to the selected Falco pods.",
 )
@@ -104,7 +106,7 @@ PLUGIN = KindInfo(
     plural="plugins",
     spec_model=PluginSpec,
     status_model=ArtifactStatus,
-    columns=(_condition("Programmed"), NODES, AGE),
+    columns=(_condition("Programmed"), NODES, LOADED, AGE),
     categories=("falcosecurity", "artifacts"),
     spec_required=False,
     description="A Falco plugin: its library from an OCI artifact (optional) and its configuration entry.",

@@ -70,3 +70,14 @@ def test_samples_are_the_seed_examples() -> None:
         original = seed / path.name
         if original.exists():
             assert path.read_text() == original.read_text(), path.name
+
+
+def test_kubectl_get_shows_how_many_falcos_loaded_a_rulesfile_or_plugin() -> None:
+    for kind in ALL_KINDS:
+        version = custom_resource_definition(kind)["spec"]["versions"][0]
+        columns = {column["name"]: column for column in version.get("additionalPrinterColumns", [])}
+        if kind.kind in ("Rulesfile", "Plugin"):
+            assert columns["Loaded"] == {"name": "Loaded", "type": "integer", "jsonPath": ".status.nodes.loaded"}
+            assert list(columns).index("Loaded") == list(columns).index("Nodes") + 1
+        else:
+            assert "Loaded" not in columns  # Falco reports no config fragment: a Config is never Loaded
