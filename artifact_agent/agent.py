@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from falco_operator.kube.endpoints import HttpEndpoints, metrics_handler, probe_
 from falco_operator.kube.resources import NODES
 from falco_operator.resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 
-from .confirmation import UNKNOWN, confirm, loads_expected, missed_swap, observe
+from .confirmation import UNKNOWN, FalcoLoads, confirm, loads_expected, missed_swap, observe
 from .layout import PRESERVED
 from .materializer import Directories, Materializer
 from .metrics import AgentMetrics
@@ -106,6 +106,9 @@ class Agent:
         self._outcomes: list[Outcome] = []
         self._swapped_at: float | None = None
         """Unix time of the last swap Falco has not been nudged for."""
+        self.falco_loads = FalcoLoads()
+        """Which swap Falco loaded, which it refused."""
+        self._refused = False
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -202,22 +205,24 @@ class Agent:
             log.info("swapped %s", ", ".join(swapped))
             self._fast_polls_until = time.monotonic() + self.settings.falco_fast_window
             self._swapped_at = time.time()
+            self.falco_loads.swapped(self._swapped_at, {outcome.key: outcome.delivered for outcome in result.outcomes})
             self._poll_now.set()
-        self._remember(result.outcomes)
+        self._remember(result.outcomes, result.remembered)
         self._outcomes = list(result.outcomes)
         if not self.ready:
             # Ready means the files are on disk: Falco may start even while the report cannot be written yet.
             self.ready = True
             log.info("first materialization done", extra={"artifacts": len(result.outcomes)})
-        outcomes = confirm(result.outcomes, self.falco_view) if self.settings.falco_url else result.outcomes
+        outcomes = (confirm(result.outcomes, self.falco_view, self.falco_loads, now=time.time())
+                    if self.settings.falco_url else result.outcomes)  # fmt: skip
         self._count_states(outcomes)
         status = report_status(outcomes, self.settings.directories.by_kind(), self._falco_probe(),
                                self.pulls.refresh_problems())  # fmt: skip
         if await self.reporter.publish(status):
             self.metrics.report_writes.inc()
 
-    def _remember(self, outcomes: Sequence[Outcome]) -> None:
-        self._last_good = {outcome.key: outcome.delivered for outcome in outcomes if not outcome.delivered.empty}
+    def _remember(self, outcomes: Sequence[Outcome], remembered: Mapping[ArtifactKey, Delivered]) -> None:
+        self._last_good = dict(remembered)
         current = {(outcome.key, outcome.generation) for outcome in outcomes}
         self._invalid_generations &= current
         for outcome in outcomes:
@@ -243,18 +248,24 @@ class Agent:
             while True:
                 self._poll_now = anyio.Event()
                 view = await observe(http, url, self.falco_view)
+                self.falco_loads.observed(view)
                 if view != self.falco_view:
                     self.falco_view = view
+                    self._mark_dirty()
+                if self.falco_loads.refused(view, time.time()) != self._refused:
+                    self._refused = not self._refused  # a new state to report: Refused, or no longer
                     self._mark_dirty()
                 if missed_swap(view, self._swapped_at, time.time()):
                     log.info("Falco has not reloaded since the last swap; nudging its rules directory")
                     self._swapped_at = None  # once per swap: a reload Falco refuses would be refused again
+                    self.falco_loads.nudged(time.time())
                     await anyio.to_thread.run_sync(self.materializer.nudge_rules)
                     self.metrics.nudges.inc()
                     self._fast_polls_until = time.monotonic() + self.settings.falco_fast_window
                 if self._swapped_at is not None and (view.reloaded_at or 0.0) >= self._swapped_at:
                     self._swapped_at = None  # Falco reloaded after the last swap
-                if loads_expected(self._outcomes, view) and self._swapped_at is None:
+                # Falco's answer to a swap is awaited (loaded, or refused a few seconds after the nudge).
+                if loads_expected(self._outcomes, view) and self._swapped_at is None and not self.falco_loads.pending:
                     self._fast_polls_until = 0.0
                 fast = time.monotonic() < self._fast_polls_until
                 with anyio.move_on_after(0.5 if fast else self.settings.falco_poll_interval):

@@ -5,8 +5,9 @@ A pass runs on every change the agent sees: an artifact, a ConfigMap, a pull, th
 and every new answer from Falco (what it loaded). Most of these leave the rules files as they were, and Falco's
 answer is no input of the plan at all. Parsing is remembered by content (``artifacts.validation``); checking the
 whole set (condition grammar, references between files) is the heavy part, and its verdict depends only on the
-files it reads: it is remembered by their owners, names and SHA-256, so a pass with the same rules files reuses
-the last verdict.
+files it reads and on what the Falco that loads them provides (the plugins the set configures, the engine
+version): it is remembered by the files' owners, names and SHA-256 and by that ``LoadContext``, so a pass with the
+same rules files and plugins reuses the last verdict.
 
 The set check runs as the operator's checks do (``artifacts.budget``): in a worker thread of its own, within the
 check budget. A set that overruns it is refused for the files that made it slow: the files not seen in a set
@@ -20,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from functools import partial
 
 import anyio.from_thread
@@ -38,6 +39,8 @@ from falco_operator.artifacts import (
     plan,
 )
 from falco_operator.artifacts.budget import BudgetedChecks, OverBudget
+from falco_operator.artifacts.rules import LoadContext
+from falco_operator.artifacts.setinvariant import Unjudged
 
 REMEMBERED_SETS = 16
 """Verdicts kept: a pass that rejects a file checks the set again without it, so one pass may need several."""
@@ -60,21 +63,28 @@ class PassPlanner:
         self._lock = threading.Lock()
 
     async def plan(
-        self, artifacts: Iterable[Artifact], resolutions: Resolutions, last_good: Mapping[ArtifactKey, Delivered]
+        self,
+        artifacts: Iterable[Artifact],
+        resolutions: Resolutions,
+        last_good: Mapping[ArtifactKey, Delivered],
+        *,
+        engine_version: str | None = None,
     ) -> Plan:
-        """The plan of a pass, made off the event loop (which keeps serving informers, Falco polls and probes)."""
+        """The plan of a pass, made off the event loop (which keeps serving informers, Falco polls and probes).
+        ``engine_version``: the engine of the Falco this agent serves, when it answered (None: not judged)."""
         check = self._check if self.rules_set_check is not None else None
         return await anyio.to_thread.run_sync(partial(
             plan, list(artifacts), resolutions, last_good, plugins_dir=self.plugins_dir, rules_set_check=check,
+            engine_version=engine_version,
         ))  # fmt: skip
 
-    def _check(self, views: Sequence[RulesFileView]) -> Verdict:
+    def _check(self, views: Sequence[RulesFileView], context: LoadContext | None = None) -> Verdict:
         """The set check as the planner calls it, in the planning thread: waits for the budgeted check."""
         files = [file_id(view) for view in views]
         try:
-            verdict = self._within_budget(views, files)
+            verdict = self._within_budget(views, files, context)
         except OverBudget as over:
-            return self._blame(views, files, over)
+            return self._blame(views, files, context, over)
         with self._lock:
             for file in files:
                 self._judged[file] = None
@@ -83,37 +93,53 @@ class PassPlanner:
                 self._judged.popitem(last=False)
         return verdict
 
-    def _within_budget(self, views: Sequence[RulesFileView], files: Sequence[FileId]) -> Verdict:
+    def _within_budget(
+        self, views: Sequence[RulesFileView], files: Sequence[FileId], context: LoadContext | None
+    ) -> Verdict:
         assert self.rules_set_check is not None
-        # The key is all the check reads. A check given more (the plugins and engine version of the Falco that
-        # loads the set, say) must have it in the key, or a verdict for another Falco would be reused.
-        key = tuple((view.key, *file) for view, file in zip(views, files, strict=True))
-        return anyio.from_thread.run(self.checks.run, key, partial(self.rules_set_check, list(views)))
+        # The key is all the check reads: the files and what the Falco that loads them provides.
+        key = (tuple((view.key, *file) for view, file in zip(views, files, strict=True)), context_key(context))
+        return anyio.from_thread.run(self.checks.run, key, partial(self.rules_set_check, list(views), context))
 
-    def _blame(self, views: Sequence[RulesFileView], files: Sequence[FileId], over: OverBudget) -> Verdict:
+    def _blame(
+        self, views: Sequence[RulesFileView], files: Sequence[FileId], context: LoadContext | None, over: OverBudget
+    ) -> Verdict:
         """The artifacts whose files made the set overrun the budget."""
         with self._lock:
             new = [index for index, file in enumerate(files) if file not in self._judged]
         suspects = new or list(range(len(views)))
         if len(suspects) > 1:
-            culprits = [suspect for suspect in suspects if self._overruns_alone(views, files, suspects, suspect)]
+            culprits = [s for s in suspects if self._overruns_alone(views, files, context, suspects, s)]
             suspects = culprits or suspects
         problems: dict[ArtifactKey, Problem] = {}
         for index in suspects:
-            problems.setdefault(views[index].key, Problem(f"{views[index].file_name}: {over}"))
+            problems.setdefault(views[index].key, Unjudged(f"{views[index].file_name}: {over}"))
         return problems
 
     def _overruns_alone(
-        self, views: Sequence[RulesFileView], files: Sequence[FileId], suspects: Sequence[int], suspect: int
+        self,
+        views: Sequence[RulesFileView],
+        files: Sequence[FileId],
+        context: LoadContext | None,
+        suspects: Sequence[int],
+        suspect: int,
     ) -> bool:
         """Whether the set without the other suspects overruns the budget (load order kept)."""
         others = set(suspects) - {suspect}
         kept = [index for index in range(len(views)) if index not in others]
         try:
-            self._within_budget([views[index] for index in kept], [files[index] for index in kept])
+            self._within_budget([views[index] for index in kept], [files[index] for index in kept], context)
         except OverBudget:
             return True
         return False
+
+
+def context_key(context: LoadContext | None) -> Hashable:
+    """A LoadContext as a memo key (its plugins are a mapping)."""
+    if context is None:
+        return None
+    plugins = None if context.plugins is None else tuple(sorted(context.plugins.items()))
+    return plugins, context.engine_version
 
 
 def file_id(view: RulesFileView) -> FileId:

@@ -6,8 +6,8 @@ used and whatever was last delivered for it stays (``last_good``), so one bad ch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..api import Config, Plugin, Rulesfile
@@ -24,8 +24,11 @@ from .naming import (
 )
 from .plugins import plugin_entry, render_plugins_config
 from .rules import standalone_problem
+from .setinvariant import RulesFileView as RulesFileView
+from .setinvariant import RulesSetCheck as RulesSetCheck
+from .setinvariant import enforce_rules_set, load_context
 from .validation import Invalid, parse_config, parse_rules
-from .yamldoc import Problem, dump_yaml
+from .yamldoc import dump_yaml
 
 Artifact = Rulesfile | Config | Plugin
 _MODELS: dict[str, type[Rulesfile] | type[Config] | type[Plugin]] = {
@@ -45,26 +48,14 @@ def parse_artifact(raw: dict[str, Any]) -> Artifact | None:
 
 
 @dataclass(frozen=True)
-class RulesFileView:
-    """One rules file in load order, for checks that need the whole set."""
-
-    key: ArtifactKey
-    file_name: str
-    items: list[Any]
-    text: str | None = None
-    """The file's text: positions in messages are then the file's lines and columns."""
-
-
-RulesSetCheck = Callable[[Sequence[RulesFileView]], Mapping[ArtifactKey, Problem]]
-"""Checks across every rules file in load order (references, overrides); returns the artifacts that fail."""
-
-
-@dataclass(frozen=True)
 class Plan:
     directories: Mapping[str, Mapping[str, bytes]]
     """For each directory, every file it must hold (name → bytes)."""
     outcomes: Sequence[Outcome]
     """One per applicable artifact, sorted by kind and name."""
+    remembered: Mapping[ArtifactKey, Delivered] = field(default_factory=dict)
+    """The next pass's ``last_good``: what each artifact has on disk, and the files of departed artifacts that a
+    withheld dependent names (``DependencyGone``), so later passes still know why it is withheld."""
 
 
 def artifact_key(artifact: Artifact) -> ArtifactKey:
@@ -175,15 +166,20 @@ def plan(
     *,
     plugins_dir: str,
     rules_set_check: RulesSetCheck | None = None,
+    plugin_versions: Mapping[str, str | None] | None = None,
+    engine_version: str | None = None,
 ) -> Plan:
     """The files every directory must hold and each artifact's outcome.
 
     ``last_good`` holds what was delivered for each artifact before; it stays on disk for an artifact that is
-    invalid, failed or pending now. ``plugins_dir`` is the plugins directory as Falco sees it (default library
-    paths point there).
+    invalid, failed or pending now, as long as the set still loads with it. ``plugins_dir`` is the plugins
+    directory as Falco sees it (default library paths point there). With ``rules_set_check`` the rules files are
+    checked as one set (``setinvariant``), with the plugins this set configures (``plugin_versions``: a plugin
+    name's version, when known) and the engine Falco reports (``engine_version``).
     """
+    artifacts = sorted(artifacts, key=artifact_key)
     outcomes: dict[ArtifactKey, Outcome] = {}
-    for artifact in sorted(artifacts, key=artifact_key):
+    for artifact in artifacts:
         key = artifact_key(artifact)
         try:
             delivered = _deliver(artifact, resolutions, plugins_dir)
@@ -196,9 +192,13 @@ def plan(
             outcome = Outcome(key, artifact.metadata.generation, rejected.state, kept, rejected.reason, message)
         outcomes[key] = outcome
     _reject_plugin_name_clashes(outcomes, last_good)
+    needed: dict[ArtifactKey, Delivered] = {}
     if rules_set_check:
-        _apply_rules_set_check(outcomes, last_good, rules_set_check)
-    return Plan(_directories(outcomes.values()), list(outcomes.values()))
+        context = load_context(outcomes.values(), plugin_versions or {}, engine_version)
+        priorities = {artifact_key(a): a.spec.priority for a in artifacts if isinstance(a, Rulesfile)}
+        needed = enforce_rules_set(outcomes, last_good, rules_set_check, context, priorities)
+    remembered = {key: outcome.delivered for key, outcome in outcomes.items() if not outcome.delivered.empty}
+    return Plan(_directories(outcomes.values()), list(outcomes.values()), remembered | needed)
 
 
 def _summary(delivered: Delivered) -> str:
@@ -208,46 +208,29 @@ def _summary(delivered: Delivered) -> str:
     return "wrote " + ", ".join(names) if names else "nothing to write"
 
 
-def _reject(outcome: Outcome, last_good: Mapping[ArtifactKey, Delivered], reason: str, message: str) -> Outcome:
-    kept = last_good.get(outcome.key, EMPTY)
-    suffix = "; the last good files stay" if not kept.empty else ""
-    return Outcome(outcome.key, outcome.generation, "Invalid", kept, reason, message + suffix)
-
-
 def _reject_plugin_name_clashes(
     outcomes: dict[ArtifactKey, Outcome], last_good: Mapping[ArtifactKey, Delivered]
 ) -> None:
+    """One entry per plugin name (Falco refuses two): the first Plugin by object name keeps it, the others are
+    ``Invalid`` and their kept entry leaves too when it has the same name."""
     owners: dict[str, ArtifactKey] = {}
     for key, outcome in sorted(outcomes.items()):
         entry = outcome.delivered.plugin_entry
         if entry is None:
             continue
-        owner = owners.setdefault(str(entry["name"]), key)
-        if owner != key:
-            message = f"plugin name {entry['name']!r} is already configured by Plugin {owner.name}"
-            outcomes[key] = _reject(outcome, last_good, "NameConflict", message)
-
-
-def _apply_rules_set_check(
-    outcomes: dict[ArtifactKey, Outcome], last_good: Mapping[ArtifactKey, Delivered], check: RulesSetCheck
-) -> None:
-    """Reject the artifacts the check blames, then check again: the set with their last good files instead of
-    the new ones may fail elsewhere (a later file may have used what the rejected change added)."""
-    for _ in range(len(outcomes) + 1):
-        views = [
-            RulesFileView(key, name, parse_rules(data), data.decode(errors="replace"))
-            for key, outcome in outcomes.items()
-            for (directory, name), data in outcome.delivered.files.items()
-            if directory == RULES_DIR
-        ]
-        views.sort(key=lambda view: view.file_name)
-        rejected = False
-        for key, problem in check(views).items():
-            if key in outcomes and outcomes[key].state == "Installed":
-                outcomes[key] = _reject(outcomes[key], last_good, "InvalidRules", str(problem))
-                rejected = True
-        if not rejected:
-            return
+        name = str(entry["name"])
+        owner = owners.setdefault(name, key)
+        if owner == key:
+            continue
+        message = f"plugin name {name!r} is already configured by Plugin {owner.name}; give this one another name"
+        kept = last_good.get(key, EMPTY) if outcome.state == "Installed" else outcome.delivered
+        kept_entry = kept.plugin_entry
+        if kept_entry is not None and str(kept_entry["name"]) in owners:
+            kept = EMPTY  # its last good entry clashes too: it leaves in this swap
+        suffix = "; the last good files stay" if not kept.empty else ""
+        outcomes[key] = Outcome(key, outcome.generation, "Invalid", kept, "NameConflict", message + suffix)
+        if kept_entry is not None and not kept.empty:
+            owners[str(kept_entry["name"])] = key
 
 
 def _directories(outcomes: Iterable[Outcome]) -> dict[str, dict[str, bytes]]:

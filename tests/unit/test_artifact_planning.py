@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from falco_operator.api import Config, Plugin, Rulesfile
@@ -21,7 +22,7 @@ from falco_operator.artifacts import (
     parse_artifact_file_name,
     plan,
 )
-from falco_operator.artifacts.rules import rules_set_check
+from falco_operator.artifacts.rules import LoadContext, rules_set_check
 from falco_operator.artifacts.yamldoc import plain
 
 RULE = "- rule: r\n  desc: d\n  condition: evt.num > 0\n  output: o\n  priority: NOTICE\n"
@@ -127,19 +128,22 @@ def test_two_plugins_with_one_name_conflict() -> None:
 
 
 def test_the_rules_set_check_sees_files_in_load_order_and_can_reject() -> None:
-    seen: list[str] = []
+    seen: list[list[str]] = []
 
-    def check(views: list[RulesFileView] | Any) -> dict[ArtifactKey, Problem]:
-        seen.extend(view.file_name for view in views)
-        return {ArtifactKey("Rulesfile", "late"): Problem("macro m is not defined", 3)}
+    def check(views: Sequence[RulesFileView], context: LoadContext | None) -> dict[ArtifactKey, Problem]:
+        seen.append([view.file_name for view in views])
+        late = [view for view in views if view.key.name == "late"]
+        return {ArtifactKey("Rulesfile", "late"): Problem("macro m is not defined", 3)} if late else {}
 
     result = plan([rulesfile("late", priority=90, inlineRules=RULE), rulesfile("early", priority=10, inlineRules=RULE)],
                   {}, {}, plugins_dir=PLUGINS, rules_set_check=check)  # fmt: skip
-    # checked in load order, then once more without the rejected file (nothing else fails: done)
-    assert seen == ["10-03-early-inline.yaml", "90-03-late-inline.yaml", "10-03-early-inline.yaml"]
+    # checked in load order, once without the plugins context (still fails: its content), then once more without
+    # the rejected file (nothing else fails: done)
+    both = ["10-03-early-inline.yaml", "90-03-late-inline.yaml"]
+    assert seen == [both, both, ["10-03-early-inline.yaml"]]
     assert list(result.directories[RULES_DIR]) == ["10-03-early-inline.yaml"]
     late = next(outcome for outcome in result.outcomes if outcome.key.name == "late")
-    assert (late.state, late.message) == ("Invalid", "line 3: macro m is not defined")
+    assert (late.state, late.reason, late.message) == ("Invalid", "InvalidRules", "line 3: macro m is not defined")
 
 
 def test_a_rejected_change_that_a_later_file_needed_rejects_that_file_too() -> None:
