@@ -320,19 +320,34 @@ def _wait_started(falco: RunningFalco, timeout: float = 30) -> None:
 # -- validation -------------------------------------------------------------------------------------------
 
 
+def plugin_config(name: str, binaries: FalcoBinaries) -> Json:
+    """The config entry of a published plugin by name: the container plugin of ``binaries``, the others from
+    ../shared/falco/plugins (``lib<name>.so``) with empty configs, which is enough for ``-V`` (Falco initialises
+    plugins there but does not open them)."""
+    if name == "container":
+        return container_plugin_config(binaries)
+    library = SHARED_FALCO / "plugins" / f"lib{name}.so"
+    if not library.is_file():
+        raise FileNotFoundError(f"{library}: no such plugin library (see ../shared/falco/README.md)")
+    return {"name": name, "library_path": str(library), "init_config": "", "open_params": ""}
+
+
 def validate_rules(
     files: Sequence[Path], *, binaries: FalcoBinaries | None = None, load_container_plugin: bool = True,
-    workdir: Path | None = None,
+    workdir: Path | None = None, plugins: Sequence[str] | None = None,
 ) -> FalcoVerdict:  # fmt: skip
     """``falco -c <generated config> -V f1 -V f2 ... -o json_output=true``: files load in this order, as in a
-    rules directory; the container plugin is loaded (Falco's default rules require it). The generated config
-    lives in a temporary directory (under ``workdir`` if given) for the run."""
+    rules directory; the container plugin is loaded (Falco's default rules require it), or exactly ``plugins``
+    (names, ``plugin_config``) when given. The generated config lives in a temporary directory (under
+    ``workdir`` if given) for the run."""
     binaries = binaries or find_falco()
     config = base_config("nodriver") | {"rules_files": [], "config_files": [], "log_stderr": True,
                                         "log_syslog": False}  # fmt: skip
     config["webserver"] = config["webserver"] | {"enabled": False}
     config["metrics"] = config["metrics"] | {"enabled": False}
-    if load_container_plugin:
+    if plugins is not None:
+        config |= {"plugins": [plugin_config(name, binaries) for name in plugins], "load_plugins": list(plugins)}
+    elif load_container_plugin:
         config |= {"plugins": [container_plugin_config(binaries)], "load_plugins": ["container"]}
     with tempfile.TemporaryDirectory(prefix="falco-validate-", dir=workdir) as scratch:
         config_path = write_yaml(Path(scratch) / "falco.yaml", config)

@@ -8,7 +8,7 @@ from typing import TextIO
 
 from .api import Rulesfile
 from .artifacts import Medium, artifact_file_name
-from .artifacts.rules import RulesFile, check_rule_set
+from .artifacts.rules import LoadContext, RulesFile, check_rule_set
 from .artifacts.yamldoc import YamlProblem, dump_yaml, load_yaml
 
 
@@ -17,13 +17,37 @@ def add_lint_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "lint",
         help="check Falco rules files (and Rulesfile manifests) as Falco would load them",
         description="Check rules files in the order Falco would load them: YAML, items, conditions, references "
-        "to macros and lists (also across files), overrides, exceptions, output fields, field names. Prints "
-        "file:line:col: severity: message and exits 1 when there is an error.",
+        "to macros and lists (also across files), overrides, exceptions, output fields, field names. With --plugin, "
+        "also as a Falco that loads exactly those plugins: their fields, field classes nothing provides, "
+        "required_plugin_versions (and required_engine_version with --engine-version). Offline: the fields come "
+        "from the catalogue built into the operator. Prints file:line:col: severity: message and exits 1 when "
+        "there is an error.",
     )
     lint.add_argument("files", nargs="*", type=Path, help="rules files, in load order")
     lint.add_argument("--rulesfile", action="append", default=[], type=Path, dest="rulesfiles",
                       help="a Rulesfile manifest whose inline rules load after FILES, under the name the agent "
                       "gives them (repeatable)")  # fmt: skip
+    lint.add_argument("--plugin", action="append", default=None, type=_plugin, dest="plugins", metavar="NAME[:VERSION]",
+                      help="a plugin the Falco loads, with its version when known, e.g. k8saudit:0.18.0 (repeatable; "
+                      "without it plugins are not judged)")  # fmt: skip
+    lint.add_argument("--engine-version", default=None, metavar="X.Y.Z",
+                      help="the engine version of the Falco (falco --version, Engine), to check "
+                      "required_engine_version")  # fmt: skip
+
+
+def _plugin(value: str) -> tuple[str, str | None]:
+    name, _, version = value.partition(":")
+    if not name:
+        raise argparse.ArgumentTypeError(f"{value!r}: write NAME or NAME:VERSION, e.g. k8saudit:0.18.0")
+    return name, version or None
+
+
+def load_context(args: argparse.Namespace) -> LoadContext | None:
+    """What the Falco provides, from --plugin and --engine-version; None when neither is given."""
+    plugins = dict(args.plugins) if args.plugins is not None else None
+    if plugins is None and args.engine_version is None:
+        return None
+    return LoadContext(plugins, args.engine_version)
 
 
 def run_lint(args: argparse.Namespace, out: TextIO) -> int:
@@ -44,7 +68,7 @@ def run_lint(args: argparse.Namespace, out: TextIO) -> int:
             failed = True
             continue
         files.append(RulesFile(name, document, data.decode(errors="replace")))
-    for finding in check_rule_set(files):
+    for finding in check_rule_set(files, context=load_context(args)):
         print(finding, file=out)
         failed = failed or finding.severity == "error"
     return 1 if failed else 0

@@ -198,6 +198,8 @@ def _drop_key(items: list[Item], chooser: random.Random) -> str | None:
 def _append_to_missing(items: list[Item], chooser: random.Random) -> str | None:
     kind = chooser.choice(["rule", "macro", "list"])
     existing = [item for item in items if kind in item]
+    if not existing:
+        return None
     target = chooser.choice(existing)
     name = target[kind] + chooser.choice(["", "_missing"])
     if kind == "list":

@@ -43,3 +43,44 @@ def test_rulesfile_manifests_are_linted_under_the_agents_file_name(tmp_path: Pat
     code, output = lint(str(RULES / "falco_rules.yaml"), "--rulesfile", str(manifest))
     assert code == 1
     assert output.startswith(f"{manifest}#60-03-app-rules-inline.yaml:5:9: error: rule 'Shell in app': undefined")
+
+
+def test_plugins_given_check_requirements_and_plugin_fields_offline() -> None:
+    audit = str(RULES / "k8s_audit_rules.yaml")
+    assert lint(audit) == (0, ""), "without --plugin, plugins are not judged"
+    assert lint(audit, "--plugin", "k8saudit:0.18.0", "--plugin", "json:0.7.4", "--engine-version", "0.62.0") == (0, "")
+    code, output = lint(audit, "--plugin", "k8saudit:0.18.0", "--plugin", "json:0.7.4")
+    assert (code, output) == (0, f"{audit}:19: warning: required_engine_version '15' is not checked: the engine "
+                                 "version of the Falco that loads these rules is not known\n")  # fmt: skip
+    code, output = lint(audit, "--plugin", "k8saudit:0.18.0", "--engine-version", "0.62.0")
+    assert code == 1
+    assert output == (f"{audit}:21: error: the rules require a plugin this Falco does not load: add a Plugin for json "
+                      "(>= 0.7.0)\n")  # fmt: skip
+    code, output = lint(audit, "--plugin", "k8saudit:0.17.2", "--plugin", "json:0.7.4")
+    assert code == 1
+    assert (
+        "the rules require plugin k8saudit >= 0.18.0 (same major version), but this Falco loads k8saudit 0.17.2"
+        in output
+    )
+
+
+def test_a_plugin_without_version_is_a_warning_and_fields_of_others_are_errors(tmp_path: Path) -> None:
+    default = str(RULES / "falco_rules.yaml")
+    code, output = lint(default, "--plugin", "container")
+    assert code == 0
+    assert "warning: the rules require plugin container >= 0.4.0; the version of container this Falco loads is not " \
+           "known, so that is not checked" in output  # fmt: skip
+    scoped = tmp_path / "scoped.yaml"
+    scoped.write_text(BROKEN.replace("and spawned_proces", "and k8s.ns.name = team-a"))
+    code, output = lint(str(scoped), "--plugin", "json:0.7.4")
+    assert code == 1
+    assert "error: rule 'Shell in app': field k8s.ns.name needs the container plugin, which this Falco does not " \
+           "load" in output  # fmt: skip
+
+
+def test_the_engine_version_given_checks_required_engine_version() -> None:
+    default = str(RULES / "falco_rules.yaml")
+    code, output = lint(default, "--plugin", "container:0.7.1", "--engine-version", "0.40.0")
+    assert code == 1
+    assert "the rules require Falco engine version 0.57.0, but this Falco's engine is 0.40.0" in output
+    assert lint(default, "--plugin", "container:0.7.1", "--engine-version", "0.62.0") == (0, "")

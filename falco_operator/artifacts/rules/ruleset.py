@@ -43,6 +43,7 @@ from .condition import (
 )
 from .fields import FieldCatalogue
 from .output import output_problem
+from .requirements import Requirement, engine_problem, parse_version, plugin_requirement_verdict
 
 Severity = Literal["error", "warning"]
 SYSCALL = "syscall"
@@ -147,6 +148,8 @@ class _Stop(Exception):
 class _Collector:
     catalogue: FieldCatalogue
     standalone: bool
+    context: LoadContext | None = None
+    plugin_requirements: list[tuple[list[Requirement], _Where]] = field(default_factory=list)
     lists: dict[str, _List] = field(default_factory=dict)
     macros: dict[str, _Macro] = field(default_factory=dict)
     rules: dict[str, _Rule] = field(default_factory=dict)
@@ -160,6 +163,13 @@ class _Collector:
     def warn(self, where: _Where, message: str) -> None:
         self.findings.append(Finding(where.file, where.line, None, "warning", message))
 
+    def skips_source(self, source: str) -> bool:
+        """Falco skips rules of a source no loaded plugin provides; unknown plugins: sources the catalogue lacks."""
+        loaded = self.catalogue.loaded_sources()
+        if loaded is not None:
+            return source not in loaded
+        return source != SYSCALL and source not in self.catalogue.sources()
+
 
 def check_rule_set(
     files: Sequence[RulesFile],
@@ -171,7 +181,10 @@ def check_rule_set(
     """Every problem of the set, errors first in load order. ``standalone``: the files are checked without the
     rest of the set they will join, so references to macros, lists and rules defined elsewhere are not errors.
     ``context``: what the Falco that loads the set provides (plugins, engine version); None: unknown."""
-    collector = _Collector(catalogue or FieldCatalogue.load(), standalone)
+    catalogue = catalogue or FieldCatalogue.load()
+    if context is not None and context.plugins is not None:
+        catalogue = catalogue.loading(context.plugins)
+    collector = _Collector(catalogue, standalone, context)
     errors: list[Finding] = []
     for rules_file in files:
         try:
@@ -184,6 +197,8 @@ def check_rule_set(
                 _collect(collector, rules_file, item)
         except _Stop as stop:
             errors.append(stop.finding)
+    if not errors:
+        errors.extend(_unmet_plugin_requirements(collector))
     if not errors:
         errors.extend(_compile(collector))
     return errors + collector.findings
@@ -221,9 +236,9 @@ def _collect(collector: _Collector, rules_file: RulesFile, item: Any) -> None:
     elif "rule" in item:
         _collect_rule(collector, item, where)
     elif "required_plugin_versions" in item:
-        _check_plugin_versions(item, where)
+        _check_plugin_versions(collector, item, where)
     elif "required_engine_version" in item:
-        _check_engine_version(item["required_engine_version"], where)
+        _check_engine_version(collector, item["required_engine_version"], where)
 
 
 def _collect_list(collector: _Collector, item: dict[str, Any], where: _Where) -> None:
@@ -296,9 +311,13 @@ def _collect_rule(collector: _Collector, item: dict[str, Any], where: _Where) ->
     rule = _Rule(name, str(item.get("condition") or ""), str(item.get("output") or ""), source, where,
                  _line(item, "condition"), _line(item, "output"),
                  skip_if_unknown_filter=bool(item.get("skip-if-unknown-filter")))  # fmt: skip
-    if source not in collector.catalogue.sources() and source != SYSCALL:
-        collector.warn(where, f"rule {quoted(name)}: unknown source {quoted(source)}; Falco skips it unless a plugin "
-                              "provides it")  # fmt: skip
+    if collector.skips_source(source):
+        if collector.catalogue.loaded_sources() is not None:
+            collector.warn(where, f"rule {quoted(name)}: no plugin this Falco loads provides the source "
+                                  f"{quoted(source)}; Falco skips the rule")  # fmt: skip
+        else:
+            collector.warn(where, f"rule {quoted(name)}: unknown source {quoted(source)}; Falco skips it unless a "
+                                  "plugin provides it")  # fmt: skip
     rule.exceptions = [_exception(collector, rule, raw, where) for raw in item.get("exceptions") or []]
     rule.index = collector.next_index()
     collector.rules[name] = rule
@@ -373,7 +392,7 @@ def _check_exception_shape(collector: _Collector, rule: _Rule, exception: _Excep
             if not _is_operator(comp):
                 raise _fail(where, f"{label}: {quoted(comp)} is not a comparison operator")
         for name in exception.fields:
-            _check_exception_field(collector, label, name, where)
+            _check_exception_field(collector, label, name, where, rule.source)
         return
     if exception.comps is None:
         exception.comps = "in"
@@ -384,17 +403,17 @@ def _check_exception_shape(collector: _Collector, rule: _Rule, exception: _Excep
         raise _fail(where, f"{label}: with a single field, comps must be in, pmatch, intersects or an operator with "
                            "oneof/anyof/allof")  # fmt: skip
     if exception.fields is not None:
-        _check_exception_field(collector, label, exception.fields, where)
+        _check_exception_field(collector, label, exception.fields, where, rule.source)
 
 
-def _check_exception_field(collector: _Collector, label: str, name: str, where: _Where) -> None:
+def _check_exception_field(collector: _Collector, label: str, name: str, where: _Where, source: str) -> None:
     try:
         tree = parse_field_or_transformer(name)
     except ConditionError:
         raise _fail(where, f"{label}: {quoted(name)} is not a field") from None
     for node in walk(tree):
         if isinstance(node, FieldRef):
-            found = collector.catalogue.lookup(node.name, node.arg)
+            found = collector.catalogue.lookup(node.name, node.arg, source)
             if found.severity == "error":
                 raise _fail(where, f"{label}: {found.problem}")
 
@@ -414,28 +433,57 @@ def _is_modified_operator(comp: str) -> bool:
     return len(parts) == 2 and parts[0] in _MODIFIABLE and parts[1] in _MODIFIERS
 
 
-_VERSION = re.compile(r"^[0-9]+(\.[0-9]+){0,2}$")
 _SEMVER = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+")
 
 
-def _check_engine_version(value: Any, where: _Where) -> None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return
-    if not _SEMVER.match(str(value)):
+def _check_engine_version(collector: _Collector, value: Any, where: _Where) -> None:
+    is_number = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if not is_number and not _SEMVER.match(str(value)):
         raise _fail(where, f"required_engine_version {quoted(value)} is not a version: write x.y.z (or a whole number)")
+    if collector.context is None:
+        return
+    if collector.context.engine_version is None:
+        collector.warn(where, f"required_engine_version {quoted(value)} is not checked: the engine version of the "
+                              "Falco that loads these rules is not known")  # fmt: skip
+        return
+    problem = engine_problem(value, collector.context.engine_version)
+    if problem is not None:
+        raise _fail(where, problem)
 
 
-def _check_plugin_versions(item: dict[str, Any], where: _Where) -> None:
+def _check_plugin_versions(collector: _Collector, item: dict[str, Any], where: _Where) -> None:
     for entry in item.get("required_plugin_versions") or []:
         alternatives = [entry, *(entry.get("alternatives") or [])] if isinstance(entry, dict) else []
         names: set[str] = set()
+        requirements = []
         for requirement in alternatives:
             name, version = str(requirement.get("name")), str(requirement.get("version"))
-            if not _VERSION.match(version):
-                raise _fail(where, f"invalid required version {quoted(version)} for plugin {quoted(name)}")
+            if parse_version(version) is None:
+                raise _fail(where, f"invalid required version {quoted(version)} for plugin {quoted(name)}: write x.y.z")
             if name in names:
                 raise _fail(where, f"plugin {quoted(name)} has more than one alternative version requirement")
             names.add(name)
+            requirements.append(Requirement(name, version))
+        if requirements:
+            collector.plugin_requirements.append((requirements, where))
+
+
+def _unmet_plugin_requirements(collector: _Collector) -> list[Finding]:
+    """Falco checks every ``required_plugin_versions`` entry of the set once the files are read; it does not start
+    (or validate) when one is not met."""
+    plugins = collector.context.plugins if collector.context is not None else None
+    if plugins is None:
+        return []
+    errors = []
+    for alternatives, where in collector.plugin_requirements:
+        verdict = plugin_requirement_verdict(alternatives, plugins)
+        if verdict is None:
+            continue
+        if verdict.severity == "warning":
+            collector.warn(where, verdict.message)
+        else:
+            errors.append(Finding(where.file, where.line, None, "error", verdict.message))
+    return errors
 
 
 # -- compiling -------------------------------------------------------------------------------------------
@@ -460,13 +508,13 @@ def _compile(collector: _Collector) -> list[Finding]:
             return [_at(macro.where, macro.condition_line, position, f"{label}: {message}", macro.condition)]
     everything = set(macro_trees)
     for rule in sorted(collector.rules.values(), key=lambda r: r.index):
-        if rule.source != SYSCALL and rule.source not in collector.catalogue.sources():
+        if collector.skips_source(rule.source):
             continue
         try:
             condition = _with_exceptions(rule)
         except _Stop as stop:
             return [stop.finding]
-        problem_in_output = output_problem(rule.output, collector.catalogue)
+        problem_in_output = output_problem(rule.output, collector.catalogue, rule.source)
         if problem_in_output is not None:
             severity, message = problem_in_output
             if severity == "error" and not rule.skip_if_unknown_filter:
@@ -498,7 +546,7 @@ def _compile(collector: _Collector) -> list[Finding]:
                 )
             ]
         for node, owner in _reached(tree, macro_trees):
-            node_problem = _node_problem(node, collector.catalogue)
+            node_problem = _node_problem(node, collector.catalogue, rule.source)
             if node_problem is None:
                 continue
             severity, message = node_problem
@@ -652,13 +700,14 @@ def _reached(
     return found
 
 
-def _node_problem(node: Node, catalogue: FieldCatalogue) -> tuple[Severity, str] | None:
-    """(severity, message) for a field the catalogue does not know, or an event type Falco has not."""
+def _node_problem(node: Node, catalogue: FieldCatalogue, source: str) -> tuple[Severity, str] | None:
+    """(severity, message) for a field the catalogue does not know (in rules of ``source``), or an event type Falco
+    has not."""
     compiled = compile_problem(node, catalogue)
     if compiled is not None:
         return "error", compiled
     if isinstance(node, FieldRef):
-        found = catalogue.lookup(node.name, node.arg)
+        found = catalogue.lookup(node.name, node.arg, source)
         if found.severity == "ok":
             return None
         return ("error" if found.severity == "error" else "warning"), found.problem or ""
