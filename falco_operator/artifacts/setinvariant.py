@@ -256,27 +256,36 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(_NAME.findall(text))
 
 
-def _macros_defined(view: RulesFileView) -> set[str]:
-    return {str(item["macro"]) for item in view.items if isinstance(item, dict) and "macro" in item}
+def _names(view: RulesFileView) -> set[str]:
+    """The macros, lists and rules a file defines, redefines or overrides."""
+    return {
+        str(item[kind])
+        for item in view.items
+        if isinstance(item, dict)
+        for kind in ("macro", "list", "rule")
+        if kind in item
+    }
 
 
 def _prefixes_to_check(views: Sequence[RulesFileView]) -> list[int]:
     """Where Falco's compile after a file could fail although the whole set passes: the prefixes that mention a
-    macro name only a later file defines (a rule may use a macro defined later in its own file, not in a later
-    one). Each is the length of a prefix, shortest first."""
+    name a later file defines, redefines or overrides (a rule may use a macro defined later in its own file, not
+    in a later one; a later definition may replace an item that fails on its own). Each is the length of a
+    prefix, shortest first."""
     later: list[set[str]] = [set() for _ in views]
     seen: set[str] = set()
     for index in range(len(views) - 1, -1, -1):
         later[index] = set(seen)
-        seen |= _macros_defined(views[index])
+        seen |= _names(views[index])
     ends = []
-    defined: set[str] = set()
-    mentioned: set[str] = set()
+    words: set[str] = set()
+    texts: list[str] = []
     for index, view in enumerate(views[:-1]):
         if not later[index]:
-            break  # no later file defines a macro
-        defined |= _macros_defined(view)
-        mentioned |= _words(view.text if view.text is not None else repr(view.items))
-        if (later[index] - defined) & mentioned:
+            break  # no later file names anything
+        text = view.text if view.text is not None else repr(view.items)
+        words |= _words(text)
+        texts.append(text)
+        if any(name in words if _NAME.fullmatch(name) else any(name in t for t in texts) for name in later[index]):
             ends.append(index + 1)
     return ends
