@@ -237,7 +237,7 @@ class Demo:
                            json.dumps({"spec": {"falcoRules": selector}}))  # fmt: skip
         self.apply(load_sample("09-falcorule-bash.yaml"))
 
-        generated = f"rules.d/60-02-{FALCO}-falcorules-configmap.yaml"
+        generated = f"rules.d/60-03-{FALCO}-falcorules-{NAMESPACE}-inline.yaml"
 
         async def falcorule_loaded() -> bool:
             ok = await self.on_every_node(generated)

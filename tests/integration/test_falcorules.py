@@ -3,6 +3,7 @@ Falcos that select those namespaces, guarded, with their own status, and editabl
 
 from __future__ import annotations
 
+import re
 import time
 from functools import partial
 from pathlib import Path
@@ -16,19 +17,29 @@ from ruamel.yaml import YAML
 from e2e.agent import falco_pods, rule, rulesfile
 from e2e.audit import AuditMark, describe
 from e2e.controlplane import ControlPlane, write_token_kubeconfig
+from e2e.falco import FalcoBinaries
 from e2e.kube import call, request
 from e2e.operator import RunningOperator, service_account_token
 from e2e.wait import wait_for
 from falco_operator.artifacts import parse_rules
-from tests.integration.agent_support import ARTIFACT_API, MERGE, create, running_agents, wait_files
+from tests.integration.agent_support import ARTIFACT_API, MERGE, create, running_agents, seed, wait_files
 
 Json = dict[str, Any]
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds")]
 FALCO_API = "/apis/instance.falcosecurity.dev/v1alpha1"
 TEAM_LABEL = "falco-e2e/team"
-GENERATED = "60-02-falco-falcorules-configmap.yaml"
+GENERATED = re.compile(r"60-03-falco-falcorules-.+-inline\.yaml")
 MACROS = "- macro: interactive\n  condition: proc.tty != 0\n"
 SEED_09 = (Path(__file__).resolve().parents[2].parent / "shared/examples/seed/09-falcorule-bash.yaml").read_text()
+
+
+def container_plugin(binaries: FalcoBinaries) -> Json:
+    """The container Plugin (its library the one built here): the generated files scope rules with k8s.ns.name,
+    a field of that plugin, so a set without it is refused by the agents as Falco would refuse it."""
+    plugin = seed("06-plugin-container.yaml")
+    del plugin["spec"]["ociArtifact"]
+    plugin["spec"]["config"]["libraryPath"] = str(binaries.container_plugin)
+    return plugin
 
 
 def falco_rule(name: str, condition: str = "proc.name = bash", **spec: Any) -> Json:
@@ -60,18 +71,22 @@ async def make_namespace(api: kr8s.asyncio.Api, name: str, team: str | None) -> 
 
 
 def rule_names(files: dict[str, bytes]) -> list[str]:
-    return [str(item["rule"]) for item in parse_rules(files.get(GENERATED, b"[]"))]
+    """The rules of every generated file (one per namespace), files in name order."""
+    generated = [files[name] for name in sorted(files) if GENERATED.fullmatch(name)]
+    return [str(item["rule"]) for data in generated for item in parse_rules(data)]
 
 
 async def test_falcorules_of_selected_namespaces_reach_the_agents_scoped_and_guarded(
-    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
-) -> None:
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path,
+    falco_binaries: FalcoBinaries,
+) -> None:  # fmt: skip
     suffix = namespace[-6:]
     team_a, team_b, other = f"team-a-{suffix}", f"team-b-{suffix}", f"other-{suffix}"
     await make_namespace(api, team_a, "yes")
     await make_namespace(api, team_b, None)
     await make_namespace(api, other, None)
     pods = await falco_pods(api, namespace, "falco")
+    await create(api, namespace, container_plugin(falco_binaries))
     await create(api, namespace, rulesfile("macros", MACROS, priority=10))
     selector = {"matchExpressions": [
         {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["default"]}]}  # fmt: skip
@@ -90,7 +105,7 @@ async def test_falcorules_of_selected_namespaces_reach_the_agents_scoped_and_gua
             elapsed = time.monotonic() - started
             print(f"FalcoRule to file on the agent: {elapsed:.2f} s")
             assert elapsed < 10
-            item = parse_rules(files[GENERATED])[0]
+            item = parse_rules(files["60-03-falco-falcorules-default-inline.yaml"])[0]
             assert item["condition"].startswith('k8s.ns.name = "default" and (container.id != host')
             assert item["tags"] == ["namespace:default"]
             status = await wait_for(partial(rule_status, api, "default", f"bash-{suffix}"),
@@ -137,8 +152,11 @@ async def test_falcorules_of_selected_namespaces_reach_the_agents_scoped_and_gua
             assert fragment in status["Accepted"]["message"]
             assert status["Programmed"]["status"] == "False"
         assert rule_names(agent.files(agent.rules_dir)) == [f"interactive-shell [{team_a}]", f"shell [{team_a}]"]
-        _, generated = await request(api, "GET", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/falco-falcorules")
-        valid = [c for c in generated["status"]["conditions"] if c["type"] == "Valid"]
+        generated_path = f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/falco-falcorules-{team_a}"
+        generated = await wait_for(partial(request, api, "GET", generated_path),
+                                   lambda answer: any(c["type"] == "Valid" for c in ((answer[1] or {}).get("status")
+                                                      or {}).get("conditions") or []), what="Valid")  # fmt: skip
+        valid = [c for c in generated[1]["status"]["conditions"] if c["type"] == "Valid"]
         assert valid[0]["status"] == "True", "the generated Rulesfile loads: refused rules never reach it"
 
 
@@ -233,17 +251,18 @@ async def test_one_write_per_change_and_none_when_quiet(
     for team in teams:
         for index in range(10):
             await create_rule(api, team, falco_rule(f"r{index}", f"proc.name = p{index}"))
-    path = f"/api/v1/namespaces/{namespace}/configmaps/falco-falcorules"
+    path = f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/falco-falcorules-{{}}"
 
     async def generated() -> list[Json]:
-        status, config_map = await request(api, "GET", path)
-        return parse_rules(config_map["data"]["rules.yaml"]) if status == 200 else []
+        items: list[Json] = []
+        for team in teams:
+            status, body = await request(api, "GET", path.format(team))
+            items += parse_rules(body["spec"]["inlineRules"].encode()) if status == 200 else []
+        return items
 
-    await wait_for(generated, lambda items: len(items) == 30, what="30 rules generated")
+    await wait_for(generated, lambda items: len(items) == 30, what="30 rules generated, 10 in each team's file")
     await wait_for(partial(rule_status, api, teams[0], "r0"), lambda s: "Accepted" in s, what="statuses written")
-    generated_status = partial(
-        request, api, "GET", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/falco-falcorules"
-    )
+    generated_status = partial(request, api, "GET", path.format(teams[1]))
     await wait_for(generated_status, lambda answer: ((answer[1] or {}).get("status") or {}).get("nodes", {}).get(
         "targeted") == 3, what="the Falco's three pods counted")  # fmt: skip
     mark = AuditMark.now(control_plane.state.audit_log)
@@ -253,9 +272,11 @@ async def test_one_write_per_change_and_none_when_quiet(
         await wait_for(generated, partial(_mentions, f"changed{index}"), what=f"change {index} generated")
     writes = mark.writes_since(user=operator.username, namespace=namespace)
     config_map_writes = [w for w in writes if (w.get("objectRef") or {}).get("resource") == "configmaps"]
-    rulesfile_writes = [w for w in writes if (w.get("objectRef") or {}).get("resource") == "rulesfiles"]
-    assert len(config_map_writes) == 5, describe(writes)
-    assert rulesfile_writes == [], describe(rulesfile_writes)
+    rulesfile_writes = [w for w in writes if (w.get("objectRef") or {}).get("resource") == "rulesfiles"
+                        and not (w.get("objectRef") or {}).get("subresource")]  # fmt: skip
+    assert len(rulesfile_writes) == 5, describe(writes)
+    assert {w["objectRef"]["name"] for w in rulesfile_writes} == {f"falco-falcorules-{teams[1]}"}, "one team's file"
+    assert config_map_writes == [], describe(config_map_writes)
     quiet = AuditMark.now(control_plane.state.audit_log)
     await anyio.sleep(5)
     idle = [w for team in [namespace, *teams] for w in quiet.writes_since(user=operator.username, namespace=team)]
@@ -268,26 +289,32 @@ async def test_a_users_object_named_like_the_generated_one_is_left_alone_and_the
 ) -> None:
     team = f"team-d-{namespace[-6:]}"
     await make_namespace(api, team, "d")
-    mine = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "falco-falcorules"},
-            "data": {"rules.yaml": "# the user's own file\n"}}  # fmt: skip
-    await call(api, "POST", f"/api/v1/namespaces/{namespace}/configmaps", body=mine)
+    mine = rulesfile(f"falco-falcorules-{team}", "- list: users_own\n  items: [a]\n", priority=70)
+    await create(api, namespace, mine)
+    # The file of the single generation before files per namespace: owned by the Falco, so it goes once it is created.
     body = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco", "metadata": {"name": "falco"},
             "spec": {"falcoRules": {"namespaceSelector": {"matchLabels": {TEAM_LABEL: "d"}}}}}  # fmt: skip
-    await call(api, "POST", f"{FALCO_API}/namespaces/{namespace}/falcos", body=body)
+    _, falco = await request(api, "POST", f"{FALCO_API}/namespaces/{namespace}/falcos", body=body)
+    legacy = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "falco-falcorules", "labels": {"app.kubernetes.io/managed-by": "falco-operator",
+                                               "artifact.falcosecurity.dev/for-falco": "falco"},
+        "ownerReferences": [{"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco", "name": "falco",
+                             "uid": falco["metadata"]["uid"], "controller": True}]},
+        "data": {"rules.yaml": "[]\n"}}  # fmt: skip
+    await call(api, "POST", f"/api/v1/namespaces/{namespace}/configmaps", body=legacy)
     await create_rule(api, team, falco_rule("shell"))
     status = await wait_for(partial(rule_status, api, team, "shell"),
                             lambda s: s.get("Programmed", {}).get("reason") == "GeneratedNameTaken",
                             what="the name conflict in the FalcoRule's status")  # fmt: skip
-    assert "ConfigMap" in status["Programmed"]["message"]
+    assert f"Rulesfile {namespace}/falco-falcorules-{team}" in status["Programmed"]["message"]
     assert "rename or delete" in status["Programmed"]["message"]
-    config_map_path = f"/api/v1/namespaces/{namespace}/configmaps/falco-falcorules"
-    _, kept = await request(api, "GET", config_map_path)
-    assert kept["data"] == {"rules.yaml": "# the user's own file\n"}
+    rulesfile_path = f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/falco-falcorules-{team}"
+    _, kept = await request(api, "GET", rulesfile_path)
+    assert kept["spec"]["inlineRules"] == "- list: users_own\n  items: [a]\n"
     assert not kept["metadata"].get("ownerReferences")
-    _, rulesfile_answer = await request(
-        api, "GET", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/falco-falcorules"
-    )
-    assert rulesfile_answer.get("code") == 404 or rulesfile_answer.get("kind") == "Status", rulesfile_answer
+    legacy_path = f"/api/v1/namespaces/{namespace}/configmaps/falco-falcorules"
+    await wait_for(partial(request, api, "GET", legacy_path), lambda answer: answer[0] == 404,
+                   what="the Falco's own ConfigMap of the single file removed")  # fmt: skip
 
     # The Falco stops selecting namespaces: the operator deletes only what it owns.
     await call(api, "PATCH", f"{FALCO_API}/namespaces/{namespace}/falcos/falco",
@@ -297,5 +324,5 @@ async def test_a_users_object_named_like_the_generated_one_is_left_alone_and_the
         lambda s: s.get("Programmed", {}).get("reason") == "NotSelected",
         what="rule no longer selected",
     )
-    status_code, _ = await request(api, "GET", config_map_path)
-    assert status_code == 200, "the user's ConfigMap was deleted"
+    status_code, _ = await request(api, "GET", rulesfile_path)
+    assert status_code == 200, "the user's Rulesfile was deleted"
