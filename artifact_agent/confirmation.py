@@ -1,10 +1,17 @@
 """What Falco says it loaded, and the artifact states that follow from it.
 
 Falco's web server (in the same pod, ``localhost:8765``) serves ``/metrics`` with the SHA-256 of every rules file
-it loaded (``falcosecurity_falco_sha256_rules_files_info``) and ``/versions`` with its version and the plugins
-it runs (``plugin_versions``). A Rulesfile is *Loaded* only when Falco reports, for each of its files, the hash
-of what was written; a Plugin when Falco runs a plugin of its name. Falco does not report which config
-fragments it loaded (0.44 lists only ``falco.yaml``), so a Config stays *Installed*, and says so.
+it loaded (``falcosecurity_falco_sha256_rules_files_info``) and the time of its last (re)start, and ``/versions``
+with its version and the plugins it runs (``plugin_versions``). A Rulesfile is *Loaded* only when Falco reports,
+for each of its files, the hash of what was written. A Plugin is *Loaded* only when Falco restarted after the swap
+that wrote its entry and library and runs a plugin of its name at the version delivered (when the artifact says
+its version): a running Falco does not load a library again from a path it loaded before, and a reload it refused
+leaves the old plugin running. Falco does not report which config fragments it loaded (0.44 lists only
+``falco.yaml``), so a Config stays *Installed*, and says so.
+
+A reload Falco refuses (a hot restart whose dry run fails) leaves its restart time where it was. When Falco has
+not restarted after a swap, even after the agent nudged it (``missed_swap``), it refused the files of that swap:
+every artifact the swap wrote or changed and Falco did not confirm is *Refused* (``FalcoLoads``).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 import httpx
 
-from falco_operator.artifacts import RULES_DIR, Outcome, sha256_hex
+from falco_operator.artifacts import RULES_DIR, ArtifactKey, Delivered, Outcome, sha256_hex
 
 RULES_METRIC = "falcosecurity_falco_sha256_rules_files_info"
 RELOAD_METRIC = "falcosecurity_falco_reload_timestamp_nanoseconds"
@@ -64,6 +71,53 @@ def missed_swap(view: FalcoView, swapped_at: float | None, now: float) -> bool:
     return now - swapped_at > MISSED_AFTER and view.reloaded_at < swapped_at
 
 
+Deliveries = Mapping[ArtifactKey, Delivered]
+
+
+@dataclass
+class FalcoLoads:
+    """What the agent knows of Falco's restarts after its swaps: what Falco loaded, what it refused.
+
+    ``swapped`` records what a swap left on disk; a restart of Falco at or after that time means Falco loaded it
+    (``loaded``). A swap Falco has not restarted for although it was nudged ``MISSED_AFTER`` seconds ago was
+    refused (``refused``) until a later swap or restart.
+    """
+
+    loaded: Deliveries | None = None
+    """What was on disk at the last swap Falco restarted after; None until the agent has seen one."""
+    pending: Deliveries | None = None
+    """What the last swap Falco has not restarted for left on disk."""
+    swapped_at: float | None = None
+    nudged_at: float | None = None
+
+    def swapped(self, at: float, deliveries: Deliveries) -> None:
+        self.pending, self.swapped_at, self.nudged_at = dict(deliveries), at, None
+
+    def nudged(self, at: float) -> None:
+        if self.pending is not None:
+            self.nudged_at = at
+
+    def observed(self, view: FalcoView) -> None:
+        """Take a look at Falco into account: a restart at or after the pending swap loaded it."""
+        if self.pending is None or not view.reachable or view.reloaded_at is None or self.swapped_at is None:
+            return
+        if view.reloaded_at >= self.swapped_at:
+            self.loaded, self.pending, self.swapped_at, self.nudged_at = self.pending, None, None, None
+
+    def refused(self, view: FalcoView, now: float) -> bool:
+        """Whether Falco refused the pending swap: reachable, nudged ``MISSED_AFTER`` seconds ago, not restarted."""
+        if self.pending is None or self.nudged_at is None or self.swapped_at is None:
+            return False
+        restarted = view.reloaded_at is not None and view.reloaded_at >= self.swapped_at
+        return view.reachable and view.reloaded_at is not None and not restarted and now - self.nudged_at > MISSED_AFTER
+
+    def loaded_as_written(self, outcome: Outcome) -> bool | None:
+        """Whether Falco restarted after the swap that wrote this outcome's content; None when unknown."""
+        if self.loaded is None:
+            return None
+        return self.loaded.get(outcome.key) == outcome.delivered
+
+
 def parse_rules_hashes(metrics: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for line in metrics.splitlines():
@@ -104,34 +158,70 @@ async def observe(http: httpx.AsyncClient, url: str, previous: FalcoView = UNKNO
     )
 
 
-def confirm(outcomes: Iterable[Outcome], view: FalcoView) -> list[Outcome]:
-    """Outcomes with ``Loaded`` where Falco confirms them; others as they were, with a word on why."""
-    return [_confirm_one(outcome, view) for outcome in outcomes]
+def confirm(
+    outcomes: Iterable[Outcome], view: FalcoView, loads: FalcoLoads | None = None,
+    versions: Mapping[str, str] | None = None, now: float | None = None,
+) -> list[Outcome]:  # fmt: skip
+    """Outcomes with ``Loaded`` where Falco confirms them and ``Refused`` where it refused the reload that would
+    load them; others as they were, with a word on why. ``versions``: a plugin's version by the OCI digest it was
+    delivered from, when the artifact says it; ``now``: Unix time (to tell a refusal)."""
+    refused = loads is not None and now is not None and loads.refused(view, now)
+    return [_confirm_one(outcome, view, loads, versions or {}, refused) for outcome in outcomes]
 
 
-def _confirm_one(outcome: Outcome, view: FalcoView) -> Outcome:
+def _confirm_one(
+    outcome: Outcome, view: FalcoView, loads: FalcoLoads | None, versions: Mapping[str, str], refused: bool
+) -> Outcome:
     if outcome.state != "Installed" or not view.reachable:
         return outcome
+    kind = outcome.key.kind
+    confirmed = _confirmed(outcome, view, loads, versions)
+    if isinstance(confirmed, Outcome):
+        return confirmed
+    if refused and loads is not None and loads.loaded_as_written(outcome) is not True:
+        return _refused(outcome)
+    if kind == "Config":
+        return dataclasses.replace(outcome, message=(outcome.message or "") +
+                                   "; Falco does not report which config fragments it loaded")  # fmt: skip
+    return dataclasses.replace(outcome, reason="NotLoaded", message=(outcome.message or "") + (confirmed or ""))
+
+
+def _confirmed(
+    outcome: Outcome, view: FalcoView, loads: FalcoLoads | None, versions: Mapping[str, str]
+) -> Outcome | str | None:
+    """The Loaded outcome when Falco confirms it, else why not (for a Rulesfile or a Plugin)."""
     kind = outcome.key.kind
     if kind == "Rulesfile":
         rules = {name: data for (directory, name), data in outcome.delivered.files.items() if directory == RULES_DIR}
         if rules and all(view.rules.get(name) == sha256_hex(data) for name, data in rules.items()):
             return dataclasses.replace(outcome, state="Loaded", reason="Loaded", message="Falco loaded " +
                                        ", ".join(sorted(rules)))  # fmt: skip
-        return dataclasses.replace(outcome, reason="NotLoaded", message=(
-            (outcome.message or "") + "; not loaded by Falco (yet; if this stays, Falco refused the reload and "
-            "kept its previous rules: see its log)"))  # fmt: skip
+        return ("; not loaded by Falco (yet; if this stays, Falco refused the reload and kept its previous rules: "
+                "see its log)")  # fmt: skip
     if kind == "Plugin" and outcome.delivered.plugin_entry is not None:
         name = str(outcome.delivered.plugin_entry["name"])
-        if name in view.plugins:
-            return dataclasses.replace(outcome, state="Loaded", reason="Loaded",
-                                       message=f"Falco runs plugin {name} {view.plugins[name]}")  # fmt: skip
-        return dataclasses.replace(outcome, reason="NotLoaded",
-                                   message=(outcome.message or "") + f"; Falco does not run plugin {name}")  # fmt: skip
-    if kind == "Config":
-        return dataclasses.replace(outcome, message=(outcome.message or "") +
-                                   "; Falco does not report which config fragments it loaded")  # fmt: skip
-    return outcome
+        running = view.plugins.get(name)
+        delivered = versions.get(outcome.delivered.digest or "")
+        if running is None:
+            return f"; Falco does not run plugin {name}"
+        if delivered is not None and running != delivered:
+            return (f"; Falco runs plugin {name} {running}, not the delivered {delivered} (a running Falco does not "
+                    "load a library again from a path it loaded before: restart the Falco pod)")  # fmt: skip
+        if loads is not None and loads.loaded_as_written(outcome) is False:
+            return f"; Falco runs plugin {name} {running} and has not restarted since this version was written (yet)"
+        return dataclasses.replace(outcome, state="Loaded", reason="Loaded",
+                                   message=f"Falco runs plugin {name} {running}")  # fmt: skip
+    return None
+
+
+def _refused(outcome: Outcome) -> Outcome:
+    names = sorted(name for _, name in outcome.delivered.files)
+    if outcome.delivered.plugin_entry is not None:
+        names.append("its entry in the plugins fragment")
+    message = (f"Falco refused the reload that would load {', '.join(names)} and keeps running what it loaded "
+               "before (its log says why: 'hot restart failure'); no later change reaches Falco until the files "
+               "written are ones it accepts")  # fmt: skip
+    return dataclasses.replace(outcome, state="Refused", reason="Refused", message=message)
 
 
 def loads_expected(outcomes: Iterable[Outcome], view: FalcoView) -> bool:

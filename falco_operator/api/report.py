@@ -8,7 +8,7 @@ from pydantic import Field
 
 from .base import KubeModel, KubeObject
 
-ArtifactState = Literal["Installed", "Loaded", "Invalid", "Failed", "Pending"]
+ArtifactState = Literal["Installed", "Loaded", "Refused", "Invalid", "Failed", "Pending"]
 
 
 class ArtifactReportSpec(KubeModel):
@@ -39,7 +39,8 @@ class ReportedArtifact(KubeModel):
     files: list[str] | None = None
     """Files written for the artifact."""
     state: ArtifactState
-    """Installed (written), Loaded (Falco confirmed), Invalid, Failed or Pending."""
+    """Installed (written), Loaded (Falco confirmed), Refused (written, and Falco refused the reload that would
+    load it: it runs what it loaded before), Invalid, Failed or Pending."""
     reason: str | None = None
     """One CamelCase word for the state."""
     message: str | None = None

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from .naming import Medium
 
-State = Literal["Installed", "Loaded", "Invalid", "Failed", "Pending"]
+State = Literal["Installed", "Loaded", "Refused", "Invalid", "Failed", "Pending"]
 FileRef = tuple[str, str]
 """(directory, file name): the directory is one of ``naming.DIRECTORIES``."""
 

@@ -2,7 +2,8 @@
 
 Each agent (one per Falco pod) reports every artifact that applies to it. For the artifact's current generation
 an agent is *installed* when it reports Installed or Loaded, *loaded* when Falco confirmed it (Loaded), *failed*
-when it reports Invalid or Failed, and waiting otherwise (no report yet, an older generation, Pending).
+when it reports Invalid or Failed or when its Falco refused the reload that would load it (Refused: written, never
+programmed), and waiting otherwise (no report yet, an older generation, Pending).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def artifact_status(
     waiting: list[str] = []
     not_loaded: list[str] = []
     failures: dict[str, str] = {}
+    refused: list[str] = []
     unresolved: Json | None = None
     stale: dict[str, str] = {}
     stale_reason: str | None = None
@@ -126,6 +128,10 @@ def artifact_status(
             if isinstance(problem, dict):
                 stale[agent.node] = str(problem.get("message") or problem.get("reason"))
                 stale_reason = stale_reason or str(problem.get("reason") or "RefreshFailed")
+        elif state == "Refused":
+            failed.append(agent.node)
+            refused.append(agent.node)
+            failures[agent.node] = str(entry.get("message") or "Falco refused the reload that would load it")
         elif state in ("Invalid", "Failed"):
             failed.append(agent.node)
             failures[agent.node] = str(entry.get("message") or entry.get("reason") or state)
@@ -141,7 +147,9 @@ def artifact_status(
         message = "no Falco agent in this namespace is selected by this artifact"
         programmed = _condition("Programmed", False, "NoAgents", message, generation)
     elif failed:
-        programmed = _condition("Programmed", False, "Failed", f"{counts}; failed on {grouped(failed, failures)}",
+        # Refused alone: Falco itself turned the content down on every failing node (its log says why).
+        reason, verb = ("Refused", "Falco refused it on") if len(refused) == len(failed) else ("Failed", "failed on")
+        programmed = _condition("Programmed", False, reason, f"{counts}; {verb} {grouped(failed, failures)}",
                                 generation)  # fmt: skip
     elif waiting:
         programmed = _condition("Programmed", False, "Pending", f"{counts}; waiting for {named(waiting)}", generation)

@@ -135,12 +135,19 @@ async def test_status_follows_the_agents_with_few_writes_and_names_what_falco_re
             "selected": 1, "programmed": 0, "failed": 1}, what="the failure in the Falco's summary")  # fmt: skip
         assert {node: agent.files(agent.rules_dir) for node, agent in agents.items()} == before
 
-        # Valid to the agents, refused by node1's real Falco (no k8saudit plugin there): Installed, not Loaded.
-        await create(
-            api, namespace, rulesfile("audit", "- required_plugin_versions:\n  - {name: k8saudit, version: 0.1.0}\n")
-        )
-        refused = await wait_status(api, namespace, "audit", programmed(1, 2), "audit Programmed, loaded on 2")
-        assert condition(refused, "Programmed")["message"].endswith("not loaded by Falco on node1")
+        # Valid to the agents, refused by node1's real Falco (an unknown rule matching strategy): Refused there,
+        # never programmed; the stand-ins of node2 and node3 load it.
+        matching = {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Config",
+                    "metadata": {"name": "matching"}, "spec": {"config": "rule_matching: bogus\n"}}  # fmt: skip
+        await create(api, namespace, matching)
+        await create(api, namespace, rulesfile("audit", rule("audit", quiet)))
+        refused = await wait_status(api, namespace, "audit", has("Programmed", "reason", "Refused"), "audit Refused")
+        assert condition(refused, "Programmed")["status"] == "False"
+        assert "Falco refused it on node1: Falco refused the reload that would load" in condition(
+            refused, "Programmed")["message"]  # fmt: skip
+        assert refused["status"]["nodes"] == {"targeted": 3, "installed": 2, "loaded": 2, "failed": 1, "summary": "2/3"}
+        await request(api, "DELETE", f"{ARTIFACT_API}/namespaces/{namespace}/configs/matching")
+        await wait_status(api, namespace, "audit", programmed(1, 3), "audit loaded on 3 once the Config is gone")
 
         # A deleted agent pod: its report goes with it; the DaemonSet's new pod has no agent yet.
         gone = agents["node3"]

@@ -1,0 +1,97 @@
+"""What a real Falco refused, as the agent reports it and the status shows it: a reload Falco refuses after the
+agent's swap makes the artifacts of that swap ``Refused`` (never programmed, Programmed=False reason Refused); a
+Plugin is Loaded only when Falco restarted after its swap and runs it, not while Falco keeps the old one."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import kr8s.asyncio
+import pytest
+
+from e2e.agent import falco_pods, rule, rulesfile
+from e2e.controlplane import ControlPlane
+from e2e.controlplane.cluster import free_port
+from e2e.falco import SHARED_FALCO, FalcoBinaries, run_falco
+from e2e.kube import request
+from e2e.wait import wait_for
+from tests.integration.agent_support import ARTIFACT_API, PLURALS, create, delete, patch, running_agents, wait_entry
+
+Json = dict[str, Any]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds", "operator")]
+QUIET = "evt.type = open and proc.name = never-runs-here"
+JSON_PLUGIN = SHARED_FALCO / "plugins" / "libjson.so"
+
+
+def artifact(kind: str, name: str, spec: Json) -> Json:
+    return {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": kind, "metadata": {"name": name},
+            "spec": spec}  # fmt: skip
+
+
+async def status_of(api: kr8s.asyncio.Api, namespace: str, kind: str, name: str) -> Json:
+    answer, body = await request(api, "GET", f"{ARTIFACT_API}/namespaces/{namespace}/{PLURALS[kind]}/{name}")
+    return dict(body.get("status") or {}) if answer == 200 and isinstance(body, dict) else {}
+
+
+def programmed(status: Json) -> tuple[str, str, str]:
+    found: Json = next((c for c in status.get("conditions") or [] if c["type"] == "Programmed"), {})
+    return str(found.get("status")), str(found.get("reason")), str(found.get("message"))
+
+
+async def test_a_reload_falco_refuses_is_refused_in_the_report_and_the_status_until_the_set_is_fixed(
+    api: kr8s.asyncio.Api, namespace: str, control_plane: ControlPlane, tmp_path: Path, falco_binaries: FalcoBinaries
+) -> None:
+    pods = await falco_pods(api, namespace, "falco")
+    port = free_port()
+    await create(api, namespace, rulesfile("quiet", rule("quiet", QUIET)))
+    plugin = artifact("Plugin", "json", {"config": {"libraryPath": str(JSON_PLUGIN), "initConfig": ""}})
+    await create(api, namespace, plugin)
+    urls = {"node1": f"http://127.0.0.1:{port}"}
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"], urls) as agents:
+        agent = agents["node1"]
+        with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
+                       binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
+            loaded = await wait_entry(api, agent, "Plugin", "json", lambda e: e.get("state") == "Loaded", "json")
+            assert loaded["message"] == "Falco runs plugin json 0.7.4"
+
+            # Valid to the agent, refused by Falco: an unknown rule matching strategy.
+            failures = falco.reload_failures()
+            await create(api, namespace, artifact("Config", "matching", {"config": {"rule_matching": "bogus"}}))
+            refused = await wait_entry(api, agent, "Config", "matching", lambda e: e.get("state") == "Refused",
+                                       "the Config refused by Falco")  # fmt: skip
+            assert falco.reload_failures() > failures
+            assert 'Unknown rule matching strategy "bogus"' in falco.log()
+            assert refused["reason"] == "Refused"
+            assert refused["message"].startswith("Falco refused the reload that would load 50-03-matching-inline.yaml")
+            config = await wait_for(partial(status_of, api, namespace, "Config", "matching"),
+                                    lambda found: programmed(found)[1] == "Refused", what="Refused")  # fmt: skip
+            assert programmed(config)[0] == "False"
+            assert "Falco refused it on node1: Falco refused the reload" in programmed(config)[2]
+            assert config["nodes"]["installed"] == 0
+            assert config["nodes"]["failed"] == 1
+
+            # While the set stays refused, a Plugin change does not reach Falco: Refused, not "Falco runs json".
+            missing = str(tmp_path / "no-such-library.so")
+            await patch(api, namespace, "Plugin", "json", {"spec": {"config": {"libraryPath": missing}}})
+            stale = await wait_entry(api, agent, "Plugin", "json", lambda e: e.get("state") == "Refused",
+                                     "the changed Plugin refused")  # fmt: skip
+            assert "its entry in the plugins fragment" in stale["message"]
+            assert (await falco.versions())["plugin_versions"] == {"json": "0.7.4"}
+            status = await wait_for(partial(status_of, api, namespace, "Plugin", "json"),
+                                    lambda found: programmed(found)[1] == "Refused", what="Refused")  # fmt: skip
+            assert status["nodes"]["loaded"] == 0
+            table = control_plane.kubectl("get", "plugins", "-n", namespace).stdout
+            assert table.splitlines()[0].split()[:4] == ["NAME", "PROGRAMMED", "NODES", "LOADED"], table
+
+            # The set fixed: Falco restarts, the Plugin is Loaded again and nothing is Refused.
+            await delete(api, namespace, "Config", "matching")
+            await patch(api, namespace, "Plugin", "json", {"spec": {"config": {"libraryPath": str(JSON_PLUGIN)}}})
+            await wait_entry(api, agent, "Plugin", "json", lambda e: e.get("state") == "Loaded", "json again")
+            await wait_entry(api, agent, "Rulesfile", "quiet", lambda e: e.get("state") == "Loaded", "rules")
+            # node1 only has an agent here: the other two nodes are waited for, nothing failed.
+            fixed = await wait_for(partial(status_of, api, namespace, "Plugin", "json"),
+                                   lambda status: status["nodes"]["loaded"] == 1, what="Plugin loaded")  # fmt: skip
+            assert fixed["nodes"] == {"targeted": 3, "installed": 1, "loaded": 1, "failed": 0, "summary": "1/3"}
+            assert programmed(fixed)[1] == "Pending"

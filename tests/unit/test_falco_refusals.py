@@ -1,0 +1,139 @@
+"""What Falco refused and which plugin version it runs (pure): a refused reload is Refused, never programmed; a
+Plugin is Loaded only when Falco restarted after its swap and runs the version delivered."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from artifact_agent.confirmation import MISSED_AFTER, FalcoLoads, FalcoView, confirm
+from falco_operator.api import Config, Plugin, Rulesfile
+from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Outcome, plan, sha256_hex
+from falco_operator.status import Agent, Target, artifact_status
+
+OLD = b"- list: shells\n  items: [bash]\n"
+NEW = b"- list: shells\n  items: [bash, zsh]\n"
+DIGEST = "sha256:" + "a" * 64
+
+
+def outcomes(rules: bytes = NEW, config: str = "json_output: true\n") -> list[Outcome]:
+    artifacts: list[Artifact] = [
+        Rulesfile.model_validate({"metadata": {"name": "a"}, "spec": {"inlineRules": rules.decode()}}),
+        Config.model_validate({"metadata": {"name": "c"}, "spec": {"config": config}}),
+        Config.model_validate({"metadata": {"name": "same"}, "spec": {"config": "log_level: info\n"}}),
+        Plugin.model_validate({"metadata": {"name": "json"}}),
+    ]
+    return list(plan(artifacts, {}, {}, plugins_dir="/p").outcomes)
+
+
+def on_disk(planned: list[Outcome]) -> dict[ArtifactKey, Delivered]:
+    return {outcome.key: outcome.delivered for outcome in planned}
+
+
+def view(rules: bytes, reloaded_at: float, plugins: dict[str, str] | None = None) -> FalcoView:
+    return FalcoView(True, "0.44.1", {"50-03-a-inline.yaml": sha256_hex(rules)}, plugins or {"json": "0.7.4"},
+                     reloaded_at)  # fmt: skip
+
+
+def states(confirmed: list[Outcome]) -> dict[str, tuple[str, str | None]]:
+    return {outcome.key.name: (outcome.state, outcome.reason) for outcome in confirmed}
+
+
+def test_a_swap_falco_does_not_restart_for_even_after_a_nudge_is_refused_and_names_the_files() -> None:
+    loads = FalcoLoads()
+    before = outcomes(OLD, "json_output: false\n")
+    loads.swapped(100.0, on_disk(before))
+    loads.observed(view(OLD, 101.0))  # Falco started after the first swap: it loaded it
+    after = outcomes()
+    loads.swapped(200.0, on_disk(after))
+    stuck = view(OLD, 101.0)  # Falco's restart time stays: its dry run failed
+    loads.observed(stuck)
+    assert not loads.refused(stuck, 200.0 + MISSED_AFTER + 1)  # not nudged yet: it may have missed the swap
+    loads.nudged(204.0)
+    assert not loads.refused(stuck, 204.0 + MISSED_AFTER - 0.5)
+    assert loads.refused(stuck, 204.0 + MISSED_AFTER + 0.5)
+    confirmed = confirm(after, stuck, loads, now=208.0)
+    assert states(confirmed) == {
+        "a": ("Refused", "Refused"),  # written in the refused swap
+        "c": ("Refused", "Refused"),
+        "same": ("Installed", "Installed"),  # unchanged since the swap Falco loaded
+        "json": ("Loaded", "Loaded"),
+    }
+    message = next(o.message for o in confirmed if o.key.name == "c") or ""
+    assert message.startswith("Falco refused the reload that would load 50-03-c-inline.yaml and keeps running")
+    assert "hot restart failure" in message
+    # Falco restarts after a later swap (the set fixed): what it confirms is Loaded again, nothing Refused.
+    fixed = outcomes(OLD)
+    loads.swapped(300.0, on_disk(fixed))
+    restarted = view(OLD, 300.5)
+    loads.observed(restarted)
+    assert not loads.refused(restarted, 400.0)
+    assert states(confirm(fixed, restarted, loads, now=400.0))["a"] == ("Loaded", "Loaded")
+    assert "Refused" not in {state for state, _ in states(confirm(fixed, restarted, loads, now=400.0)).values()}
+
+
+def test_an_unreachable_falco_or_one_that_restarted_refuses_nothing() -> None:
+    loads = FalcoLoads()
+    loads.swapped(100.0, on_disk(outcomes()))
+    loads.nudged(104.0)
+    assert not loads.refused(FalcoView(reachable=False), 200.0)
+    assert not loads.refused(view(NEW, 100.2), 200.0)
+    assert not FalcoLoads().refused(view(NEW, 1.0), 200.0)  # no swap seen
+
+
+def plugin_outcome(digest: str | None = DIGEST) -> Outcome:
+    planned = next(o for o in outcomes() if o.key.kind == "Plugin")
+    return dataclasses.replace(planned, delivered=dataclasses.replace(planned.delivered, digest=digest))
+
+
+def test_a_plugin_is_loaded_only_at_the_version_delivered() -> None:
+    delivered = plugin_outcome()
+    versions = {DIGEST: "0.7.5"}
+    old = confirm([delivered], view(NEW, 1.0, {"json": "0.7.4"}), versions=versions)[0]
+    assert (old.state, old.reason) == ("Installed", "NotLoaded")
+    assert "Falco runs plugin json 0.7.4, not the delivered 0.7.5" in (old.message or "")
+    new = confirm([delivered], view(NEW, 1.0, {"json": "0.7.5"}), versions=versions)[0]
+    assert (new.state, new.message) == ("Loaded", "Falco runs plugin json 0.7.5")
+    unknown = confirm([plugin_outcome(None)], view(NEW, 1.0, {"json": "0.7.4"}), versions=versions)[0]
+    assert unknown.state == "Loaded"  # no version delivered with it: the name is all there is to compare
+
+
+def test_a_plugin_written_after_falcos_last_restart_is_not_loaded_and_refused_when_falco_refuses() -> None:
+    loads = FalcoLoads()
+    first = [plugin_outcome("sha256:" + "b" * 64)]
+    loads.swapped(100.0, on_disk(first))
+    loads.observed(view(NEW, 100.5))
+    second = [plugin_outcome()]  # a new library: Falco still runs the old one, under the same name
+    loads.swapped(200.0, on_disk(second))
+    stuck = view(NEW, 100.5)
+    waiting = confirm(second, stuck, loads, now=201.0)[0]
+    assert (waiting.state, waiting.reason) == ("Installed", "NotLoaded")
+    assert "has not restarted since this version was written" in (waiting.message or "")
+    loads.nudged(204.0)
+    refused = confirm(second, stuck, loads, now=208.0)[0]
+    assert (refused.state, refused.reason) == ("Refused", "Refused")
+    assert "its entry in the plugins fragment" in (refused.message or "")
+
+
+def entry(state: str, **extra: Any) -> dict[str, Any]:
+    return {"kind": "Rulesfile", "name": "rules", "generation": 2, "state": state, **extra}
+
+
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+    return {c["type"]: (c["status"], c["reason"], c["message"]) for c in status["conditions"]}
+
+
+def test_refused_is_never_programmed_and_the_status_says_falco_refused_it() -> None:
+    agents = [Agent(f"pod-{i}", f"node{i}") for i in (1, 2)]
+    refusal = "Falco refused the reload that would load 50-03-rules-inline.yaml and keeps running what it loaded"
+    reports = {"pod-1": {"status": {"artifacts": [entry("Refused", reason="Refused", message=refusal)]}},
+               "pod-2": {"status": {"artifacts": [entry("Loaded")]}}}  # fmt: skip
+    status = artifact_status(Target("Rulesfile", "rules", 2), agents, reports, None, "2026-12-06T00:00:00Z")
+    assert status["nodes"] == {"targeted": 2, "installed": 1, "loaded": 1, "failed": 1, "summary": "1/2"}
+    programmed = conditions(status)["Programmed"]
+    assert programmed[:2] == ("False", "Refused")
+    assert programmed[2] == f"1/2 agents installed it, Falco loaded it on 1; Falco refused it on node1: {refusal}"
+    assert conditions(status)["Valid"][0] == "True"  # Falco refused the set; this content may not be the cause
+    reports["pod-2"] = {"status": {"artifacts": [entry("Invalid", reason="InvalidContent", message="line 1")]}}
+    mixed = artifact_status(Target("Rulesfile", "rules", 2), agents, reports, None, "2026-12-06T00:00:00Z")
+    assert conditions(mixed)["Programmed"][:2] == ("False", "Failed")
