@@ -213,8 +213,8 @@ class Agent:
             # Ready means the files are on disk: Falco may start even while the report cannot be written yet.
             self.ready = True
             log.info("first materialization done", extra={"artifacts": len(result.outcomes)})
-        outcomes = (confirm(result.outcomes, self.falco_view, self.falco_loads, now=time.time())
-                    if self.settings.falco_url else result.outcomes)  # fmt: skip
+        outcomes = (confirm(result.outcomes, self.falco_view, self.falco_loads, self.pulls.plugin_versions(),
+                            time.time()) if self.settings.falco_url else result.outcomes)  # fmt: skip
         self._count_states(outcomes)
         status = report_status(outcomes, self.settings.directories.by_kind(), self._falco_probe(),
                                self.pulls.refresh_problems())  # fmt: skip

@@ -39,6 +39,7 @@ from falco_operator.artifacts.oci import (
     CredentialsProblem,
     PullFailed,
     RegistrySession,
+    Resolved,
     credentials_from_secret,
     http_client,
     machine_architecture,
@@ -137,6 +138,8 @@ class OCIPulls:
         self._limiter = anyio.CapacityLimiter(settings.concurrency)
         self._tracked: dict[ArtifactKey, _Tracked] = {}
         self._clients: dict[bool, httpx.AsyncClient] = {}
+        self._versions: dict[str, str] = {}
+        """A plugin artifact's version (its OCI config's), by the digest its reference resolved to."""
         self._writing: set[tuple[str, str]] = set()
         """Cache entries written by pulls whose result is not published yet (pruning keeps them)."""
         self._group: anyio.abc.TaskGroup | None = None
@@ -179,6 +182,11 @@ class OCIPulls:
         """Artifacts whose source could not be resolved again (a refresh, or a new generation of the same
         source): what was pulled before stays delivered, and this says why it may be stale."""
         return {key: tracked.refresh_problem for key, tracked in self._tracked.items() if tracked.refresh_problem}
+
+    def plugin_versions(self) -> dict[str, str]:
+        """The version of each plugin pulled, as its OCI config says, by the digest delivered (the agent checks it
+        against the version Falco runs)."""
+        return dict(self._versions)
 
     def settled(self) -> bool:
         """Every followed artifact has had a first answer (bytes or a failure)."""
@@ -263,6 +271,8 @@ class OCIPulls:
         location = request.location
         session = RegistrySession(self._http(location.insecure_skip_verify), location, credentials)
         resolved = await session.resolve(request.type, self._settings.architecture)
+        if request.type == PLUGIN and resolved.digest not in self._versions:
+            await self._read_version(session, resolved)
         cached = await self._cached(resolved.digest, request.type.label)
         if cached is not None:
             return Content(cached, resolved.digest), "cached"
@@ -277,6 +287,18 @@ class OCIPulls:
             log.warning("cannot cache %s: %s", pulled.digest, error)
         log.info("pulled %s", location.reference, extra={"digest": pulled.digest, "bytes": pulled.downloaded})
         return Content(pulled.file.data, pulled.digest), "success"
+
+    async def _read_version(self, session: RegistrySession, resolved: Resolved) -> None:
+        """Remember the plugin's version from its OCI config (small; once per digest). Without one the plugin is
+        still delivered: its version is then unknown."""
+        try:
+            config = await session.artifact_config(resolved)
+        except PullFailed as failed:
+            log.warning("cannot read the config of %s: %s", session.reference, failed.message)
+            return
+        version = (config or {}).get("version")
+        if isinstance(version, str) and version:
+            self._versions[resolved.digest] = version
 
     async def _cached(self, digest: str, label: str) -> bytes | None:
         try:
@@ -335,6 +357,8 @@ class OCIPulls:
             for tracked in self._tracked.values()
             if isinstance(tracked.result, Content) and tracked.result.digest
         ]
+        self._versions = {digest: version for digest, version in self._versions.items()
+                          if any(digest == used for used, _ in in_use)}  # fmt: skip
         try:
             self._cache.keep_only(in_use)
         except OSError as error:

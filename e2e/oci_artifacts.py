@@ -80,11 +80,13 @@ def push_rules_layer(registry: Registry, repository: str, tag: str, layer: bytes
 
 
 def push_plugin(
-    registry: Registry, repository: str, tag: str, libraries: dict[str, bytes], name: str = "container"
-) -> str:
-    """A plugin artifact: an image index with one manifest per architecture, each holding ``lib<name>.so``."""
+    registry: Registry, repository: str, tag: str, libraries: dict[str, bytes], name: str = "container",
+    version: str = "0.7.1",
+) -> str:  # fmt: skip
+    """A plugin artifact: an image index with one manifest per architecture, each holding ``lib<name>.so``, and
+    falcoctl's config (``name``, ``version``)."""
     platforms = {
-        architecture: (tar_gz({f"lib{name}.so": library}), PLUGIN_LAYER, plugin_config(name), PLUGIN_CONFIG)
+        architecture: (tar_gz({f"lib{name}.so": library}), PLUGIN_LAYER, plugin_config(name, version), PLUGIN_CONFIG)
         for architecture, library in libraries.items()
     }
     return registry.push_index(repository, tag, platforms)

@@ -4,6 +4,8 @@ Plugin is Loaded only when Falco restarted after its swap and runs it, not while
 
 from __future__ import annotations
 
+import base64
+import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,21 @@ from e2e.agent import falco_pods, rule, rulesfile
 from e2e.controlplane import ControlPlane
 from e2e.controlplane.cluster import free_port
 from e2e.falco import SHARED_FALCO, FalcoBinaries, run_falco
-from e2e.kube import request
+from e2e.kube import call, request
+from e2e.oci_artifacts import push_plugin
+from e2e.registry import Registry
 from e2e.wait import wait_for
-from tests.integration.agent_support import ARTIFACT_API, PLURALS, create, delete, patch, running_agents, wait_entry
+from falco_operator.artifacts.oci import machine_architecture
+from tests.integration.agent_support import (
+    ARTIFACT_API,
+    PLURALS,
+    create,
+    delete,
+    patch,
+    running_agents,
+    wait_entry,
+    wait_files,
+)
 
 Json = dict[str, Any]
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds", "operator")]
@@ -95,3 +109,57 @@ async def test_a_reload_falco_refuses_is_refused_in_the_report_and_the_status_un
                                    lambda status: status["nodes"]["loaded"] == 1, what="Plugin loaded")  # fmt: skip
             assert fixed["nodes"] == {"targeted": 3, "installed": 1, "loaded": 1, "failed": 0, "summary": "1/3"}
             assert programmed(fixed)[1] == "Pending"
+
+
+def json_plugin_075() -> bytes:
+    """The json plugin 0.7.4 with its version string changed to 0.7.5: another version of the same plugin."""
+    library = JSON_PLUGIN.read_bytes()
+    assert library.count(b"time0.7.4<nil>") == 1, "the version string of the shared json plugin build"
+    return library.replace(b"time0.7.4<nil>", b"time0.7.5<nil>")
+
+
+async def test_a_plugin_is_loaded_only_when_falco_runs_the_version_delivered(
+    api: kr8s.asyncio.Api, namespace: str, control_plane: ControlPlane, tmp_path: Path, falco_binaries: FalcoBinaries,
+    oci_registry: Registry,
+) -> None:  # fmt: skip
+    architecture = machine_architecture()
+    repository = "falcosecurity/plugins/plugin/json"
+    push_plugin(oci_registry, repository, "0.7.4", {architecture: JSON_PLUGIN.read_bytes()}, "json", "0.7.4")
+    newer = json_plugin_075()
+    push_plugin(oci_registry, repository, "0.7.5", {architecture: newer}, "json", "0.7.5")
+    pods = await falco_pods(api, namespace, "falco")
+    auth = base64.b64encode(f"{oci_registry.username}:{oci_registry.password}".encode()).decode()
+    config = json.dumps({"auths": {f"https://{oci_registry.host}/v1/": {"auth": auth}}})
+    await call(api, "POST", f"/api/v1/namespaces/{namespace}/secrets", body={
+        "metadata": {"name": "registry"}, "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64.b64encode(config.encode()).decode()}})  # fmt: skip
+    reference = f"{oci_registry.host}/{repository}"
+    oci = {"reference": f"{reference}:0.7.4", "pullSecret": {"secretName": "registry"}}
+    await create(api, namespace, artifact("Plugin", "json", {"ociArtifact": oci, "config": {"initConfig": ""}}))
+    port = free_port()
+    args = (f"--registry-ca={oci_registry.ca}", "--allow-private-registries")
+    urls = {"node1": f"http://127.0.0.1:{port}"}
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"], urls, args) as agents:
+        agent = agents["node1"]
+        await wait_files(agent, agent.plugins_dir, lambda files: "json.so" in files, "the library", timeout=20)
+        with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
+                       binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
+            loaded = await wait_entry(api, agent, "Plugin", "json", lambda e: e.get("state") == "Loaded", "0.7.4")
+            assert loaded["message"] == "Falco runs plugin json 0.7.4"
+            reloads = falco.reload_count()
+            await patch(
+                api, namespace, "Plugin", "json", {"spec": {"ociArtifact": {"reference": f"{reference}:0.7.5"}}}
+            )
+            await wait_files(agent, agent.plugins_dir, lambda files: files.get("json.so") == newer, "0.7.5 written")
+            await falco.wait_reloaded(reloads)
+            # Falco restarted after the swap, yet runs the library it loaded before from that path.
+            assert (await falco.versions())["plugin_versions"] == {"json": "0.7.4"}
+            stale = await wait_entry(api, agent, "Plugin", "json",
+                                     lambda e: e.get("generation") == 2 and "0.7.5" in (e.get("message") or ""),
+                                     "the report on generation 2")  # fmt: skip
+            assert stale["state"] == "Installed"
+            assert "Falco runs plugin json 0.7.4, not the delivered 0.7.5" in stale["message"]
+            assert falco.reload_failures() == 0
+            status = await wait_for(partial(status_of, api, namespace, "Plugin", "json"),
+                                    lambda found: found.get("observedGeneration") == 2, what="status")  # fmt: skip
+            assert status["nodes"]["loaded"] == 0

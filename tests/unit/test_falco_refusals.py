@@ -9,6 +9,8 @@ from typing import Any
 from artifact_agent.confirmation import MISSED_AFTER, FalcoLoads, FalcoView, confirm
 from falco_operator.api import Config, Plugin, Rulesfile
 from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Outcome, plan, sha256_hex
+from falco_operator.artifacts.oci.media import PLUGIN, PLUGIN_CONFIG, RULES
+from falco_operator.artifacts.oci.registry import Descriptor, _config
 from falco_operator.status import Agent, Target, artifact_status
 
 OLD = b"- list: shells\n  items: [bash]\n"
@@ -137,3 +139,13 @@ def test_refused_is_never_programmed_and_the_status_says_falco_refused_it() -> N
     reports["pod-2"] = {"status": {"artifacts": [entry("Invalid", reason="InvalidContent", message="line 1")]}}
     mixed = artifact_status(Target("Rulesfile", "rules", 2), agents, reports, None, "2026-12-06T00:00:00Z")
     assert conditions(mixed)["Programmed"][:2] == ("False", "Failed")
+
+
+def test_the_plugin_config_blob_is_taken_only_when_it_is_falcoctls_plugin_config() -> None:
+    blob = {"mediaType": PLUGIN_CONFIG, "digest": DIGEST, "size": 80}
+    assert _config({"config": blob}, PLUGIN) == Descriptor(PLUGIN_CONFIG, DIGEST, 80)
+    assert _config({"config": blob}, RULES) is None  # a rules artifact's config is another type
+    assert _config({"config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": DIGEST, "size": 2}},
+                   PLUGIN) is None  # fmt: skip
+    assert _config({"config": {"mediaType": PLUGIN_CONFIG, "digest": DIGEST}}, PLUGIN) is None
+    assert _config({}, PLUGIN) is None

@@ -38,6 +38,8 @@ from .media import INDEXES, MANIFESTS, ArtifactType, type_of_layer
 Json = dict[str, Any]
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_TOKEN_ANSWER_BYTES = 64 * 1024
+MAX_CONFIG_BYTES = 64 * 1024
+"""The largest artifact config blob read (falcoctl's are a few hundred bytes: name, version, requirements)."""
 _ACCEPT = ", ".join((*MANIFESTS, *INDEXES))
 _ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -99,6 +101,9 @@ class Resolved:
     """What the reference resolves to (an index's digest for a multi-platform artifact): the digest reported."""
     layer: Descriptor
     """The layer of the chosen platform's manifest that holds the file."""
+    config: Descriptor | None = None
+    """The chosen manifest's config blob when it is of the artifact kind's config type (falcoctl's: name,
+    version, requirements)."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,24 @@ class RegistrySession:
         if media_type in INDEXES or "manifests" in manifest:
             chosen = _platform_manifest(manifest, architecture, self.reference)
             digest, manifest = await self._manifest(chosen, expected=chosen)
-        return Resolved(top, _layer(manifest, kind, self.reference))
+        return Resolved(top, _layer(manifest, kind, self.reference), _config(manifest, kind))
+
+    async def artifact_config(self, resolved: Resolved) -> Json | None:
+        """The artifact's config (falcoctl writes ``name``, ``version``, ``requirements``), digest checked; None
+        when the manifest has none of the kind's config type or it is not a JSON object."""
+        config = resolved.config
+        if config is None or config.size > MAX_CONFIG_BYTES:
+            return None
+        async with self._request("GET", f"{self._base}/blobs/{config.digest}", {}) as response:
+            _raise_for_status(response, self.reference)
+            body = await _read_capped(response, MAX_CONFIG_BYTES, "artifact config")
+        if "sha256:" + hashlib.sha256(body).hexdigest() != config.digest:
+            raise PullFailed("DigestMismatch", f"the config of {self.reference} does not have digest {config.digest}")
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
     async def fetch(self, resolved: Resolved, kind: ArtifactType, max_bytes: int, spool: Path) -> Pulled:
         """Download the layer into a file in ``spool`` (digest and size checked while it streams), take the
@@ -371,6 +393,16 @@ def _layer(manifest: Json, kind: ArtifactType, reference: str) -> Descriptor:
     else:
         message = f"{reference} has no layer of media type {kind.layer} (it has: {', '.join(found) or 'none'})"
     raise PullFailed("WrongMediaType", message)
+
+
+def _config(manifest: Json, kind: ArtifactType) -> Descriptor | None:
+    config = manifest.get("config")
+    if not isinstance(config, dict) or config.get("mediaType") != kind.config:
+        return None
+    try:
+        return Descriptor(kind.config, str(config["digest"]), int(config["size"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _raise_for_status(response: httpx.Response, reference: str) -> None:
