@@ -1,15 +1,28 @@
-"""YAML from users: parsed safely, with caps on size, depth and node count, and line numbers kept for messages."""
+"""YAML from users: parsed safely, with caps on size, depth and node count, and line numbers kept for messages.
+
+Two readers give the same values with the same line numbers: libyaml (C, through PyYAML's event parser) reads a
+document in a few milliseconds, and the values are built from its events as ruamel's round-trip loader builds them
+(YAML 1.2 scalars, ``CommentedMap``/``CommentedSeq`` with their positions); ruamel's round-trip loader itself, about
+six to nine times slower, reads whatever the first one leaves to it: a document libyaml refuses (so every message about
+invalid YAML is ruamel's), several documents, directives, tags, anchors and aliases, complex or duplicate keys,
+merge keys, nesting deeper than the limit.
+"""
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
+import yaml as pyyaml
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.composer import Composer, ComposerError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.resolver import VersionedResolver
 
 from .messages import capped
 
@@ -53,6 +66,16 @@ def load_yaml(content: bytes | str) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise YamlProblem(Problem(f"the document is not UTF-8 text ({error.reason} at byte {error.start})")) from None
+    value = _fast_load(text)
+    if value is _ROUND_TRIP:
+        value = round_trip_load(text)
+    _check_shape(value)
+    return value
+
+
+def round_trip_load(text: str) -> Any:
+    """``text`` read by ruamel's round-trip loader (the reference for ``load_yaml``'s values and positions); raises
+    ``YamlProblem`` as ``load_yaml`` does, without the shape checks."""
     # The round-trip loader builds only plain mappings, sequences and scalars (never arbitrary objects), and
     # keeps line numbers. Anchors and aliases are refused: an alias is one node in the text but a copy in every
     # place that reads it, so a few hundred bytes of nested aliases become gigabytes once a value is printed.
@@ -68,8 +91,124 @@ def load_yaml(content: bytes | str) -> Any:
         raise YamlProblem(Problem(f"invalid YAML: {what}", mark.line + 1 if mark else None)) from None
     except YAMLError as error:
         raise YamlProblem(Problem(f"invalid YAML: {error}")) from None
-    _check_shape(value)
     return value
+
+
+_ROUND_TRIP: Any = object()
+"""``_fast_load``'s answer when only the round-trip loader can judge the document."""
+_LIBYAML = getattr(pyyaml, "CSafeLoader", None)
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+_NO_KEY: Any = object()
+_ROUND_TRIP_ONLY = re.compile(r"[\t\ufeff]|(?:^|[\s\[{,])\?(?=\s|$)|[|>][-+0-9]*#", re.MULTILINE)
+"""What the two readers take differently: a tab inside a plain value or a byte order mark inside the text (ruamel
+refuses them, libyaml does not), explicit keys (``? key``), a comment glued to a block scalar's header (``>#``)."""
+
+
+class _NeedsRoundTrip(Exception):
+    pass
+
+
+@dataclass
+class _Open:
+    """A mapping or sequence being read, with the key read and not yet given a value."""
+
+    container: Any
+    key: Any = _NO_KEY
+    key_mark: Any = None
+
+
+@dataclass
+class _Scalars:
+    """Scalars as ruamel's round-trip loader makes them: tags resolved by YAML 1.2 rules (remembered per text),
+    strings as they are, other values (numbers, booleans, null, block scalars) by ruamel's own constructor."""
+
+    resolver: VersionedResolver = field(default_factory=VersionedResolver)
+    tags: dict[tuple[str, tuple[bool, bool]], str] = field(default_factory=dict)
+    constructor: Any = None
+
+    def value(self, event: Any) -> Any:
+        implicit = (bool(event.implicit[0]), bool(event.implicit[1]))
+        tag = self.tags.get((event.value, implicit))
+        if tag is None:
+            tag = self.tags[(event.value, implicit)] = self.resolver.resolve(ScalarNode, event.value, implicit)
+        style = event.style or None
+        if tag == _STR and style not in ("|", ">"):
+            return event.value
+        if tag == _MERGE:
+            raise _NeedsRoundTrip
+        if self.constructor is None:
+            self.constructor = YAML(typ="rt").constructor
+        node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=style)
+        return self.constructor.construct_document(node)
+
+
+def _fast_load(text: str) -> Any:
+    """The document read from libyaml's events into the values and positions the round-trip loader gives;
+    ``_ROUND_TRIP`` for anything that loader must judge (see the module's docstring)."""
+    if _LIBYAML is None or _ROUND_TRIP_ONLY.search(text):
+        return _ROUND_TRIP
+    scalars = _Scalars()
+    stack: list[_Open] = []
+    root: Any = None
+    documents = 0
+    try:
+        for event in pyyaml.parse(text, Loader=_LIBYAML):
+            if isinstance(event, pyyaml.ScalarEvent):
+                if event.anchor is not None or event.tag is not None:
+                    return _ROUND_TRIP
+                value = scalars.value(event)
+            elif isinstance(event, pyyaml.CollectionStartEvent):
+                if event.anchor is not None or event.tag is not None or len(stack) > MAX_DEPTH:
+                    return _ROUND_TRIP
+                opened = CommentedMap() if isinstance(event, pyyaml.MappingStartEvent) else CommentedSeq()
+                opened._yaml_set_line_col(event.start_mark.line, event.start_mark.column)
+                stack.append(_Open(opened))
+                continue
+            elif isinstance(event, pyyaml.CollectionEndEvent):
+                value = stack.pop().container
+            elif isinstance(event, pyyaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1 or event.version is not None or event.tags:
+                    return _ROUND_TRIP
+                continue
+            elif isinstance(event, pyyaml.AliasEvent):
+                return _ROUND_TRIP
+            else:
+                continue
+            mark = _start_mark(event, value)
+            if not stack:
+                root = value
+            elif not _place(stack[-1], value, mark):
+                return _ROUND_TRIP
+    except (pyyaml.YAMLError, _NeedsRoundTrip):
+        return _ROUND_TRIP
+    return root
+
+
+def _start_mark(event: Any, value: Any) -> tuple[int, int]:
+    if isinstance(value, (CommentedMap, CommentedSeq)):
+        return value.lc.line, value.lc.col
+    return event.start_mark.line, event.start_mark.column
+
+
+def _place(top: _Open, value: Any, mark: tuple[int, int]) -> bool:
+    """Put a value read into the container being read, recording its position as the round-trip loader does;
+    False for what only that loader judges (a key that is no plain value, a repeated key, a merge key)."""
+    container = top.container
+    if isinstance(container, CommentedSeq):
+        container._yaml_set_idx_line_col(len(container), list(mark))
+        container.append(value)
+        return True
+    if top.key is _NO_KEY:
+        if isinstance(value, (CommentedMap, CommentedSeq)) or value in container or value == "<<":
+            return False
+        top.key, top.key_mark = value, mark
+        return True
+    container[top.key] = value
+    container._yaml_set_kv_line_col(top.key, [*top.key_mark, *mark])
+    top.key = _NO_KEY
+    return True
 
 
 class _NoAliasComposer(Composer):
