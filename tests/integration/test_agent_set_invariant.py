@@ -1,0 +1,80 @@
+"""The set invariant through the agent on the local control plane, with real Falco: a Rulesfile that stops applying
+to the node (a relabel) takes its dependent out in the same swap, the report says why, and Falco keeps loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kr8s.asyncio
+import pytest
+
+from e2e.agent import falco_pods, rule, rulesfile
+from e2e.controlplane import ControlPlane
+from e2e.controlplane.cluster import free_port
+from e2e.falco import RELOAD_FAILURE_LINE, FalcoBinaries, RunningFalco, run_falco
+from e2e.kube import call
+from e2e.operator import RunningOperator
+from falco_operator.artifacts import sha256_hex
+from tests.integration.agent_support import create, entry, report, running_agents, wait_entry, wait_files
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds")]
+MERGE = "application/merge-patch+json"
+MACRO_M = "- macro: m\n  condition: evt.num > 0\n"
+
+
+async def set_node_label(api: kr8s.asyncio.Api, node: str, key: str, value: str | None) -> None:
+    await call(api, "PATCH", f"/api/v1/nodes/{node}", body={"metadata": {"labels": {key: value}}}, content_type=MERGE)
+
+
+async def without_refusals(falco: RunningFalco, files: dict[str, bytes]) -> None:
+    """Falco runs exactly these rules files, and refused no reload on the way."""
+    await falco.wait_rules({name: sha256_hex(data) for name, data in files.items()})
+    refusals = [line for line in falco.log().splitlines() if RELOAD_FAILURE_LINE in line]
+    assert refusals == [], refusals
+
+
+async def test_a_dependency_that_stops_applying_takes_its_dependent_out_and_falco_keeps_loading(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path,
+    falco_binaries: FalcoBinaries,
+) -> None:  # fmt: skip
+    label = f"rules-{namespace}"[:63]
+    await set_node_label(api, "node1", label, "base")
+    try:
+        pods = await falco_pods(api, namespace, "falco")
+        await create(api, namespace, rulesfile("base", MACRO_M, priority=10, selector={"matchLabels": {label: "base"}}))
+        await create(api, namespace, rulesfile("team", rule("team", "m and proc.name = nope")))
+        port = free_port()
+        urls = {"node1": f"http://127.0.0.1:{port}"}
+        async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"], urls) as agents:
+            agent = agents["node1"]
+            both = await wait_files(agent, agent.rules_dir, lambda files: len(files) == 2, "base and team")
+            with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
+                           binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
+                await without_refusals(falco, both)
+
+                await set_node_label(api, "node1", label, None)  # base no longer applies to node1
+                await wait_files(agent, agent.rules_dir, lambda files: files == {}, "base and team gone")
+                team = await wait_entry(api, agent, "Rulesfile", "team", lambda e: e.get("reason") == "DependencyGone",
+                                        "team withheld")  # fmt: skip
+                assert team["state"] == "Failed"
+                assert team["message"].startswith(
+                    "needs Rulesfile base (10-03-base-inline.yaml), which no longer applies to this Falco"
+                )
+                assert "undefined macro 'm'" in team["message"]
+                assert not team.get("files")
+                assert entry(await report(api, agent), "Rulesfile", "base") == {}
+                await without_refusals(falco, {})
+
+                await create(api, namespace, rulesfile("later", rule("later")))  # a later change still loads
+                later = await wait_files(agent, agent.rules_dir, lambda files: len(files) == 1, "later written")
+                await without_refusals(falco, later)
+                assert (await wait_entry(api, agent, "Rulesfile", "team", lambda e: e.get("reason") == "DependencyGone",
+                                         "team still withheld"))["state"] == "Failed"  # fmt: skip
+
+                await set_node_label(api, "node1", label, "base")  # base applies again: team comes back with it
+                every = await wait_files(agent, agent.rules_dir, lambda files: len(files) == 3, "all three")
+                await without_refusals(falco, every)
+                await wait_entry(api, agent, "Rulesfile", "team", lambda e: e.get("state") == "Loaded", "team loaded")
+                assert falco.alive()
+    finally:
+        await set_node_label(api, "node1", label, None)
