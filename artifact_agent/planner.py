@@ -68,14 +68,16 @@ class PassPlanner:
         resolutions: Resolutions,
         last_good: Mapping[ArtifactKey, Delivered],
         *,
+        plugin_versions: Mapping[str, str] | None = None,
         engine_version: str | None = None,
     ) -> Plan:
         """The plan of a pass, made off the event loop (which keeps serving informers, Falco polls and probes).
-        ``engine_version``: the engine of the Falco this agent serves, when it answered (None: not judged)."""
+        ``plugin_versions``: plugin library versions by OCI digest (their artifact configs); ``engine_version``:
+        the engine of the Falco this agent serves, when known (None: requirements on it are not judged)."""
         check = self._check if self.rules_set_check is not None else None
         return await anyio.to_thread.run_sync(partial(
             plan, list(artifacts), resolutions, last_good, plugins_dir=self.plugins_dir, rules_set_check=check,
-            engine_version=engine_version,
+            plugin_versions=plugin_versions, engine_version=engine_version,
         ))  # fmt: skip
 
     def _check(self, views: Sequence[RulesFileView], context: LoadContext | None = None) -> Verdict:

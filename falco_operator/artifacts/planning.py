@@ -166,7 +166,7 @@ def plan(
     *,
     plugins_dir: str,
     rules_set_check: RulesSetCheck | None = None,
-    plugin_versions: Mapping[str, str | None] | None = None,
+    plugin_versions: Mapping[str, str] | None = None,
     engine_version: str | None = None,
 ) -> Plan:
     """The files every directory must hold and each artifact's outcome.
@@ -175,7 +175,8 @@ def plan(
     invalid, failed or pending now, as long as the set still loads with it. ``plugins_dir`` is the plugins
     directory as Falco sees it (default library paths point there). With ``rules_set_check`` the rules files are
     checked as one set (``setinvariant``), with the plugins this set configures (``plugin_versions``: a plugin
-    name's version, when known) and the engine Falco reports (``engine_version``).
+    library's version by its OCI digest, when its artifact config names one) and the engine Falco reports
+    (``engine_version``).
     """
     artifacts = sorted(artifacts, key=artifact_key)
     outcomes: dict[ArtifactKey, Outcome] = {}

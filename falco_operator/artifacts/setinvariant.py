@@ -69,12 +69,15 @@ class _Verdict:
     message: str
 
 
-def load_context(
-    outcomes: Iterable[Outcome], plugin_versions: Mapping[str, str | None], engine_version: str | None
-) -> LoadContext:
-    """The plugins the set configures (their entries in the plugins fragment), each with its version when known."""
-    names = sorted(str(o.delivered.plugin_entry["name"]) for o in outcomes if o.delivered.plugin_entry is not None)
-    return LoadContext({name: plugin_versions.get(name) for name in names}, engine_version)
+def load_context(outcomes: Iterable[Outcome], versions: Mapping[str, str], engine_version: str | None) -> LoadContext:
+    """The plugins the set configures (their entries in the plugins fragment), each with the version of the
+    library the set delivers when known (``versions``: by the library's OCI digest, from its artifact config)."""
+    plugins: dict[str, str | None] = {}
+    for outcome in outcomes:
+        entry, digest = outcome.delivered.plugin_entry, outcome.delivered.digest
+        if entry is not None:
+            plugins[str(entry["name"])] = versions.get(digest) if digest else None
+    return LoadContext(dict(sorted(plugins.items())), engine_version)
 
 
 def enforce_rules_set(

@@ -1,5 +1,6 @@
 """The set invariant through the agent on the local control plane, with real Falco: a Rulesfile that stops applying
-to the node (a relabel) takes its dependent out in the same swap, the report says why, and Falco keeps loading."""
+to the node (a relabel) takes its dependent out in the same swap, the report says why, and Falco keeps loading; a
+Plugin's version from its OCI config decides which rules meet their ``required_plugin_versions``."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from e2e.controlplane import ControlPlane
 from e2e.controlplane.cluster import free_port
 from e2e.falco import RELOAD_FAILURE_LINE, FalcoBinaries, RunningFalco, run_falco
 from e2e.kube import call
+from e2e.oci_artifacts import push_plugin
 from e2e.operator import RunningOperator
+from e2e.registry import Registry
 from falco_operator.artifacts import sha256_hex
+from falco_operator.artifacts.oci import machine_architecture
 from tests.integration.agent_support import create, entry, report, running_agents, wait_entry, wait_files
+from tests.integration.test_oci_agent import agent_args, create_secret, docker_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds")]
 MERGE = "application/merge-patch+json"
@@ -78,3 +83,43 @@ async def test_a_dependency_that_stops_applying_takes_its_dependent_out_and_falc
                 assert falco.alive()
     finally:
         await set_node_label(api, "node1", label, None)
+
+
+def requiring(name: str, version: str) -> str:
+    return (f"- required_plugin_versions:\n  - name: container\n    version: {version}\n"
+            + rule(name, "container.id != host and proc.name = nope"))  # fmt: skip
+
+
+async def test_the_version_in_a_plugins_oci_config_decides_its_rules_requirements(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path,
+    oci_registry: Registry, falco_binaries: FalcoBinaries,
+) -> None:  # fmt: skip
+    library = falco_binaries.container_plugin.read_bytes()
+    other = b"\x7fELF not this machine"
+    libraries = {"amd64": library, "arm64": other} if machine_architecture() == "amd64" else {"arm64": library}
+    push_plugin(oci_registry, "plugins/container", "0.7.1", libraries, version="0.7.1")
+    await create_secret(api, namespace, "registry", docker_config(oci_registry),
+                        type_="kubernetes.io/dockerconfigjson")  # fmt: skip
+    pods = await falco_pods(api, namespace, "falco")
+    source = {"reference": f"{oci_registry.host}/plugins/container:0.7.1", "pullSecret": {"secretName": "registry"}}
+    config = {"initConfig": {"label_max_len": 100, "with_size": False}}
+    plugin = {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Plugin", "metadata": {"name": "container"},
+              "spec": {"ociArtifact": source, "config": config}}  # fmt: skip
+    await create(api, namespace, plugin)
+    await create(api, namespace, rulesfile("fits", requiring("fits", "0.7.0")))
+    await create(api, namespace, rulesfile("needs-newer", requiring("needs_newer", "0.9.0")))
+    port = free_port()
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"],
+                              {"node1": f"http://127.0.0.1:{port}"}, agent_args(oci_registry)) as agents:  # fmt: skip
+        agent = agents["node1"]
+        newer = await wait_entry(api, agent, "Rulesfile", "needs-newer", lambda e: e.get("state") == "Failed",
+                                 "needs-newer withheld")  # fmt: skip
+        assert newer["reason"] == "RequirementsNotMet"
+        assert "require plugin container >= 0.9.0" in newer["message"]
+        assert "this Falco loads container 0.7.1" in newer["message"]
+        files = await wait_files(agent, agent.rules_dir, lambda f: bool(f), "the rules that fit")
+        assert list(files) == ["50-03-fits-inline.yaml"]
+        with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
+                       binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
+            await without_refusals(falco, files)
+            await wait_entry(api, agent, "Rulesfile", "fits", lambda e: e.get("state") == "Loaded", "fits loaded")

@@ -189,16 +189,19 @@ def test_case_9_a_generated_falcorules_file_using_a_macro_of_a_later_rulesfile_i
     assert outcome(result, "falco-falcorules")[:2] == ("Invalid", "InvalidRules")
 
 
-def test_the_check_gets_the_plugins_the_same_set_configures() -> None:
+def test_the_check_gets_the_plugins_the_same_set_configures_with_the_versions_of_their_libraries() -> None:
     contexts: list[LoadContext | None] = []
 
     def check(views: Sequence[RulesFileView], context: LoadContext | None) -> dict[ArtifactKey, Problem]:
         contexts.append(context)
         return {}
 
-    plan([plugin("container", "container"), plugin("k8saudit", "k8saudit"), plugin("dup", "k8saudit"),
-          rulesfile("r", MACRO_M)], {}, {}, plugins_dir=PLUGINS, rules_set_check=check,
-         plugin_versions={"k8saudit": "0.18.0"}, engine_version="0.62.0")  # fmt: skip
+    from_oci = Plugin.model_validate({"metadata": {"name": "k8saudit", "generation": 1}, "spec": {
+        "ociArtifact": {"reference": "registry.example/plugins/k8saudit:0.18.0"}}})  # fmt: skip
+    library = {(ArtifactKey("Plugin", "k8saudit"), Medium.OCI): Content(b"\x7fELF", "sha256:k8s")}
+    plan([plugin("container", "container"), from_oci, plugin("later", "k8saudit"), rulesfile("r", MACRO_M)], library,
+         {}, plugins_dir=PLUGINS, rules_set_check=check, plugin_versions={"sha256:k8s": "0.18.0", "sha256:x": "9"},
+         engine_version="0.62.0")  # fmt: skip
     assert contexts == [LoadContext({"container": None, "k8saudit": "0.18.0"}, "0.62.0")]
 
 
