@@ -159,6 +159,22 @@ def test_case_8_a_dependency_still_being_pulled_makes_its_dependents_pending() -
     assert [o.state for o in arrived.outcomes] == ["Installed", "Installed"]
 
 
+def test_rules_using_fields_of_a_plugin_still_being_pulled_wait_for_it() -> None:
+    container = Plugin.model_validate({"metadata": {"name": "container", "generation": 1}, "spec": {
+        "ociArtifact": {"reference": "registry.example/plugins/container:0.7.1"}}})  # fmt: skip
+    uses = rulesfile("uses", "- rule: c\n  desc: d\n  condition: container.id != host\n  output: o\n  priority: INFO\n")
+    waiting = planned([container, uses])
+    assert outcome(waiting, "container")[:2] == ("Pending", "Resolving")
+    state, reason, message = outcome(waiting, "uses")
+    assert (state, reason) == ("Pending", "DependencyPending")
+    assert message.startswith("waits for Plugin container, still being read: ")
+    assert waiting.directories[RULES_DIR] == {}
+    library = {(ArtifactKey("Plugin", "container"), Medium.OCI): Content(b"\x7fELF", "sha256:c")}
+    arrived = planned([container, uses], delivered(waiting), library)
+    assert [o.state for o in arrived.outcomes] == ["Installed", "Installed"]
+    assert plugin_names(arrived) == ["container"]
+
+
 def test_case_8_a_pending_rulesfile_that_loads_later_is_not_waited_for() -> None:
     late = rulesfile("late", priority=90, ociArtifact=OCI)
     team = rulesfile("team", USES_M)
