@@ -11,7 +11,8 @@ from typing import Any
 
 from falco_operator.api import ArtifactReportStatus, FalcoProbe, ReportedArtifact
 from falco_operator.api.report import RefreshProblem
-from falco_operator.artifacts import ArtifactKey, Outcome, Unavailable
+from falco_operator.artifacts import ArtifactKey, Outcome, Unavailable, sha256_hex
+from falco_operator.artifacts.naming import Medium, parse_artifact_file_name
 from falco_operator.kube import ApiError, Client, Conflict, NotFound
 from falco_operator.resources import ARTIFACTREPORTS
 
@@ -33,6 +34,7 @@ def report_status(
             generation=outcome.generation,
             digest=outcome.delivered.digest,
             sha256=outcome.sha256,
+            config_map_sha256=config_map_sha256(outcome),
             files=sorted(str(directories[directory] / name) for directory, name in outcome.delivered.files) or None,
             state=outcome.state,
             reason=outcome.reason,
@@ -42,6 +44,15 @@ def report_status(
         for outcome in sorted(outcomes, key=lambda outcome: outcome.key)
     ]
     return ArtifactReportStatus(artifacts=entries, falco=falco).to_wire()
+
+
+def config_map_sha256(outcome: Outcome) -> str | None:
+    """The SHA-256 of the file written from the artifact's ConfigMap source (its bytes are the key's, as read)."""
+    for (_, name), data in outcome.delivered.files.items():
+        parsed = parse_artifact_file_name(name)
+        if parsed is not None and parsed.medium is Medium.CONFIGMAP:
+            return sha256_hex(data)
+    return None
 
 
 MAX_MESSAGE_CHARS = 1024

@@ -36,6 +36,9 @@ class ReportedArtifact(KubeModel):
     """OCI digest pulled, for OCI sources."""
     sha256: str | None = None
     """SHA-256 of the content written."""
+    config_map_sha256: str | None = None
+    """SHA-256 of the ConfigMap content written (the key's bytes), for an artifact with a ConfigMap source: the
+    operator compares it with the ConfigMap's current content."""
     files: list[str] | None = None
     """Files written for the artifact."""
     state: ArtifactState

@@ -49,6 +49,9 @@ class Target:
     audience: Audience = field(default_factory=Audience)
     invalid: str | None = None
     """A problem the operator found in the artifact itself (inline content), before any agent."""
+    config_map_sha256: str | None = None
+    """The SHA-256 of the artifact's ConfigMap content now (None: no ConfigMap source, or none to read): an agent
+    that reports other content from it has not installed the current content yet."""
 
 
 def targeted(target: Target, agents: Iterable[Agent]) -> list[Agent]:
@@ -113,14 +116,22 @@ def artifact_status(
     stale_reason: str | None = None
     invalid: Json | None = None
     digests = set()
+    delivered: dict[str, list[str]] = {}  # installed OCI digests, and the nodes that deliver each
+    older: list[str] = []
     for agent in chosen:
         entry = report_entry(reports.get(agent.pod), target.kind, target.name)
         if entry is None or entry.get("generation") != generation:
             waiting.append(agent.node)
             continue
         state = entry.get("state")
+        if state in ("Installed", "Loaded", "Refused") and _older_config_map(target, entry):
+            waiting.append(agent.node)  # this generation, but the ConfigMap changed since the agent wrote it
+            older.append(agent.node)
+            continue
         if entry.get("digest"):
             digests.add(str(entry["digest"]))
+            if state in ("Installed", "Loaded"):
+                delivered.setdefault(str(entry["digest"]), []).append(agent.node)
         if state in ("Installed", "Loaded"):
             installed.append(agent.node)
             (loaded if state == "Loaded" else not_loaded).append(agent.node)
@@ -152,7 +163,15 @@ def artifact_status(
         programmed = _condition("Programmed", False, reason, f"{counts}; {verb} {grouped(failed, failures)}",
                                 generation)  # fmt: skip
     elif waiting:
-        programmed = _condition("Programmed", False, "Pending", f"{counts}; waiting for {named(waiting)}", generation)
+        note = f" ({named(older)}: an older content of the ConfigMap)" if older else ""
+        programmed = _condition("Programmed", False, "Pending", f"{counts}; waiting for {named(waiting)}{note}",
+                                generation)  # fmt: skip
+    elif len(delivered) > 1:
+        # A moved tag that some agents followed and others not yet: the Falcos do not run one content.
+        spread = "; ".join(f"{named(nodes)}: {digest}" for digest, nodes in sorted(delivered.items()))
+        programmed = _condition("Programmed", False, "Pending", f"{counts}; the agents deliver different digests "
+                                f"of the source ({spread}); each follows a moved tag at its next refresh",
+                                generation)  # fmt: skip
     else:
         suffix = f"; not loaded by Falco on {named(not_loaded)}" if not_loaded else ""
         programmed = _condition("Programmed", True, "Programmed", counts + suffix, generation)
@@ -179,6 +198,13 @@ def artifact_status(
              "summary": f"{len(installed)}/{total}"}  # fmt: skip
     digest = next(iter(digests)) if len(digests) == 1 else None
     return {"observedGeneration": generation, "resolvedDigest": digest, "nodes": nodes, "conditions": conditions}
+
+
+def _older_config_map(target: Target, entry: Json) -> bool:
+    """Whether the agent wrote other ConfigMap content than the ConfigMap holds now (an agent that does not say
+    what it wrote, from before the field existed, is taken at its generation)."""
+    written = entry.get("configMapSha256")
+    return bool(target.config_map_sha256 and written and written != target.config_map_sha256)
 
 
 WARNED_CONDITIONS = ("Valid", "ResolvedRefs")

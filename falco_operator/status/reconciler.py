@@ -22,6 +22,8 @@ log = logging.getLogger("falco_operator.status")
 NAME_LABEL = "app.kubernetes.io/name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 FALCO_PODS = f"{NAME_LABEL}=falco"
+CONFIG_MAP_RECHECK = 300.0
+"""Seconds between looks at the ConfigMap of an artifact that has one, when nothing else changed."""
 
 
 def _now() -> str:
@@ -87,21 +89,25 @@ class ArtifactStatusReconciler:
         if artifact is None:
             log.warning("cannot read %s %s with this operator's models", self.resource.kind, request)
             return None
+        content = await self._config_map_content(artifact, request.namespace)
         target = Target(
             kind=self.resource.kind, name=request.name, generation=int(artifact.metadata.generation or 0),
-            audience=Audience.of(artifact),
-            invalid=await self._problem(artifact, await self._config_map_content(artifact, request.namespace)),
+            audience=Audience.of(artifact), invalid=await self._problem(artifact, content),
+            config_map_sha256=sha256_hex(content) if content is not None else None,
         )  # fmt: skip
         reports = {str(report["metadata"]["name"]): report
                    for report in self.cache.in_namespace(ARTIFACTREPORTS, request.namespace)}  # fmt: skip
         live = raw.get("status")
         desired = artifact_status(target, agents_in(self.cache, request.namespace), reports, live, self.clock())
+        # The operator does not watch ConfigMaps: an edit shows up with the agents' reports of the new content;
+        # the periodic look also catches agents that never report it (stopped ones).
+        again = Result(requeue_after=CONFIG_MAP_RECHECK) if getattr(artifact.spec, "config_map_ref", None) else None
         if same_status(live, desired):
-            return None
+            return again
         await self.client.patch_status(self.resource, request.name, desired, request.namespace)
         for reason, note in warnings_to_record(live, desired):
             await self.events.emit(raw, "Warning", reason, note)
-        return None
+        return again
 
     async def _problem(self, artifact: Artifact, config_map_content: bytes | None) -> str | None:
         """``inline_problem`` off the event loop within the check budget, remembered by the content it judges
