@@ -417,16 +417,16 @@ async def test_real_falco_loads_what_the_agent_writes_one_reload_per_change(
             await falco_loads_the_agents_rules(api, falco, agent)
             assert falco.reload_failures() == 0
 
-            # Valid to the agent, refused by this Falco (it has no k8saudit plugin): written, never Loaded.
+            # A file this Falco would refuse (it has no k8saudit plugin) is withheld, not written: Falco keeps loading.
             needs_plugin = "- required_plugin_versions:\n  - {name: k8saudit, version: 0.1.0}\n"
             await create(api, namespace, rulesfile("audit", needs_plugin, priority=90))
-            refused = await wait_entry(api, agent, "Rulesfile", "audit", lambda e: e.get("reason") == "NotLoaded",
-                                       "Installed, not Loaded")  # fmt: skip
-            assert refused["state"] == "Installed"
-            assert "Falco refused the reload" in refused["message"]
-            await wait_for(partial(anyio.to_thread.run_sync, falco.reload_failures), lambda count: count > 0,
-                           what="Falco refusing the reload")  # fmt: skip
-            assert entry(await report(api, agent), "Rulesfile", "containers")["state"] == "Loaded", "old rules run"
+            withheld = await wait_entry(api, agent, "Rulesfile", "audit",
+                                        lambda e: e.get("reason") == "RequirementsNotMet", "withheld")  # fmt: skip
+            assert withheld["state"] == "Failed"
+            assert "add a Plugin for k8saudit" in withheld["message"]
+            assert "90-03-audit-inline.yaml" not in agent.files(agent.rules_dir)
+            assert falco.reload_failures() == 0
+            assert entry(await report(api, agent), "Rulesfile", "containers")["state"] == "Loaded"
 
 
 async def test_an_agent_that_cannot_watch_is_not_ready_and_turns_unhealthy(
