@@ -2,12 +2,15 @@
 across agent restarts.
 
 One file per (digest, artifact type) in a hidden directory, written by rename so a crash never leaves half a file
-under a digest's name. Entries no artifact uses any more are removed. Layers being downloaded are streamed into
+under a digest's name, and for each source the digest it last resolved to (``resolved``), so that an agent that
+restarts while the registry cannot be reached still delivers what it pulled. Entries no artifact uses any more are
+removed. Layers being downloaded are streamed into
 hidden files of the same directory; those a crash left behind are removed once they are an hour old.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
@@ -28,6 +31,24 @@ class DigestCache:
             raise ValueError(f"not a sha256 digest: {digest!r}")
         return self.directory / f"{label}-{hex_digest}"
 
+    def _source_path(self, source: str) -> Path:
+        return self.directory / f"source-{hashlib.sha256(source.encode()).hexdigest()}"
+
+    def resolved(self, source: str) -> str | None:
+        """The digest ``source`` (a pull's identity: reference, type, credentials) last resolved to, if any."""
+        try:
+            digest = self._source_path(source).read_text().strip()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        try:
+            self._path(digest, "check")
+        except ValueError:
+            return None
+        return digest
+
+    def remember(self, source: str, digest: str) -> None:
+        self._write(self._source_path(source), digest.encode())
+
     def get(self, digest: str, label: str) -> bytes | None:
         try:
             return self._path(digest, label).read_bytes()
@@ -35,7 +56,9 @@ class DigestCache:
             return None
 
     def put(self, digest: str, label: str, data: bytes) -> None:
-        path = self._path(digest, label)
+        self._write(self._path(digest, label), data)
+
+    def _write(self, path: Path, data: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         with temporary.open("wb") as handle:
@@ -44,11 +67,12 @@ class DigestCache:
             os.fsync(handle.fileno())
         temporary.replace(path)
 
-    def keep_only(self, entries: Iterable[tuple[str, str]]) -> None:
-        """Remove every cached file but those of ``(digest, label)`` pairs."""
+    def keep_only(self, entries: Iterable[tuple[str, str]], sources: Iterable[str] = ()) -> None:
+        """Remove every cached file but those of ``(digest, label)`` pairs and the resolutions of ``sources``."""
         if not self.directory.is_dir():
             return
         wanted = {self._path(digest, label).name for digest, label in entries}
+        wanted |= {self._source_path(source).name for source in sources}
         stale = time.time() - STALE_AFTER
         for entry in self.directory.iterdir():
             # Hidden names are files being written (renamed into place when complete, or removed after a layer

@@ -95,6 +95,11 @@ class PullRequest:
     def same_source(self, other: PullRequest) -> bool:
         return replace(self, generation=None, refresh=None) == replace(other, generation=None, refresh=None)
 
+    @property
+    def source(self) -> str:
+        """What the pull is of, whatever the generation: the key of its last resolution in the cache."""
+        return f"{self.type.label} {self.location!r} {self.credentials!r}"
+
 
 def pull_request(artifact: Artifact, min_refresh: float = MIN_REFRESH_SECONDS) -> PullRequest | None:
     oci: OCIArtifact | None
@@ -138,6 +143,8 @@ class OCIPulls:
         self._limiter = anyio.CapacityLimiter(settings.concurrency)
         self._tracked: dict[ArtifactKey, _Tracked] = {}
         self._clients: dict[bool, httpx.AsyncClient] = {}
+        self._resolutions: dict[str, str] = {}
+        """The digest each source last resolved to, as remembered in the cache."""
         self._versions: dict[str, str] = {}
         """A plugin artifact's version (its OCI config's), by the digest its reference resolved to."""
         self._writing: set[tuple[str, str]] = set()
@@ -214,6 +221,10 @@ class OCIPulls:
                 if tracked is None or tracked.scope is not scope:
                     return
                 problem: Unavailable | None = None
+                if isinstance(result, Unavailable) and not isinstance(tracked.result, Content):
+                    # The first answer since the agent started, and a failure: what this source resolved to before
+                    # the restart is still delivered (the files on disk are its), as after a failed refresh.
+                    tracked.result = await self._resolved_before(request) or tracked.result
                 if isinstance(result, Unavailable) and isinstance(tracked.result, Content):
                     # Resolving the same source again failed (a registry down for a while, a Secret that no
                     # longer authenticates): what it resolved to before stays, the problem is reported apart.
@@ -275,6 +286,7 @@ class OCIPulls:
             await self._read_version(session, resolved)
         cached = await self._cached(resolved.digest, request.type.label)
         if cached is not None:
+            await self._remember(request, resolved.digest)
             return Content(cached, resolved.digest), "cached"
         pulled = await session.fetch(
             resolved, request.type, self._settings.max_bytes(request.type), self._cache.directory
@@ -285,8 +297,30 @@ class OCIPulls:
             await anyio.to_thread.run_sync(self._cache.put, pulled.digest, request.type.label, pulled.file.data)
         except OSError as error:  # the cache saves downloads; the pulled bytes are good without it
             log.warning("cannot cache %s: %s", pulled.digest, error)
+        await self._remember(request, pulled.digest)
         log.info("pulled %s", location.reference, extra={"digest": pulled.digest, "bytes": pulled.downloaded})
         return Content(pulled.file.data, pulled.digest), "success"
+
+    async def _remember(self, request: PullRequest, digest: str) -> None:
+        if self._resolutions.get(request.source) == digest:
+            return
+        try:
+            await anyio.to_thread.run_sync(self._cache.remember, request.source, digest)
+            self._resolutions[request.source] = digest
+        except OSError as error:
+            log.warning("cannot remember what %s resolved to: %s", request.location.reference, error)
+
+    async def _resolved_before(self, request: PullRequest) -> Content | None:
+        """The content this source resolved to before the agent started, from the cache; None when unknown."""
+        try:
+            digest = await anyio.to_thread.run_sync(self._cache.resolved, request.source)
+        except OSError:
+            return None
+        data = await self._cached(digest, request.type.label) if digest else None
+        if digest is None or data is None:
+            return None
+        self._resolutions[request.source] = digest
+        return Content(data, digest)
 
     async def _read_version(self, session: RegistrySession, resolved: Resolved) -> None:
         """Remember the plugin's version from its OCI config (small; once per digest). Without one the plugin is
@@ -359,8 +393,9 @@ class OCIPulls:
         ]
         self._versions = {digest: version for digest, version in self._versions.items()
                           if any(digest == used for used, _ in in_use)}  # fmt: skip
+        sources = [tracked.request.source for tracked in self._tracked.values()]
         try:
-            self._cache.keep_only(in_use)
+            self._cache.keep_only(in_use, sources)
         except OSError as error:
             log.warning("cannot prune the OCI cache: %s", error)
 

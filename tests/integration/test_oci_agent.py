@@ -315,19 +315,26 @@ async def test_moved_tags_are_followed_and_a_restart_downloads_nothing(
             await wait_entry(api, agent, "Rulesfile", "moving", lambda e: "refreshProblem" not in e,
                              "the problem gone once the registry is back")  # fmt: skip
 
-            # The registry goes away and the agent restarts: the files on disk stay and the reason is reported.
+            # The registry goes away and the agent restarts: what the source resolved to before is still what is
+            # delivered (the cache remembers it), Installed with the refresh problem, not Failed.
             agent.stop()
             registry.stop()
             agent.start()
             await agent.wait_ready()
-            down = await wait_entry(api, agent, "Rulesfile", "moving", lambda e: e.get("state") == "Failed",
-                                    "Failed while the registry is down")  # fmt: skip
-            assert down["reason"] == "Unreachable"
-            assert down["message"].endswith("the last good files stay")
+            down = await wait_entry(api, agent, "Rulesfile", "moving", lambda e: "refreshProblem" in e,
+                                    "the refresh problem after a restart while the registry is down")  # fmt: skip
+            assert (down["state"], down["digest"]) == ("Installed", moved)
+            assert down["refreshProblem"]["reason"] == "Unreachable"
             assert agent.files(agent.rules_dir) == {name: version_2}
+            restarted = await wait_for(
+                partial(artifact_status, api, namespace, "rulesfiles", "moving"),
+                lambda status: condition(status, "ResolvedRefs").get("reason") == "Unreachable",
+                what="ResolvedRefs after the restart",
+            )
+            assert (restarted["nodes"]["installed"], restarted["nodes"]["failed"]) == (1, 0)
             registry.start()
-            await wait_entry(api, agent, "Rulesfile", "moving", lambda e: e.get("state") == "Installed",
-                             "Installed once the registry is back")  # fmt: skip
+            await wait_entry(api, agent, "Rulesfile", "moving", lambda e: "refreshProblem" not in e,
+                             "the problem gone once the registry is back")  # fmt: skip
     finally:
         registry.stop()
 

@@ -123,7 +123,8 @@ async def test_a_refresh_that_fails_keeps_the_content_and_its_cache_entry_and_sa
         pulls.want([rulesfile(oci)])
         await answer(pulls, holds(rules), "the first pull")
         cached = sorted(os.listdir(cache))
-        assert cached == ["rules-" + digest.removeprefix("sha256:")]
+        assert cached[0] == "rules-" + digest.removeprefix("sha256:")
+        assert [name.split("-")[0] for name in cached] == ["rules", "source"], "the file, and what the tag named"
 
         plain_registry.stop()
         await wait_for(partial(_problems, pulls), lambda problems: KEY in problems, timeout=15, what="a problem")
@@ -140,6 +141,34 @@ async def test_a_refresh_that_fails_keeps_the_content_and_its_cache_entry_and_sa
         plain_registry.start()
         await wait_for(partial(_problems, pulls), lambda problems: not problems, timeout=15, what="recovery")
         assert pulls.resolve(KEY) == result
+
+
+async def test_an_agent_that_restarts_while_the_registry_is_down_delivers_what_it_pulled_before(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, plain_registry: Registry
+) -> None:
+    repository = f"t{secrets.token_hex(3)}/rules"
+    rules = b"- list: pulled_before\n  items: []\n"
+    digest = push_rules(plain_registry, repository, "stable", rules)
+    oci = {"image": {"repository": repository, "tag": "stable"},
+           "registry": {"name": plain_registry.host, "plainHTTP": True}, "refreshInterval": "1s"}  # fmt: skip
+    cache = tmp_path / "cache"
+    async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:
+        pulls.want([rulesfile(oci)])
+        await answer(pulls, holds(rules), "the first pull")
+    plain_registry.stop()
+    async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:  # the agent restarted
+        pulls.want([rulesfile(oci, generation=2)])
+        result = await answer(pulls, lambda r: r is not None and not isinstance(r, Unavailable), "an answer")
+        assert isinstance(result, Content), "a failed resolution after a restart is not a failed delivery"
+        assert (result.data, result.digest) == (rules, digest)
+        problem = pulls.refresh_problems()[KEY]
+        assert problem.reason == "Unreachable"
+        # Another source (another tag) has no content pulled before: it fails.
+        other = {**oci, "image": {"repository": repository, "tag": "other"}}
+        pulls.want([rulesfile(other, generation=3)])
+        failed = await answer(pulls, lambda r: isinstance(r, Unavailable) and r.state == "Failed", "the other tag")
+        assert isinstance(failed, Unavailable)
+        plain_registry.start()
 
 
 async def _problems(pulls: OCIPulls) -> dict[ArtifactKey, Unavailable]:
