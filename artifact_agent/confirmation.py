@@ -10,7 +10,8 @@ leaves the old plugin running. Falco does not report which config fragments it l
 ``falco.yaml``), so a Config stays *Installed*, and says so.
 
 A reload Falco refuses (a hot restart whose dry run fails) leaves its restart time where it was. When Falco has
-not restarted after a swap, even after the agent nudged it (``missed_swap``), it refused the files of that swap:
+not restarted after a swap, even ``REFUSED_AFTER`` seconds after the agent nudged it (``missed_swap``), it refused
+the files of that swap:
 every artifact the swap wrote or changed and Falco did not confirm is *Refused* (``FalcoLoads``).
 """
 
@@ -30,6 +31,9 @@ RULES_METRIC = "falcosecurity_falco_sha256_rules_files_info"
 RELOAD_METRIC = "falcosecurity_falco_reload_timestamp_nanoseconds"
 MISSED_AFTER = 3.0
 """Seconds after a swap by which Falco has reloaded (it reacts within about half a second)."""
+REFUSED_AFTER = 5.0
+"""Seconds after the nudge by which Falco has restarted unless it refused the reload (a restart loads everything
+twice, a dry run and the restart itself: about 1.5 s with Falco's default rules and plugins)."""
 _SAMPLE = re.compile(r"^" + RULES_METRIC + r"\{(?P<labels>[^}]*)\}")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
@@ -79,7 +83,7 @@ class FalcoLoads:
     """What the agent knows of Falco's restarts after its swaps: what Falco loaded, what it refused.
 
     ``swapped`` records what a swap left on disk; a restart of Falco at or after that time means Falco loaded it
-    (``loaded``). A swap Falco has not restarted for although it was nudged ``MISSED_AFTER`` seconds ago was
+    (``loaded``). A swap Falco has not restarted for although it was nudged ``REFUSED_AFTER`` seconds ago was
     refused (``refused``) until a later swap or restart.
     """
 
@@ -105,11 +109,12 @@ class FalcoLoads:
             self.loaded, self.pending, self.swapped_at, self.nudged_at = self.pending, None, None, None
 
     def refused(self, view: FalcoView, now: float) -> bool:
-        """Whether Falco refused the pending swap: reachable, nudged ``MISSED_AFTER`` seconds ago, not restarted."""
+        """Whether Falco refused the pending swap: reachable, nudged ``REFUSED_AFTER`` seconds ago, not restarted."""
         if self.pending is None or self.nudged_at is None or self.swapped_at is None:
             return False
-        restarted = view.reloaded_at is not None and view.reloaded_at >= self.swapped_at
-        return view.reachable and view.reloaded_at is not None and not restarted and now - self.nudged_at > MISSED_AFTER
+        if not view.reachable or view.reloaded_at is None or view.reloaded_at >= self.swapped_at:
+            return False  # no answer, or Falco restarted after the swap
+        return now - self.nudged_at > REFUSED_AFTER
 
     def loaded_as_written(self, outcome: Outcome) -> bool | None:
         """Whether Falco restarted after the swap that wrote this outcome's content; None when unknown."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from artifact_agent.confirmation import MISSED_AFTER, FalcoLoads, FalcoView, confirm
+from artifact_agent.confirmation import MISSED_AFTER, REFUSED_AFTER, FalcoLoads, FalcoView, confirm
 from falco_operator.api import Config, Plugin, Rulesfile
 from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Outcome, plan, sha256_hex
 from falco_operator.artifacts.oci.media import PLUGIN, PLUGIN_CONFIG, RULES
@@ -52,9 +52,9 @@ def test_a_swap_falco_does_not_restart_for_even_after_a_nudge_is_refused_and_nam
     loads.observed(stuck)
     assert not loads.refused(stuck, 200.0 + MISSED_AFTER + 1)  # not nudged yet: it may have missed the swap
     loads.nudged(204.0)
-    assert not loads.refused(stuck, 204.0 + MISSED_AFTER - 0.5)
-    assert loads.refused(stuck, 204.0 + MISSED_AFTER + 0.5)
-    confirmed = confirm(after, stuck, loads, now=208.0)
+    assert not loads.refused(stuck, 204.0 + REFUSED_AFTER - 0.5)  # a slow restart may still come
+    assert loads.refused(stuck, 204.0 + REFUSED_AFTER + 0.5)
+    confirmed = confirm(after, stuck, loads, now=210.0)
     assert states(confirmed) == {
         "a": ("Refused", "Refused"),  # written in the refused swap
         "c": ("Refused", "Refused"),
@@ -112,7 +112,7 @@ def test_a_plugin_written_after_falcos_last_restart_is_not_loaded_and_refused_wh
     assert (waiting.state, waiting.reason) == ("Installed", "NotLoaded")
     assert "has not restarted since this version was written" in (waiting.message or "")
     loads.nudged(204.0)
-    refused = confirm(second, stuck, loads, now=208.0)[0]
+    refused = confirm(second, stuck, loads, now=210.0)[0]
     assert (refused.state, refused.reason) == ("Refused", "Refused")
     assert "its entry in the plugins fragment" in (refused.message or "")
 
