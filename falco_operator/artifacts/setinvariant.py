@@ -6,7 +6,7 @@ each file the rules collected so far compiled (Falco compiles after every file, 
 that only a later file defines). An artifact whose files make the set fail is withheld, with the reason:
 
 - ``DependencyPending`` (state ``Pending``): an artifact it may depend on (a Rulesfile loading before it, or a
-  Plugin) is still being read; it is written once that arrives, or judged again then;
+  Plugin not configured yet) is still being read; it is written once that arrives, or judged again then;
 - ``DependencyGone`` (state ``Failed``): it needs what an artifact that no longer applies here provided (deleted,
   or its selectors no longer match); the files of that artifact are not kept for it;
 - ``RequirementsNotMet`` (state ``Failed``): it needs a plugin, a plugin version or an engine version that this
@@ -178,13 +178,14 @@ class _Judge:
         return "; ".join(parts)
 
     def _pending_providers(self, key: ArtifactKey) -> list[ArtifactKey]:
-        """Pending artifacts that could provide what ``key`` lacks: Plugins, and Rulesfiles loading before it."""
+        """Pending artifacts that could provide what ``key`` lacks: Plugins not configured yet, and Rulesfiles
+        loading before it."""
         latest = max(_rules_files(self.outcomes[key].delivered), default="")
         providers = []
         for other, outcome in sorted(self.outcomes.items()):
             if other == key or outcome.state != "Pending":
                 continue
-            if other.kind == "Plugin" or (
+            if (other.kind == "Plugin" and outcome.delivered.plugin_entry is None) or (
                 other.kind == "Rulesfile" and _first_file_name(other, self.priorities.get(other, 50)) < latest
             ):
                 providers.append(other)

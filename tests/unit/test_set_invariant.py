@@ -175,6 +175,17 @@ def test_rules_using_fields_of_a_plugin_still_being_pulled_wait_for_it() -> None
     assert plugin_names(arrived) == ["container"]
 
 
+def test_a_plugin_being_pulled_again_while_its_last_entry_stays_is_not_waited_for() -> None:
+    container = Plugin.model_validate({"metadata": {"name": "container", "generation": 2}, "spec": {
+        "ociArtifact": {"reference": "registry.example/plugins/container:0.7.2"}}})  # fmt: skip
+    last = plan([plugin("container", "container")], {}, {}, plugins_dir=PLUGINS)
+    broken = rulesfile("broken", "- rule: b\n  desc: d\n  condition: proc.nam = x\n  output: o\n  priority: INFO\n")
+    result = planned([container, broken], delivered(last))
+    assert outcome(result, "container")[0] == "Pending"
+    assert plugin_names(result) == ["container"]
+    assert outcome(result, "broken")[:2] == ("Invalid", "InvalidRules")
+
+
 def test_case_8_a_pending_rulesfile_that_loads_later_is_not_waited_for() -> None:
     late = rulesfile("late", priority=90, ociArtifact=OCI)
     team = rulesfile("team", USES_M)
