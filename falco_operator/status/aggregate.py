@@ -14,6 +14,7 @@ from typing import Any
 
 from ..artifacts.audience import Audience
 from ..artifacts.oci import PULL_FAILURE_REASONS
+from ..artifacts.setinvariant import DEPENDENCY_GONE, DEPENDENCY_PENDING, REQUIREMENTS_NOT_MET
 from ..kube.conditions import with_transition_times
 
 Json = dict[str, Any]
@@ -24,6 +25,8 @@ MAX_REASON_CHARS = 128
 MAX_CONDITION_CHARS = 4096
 """The longest condition message: a status the API server refuses (its CRD caps a message at 32 KiB) would stay
 stale and be retried forever, so every message is cut well under that."""
+DEPENDENCY_REASONS = {DEPENDENCY_GONE, DEPENDENCY_PENDING, REQUIREMENTS_NOT_MET}
+"""Reasons an agent gives for an artifact it withholds because of the rest of the set (see the set invariant)."""
 UNRESOLVED_REASONS = {"ConfigMapNotFound", "ConfigMapKeyNotFound", "Forbidden", "Unsupported", *PULL_FAILURE_REASONS}
 
 
@@ -118,12 +121,17 @@ def artifact_status(
     digests = set()
     delivered: dict[str, list[str]] = {}  # installed OCI digests, and the nodes that deliver each
     older: list[str] = []
+    unmet: dict[str, str] = {}
+    unmet_reason: str | None = None
     for agent in chosen:
         entry = report_entry(reports.get(agent.pod), target.kind, target.name)
         if entry is None or entry.get("generation") != generation:
             waiting.append(agent.node)
             continue
         state = entry.get("state")
+        if entry.get("reason") in DEPENDENCY_REASONS and state in ("Failed", "Pending"):
+            unmet[agent.node] = str(entry.get("message") or entry.get("reason"))
+            unmet_reason = unmet_reason or str(entry.get("reason"))
         if state in ("Installed", "Loaded", "Refused") and _older_config_map(target, entry):
             waiting.append(agent.node)  # this generation, but the ConfigMap changed since the agent wrote it
             older.append(agent.node)
@@ -193,7 +201,15 @@ def artifact_status(
         resolved = _condition("ResolvedRefs", False, stale_reason or "RefreshFailed", message, generation)
     else:
         resolved = _condition("ResolvedRefs", True, "Resolved", "every source could be read", generation)
-    conditions = with_transition_times([resolved, programmed, valid], (old or {}).get("conditions"), now)
+    if unmet:
+        message = f"not written on {len(unmet)} node(s): {grouped(sorted(unmet), unmet)}"
+        dependencies = _condition("DependenciesSatisfied", False, unmet_reason or "DependencyPending", message,
+                                  generation)  # fmt: skip
+    else:
+        dependencies = _condition("DependenciesSatisfied", True, "Satisfied",
+                                  "every macro, list and plugin it needs is there", generation)  # fmt: skip
+    conditions = with_transition_times([resolved, programmed, valid, dependencies], (old or {}).get("conditions"),
+                                       now)  # fmt: skip
     nodes = {"targeted": total, "installed": len(installed), "loaded": len(loaded), "failed": len(failed),
              "summary": f"{len(installed)}/{total}"}  # fmt: skip
     digest = next(iter(digests)) if len(digests) == 1 else None
@@ -207,7 +223,7 @@ def _older_config_map(target: Target, entry: Json) -> bool:
     return bool(target.config_map_sha256 and written and written != target.config_map_sha256)
 
 
-WARNED_CONDITIONS = ("Valid", "ResolvedRefs")
+WARNED_CONDITIONS = ("Valid", "ResolvedRefs", "DependenciesSatisfied")
 
 
 def warnings_to_record(old: Json | None, new: Json) -> list[tuple[str, str]]:

@@ -137,3 +137,24 @@ def test_a_failed_refresh_keeps_programmed_and_says_so_in_resolved_refs() -> Non
     assert resolved[:2] == ("False", "Unauthorized")
     assert "1 node(s)" in resolved[2]
     assert "node1: Secret pull does not authenticate to r.io" in resolved[2]
+
+
+def test_dependencies_satisfied_names_what_agents_withhold_and_warns_once() -> None:
+    from falco_operator.status.aggregate import warnings_to_record
+
+    target = Target("Rulesfile", "rules", 2)
+    gone = "withheld: it uses macro 'm', which Rulesfile base (50-03-base-inline.yaml) defined and no longer does"
+    reports = {
+        "pod-1": report([entry("Failed", reason="DependencyGone", message=gone)]),
+        "pod-2": report([entry("Failed", reason="DependencyGone", message=gone)]),
+        "pod-3": report([entry("Pending", reason="DependencyPending", message="waits for Plugin container")]),
+    }
+    status = artifact_status(target, agents(3), reports, None, NOW)
+    satisfied = conditions(status)["DependenciesSatisfied"]
+    assert satisfied[:2] == ("False", "DependencyGone")
+    assert satisfied[2] == f"not written on 3 node(s): node1, node2: {gone}; node3: waits for Plugin container"
+    assert status["nodes"]["failed"] == 2
+    assert ("DependencyGone", satisfied[2]) in warnings_to_record(None, status)
+    assert warnings_to_record(status, artifact_status(target, agents(3), reports, status, NOW)) == []
+    healthy = {f"pod-{i}": report([entry("Loaded")]) for i in range(1, 4)}
+    assert conditions(artifact_status(target, agents(3), healthy, status, NOW))["DependenciesSatisfied"][0] == "True"
