@@ -194,7 +194,8 @@ class Agent:
                 self._last_good = recover_last_good(self._disk_at_start, artifacts)
                 self._disk_at_start = None
         result = await self.planner.plan(artifacts, resolve(artifacts, self.config_maps, self.pulls.resolve),
-                                         self._last_good, plugin_versions=self.pulls.plugin_versions())  # fmt: skip
+                                         self._last_good, plugin_versions=self.pulls.plugin_versions(),
+                                         artifact_needs=self.pulls.artifact_needs())  # fmt: skip
         swapped = await anyio.to_thread.run_sync(self.materializer.apply, result.directories)
         if swapped:
             for directory in swapped:

@@ -30,6 +30,7 @@ import httpx
 from falco_operator.api import Plugin, Rulesfile
 from falco_operator.api.oci import MIN_REFRESH_SECONDS, CredentialsRef, OCIArtifact, OCILocation
 from falco_operator.artifacts import Artifact, ArtifactKey, Content, Resolution, Unavailable, artifact_key
+from falco_operator.artifacts.needs import ArtifactNeeds, artifact_needs
 from falco_operator.artifacts.oci import (
     GRANT_RULE,
     PLUGIN,
@@ -147,6 +148,9 @@ class OCIPulls:
         """The digest each source last resolved to, as remembered in the cache."""
         self._versions: dict[str, str] = {}
         """A plugin artifact's version (its OCI config's), by the digest its reference resolved to."""
+        self._needs: dict[str, ArtifactNeeds] = {}
+        """What an artifact's OCI config says it needs (dependencies, requirements), by digest."""
+        self._configs_read: set[str] = set()
         self._writing: set[tuple[str, str]] = set()
         """Cache entries written by pulls whose result is not published yet (pruning keeps them)."""
         self._group: anyio.abc.TaskGroup | None = None
@@ -189,6 +193,11 @@ class OCIPulls:
         """Artifacts whose source could not be resolved again (a refresh, or a new generation of the same
         source): what was pulled before stays delivered, and this says why it may be stale."""
         return {key: tracked.refresh_problem for key, tracked in self._tracked.items() if tracked.refresh_problem}
+
+    def artifact_needs(self) -> dict[str, ArtifactNeeds]:
+        """What each pulled artifact's OCI config says it needs (falcoctl's dependencies and requirements), by the
+        digest delivered; artifacts whose config states nothing are left out."""
+        return dict(self._needs)
 
     def plugin_versions(self) -> dict[str, str]:
         """The version of each plugin pulled, as its OCI config says, by the digest delivered (the agent checks it
@@ -282,8 +291,8 @@ class OCIPulls:
         location = request.location
         session = RegistrySession(self._http(location.insecure_skip_verify), location, credentials)
         resolved = await session.resolve(request.type, self._settings.architecture)
-        if request.type == PLUGIN and resolved.digest not in self._versions:
-            await self._read_version(session, resolved)
+        if resolved.digest not in self._configs_read:
+            await self._read_config(session, resolved, request.type == PLUGIN)
         cached = await self._cached(resolved.digest, request.type.label)
         if cached is not None:
             await self._remember(request, resolved.digest)
@@ -322,17 +331,21 @@ class OCIPulls:
         self._resolutions[request.source] = digest
         return Content(data, digest)
 
-    async def _read_version(self, session: RegistrySession, resolved: Resolved) -> None:
-        """Remember the plugin's version from its OCI config (small; once per digest). Without one the plugin is
-        still delivered: its version is then unknown."""
+    async def _read_config(self, session: RegistrySession, resolved: Resolved, plugin: bool) -> None:
+        """Remember what the artifact's OCI config says (small; once per digest): a plugin's version, and what the
+        artifact needs. Without a config the artifact is still delivered: its version and needs are unknown."""
         try:
             config = await session.artifact_config(resolved)
         except PullFailed as failed:
             log.warning("cannot read the config of %s: %s", session.reference, failed.message)
             return
+        self._configs_read.add(resolved.digest)
         version = (config or {}).get("version")
-        if isinstance(version, str) and version:
+        if plugin and isinstance(version, str) and version:
             self._versions[resolved.digest] = version
+        needs = artifact_needs(config)
+        if not needs.empty:
+            self._needs[resolved.digest] = needs
 
     async def _cached(self, digest: str, label: str) -> bytes | None:
         try:

@@ -22,11 +22,12 @@ from .naming import (
     artifact_file_name,
     plugin_library_file_name,
 )
+from .needs import ArtifactNeeds
 from .plugins import plugin_entry, render_plugins_config
 from .rules import standalone_problem
 from .setinvariant import RulesFileView as RulesFileView
 from .setinvariant import RulesSetCheck as RulesSetCheck
-from .setinvariant import enforce_rules_set, load_context
+from .setinvariant import enforce_needs, enforce_rules_set, load_context
 from .validation import Invalid, parse_config, parse_rules
 from .yamldoc import dump_yaml
 
@@ -168,6 +169,7 @@ def plan(
     rules_set_check: RulesSetCheck | None = None,
     plugin_versions: Mapping[str, str] | None = None,
     engine_version: str | None = None,
+    artifact_needs: Mapping[str, ArtifactNeeds] | None = None,
 ) -> Plan:
     """The files every directory must hold and each artifact's outcome.
 
@@ -176,7 +178,8 @@ def plan(
     directory as Falco sees it (default library paths point there). With ``rules_set_check`` the rules files are
     checked as one set (``setinvariant``), with the plugins this set configures (``plugin_versions``: a plugin
     library's version by its OCI digest, when its artifact config names one) and the engine Falco reports
-    (``engine_version``).
+    (``engine_version``). ``artifact_needs``: what each OCI artifact's config needs, by digest; an artifact whose
+    needs the set does not meet is withheld (``setinvariant.enforce_needs``).
     """
     artifacts = sorted(artifacts, key=artifact_key)
     outcomes: dict[ArtifactKey, Outcome] = {}
@@ -193,6 +196,8 @@ def plan(
             outcome = Outcome(key, artifact.metadata.generation, rejected.state, kept, rejected.reason, message)
         outcomes[key] = outcome
     _reject_plugin_name_clashes(outcomes, last_good)
+    if artifact_needs:
+        enforce_needs(outcomes, last_good, artifact_needs, plugin_versions or {}, engine_version)
     needed: dict[ArtifactKey, Delivered] = {}
     if rules_set_check:
         context = load_context(outcomes.values(), plugin_versions or {}, engine_version)

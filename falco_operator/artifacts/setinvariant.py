@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from .model import EMPTY, ArtifactKey, Delivered, Outcome
 from .naming import RULES_DIR, Medium, artifact_file_name
+from .needs import ArtifactNeeds, needs_problem
 from .rules import LoadContext
 from .validation import parse_rules
 from .yamldoc import Problem
@@ -80,6 +81,30 @@ def load_context(outcomes: Iterable[Outcome], versions: Mapping[str, str], engin
     return LoadContext(dict(sorted(plugins.items())), engine_version)
 
 
+def enforce_needs(
+    outcomes: dict[ArtifactKey, Outcome],
+    last_good: Mapping[ArtifactKey, Delivered],
+    needs: Mapping[str, ArtifactNeeds],
+    versions: Mapping[str, str],
+    engine_version: str | None,
+) -> None:
+    """Withhold the artifacts whose OCI config needs what the set does not provide (``needs``: by the digest
+    delivered); a withheld Plugin leaves the set, so the others are judged again without it."""
+    for _ in range(2 * len(outcomes) + 1):  # each round withholds new content or removes kept files
+        context = load_context(outcomes.values(), versions, engine_version)
+        unmet = {}
+        for key, outcome in outcomes.items():
+            digest = outcome.delivered.digest
+            problem = needs_problem(needs[digest], context) if digest is not None and digest in needs else None
+            if problem is not None:
+                unmet[key] = problem
+        if not unmet:
+            return
+        for key, problem in sorted(unmet.items()):
+            verdict = _Verdict("Failed", REQUIREMENTS_NOT_MET, problem)
+            outcomes[key] = _withheld(outcomes[key], last_good.get(key, EMPTY), verdict)
+
+
 def enforce_rules_set(
     outcomes: dict[ArtifactKey, Outcome],
     last_good: Mapping[ArtifactKey, Delivered],
@@ -116,7 +141,7 @@ def _withheld(outcome: Outcome, kept: Delivered, verdict: _Verdict) -> Outcome:
         message = (outcome.message or "").removesuffix("; the last good files stay")
         message += f"; its last good files are removed as well ({verdict.reason}: {verdict.message})"
         return Outcome(outcome.key, outcome.generation, outcome.state, EMPTY, outcome.reason, message)
-    if _rules_files(kept) == _rules_files(outcome.delivered):
+    if kept.files == outcome.delivered.files and kept.plugin_entry == outcome.delivered.plugin_entry:
         kept = EMPTY  # the same files fail the same way
     if not kept.empty:
         suffix = "; the last good files stay"

@@ -4,6 +4,7 @@ Plugin's version from its OCI config decides which rules meet their ``required_p
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import kr8s.asyncio
@@ -14,7 +15,7 @@ from e2e.controlplane import ControlPlane
 from e2e.controlplane.cluster import free_port
 from e2e.falco import RELOAD_FAILURE_LINE, FalcoBinaries, RunningFalco, run_falco
 from e2e.kube import call
-from e2e.oci_artifacts import push_plugin
+from e2e.oci_artifacts import RULES_CONFIG, RULES_LAYER, push_plugin, tar_gz
 from e2e.operator import RunningOperator
 from e2e.registry import Registry
 from falco_operator.artifacts import sha256_hex
@@ -123,3 +124,43 @@ async def test_the_version_in_a_plugins_oci_config_decides_its_rules_requirement
                        binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
             await without_refusals(falco, files)
             await wait_entry(api, agent, "Rulesfile", "fits", lambda e: e.get("state") == "Loaded", "fits loaded")
+
+
+async def test_rules_whose_oci_config_depends_on_a_plugin_wait_for_it_to_be_configured(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path,
+    oci_registry: Registry, falco_binaries: FalcoBinaries,
+) -> None:  # fmt: skip
+    rules = rule("declared", "evt.num = 3").encode()
+    config = {"name": "declared-rules", "version": "1.0.0", "requirements": [],
+              "dependencies": [{"name": "container", "version": "0.4.0"}]}  # fmt: skip
+    oci_registry.push_artifact("rules/declared", "1", tar_gz({"declared.yaml": rules}), RULES_LAYER,
+                               json.dumps(config).encode(), RULES_CONFIG)  # fmt: skip
+    library = falco_binaries.container_plugin.read_bytes()
+    push_plugin(oci_registry, "plugins/container", "0.7.1", {machine_architecture(): library}, version="0.7.1")
+    await create_secret(api, namespace, "registry", docker_config(oci_registry),
+                        type_="kubernetes.io/dockerconfigjson")  # fmt: skip
+    pods = await falco_pods(api, namespace, "falco")
+    await create(api, namespace, rulesfile("declared", ociArtifact={
+        "reference": f"{oci_registry.host}/rules/declared:1", "pullSecret": {"secretName": "registry"}}))  # fmt: skip
+    port = free_port()
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"],
+                              {"node1": f"http://127.0.0.1:{port}"}, agent_args(oci_registry)) as agents:  # fmt: skip
+        agent = agents["node1"]
+        waiting = await wait_entry(api, agent, "Rulesfile", "declared", lambda e: e.get("state") == "Failed",
+                                   "withheld for its declared dependency")  # fmt: skip
+        assert waiting["reason"] == "RequirementsNotMet"
+        assert waiting["message"].startswith("its OCI artifact's config (dependencies): it needs a plugin this Falco "
+                                             "does not load: add a Plugin for container (>= 0.4.0)")  # fmt: skip
+        assert agent.files(agent.rules_dir) == {}
+
+        source = {"reference": f"{oci_registry.host}/plugins/container:0.7.1", "pullSecret": {"secretName": "registry"}}
+        settings = {"initConfig": {"label_max_len": 100, "with_size": False}}
+        await create(api, namespace, {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Plugin",
+                                      "metadata": {"name": "container"},
+                                      "spec": {"ociArtifact": source, "config": settings}})  # fmt: skip
+        files = await wait_files(agent, agent.rules_dir, lambda f: bool(f), "the rules once the plugin is there")
+        assert files == {"50-01-declared-oci.yaml": rules}
+        with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
+                       binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
+            await without_refusals(falco, files)
+            await wait_entry(api, agent, "Rulesfile", "declared", lambda e: e.get("state") == "Loaded", "loaded")

@@ -22,6 +22,7 @@ from falco_operator.artifacts import (
     load_yaml,
     plan,
 )
+from falco_operator.artifacts.needs import artifact_needs
 from falco_operator.artifacts.rules import LoadContext, RulesFile, check_rule_set, rules_set_check
 from falco_operator.artifacts.yamldoc import plain
 
@@ -246,3 +247,57 @@ def test_an_artifact_that_only_fails_with_the_plugins_of_this_set_has_unmet_requ
     with_plugin = plan([rulesfile("r", MACRO_M), plugin("container", "container")], {}, {}, plugins_dir=PLUGINS,
                        rules_set_check=check)  # fmt: skip
     assert outcome(with_plugin, "r")[:2] == ("Installed", "Installed")
+
+
+def test_the_needs_an_oci_config_states_are_read_in_falcoctls_form() -> None:
+    config = {"name": "falco-rules", "version": "4.0.0", "requirements": [{"name": "engine_version_semver",
+              "version": "0.50.0"}], "dependencies": [{"name": "container", "version": "0.4.0", "alternatives": [
+              {"name": "k8smeta", "version": "0.1.0"}]}, {"name": "json"}, "junk"]}  # fmt: skip
+    needs = artifact_needs(config)
+    assert needs.engine == "0.50.0"
+    assert [[(r.name, r.version) for r in alternatives] for alternatives in needs.dependencies] == [
+        [("container", "0.4.0"), ("k8smeta", "0.1.0")]
+    ]
+    assert artifact_needs(None).empty
+    assert artifact_needs({"dependencies": "x"}).empty
+
+
+def test_rules_whose_oci_config_needs_a_plugin_the_set_lacks_are_withheld() -> None:
+    rules = rulesfile("falco-rules", ociArtifact=OCI)
+    pulled = {(ArtifactKey("Rulesfile", "falco-rules"), Medium.OCI): Content(MACRO_M.encode(), "sha256:rules")}
+    needs = {"sha256:rules": artifact_needs({"dependencies": [{"name": "container", "version": "0.4.0"}]})}
+    container = Plugin.model_validate({"metadata": {"name": "container", "generation": 1}, "spec": {
+        "ociArtifact": {"reference": "registry.example/plugins/container:0.7.1"}}})  # fmt: skip
+
+    def planned_with(plugins: list[Any], versions: dict[str, str]) -> Plan:
+        library = {(ArtifactKey("Plugin", "container"), Medium.OCI): Content(b"\x7fELF", "sha256:c")}
+        return plan([rules, *plugins], pulled | library, {}, plugins_dir=PLUGINS, rules_set_check=rules_set_check,
+                    plugin_versions=versions, artifact_needs=needs)  # fmt: skip
+
+    alone = planned_with([], {})
+    assert outcome(alone, "falco-rules") == (
+        "Failed", "RequirementsNotMet", "its OCI artifact's config (dependencies): it needs a plugin this Falco does "
+        "not load: add a Plugin for container (>= 0.4.0); nothing is written for it until then")  # fmt: skip
+    assert alone.directories[RULES_DIR] == {}
+    assert outcome(planned_with([container], {"sha256:c": "0.7.1"}), "falco-rules")[0] == "Installed"
+    assert outcome(planned_with([container], {}), "falco-rules")[0] == "Installed", "version unknown: not judged"
+    too_new = planned_with([container], {"sha256:c": "1.0.0"})
+    state, reason, message = outcome(too_new, "falco-rules")
+    assert (state, reason) == ("Failed", "RequirementsNotMet")
+    assert "it needs plugin container >= 0.4.0 (same major version), but this Falco loads container 1.0.0" in message
+
+
+def test_a_plugin_whose_oci_config_needs_a_newer_engine_leaves_and_takes_its_rules_with_it() -> None:
+    container = Plugin.model_validate({"metadata": {"name": "container", "generation": 1}, "spec": {
+        "ociArtifact": {"reference": "registry.example/plugins/container:9.0.0"}}})  # fmt: skip
+    uses = rulesfile("uses", "- rule: c\n  desc: d\n  condition: container.id != host\n  output: o\n  priority: INFO\n")
+    library = {(ArtifactKey("Plugin", "container"), Medium.OCI): Content(b"\x7fELF", "sha256:c")}
+    needs = {"sha256:c": artifact_needs({"requirements": [{"name": "engine_version_semver", "version": "0.99.0"}]})}
+    result = plan([container, uses], library, {}, plugins_dir=PLUGINS, rules_set_check=rules_set_check,
+                  engine_version="0.62.0", artifact_needs=needs)  # fmt: skip
+    state, reason, message = outcome(result, "container")
+    assert (state, reason) == ("Failed", "RequirementsNotMet")
+    assert "it needs Falco engine version 0.99.0, but this Falco's engine is 0.62.0" in message
+    assert plugin_names(result) == []
+    assert outcome(result, "uses")[:2] == ("Failed", "RequirementsNotMet")
+    assert result.directories[RULES_DIR] == {}
