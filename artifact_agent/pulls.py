@@ -16,6 +16,7 @@ registry would still take the credentials read before.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -52,6 +53,8 @@ from .metrics import AgentMetrics
 from .oci_cache import DigestCache
 
 log = logging.getLogger("artifact_agent.pulls")
+CONFIG = "config"
+"""The cache label of an artifact's OCI config (as read, by the artifact's digest)."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,8 @@ class OCIPulls:
         self._needs: dict[str, ArtifactNeeds] = {}
         """What an artifact's OCI config says it needs (dependencies, requirements), by digest."""
         self._configs_read: set[str] = set()
+        self._unkept_configs: dict[str, bytes] = {}
+        """Configs downloaded whose artifact is not in the cache yet, by the artifact's digest."""
         self._writing: set[tuple[str, str]] = set()
         """Cache entries written by pulls whose result is not published yet (pruning keeps them)."""
         self._group: anyio.abc.TaskGroup | None = None
@@ -295,6 +300,7 @@ class OCIPulls:
             await self._read_config(session, resolved, request.type == PLUGIN)
         cached = await self._cached(resolved.digest, request.type.label)
         if cached is not None:
+            await self._keep_config(resolved.digest)
             await self._remember(request, resolved.digest)
             return Content(cached, resolved.digest), "cached"
         pulled = await session.fetch(
@@ -306,6 +312,7 @@ class OCIPulls:
             await anyio.to_thread.run_sync(self._cache.put, pulled.digest, request.type.label, pulled.file.data)
         except OSError as error:  # the cache saves downloads; the pulled bytes are good without it
             log.warning("cannot cache %s: %s", pulled.digest, error)
+        await self._keep_config(resolved.digest)
         await self._remember(request, pulled.digest)
         log.info("pulled %s", location.reference, extra={"digest": pulled.digest, "bytes": pulled.downloaded})
         return Content(pulled.file.data, pulled.digest), "success"
@@ -332,13 +339,20 @@ class OCIPulls:
         return Content(data, digest)
 
     async def _read_config(self, session: RegistrySession, resolved: Resolved, plugin: bool) -> None:
-        """Remember what the artifact's OCI config says (small; once per digest): a plugin's version, and what the
-        artifact needs. Without a config the artifact is still delivered: its version and needs are unknown."""
-        try:
-            config = await session.artifact_config(resolved)
-        except PullFailed as failed:
-            log.warning("cannot read the config of %s: %s", session.reference, failed.message)
-            return
+        """Remember what the artifact's OCI config says (small; once per digest, and from the cache when a pull
+        before this restart kept it): a plugin's version, and what the artifact needs. Without a config the
+        artifact is still delivered: its version and needs are unknown. A config downloaded is cached with its
+        artifact (``_keep_config``), never alone: a refused artifact leaves nothing in the cache."""
+        kept = await self._cached(resolved.digest, CONFIG)
+        if kept is not None:
+            config = _config_from_cache(kept)
+        else:
+            try:
+                config = await session.artifact_config(resolved)
+            except PullFailed as failed:
+                log.warning("cannot read the config of %s: %s", session.reference, failed.message)
+                return
+            self._unkept_configs[resolved.digest] = json.dumps(config).encode()
         self._configs_read.add(resolved.digest)
         version = (config or {}).get("version")
         if plugin and isinstance(version, str) and version:
@@ -346,6 +360,16 @@ class OCIPulls:
         needs = artifact_needs(config)
         if not needs.empty:
             self._needs[resolved.digest] = needs
+
+    async def _keep_config(self, digest: str) -> None:
+        """Cache the config read for an artifact now cached too, so a restart reads it from there."""
+        config = self._unkept_configs.pop(digest, None)
+        if config is None:
+            return
+        try:
+            await anyio.to_thread.run_sync(self._cache.put, digest, CONFIG, config)
+        except OSError as error:  # the cache saves downloads; the config read is good without it
+            log.warning("cannot cache the config of %s: %s", digest, error)
 
     async def _cached(self, digest: str, label: str) -> bytes | None:
         try:
@@ -404,6 +428,7 @@ class OCIPulls:
             for tracked in self._tracked.values()
             if isinstance(tracked.result, Content) and tracked.result.digest
         ]
+        in_use += [(digest, CONFIG) for digest, _ in in_use]
         self._versions = {digest: version for digest, version in self._versions.items()
                           if any(digest == used for used, _ in in_use)}  # fmt: skip
         sources = [tracked.request.source for tracked in self._tracked.values()]
@@ -411,6 +436,14 @@ class OCIPulls:
             self._cache.keep_only(in_use, sources)
         except OSError as error:
             log.warning("cannot prune the OCI cache: %s", error)
+
+
+def _config_from_cache(data: bytes) -> dict[str, Any] | None:
+    try:
+        config = json.loads(data)
+    except ValueError:
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def _pending(request: PullRequest) -> Unavailable:

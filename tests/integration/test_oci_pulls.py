@@ -123,8 +123,10 @@ async def test_a_refresh_that_fails_keeps_the_content_and_its_cache_entry_and_sa
         pulls.want([rulesfile(oci)])
         await answer(pulls, holds(rules), "the first pull")
         cached = sorted(os.listdir(cache))
-        assert cached[0] == "rules-" + digest.removeprefix("sha256:")
-        assert [name.split("-")[0] for name in cached] == ["rules", "source"], "the file, and what the tag named"
+        assert cached[1] == "rules-" + digest.removeprefix("sha256:")
+        assert [name.split("-")[0] for name in cached] == ["config", "rules", "source"], (
+            "the artifact's config, its file, and what the tag named"
+        )
 
         plain_registry.stop()
         await wait_for(partial(_problems, pulls), lambda problems: KEY in problems, timeout=15, what="a problem")
