@@ -101,6 +101,9 @@ class Agent:
         pulls = settings.pulls or PullSettings(cache_dir=settings.directories.plugins / OCI_CACHE)
         self.pulls = OCIPulls(client, namespace, pulls, self.metrics, self._mark_dirty)
         self.falco_view = UNKNOWN
+        self.engine_version: str | None = None
+        """The engine version Falco last reported: kept while Falco does not answer (it changes only with Falco's
+        image, and a Falco restarting, or refusing to start, must not let rules it cannot load through)."""
         self._fast_polls_until = 0.0
         self._poll_now = anyio.Event()
         self._outcomes: list[Outcome] = []
@@ -195,6 +198,7 @@ class Agent:
                 self._disk_at_start = None
         result = await self.planner.plan(artifacts, resolve(artifacts, self.config_maps, self.pulls.resolve),
                                          self._last_good, plugin_versions=self.pulls.plugin_versions(),
+                                         engine_version=self.engine_version,
                                          artifact_needs=self.pulls.artifact_needs())  # fmt: skip
         swapped = await anyio.to_thread.run_sync(self.materializer.apply, result.directories)
         if swapped:
@@ -252,6 +256,7 @@ class Agent:
                 self.falco_loads.observed(view)
                 if view != self.falco_view:
                     self.falco_view = view
+                    self.engine_version = view.engine_version or self.engine_version
                     self._mark_dirty()
                 if self.falco_loads.refused(view, time.time()) != self._refused:
                     self._refused = not self._refused  # a new state to report: Refused, or no longer

@@ -7,7 +7,9 @@ for each of its files, the hash of what was written. A Plugin is *Loaded* only w
 that wrote its entry and library and runs a plugin of its name at the version delivered (when the artifact says
 its version): a running Falco does not load a library again from a path it loaded before, and a reload it refused
 leaves the old plugin running. Falco does not report which config fragments it loaded (0.44 lists only
-``falco.yaml``), so a Config stays *Installed*, and says so.
+``falco.yaml``), so a Config stays *Installed*, and says so. ``/versions`` also gives the engine version
+(``engine_version_semver``, or the whole number ``engine_version`` N of an older Falco, which means 0.N.0): the
+planner judges ``required_engine_version`` and an OCI config's ``engine_version_semver`` against it.
 
 A reload Falco refuses (a hot restart whose dry run fails) leaves its restart time where it was. When Falco has
 not restarted after a swap, even ``REFUSED_AFTER`` seconds after the agent nudged it (``missed_swap``), it refused
@@ -48,9 +50,46 @@ class FalcoView:
     """Running plugins: name → version."""
     reloaded_at: float | None = None
     """Unix time of Falco's last (re)start."""
+    engine_version: str | None = None
+    """Falco's rules engine version, x.y.z ("0.62.0"), when it says."""
 
 
 UNKNOWN = FalcoView(reachable=False)
+
+
+@dataclass(frozen=True)
+class FalcoVersions:
+    """What ``/versions`` says: Falco's version, its engine's (x.y.z) and the plugins it runs (name → version)."""
+
+    falco: str | None = None
+    engine: str | None = None
+    plugins: Mapping[str, str] = field(default_factory=dict)
+
+
+_SEMVER = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+")
+
+
+def parse_versions(described: object) -> FalcoVersions:
+    """The versions in ``/versions``' JSON: the engine from ``engine_version_semver`` (Falco 0.44.1: ``0.62.0``),
+    else from ``engine_version`` (``62``, which Falco means as 0.62.0); what is missing or not a version is None."""
+    if not isinstance(described, dict):
+        return FalcoVersions()
+    falco = described.get("falco_version")
+    plugins = described.get("plugin_versions")
+    return FalcoVersions(
+        falco=str(falco) if falco is not None else None,
+        engine=_engine_version(described.get("engine_version_semver"), described.get("engine_version")),
+        plugins={str(k): str(v) for k, v in plugins.items()} if isinstance(plugins, dict) else {},
+    )
+
+
+def _engine_version(semver: object, number: object) -> str | None:
+    if isinstance(semver, str) and _SEMVER.match(semver):
+        return semver
+    text = str(number).strip() if isinstance(number, (str, int)) and not isinstance(number, bool) else ""
+    if text.isascii() and text.isdigit():
+        return f"0.{int(text)}.0"
+    return text if _SEMVER.match(text) else None
 
 
 def parse_reload_time(metrics: str) -> float | None:
@@ -153,13 +192,14 @@ async def observe(http: httpx.AsyncClient, url: str, previous: FalcoView = UNKNO
         described = json.loads(versions.text)
     except (httpx.HTTPError, ValueError):
         return UNKNOWN
-    plugins = described.get("plugin_versions") if isinstance(described, dict) else None
+    versions_said = parse_versions(described)
     return FalcoView(
         reachable=True,
-        version=str(described.get("falco_version")) if isinstance(described, dict) else None,
+        version=versions_said.falco,
         rules=parse_rules_hashes(metrics.text),
         reloaded_at=reloaded_at,
-        plugins={str(k): str(v) for k, v in plugins.items()} if isinstance(plugins, dict) else {},
+        plugins=versions_said.plugins,
+        engine_version=versions_said.engine,
     )
 
 

@@ -18,6 +18,7 @@ from e2e.kube import call
 from e2e.oci_artifacts import RULES_CONFIG, RULES_LAYER, push_plugin, tar_gz
 from e2e.operator import RunningOperator
 from e2e.registry import Registry
+from e2e.wait import wait_for
 from falco_operator.artifacts import sha256_hex
 from falco_operator.artifacts.oci import machine_architecture
 from tests.integration.agent_support import create, entry, report, running_agents, wait_entry, wait_files
@@ -164,3 +165,47 @@ async def test_rules_whose_oci_config_depends_on_a_plugin_wait_for_it_to_be_conf
                        binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
             await without_refusals(falco, files)
             await wait_entry(api, agent, "Rulesfile", "declared", lambda e: e.get("state") == "Loaded", "loaded")
+
+
+async def test_rules_requiring_a_newer_engine_than_falcos_are_withheld_and_falco_keeps_loading(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path,
+    falco_binaries: FalcoBinaries,
+) -> None:  # fmt: skip
+    pods = await falco_pods(api, namespace, "falco")
+    await create(api, namespace, rulesfile("base", rule("base")))
+    port = free_port()
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"],
+                              {"node1": f"http://127.0.0.1:{port}"}) as agents:  # fmt: skip
+        agent = agents["node1"]
+        base = await wait_files(agent, agent.rules_dir, lambda files: len(files) == 1, "base")
+        with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
+                       binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
+            await without_refusals(falco, base)
+            engine = (await falco.versions())["engine_version_semver"]
+            await wait_entry(api, agent, "Rulesfile", "base", lambda e: e.get("state") == "Loaded", "base loaded")
+
+            await create(api, namespace, rulesfile("future", "- required_engine_version: 0.99.0\n" + rule("future")))
+            future = await wait_entry(api, agent, "Rulesfile", "future", lambda e: e.get("state") == "Failed",
+                                      "future withheld")  # fmt: skip
+            assert future["reason"] == "RequirementsNotMet"
+            assert (f"the rules require Falco engine version 0.99.0, but this Falco's engine is {engine}"
+                    in future["message"])  # fmt: skip
+            assert agent.files(agent.rules_dir) == base
+
+            await create(api, namespace, rulesfile("later", rule("later")))  # a later change still loads
+            later = await wait_files(agent, agent.rules_dir, lambda files: len(files) == 2, "later written")
+            assert sorted(later) == ["50-03-base-inline.yaml", "50-03-later-inline.yaml"]
+            await without_refusals(falco, later)
+            await wait_entry(api, agent, "Rulesfile", "later", lambda e: e.get("state") == "Loaded", "later loaded")
+
+        # Falco stopped (a restart, a crash): the engine it reported still judges what the agent writes.
+        await create(api, namespace, rulesfile("meanwhile", rule("meanwhile")))
+        await wait_files(agent, agent.rules_dir, lambda found: "50-03-meanwhile-inline.yaml" in found,
+                         "meanwhile written")  # fmt: skip
+        # The swap makes the agent ask Falco at once; the pass that follows its silence publishes reachable: false.
+        await wait_for(lambda: report(api, agent), lambda body: (body.get("status") or {}).get("falco", {}).get(
+            "reachable") is False, timeout=15, what="the agent seeing Falco gone")  # fmt: skip
+        files = agent.files(agent.rules_dir)
+        assert sorted(files) == ["50-03-base-inline.yaml", "50-03-later-inline.yaml", "50-03-meanwhile-inline.yaml"]
+        future = entry(await report(api, agent), "Rulesfile", "future")
+        assert (future["state"], future["reason"]) == ("Failed", "RequirementsNotMet")

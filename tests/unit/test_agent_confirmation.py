@@ -13,6 +13,7 @@ from artifact_agent.confirmation import (
     missed_swap,
     parse_reload_time,
     parse_rules_hashes,
+    parse_versions,
 )
 from artifact_agent.layout import GenerationDirectory
 from falco_operator.api import Config, Plugin, Rulesfile
@@ -56,6 +57,31 @@ def test_only_what_falco_confirms_is_loaded_and_configs_say_they_cannot_be() -> 
     config = next(o for o in confirm(outcomes(), view) if o.key.name == "c")
     assert "Falco does not report which config fragments it loaded" in (config.message or "")
     assert not loads_expected(outcomes(), view)
+
+
+# As Falco 0.44.1 answers /versions (engine 0.62.0).
+VERSIONS = {"default_driver_version": "10.2.0+driver", "engine_version": "62", "engine_version_semver": "0.62.0",
+            "falco_version": "0.44.1", "libs_version": "0.25.4", "plugin_api_version": "3.12.0",
+            "plugin_versions": {"container": "0.7.1"}}  # fmt: skip
+
+
+def test_falcos_versions_give_its_engine_version_for_the_rules_requirements() -> None:
+    said = parse_versions(VERSIONS)
+    assert (said.falco, said.engine, said.plugins) == ("0.44.1", "0.62.0", {"container": "0.7.1"})
+    # An older Falco says only the whole number N, which Falco means as 0.N.0.
+    assert parse_versions({"engine_version": "26"}).engine == "0.26.0"
+    assert parse_versions({"engine_version": 31}).engine == "0.31.0"
+    assert parse_versions({"engine_version_semver": "bogus", "engine_version": "0.40.0"}).engine == "0.40.0"
+    unknowns: list[object] = [
+        {},
+        {"engine_version": "soon"},
+        {"engine_version": True},
+        {"engine_version": "\u00b2"},
+        [],
+    ]
+    for unknown in unknowns:
+        assert parse_versions(unknown).engine is None
+    assert parse_versions({"falco_version": "0.44.1"}).plugins == {}
 
 
 def test_an_unreachable_falco_confirms_nothing_and_changes_nothing() -> None:
