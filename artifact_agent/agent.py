@@ -194,7 +194,7 @@ class Agent:
                 await self.config_maps.wait_settled()
                 await self.pulls.wait_settled()
             if self._disk_at_start is not None:  # once per process: later passes know what they wrote
-                self._last_good = recover_last_good(self._disk_at_start, artifacts)
+                self._last_good = recover_last_good(self._disk_at_start, artifacts, self.planner.plugins_dir)
                 self._disk_at_start = None
         result = await self.planner.plan(artifacts, resolve(artifacts, self.config_maps, self.pulls.resolve),
                                          self._last_good, plugin_versions=self.pulls.plugin_versions(),

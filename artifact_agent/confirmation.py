@@ -27,7 +27,14 @@ from dataclasses import dataclass, field, replace
 
 import httpx
 
-from falco_operator.artifacts import RULES_DIR, ArtifactKey, Delivered, Outcome, sha256_hex
+from falco_operator.artifacts import (
+    RULES_DIR,
+    ArtifactKey,
+    Delivered,
+    Outcome,
+    parse_plugin_library_file_name,
+    sha256_hex,
+)
 
 RULES_METRIC = "falcosecurity_falco_sha256_rules_files_info"
 RELOAD_METRIC = "falcosecurity_falco_reload_timestamp_nanoseconds"
@@ -250,13 +257,27 @@ def _confirmed(
         if running is None:
             return f"; Falco does not run plugin {name}"
         if delivered is not None and running != delivered:
-            return (f"; Falco runs plugin {name} {running}, not the delivered {delivered} (a running Falco does not "
-                    "load a library again from a path it loaded before: restart the Falco pod)")  # fmt: skip
+            return f"; Falco runs plugin {name} {running}, not the delivered {delivered}{_why_not(outcome.delivered)}"
         if loads is not None and loads.loaded_as_written(outcome) is False:
             return f"; Falco runs plugin {name} {running} and has not restarted since this version was written (yet)"
         return dataclasses.replace(outcome, state="Loaded", reason="Loaded",
                                    message=f"Falco runs plugin {name} {running}")  # fmt: skip
     return None
+
+
+def _why_not(delivered: Delivered) -> str:
+    """Why Falco may run another version than the one delivered: a library named after its content is loaded at
+    Falco's next restart; one at a path the user chose (``libraryPath``) that Falco loaded before is not loaded
+    again from there."""
+    named_by_content = all(
+        (parsed := parse_plugin_library_file_name(name)) is not None and parsed.names(data)
+        for (_, name), data in delivered.files.items()
+    )
+    if named_by_content:
+        return " (yet)"
+    return (" (a running Falco does not load a library again from a path it loaded before, and the Plugin's "
+            "libraryPath keeps its library at one path: restart the Falco pod, or leave libraryPath unset so that "
+            "each library gets a name of its own)")  # fmt: skip
 
 
 def _refused(outcome: Outcome) -> Outcome:

@@ -1,5 +1,9 @@
 """What the disk says was last delivered for each artifact, so an agent restarted while an artifact is invalid
-keeps that artifact's files instead of dropping them."""
+keeps that artifact's files instead of dropping them.
+
+A Plugin's library is the file its entry in the plugins fragment names, else the one library named after that
+Plugin and its content (``<name>-<SHA-256 prefix>.so``); any other library on disk (one a crash left between the
+swaps of one pass, one of a deleted Plugin) is an orphan: the next swap leaves it out."""
 
 from __future__ import annotations
 
@@ -18,17 +22,19 @@ from falco_operator.artifacts import (
     FileRef,
     YamlProblem,
     artifact_key,
+    library_file_in,
     load_yaml,
     parse_artifact_file_name,
-    plugin_library_file_name,
+    parse_plugin_library_file_name,
 )
 from falco_operator.artifacts.yamldoc import plain
 
 
 def recover_last_good(
-    disk: Mapping[str, Mapping[str, bytes]], artifacts: Iterable[Artifact]
+    disk: Mapping[str, Mapping[str, bytes]], artifacts: Iterable[Artifact], plugins_dir: str
 ) -> dict[ArtifactKey, Delivered]:
-    """Files on disk attributed to the artifacts that still exist (by file name; plugins by entry name)."""
+    """Files on disk attributed to the artifacts that still exist (by file name; plugins by entry name, their
+    libraries by the entry's ``library_path``, which points into ``plugins_dir``, or by file name)."""
     entries = _plugin_entries(disk.get(CONFIG_DIR, {}).get(PLUGINS_CONFIG_FILE))
     result: dict[ArtifactKey, Delivered] = {}
     for artifact in artifacts:
@@ -43,13 +49,26 @@ def recover_last_good(
                     files[(directory, name)] = data
         elif isinstance(artifact, Plugin):
             entry = entries.get(artifact.plugin_name)
-            library = plugin_library_file_name(key.name)
-            if library in disk.get(PLUGINS_DIR, {}):
+            library = _library(key.name, entry, disk.get(PLUGINS_DIR, {}), plugins_dir)
+            if library is not None:
                 files[(PLUGINS_DIR, library)] = disk[PLUGINS_DIR][library]
         delivered = Delivered(files, entry)
         if not delivered.empty:
             result[key] = delivered
     return result
+
+
+def _library(
+    name: str, entry: Mapping[str, Any] | None, libraries: Mapping[str, bytes], plugins_dir: str
+) -> str | None:
+    named = library_file_in(str(entry.get("library_path", "")), plugins_dir) if entry else None
+    if named in libraries:
+        return named
+    own = [
+        file for file, data in libraries.items()
+        if (parsed := parse_plugin_library_file_name(file)) and parsed.name == name and parsed.names(data)
+    ]  # fmt: skip
+    return own[0] if len(own) == 1 else None
 
 
 def _plugin_entries(fragment: bytes | None) -> dict[str, dict[str, Any]]:

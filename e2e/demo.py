@@ -225,8 +225,8 @@ class Demo:
                           for node in self.nodes.values())  # fmt: skip
             return written and all("container" in plugins for _, plugins in loaded)
 
-        await self.check("06", "container.so pulled to plugins/, init_config rendered, Falco loaded the plugin on "
-                               "every node", plugin_loaded)  # fmt: skip
+        await self.check("06", "container-<sha256>.so pulled to plugins/, init_config rendered, Falco loaded the "
+                               "plugin on every node", plugin_loaded)  # fmt: skip
 
         self.apply(load_sample("04-rulesfile-oci.yaml") | {"spec": self._oci("04-rulesfile-oci.yaml")})
         await self.check("04", "pulled from the registry: rules.d/50-01-falco-rules-oci.yaml loaded on every node",

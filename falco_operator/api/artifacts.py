@@ -99,7 +99,11 @@ class PluginConfig(KubeModel):
     name: Annotated[str, Field(min_length=1, max_length=253)] | None = None
     """Plugin name; unset means the Plugin's object name."""
     library_path: Annotated[str, Field(min_length=1)] | None = None
-    """Path of the library; unset means `/usr/share/falco/plugins/<object name>.so`."""
+    """Path of the library; unset means the library delivered from `ociArtifact`
+    (`/usr/share/falco/plugins/<object name>-<first 12 hex digits of its SHA-256>.so`, a new name for each new
+    library, so a running Falco loads it), or `/usr/share/falco/plugins/<object name>.so` without `ociArtifact`.
+    With `ociArtifact`, a path in `/usr/share/falco/plugins` gives the delivered library that name; a running
+    Falco does not load a path again, so a new library there is only loaded when the Falco pod restarts."""
     init_config: FreeForm = None
     """The plugin's `init_config`: any YAML value."""
     open_params: str | None = None

@@ -21,8 +21,10 @@ from .naming import (
     RULES_DIR,
     Medium,
     ParsedFileName,
+    ParsedLibraryName,
     artifact_file_name,
     parse_artifact_file_name,
+    parse_plugin_library_file_name,
     plugin_library_file_name,
 )
 from .planning import (
@@ -36,7 +38,7 @@ from .planning import (
     plan,
     remote_sources,
 )
-from .plugins import plugin_entry, render_plugins_config
+from .plugins import library_file_in, plugin_entry, render_plugins_config
 from .validation import Invalid, check_config, check_rules, parse_config, parse_rules
 from .yamldoc import Problem, YamlProblem, dump_yaml, load_yaml
 
@@ -56,6 +58,7 @@ __all__ = [
     "Medium",
     "Outcome",
     "ParsedFileName",
+    "ParsedLibraryName",
     "Plan",
     "Problem",
     "Resolution",
@@ -71,10 +74,12 @@ __all__ = [
     "check_rules",
     "dump_yaml",
     "inline_problem",
+    "library_file_in",
     "load_yaml",
     "parse_artifact",
     "parse_artifact_file_name",
     "parse_config",
+    "parse_plugin_library_file_name",
     "parse_rules",
     "plan",
     "plugin_entry",

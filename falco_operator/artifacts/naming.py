@@ -3,10 +3,15 @@
 A file is named ``PP-SS-<name>-<medium>.yaml``: ``PP`` is the artifact's priority (00-99), ``SS`` the
 sub-priority of its source within the artifact (OCI 01, ConfigMap 02, inline 03), so that a directory listed
 in lexicographic order, as Falco loads it, gives priority order first and source order second.
+
+A plugin library is named after its content, ``<name>-<first 12 hex digits of its SHA-256>.so``: a running Falco
+does not load a library again from a path it loaded before (it keeps the old one across its restarts), so a new
+library must come under a new name to be loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -63,5 +68,27 @@ def parse_artifact_file_name(file_name: str) -> ParsedFileName | None:
     return ParsedFileName(int(match["priority"]), match["name"], medium)
 
 
-def plugin_library_file_name(plugin_name: str) -> str:
-    return f"{plugin_name}.so"
+LIBRARY_DIGEST_LENGTH = 12
+"""Hex digits of the library's SHA-256 in its file name."""
+_LIBRARY = re.compile(rf"^(?P<name>.+)-(?P<digest>[0-9a-f]{{{LIBRARY_DIGEST_LENGTH}}})\.so$")
+
+
+def plugin_library_file_name(name: str, library: bytes) -> str:
+    """``<name>-<first 12 hex digits of the library's SHA-256>.so``: one name per content."""
+    return f"{name}-{hashlib.sha256(library).hexdigest()[:LIBRARY_DIGEST_LENGTH]}.so"
+
+
+@dataclass(frozen=True)
+class ParsedLibraryName:
+    name: str
+    digest_prefix: str
+
+    def names(self, library: bytes) -> bool:
+        """Whether this name was made for these bytes."""
+        return hashlib.sha256(library).hexdigest().startswith(self.digest_prefix)
+
+
+def parse_plugin_library_file_name(file_name: str) -> ParsedLibraryName | None:
+    """The parts of a name made by ``plugin_library_file_name``; None for any other name."""
+    match = _LIBRARY.match(file_name)
+    return ParsedLibraryName(match["name"], match["digest"]) if match else None

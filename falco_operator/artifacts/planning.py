@@ -20,10 +20,9 @@ from .naming import (
     RULES_DIR,
     Medium,
     artifact_file_name,
-    plugin_library_file_name,
 )
 from .needs import ArtifactNeeds
-from .plugins import plugin_entry, render_plugins_config
+from .plugins import library_file_name, plugin_entry, render_plugins_config
 from .rules import standalone_problem
 from .setinvariant import RulesFileView as RulesFileView
 from .setinvariant import RulesSetCheck as RulesSetCheck
@@ -128,11 +127,12 @@ def _deliver(artifact: Artifact, resolutions: Resolutions, plugins_dir: str) -> 
         digest = next((content.digest for medium, content in sources if medium is Medium.OCI), None)
         return Delivered(_validated_files(artifact, sources), digest=digest)
     files: dict[FileRef, bytes] = {}
-    digest = None
+    digest = library = None
     for _, content in sources:  # at most the OCI library
-        files[(PLUGINS_DIR, plugin_library_file_name(artifact.metadata.name or ""))] = content.data
+        library = library_file_name(artifact, content.data, plugins_dir)
+        files[(PLUGINS_DIR, library)] = content.data
         digest = content.digest
-    return Delivered(files, plugin_entry(artifact, plugins_dir), digest)
+    return Delivered(files, plugin_entry(artifact, plugins_dir, library), digest)
 
 
 def inline_problem(artifact: Artifact, config_map_content: bytes | None = None) -> str | None:
@@ -196,6 +196,7 @@ def plan(
             outcome = Outcome(key, artifact.metadata.generation, rejected.state, kept, rejected.reason, message)
         outcomes[key] = outcome
     _reject_plugin_name_clashes(outcomes, last_good)
+    _reject_library_clashes(outcomes)
     if artifact_needs:
         enforce_needs(outcomes, last_good, artifact_needs, plugin_versions or {}, engine_version)
     needed: dict[ArtifactKey, Delivered] = {}
@@ -237,6 +238,21 @@ def _reject_plugin_name_clashes(
         outcomes[key] = Outcome(key, outcome.generation, "Invalid", kept, "NameConflict", message + suffix)
         if kept_entry is not None and not kept.empty:
             owners[str(kept_entry["name"])] = key
+
+
+def _reject_library_clashes(outcomes: dict[ArtifactKey, Outcome]) -> None:
+    """One library per file name: a Plugin whose library would take the name of another Plugin's library, with
+    other bytes (two ``libraryPath``s naming one file), is ``Invalid`` and writes nothing (its entry would load the
+    other library)."""
+    owners: dict[str, tuple[ArtifactKey, bytes]] = {}
+    for key, outcome in sorted(outcomes.items()):
+        for (directory, name), data in outcome.delivered.files.items():
+            owner, owned = owners.setdefault(name, (key, data)) if directory == PLUGINS_DIR else (key, data)
+            if owner != key and owned != data:
+                message = (f"library file {name} is already delivered by Plugin {owner.name}, with other content; "
+                           "give this one another libraryPath")  # fmt: skip
+                outcomes[key] = Outcome(key, outcome.generation, "Invalid", EMPTY, "NameConflict", message)
+                break
 
 
 def _directories(outcomes: Iterable[Outcome]) -> dict[str, dict[str, bytes]]:

@@ -2,11 +2,13 @@
 
 Entries are sorted by name so that every node writes identical bytes. A comment carries the SHA-256 of each
 library the agent delivered, so a new library changes this file and Falco reloads (Falco watches config files,
-not libraries).
+not libraries); a library the agent delivered is also named after its content, so its entry's ``library_path``
+changes with it, and Falco, which does not load a path again, loads it.
 """
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,14 +19,35 @@ from .yamldoc import dump_yaml
 HEADER = b"# Written by falco-artifact-agent from the Plugin resources of this Falco.\n"
 
 
-def plugin_entry(plugin: Plugin, plugins_dir: str) -> dict[str, Any]:
-    """The ``plugins`` entry of one Plugin; the default library path is ``<plugins_dir>/<object name>.so``."""
+FALCO_PLUGINS_DIR = "/usr/share/falco/plugins"
+"""Where Falco looks for a relative ``library_path``."""
+
+
+def library_file_in(library_path: str, plugins_dir: str) -> str | None:
+    """The file name a ``library_path`` names directly in ``plugins_dir`` (a relative path is Falco's, in
+    ``FALCO_PLUGINS_DIR``), when it is a plain visible name; None otherwise."""
+    directory, name = posixpath.split(posixpath.join(FALCO_PLUGINS_DIR, library_path))
+    if posixpath.normpath(directory) != posixpath.normpath(plugins_dir):
+        return None
+    return name if name and not name.startswith(".") else None
+
+
+def library_file_name(plugin: Plugin, library: bytes, plugins_dir: str) -> str:
+    """The name a library delivered from OCI gets in the plugins directory: the one the user's ``libraryPath``
+    names there, if any, else one per content (``<object name>-<SHA-256 prefix>.so``)."""
+    config = plugin.spec.config
+    given = library_file_in(config.library_path, plugins_dir) if config and config.library_path else None
+    return given or plugin_library_file_name(plugin.metadata.name or "", library)
+
+
+def plugin_entry(plugin: Plugin, plugins_dir: str, library_file: str | None = None) -> dict[str, Any]:
+    """The ``plugins`` entry of one Plugin. Its ``library_path`` is the user's ``libraryPath``, else the library
+    the agent delivered (``library_file`` in ``plugins_dir``), else ``<plugins_dir>/<object name>.so``."""
     config = plugin.spec.config
     library = config.library_path if config and config.library_path else None
-    entry: dict[str, Any] = {
-        "name": plugin.plugin_name,
-        "library_path": library or f"{plugins_dir.rstrip('/')}/{plugin_library_file_name(plugin.metadata.name or '')}",
-    }
+    directory = plugins_dir.rstrip("/")
+    default = f"{directory}/{library_file}" if library_file else f"{directory}/{plugin.metadata.name or ''}.so"
+    entry: dict[str, Any] = {"name": plugin.plugin_name, "library_path": library or default}
     if config and config.init_config is not None:
         entry["init_config"] = config.init_config
     if config and config.open_params is not None:

@@ -5,7 +5,9 @@ Plugin is Loaded only when Falco restarted after its swap and runs it, not while
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,14 +15,15 @@ from typing import Any
 import kr8s.asyncio
 import pytest
 
-from e2e.agent import falco_pods, rule, rulesfile
+from e2e.agent import AgentProcess, falco_pods, rule, rulesfile
 from e2e.controlplane import ControlPlane
 from e2e.controlplane.cluster import free_port
-from e2e.falco import SHARED_FALCO, FalcoBinaries, run_falco
+from e2e.falco import SHARED_FALCO, FalcoBinaries, RunningFalco, run_falco
 from e2e.kube import call, request
 from e2e.oci_artifacts import push_plugin
 from e2e.registry import Registry
 from e2e.wait import wait_for
+from falco_operator.artifacts import PLUGINS_CONFIG_FILE
 from falco_operator.artifacts.oci import machine_architecture
 from tests.integration.agent_support import (
     ARTIFACT_API,
@@ -118,14 +121,26 @@ def json_plugin_075() -> bytes:
     return library.replace(b"time0.7.4<nil>", b"time0.7.5<nil>")
 
 
-async def test_a_plugin_is_loaded_only_when_falco_runs_the_version_delivered(
+def loaded_on_one_node(generation: int) -> Callable[[Json], bool]:
+    def accept(status: Json) -> bool:
+        return status.get("observedGeneration") == generation and (status.get("nodes") or {}).get("loaded") == 1
+
+    return accept
+
+
+def library_file(library: bytes) -> str:
+    """The name the agent gives a delivered json library: one per content (docs/agent.md)."""
+    return f"json-{hashlib.sha256(library).hexdigest()[:12]}.so"
+
+
+async def test_a_plugin_moved_to_another_version_is_loaded_at_that_version_by_the_running_falco(
     api: kr8s.asyncio.Api, namespace: str, control_plane: ControlPlane, tmp_path: Path, falco_binaries: FalcoBinaries,
     oci_registry: Registry,
 ) -> None:  # fmt: skip
     architecture = machine_architecture()
     repository = "falcosecurity/plugins/plugin/json"
-    push_plugin(oci_registry, repository, "0.7.4", {architecture: JSON_PLUGIN.read_bytes()}, "json", "0.7.4")
-    newer = json_plugin_075()
+    older, newer = JSON_PLUGIN.read_bytes(), json_plugin_075()
+    push_plugin(oci_registry, repository, "0.7.4", {architecture: older}, "json", "0.7.4")
     push_plugin(oci_registry, repository, "0.7.5", {architecture: newer}, "json", "0.7.5")
     pods = await falco_pods(api, namespace, "falco")
     auth = base64.b64encode(f"{oci_registry.username}:{oci_registry.password}".encode()).decode()
@@ -139,27 +154,49 @@ async def test_a_plugin_is_loaded_only_when_falco_runs_the_version_delivered(
     port = free_port()
     args = (f"--registry-ca={oci_registry.ca}", "--allow-private-registries")
     urls = {"node1": f"http://127.0.0.1:{port}"}
+
+    async def move_to(agent: AgentProcess, falco: RunningFalco, version: str, generation: int) -> Json:
+        reloads = falco.reload_count()
+        await patch(api, namespace, "Plugin", "json",
+                    {"spec": {"ociArtifact": {"reference": f"{reference}:{version}"}}})  # fmt: skip
+        await falco.wait_reloaded(reloads)
+
+        def settled(entry: Json) -> bool:  # not while Falco has yet to restart with the new entry ("(yet)")
+            message = entry.get("message") or ""
+            return entry.get("generation") == generation and version in message and "(yet)" not in message
+
+        return await wait_entry(api, agent, "Plugin", "json", settled, f"the report on generation {generation}")
+
     async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"], urls, args) as agents:
         agent = agents["node1"]
-        await wait_files(agent, agent.plugins_dir, lambda files: "json.so" in files, "the library", timeout=20)
+        await wait_files(agent, agent.plugins_dir, bool, "the library", timeout=20)
         with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
                        binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
             loaded = await wait_entry(api, agent, "Plugin", "json", lambda e: e.get("state") == "Loaded", "0.7.4")
             assert loaded["message"] == "Falco runs plugin json 0.7.4"
+
+            # The same Falco process, restarted by the swap, runs the new version (before: it kept 0.7.4).
+            moved = await move_to(agent, falco, "0.7.5", 2)
+            assert (moved["state"], moved["message"]) == ("Loaded", "Falco runs plugin json 0.7.5")
+            assert (await falco.versions())["plugin_versions"] == {"json": "0.7.5"}
+            await wait_for(partial(status_of, api, namespace, "Plugin", "json"), loaded_on_one_node(2),
+                           what="the status: loaded on node1")  # fmt: skip
+            # The new library has a name of its own; the old one left with the generation that named it.
+            assert agent.files(agent.plugins_dir) == {library_file(newer): newer}
+            fragment = agent.files(agent.config_dir)[PLUGINS_CONFIG_FILE].decode()
+            assert f"library_path: {agent.plugins_dir}/{library_file(newer)}\n" in fragment
+
+            # Back to 0.7.4: a name Falco loaded before names the same bytes, so it runs 0.7.4 again.
+            back = await move_to(agent, falco, "0.7.4", 3)
+            assert (back["state"], back["message"]) == ("Loaded", "Falco runs plugin json 0.7.4")
+            assert agent.files(agent.plugins_dir) == {library_file(older): older}
+
+            # A libraryPath the user gives in the plugins directory is honoured: the library gets that name.
+            named = str(agent.plugins_dir / "json.so")
             reloads = falco.reload_count()
-            await patch(
-                api, namespace, "Plugin", "json", {"spec": {"ociArtifact": {"reference": f"{reference}:0.7.5"}}}
-            )
-            await wait_files(agent, agent.plugins_dir, lambda files: files.get("json.so") == newer, "0.7.5 written")
+            await patch(api, namespace, "Plugin", "json", {"spec": {"config": {"libraryPath": named}}})
             await falco.wait_reloaded(reloads)
-            # Falco restarted after the swap, yet runs the library it loaded before from that path.
-            assert (await falco.versions())["plugin_versions"] == {"json": "0.7.4"}
-            stale = await wait_entry(api, agent, "Plugin", "json",
-                                     lambda e: e.get("generation") == 2 and "0.7.5" in (e.get("message") or ""),
-                                     "the report on generation 2")  # fmt: skip
-            assert stale["state"] == "Installed"
-            assert "Falco runs plugin json 0.7.4, not the delivered 0.7.5" in stale["message"]
+            await wait_entry(api, agent, "Plugin", "json", lambda e: e.get("generation") == 4 and e.get("state") ==
+                             "Loaded", "the library at the user's path")  # fmt: skip
+            assert agent.files(agent.plugins_dir) == {"json.so": older}
             assert falco.reload_failures() == 0
-            status = await wait_for(partial(status_of, api, namespace, "Plugin", "json"),
-                                    lambda found: found.get("observedGeneration") == 2, what="status")  # fmt: skip
-            assert status["nodes"]["loaded"] == 0

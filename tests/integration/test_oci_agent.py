@@ -23,6 +23,7 @@ from e2e.oci_artifacts import hostile_layer, push_plugin, push_rules, push_rules
 from e2e.operator import RunningOperator
 from e2e.registry import Registry, start_registry
 from e2e.wait import wait_for
+from falco_operator.artifacts import plugin_library_file_name
 from falco_operator.artifacts.oci import GRANT_RULE, REGISTRY_HOSTS_ANNOTATION, machine_architecture
 from tests.integration.agent_support import (
     ARTIFACT_API,
@@ -119,9 +120,10 @@ async def test_seed_examples_04_and_06_pull_from_a_private_registry(
         files = await wait_files(agent, agent.rules_dir, lambda f: bool(f), "the OCI rules file", timeout=20)
         assert files == {"50-01-falco-rules-oci.yaml": rules}
         libraries_on_disk = await wait_files(agent, agent.plugins_dir, lambda f: bool(f), "the plugin library")
-        assert libraries_on_disk == {"container.so": container}, "this machine's architecture, renamed"
+        library = plugin_library_file_name("container", container)
+        assert libraries_on_disk == {library: container}, "this machine's architecture, named by its content"
         fragment = agent.files(agent.config_dir)["99-03-plugins-config-inline.yaml"].decode()
-        assert f"library_path: {agent.plugins_dir}/container.so\n" in fragment
+        assert f"library_path: {agent.plugins_dir}/{library}\n" in fragment
         assert "init_config:\n    label_max_len: '100'\n    with_size: 'false'\n" in fragment
 
         rules_entry = await wait_entry(api, agent, "Rulesfile", "falco-rules", lambda e: e.get("state") == "Installed",
@@ -144,7 +146,8 @@ async def test_seed_examples_04_and_06_pull_from_a_private_registry(
             libraries = {arch: rebuilt if data == container else data for arch, data in libraries.items()}
             new_digest = push_plugin(oci_registry, PLUGIN_REPOSITORY, "0.2.4", libraries)
             await patch(api, namespace, "Plugin", "container", {"spec": {"ociArtifact": {"refreshInterval": "1m"}}})
-            await wait_files(agent, agent.plugins_dir, lambda f: f.get("container.so") == rebuilt, "new library")
+            await wait_files(agent, agent.plugins_dir, lambda f: f == {plugin_library_file_name("container", rebuilt):
+                             rebuilt}, "the new library, under its own name, alone")  # fmt: skip
             await wait_for(partial(anyio.to_thread.run_sync, falco.log), lambda log: log.count(
                 "Loaded plugin 'container@") == 2, timeout=20, what="Falco loading the new library")  # fmt: skip
             loaded = await wait_entry(api, agent, "Plugin", "container",

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from artifact_agent.recovery import recover_last_good
 from falco_operator.api import Config, Plugin, Rulesfile
-from falco_operator.artifacts import Artifact, ArtifactKey, plan
+from falco_operator.artifacts import (
+    PLUGINS_DIR,
+    Artifact,
+    ArtifactKey,
+    Content,
+    Medium,
+    Unavailable,
+    plan,
+    plugin_library_file_name,
+)
 
 PLUGINS = "/usr/share/falco/plugins"
 
@@ -23,7 +34,7 @@ def test_a_restart_while_an_artifact_is_invalid_keeps_the_files_the_disk_holds_f
         Config.model_validate({"metadata": {"name": "out"}, "spec": {"config": "- not a mapping"}}),
         Plugin.model_validate({"metadata": {"name": "container"}, "spec": {"config": {"initConfig": {"a": "1"}}}}),
     ]
-    last_good = recover_last_good(disk, now_invalid)
+    last_good = recover_last_good(disk, now_invalid, PLUGINS)
     assert set(last_good) == {ArtifactKey("Rulesfile", "shell"), ArtifactKey("Config", "out"),
                               ArtifactKey("Plugin", "container")}  # fmt: skip
     assert dict(last_good[ArtifactKey("Config", "out")].files) == {
@@ -38,3 +49,62 @@ def test_a_restart_while_an_artifact_is_invalid_keeps_the_files_the_disk_holds_f
         for kind, files in disk.items()
     }, "the invalid artifacts keep their files; only the deleted artifact's file goes"
     assert [outcome.state for outcome in after.outcomes] == ["Invalid", "Installed", "Invalid"]
+
+
+OLD, NEW = b"\x7fELF json 0.7.4", b"\x7fELF json 0.7.5"
+PULLING = Unavailable("Pending", "Resolving", "the oci source is being read")
+
+
+def oci_plugin(object_name: str, **config: Any) -> Plugin:
+    oci = {"reference": "ghcr.io/falcosecurity/plugins/plugin/json:0.7.5"}
+    return Plugin.model_validate({"metadata": {"name": object_name}, "spec": {"ociArtifact": oci, "config": config}})
+
+
+def disk_of(artifacts: list[Artifact], libraries: dict[str, bytes]) -> dict[str, dict[str, bytes]]:
+    resolutions = {(ArtifactKey("Plugin", a.metadata.name or ""), Medium.OCI): Content(libraries[a.metadata.name or ""])
+                   for a in artifacts}  # fmt: skip
+    return {
+        kind: dict(files) for kind, files in plan(artifacts, resolutions, {}, plugins_dir=PLUGINS).directories.items()
+    }
+
+
+def test_a_restart_recognizes_libraries_named_by_content_and_leaves_out_the_orphans() -> None:
+    json, gone = oci_plugin("json"), oci_plugin("gone")
+    disk = disk_of([json, gone], {"json": NEW, "gone": OLD})
+    # A crash between the swaps of one pass left the library json had before beside the new one.
+    disk[PLUGINS_DIR][plugin_library_file_name("json", OLD)] = OLD
+    disk[PLUGINS_DIR]["stray.so"] = b"?"
+
+    last_good = recover_last_good(disk, [json], PLUGINS)
+    library = plugin_library_file_name("json", NEW)
+    assert dict(last_good[ArtifactKey("Plugin", "json")].files) == {(PLUGINS_DIR, library): NEW}
+    entry = last_good[ArtifactKey("Plugin", "json")].plugin_entry
+    assert entry == {"name": "json", "library_path": f"{PLUGINS}/{library}"}
+    # Still being pulled after the restart: the library and entry on disk stay, every other library goes.
+    after = plan([json], {(ArtifactKey("Plugin", "json"), Medium.OCI): PULLING}, last_good, plugins_dir=PLUGINS)
+    assert after.directories[PLUGINS_DIR] == {library: NEW}
+    assert after.outcomes[0].state == "Pending"
+
+
+def test_a_restart_finds_a_library_by_its_name_when_the_entry_does_not_name_it() -> None:
+    renamed = oci_plugin("json", name="json")
+    disk = disk_of([renamed], {"json": NEW})
+    disk[PLUGINS_DIR][plugin_library_file_name("other", OLD)] = OLD
+    # The Plugin's plugin name changed while the agent was down: its entry is not found, its library is.
+    now = oci_plugin("json", name="json2")
+    last_good = recover_last_good(disk, [now], PLUGINS)
+    assert dict(last_good[ArtifactKey("Plugin", "json")].files) == {
+        (PLUGINS_DIR, plugin_library_file_name("json", NEW)): NEW
+    }
+    # A file named like json's library whose bytes are other ones is not json's.
+    disk[PLUGINS_DIR] = {plugin_library_file_name("json", NEW): OLD}
+    assert recover_last_good(disk, [now], PLUGINS) == {}
+
+
+def test_a_restart_keeps_a_library_at_the_path_the_entry_names() -> None:
+    # What an earlier agent wrote (<name>.so), and what a libraryPath in the plugins directory names.
+    for library_path in (f"{PLUGINS}/json.so", "json.so"):
+        disk = disk_of([oci_plugin("json", libraryPath=library_path)], {"json": OLD})
+        assert disk[PLUGINS_DIR] == {"json.so": OLD}
+        last_good = recover_last_good(disk, [oci_plugin("json")], PLUGINS)
+        assert dict(last_good[ArtifactKey("Plugin", "json")].files) == {(PLUGINS_DIR, "json.so"): OLD}

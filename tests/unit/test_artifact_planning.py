@@ -21,6 +21,7 @@ from falco_operator.artifacts import (
     load_yaml,
     parse_artifact_file_name,
     plan,
+    plugin_library_file_name,
 )
 from falco_operator.artifacts.rules import LoadContext, rules_set_check
 from falco_operator.artifacts.yamldoc import plain
@@ -116,7 +117,7 @@ def test_a_plugin_library_changes_the_fragment_so_falco_reloads() -> None:
     key = ArtifactKey("Plugin", "container")
     first = plan([container], {(key, Medium.OCI): Content(b"\x7fELF one")}, {}, plugins_dir=PLUGINS)
     second = plan([container], {(key, Medium.OCI): Content(b"\x7fELF two")}, {}, plugins_dir=PLUGINS)
-    assert first.directories[PLUGINS_DIR] == {"container.so": b"\x7fELF one"}
+    assert first.directories[PLUGINS_DIR] == {plugin_library_file_name("container", b"\x7fELF one"): b"\x7fELF one"}
     assert first.directories[CONFIG_DIR][PLUGINS_CONFIG_FILE] != second.directories[CONFIG_DIR][PLUGINS_CONFIG_FILE]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from artifact_agent.confirmation import MISSED_AFTER, REFUSED_AFTER, FalcoLoads, FalcoView, confirm
 from falco_operator.api import Config, Plugin, Rulesfile
-from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Outcome, plan, sha256_hex
+from falco_operator.artifacts import Artifact, ArtifactKey, Content, Delivered, Medium, Outcome, plan, sha256_hex
 from falco_operator.artifacts.oci.media import PLUGIN, PLUGIN_CONFIG, RULES
 from falco_operator.artifacts.oci.registry import Descriptor, _config
 from falco_operator.status import Agent, Target, artifact_status
@@ -98,6 +98,26 @@ def test_a_plugin_is_loaded_only_at_the_version_delivered() -> None:
     assert (new.state, new.message) == ("Loaded", "Falco runs plugin json 0.7.5")
     unknown = confirm([plugin_outcome(None)], view(NEW, 1.0, {"json": "0.7.4"}), versions=versions)[0]
     assert unknown.state == "Loaded"  # no version delivered with it: the name is all there is to compare
+
+
+def test_a_version_falco_does_not_run_is_explained_by_where_its_library_is() -> None:
+    def delivered(config: dict[str, Any]) -> Outcome:
+        oci = {"reference": "ghcr.io/falcosecurity/plugins/plugin/json:0.7.5"}
+        json = Plugin.model_validate({"metadata": {"name": "json"}, "spec": {"ociArtifact": oci, "config": config}})
+        resolutions = {(ArtifactKey("Plugin", "json"), Medium.OCI): Content(b"\x7fELF json 0.7.5", DIGEST)}
+        return plan([json], resolutions, {}, plugins_dir="/p").outcomes[0]
+
+    versions, older = {DIGEST: "0.7.5"}, view(NEW, 1.0, {"json": "0.7.4"})
+    # A library named after its content is a path Falco never loaded: it runs it after its next restart.
+    own = confirm([delivered({})], older, versions=versions)[0]
+    assert (own.message or "").endswith("; Falco runs plugin json 0.7.4, not the delivered 0.7.5 (yet)")
+    # At the path a libraryPath keeps, a Falco that loaded that path before keeps the old library.
+    kept = confirm([delivered({"libraryPath": "/p/json.so"})], older, versions=versions)[0]
+    assert "not the delivered 0.7.5 (a running Falco does not load a library again from a path it loaded before" in (
+        kept.message or ""
+    )
+    assert (kept.message or "").endswith("restart the Falco pod, or leave libraryPath unset so that each library "
+                                         "gets a name of its own)")  # fmt: skip
 
 
 def test_a_plugin_written_after_falcos_last_restart_is_not_loaded_and_refused_when_falco_refuses() -> None:
