@@ -429,8 +429,10 @@ class OCIPulls:
             if isinstance(tracked.result, Content) and tracked.result.digest
         ]
         in_use += [(digest, CONFIG) for digest, _ in in_use]
-        self._versions = {digest: version for digest, version in self._versions.items()
-                          if any(digest == used for used, _ in in_use)}  # fmt: skip
+        used = {digest for digest, _ in in_use}
+        # A version dropped here is read again if its digest comes back (a Plugin moved back to a tag it had).
+        self._configs_read -= set(self._versions) - used
+        self._versions = {digest: version for digest, version in self._versions.items() if digest in used}
         sources = [tracked.request.source for tracked in self._tracked.values()]
         try:
             self._cache.keep_only(in_use, sources)

@@ -199,4 +199,10 @@ async def test_a_plugin_moved_to_another_version_is_loaded_at_that_version_by_th
             await wait_entry(api, agent, "Plugin", "json", lambda e: e.get("generation") == 4 and e.get("state") ==
                              "Loaded", "the library at the user's path")  # fmt: skip
             assert agent.files(agent.plugins_dir) == {"json.so": older}
+            # There a running Falco does not load a new library, and the report says so instead of Loaded (the agent
+            # knows 0.7.5's version again, though its digest left the OCI cache when json moved back to 0.7.4).
+            stale = await move_to(agent, falco, "0.7.5", 5)
+            assert stale["state"] == "Installed"
+            assert "Falco runs plugin json 0.7.4, not the delivered 0.7.5" in stale["message"]
+            assert agent.files(agent.plugins_dir) == {"json.so": newer}
             assert falco.reload_failures() == 0
