@@ -20,10 +20,8 @@ deleted or deselected Rulesfile must stop running on that node; its dependents l
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Literal
 
 from .model import EMPTY, ArtifactKey, Delivered, Outcome
@@ -53,8 +51,9 @@ class RulesFileView:
 
 
 RulesSetCheck = Callable[[Sequence[RulesFileView], LoadContext | None], Mapping[ArtifactKey, Problem]]
-"""Checks across every rules file in load order (references, overrides, fields and requirements against the
-``LoadContext``; None: unknown, not judged); returns the artifacts that fail, each with its first error."""
+"""Checks across every rules file in load order, compiling after each file as Falco does (references, overrides,
+fields and requirements against the ``LoadContext``; None: unknown, not judged); returns the artifacts that fail,
+each with its first error."""
 
 
 @dataclass(frozen=True)
@@ -167,15 +166,8 @@ class _Judge:
         """Artifacts withheld in this plan: the files they had before, and their outcome now."""
 
     def failures(self, views: Sequence[RulesFileView], context: LoadContext | None) -> Mapping[ArtifactKey, Problem]:
-        """The check of the whole set, then of the prefixes Falco compiles on the way that the whole set hides."""
-        problems = self.check(views, context)
-        if problems:
-            return problems
-        for end in _prefixes_to_check(views):
-            problems = self.check(views[:end], context)
-            if problems:
-                return problems
-        return {}
+        """The check of the whole set (which compiles after each file, as Falco does)."""
+        return self.check(views, context)
 
     def verdict(self, key: ArtifactKey, problem: Problem) -> tuple[_Verdict, list[ArtifactKey]]:
         if isinstance(problem, Unjudged):
@@ -275,46 +267,3 @@ def _files_named(delivered: Delivered) -> str:
 
 def _first_file_name(key: ArtifactKey, priority: int) -> str:
     return artifact_file_name(priority, key.name, Medium.OCI)
-
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-@lru_cache(maxsize=256)
-def _words(text: str) -> frozenset[str]:
-    return frozenset(_NAME.findall(text))
-
-
-def _names(view: RulesFileView) -> set[str]:
-    """The macros, lists and rules a file defines, redefines or overrides."""
-    return {
-        str(item[kind])
-        for item in view.items
-        if isinstance(item, dict)
-        for kind in ("macro", "list", "rule")
-        if kind in item
-    }
-
-
-def _prefixes_to_check(views: Sequence[RulesFileView]) -> list[int]:
-    """Where Falco's compile after a file could fail although the whole set passes: the prefixes that mention a
-    name a later file defines, redefines or overrides (a rule may use a macro defined later in its own file, not
-    in a later one; a later definition may replace an item that fails on its own). Each is the length of a
-    prefix, shortest first."""
-    later: list[set[str]] = [set() for _ in views]
-    seen: set[str] = set()
-    for index in range(len(views) - 1, -1, -1):
-        later[index] = set(seen)
-        seen |= _names(views[index])
-    ends = []
-    words: set[str] = set()
-    texts: list[str] = []
-    for index, view in enumerate(views[:-1]):
-        if not later[index]:
-            break  # no later file names anything
-        text = view.text if view.text is not None else repr(view.items)
-        words |= _words(text)
-        texts.append(text)
-        if any(name in words if _NAME.fullmatch(name) else any(name in t for t in texts) for name in later[index]):
-            ends.append(index + 1)
-    return ends

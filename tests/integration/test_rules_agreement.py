@@ -13,6 +13,7 @@ from ruamel.yaml import YAML
 from e2e.falco import FalcoBinaries, validate_rules
 from falco_operator.artifacts import Invalid, parse_rules
 from falco_operator.artifacts.rules import Finding, RulesFile, check_rule_set
+from tests.load_order_cases import LATER_CHANGES, REFUSED_AT_THE_FIRST_FILE
 from tests.rules_mutations import mutations
 
 RULES = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "falco-rules"
@@ -220,3 +221,27 @@ def test_broken_variant_is_refused_by_both_with_the_line_and_a_clear_message(
     assert errors[0].line in span, (
         f"{what}: reported at line {errors[0].line}, not in lines {span.start}-{span.stop - 1}"
     )
+
+
+def test_falco_compiles_after_each_file_and_so_does_the_check(falco_binaries: FalcoBinaries, tmp_path: Path) -> None:
+    """Issue 23, case 9: what a file uses must be defined by the time it loads; a later file's definition does
+    not help (``falco -V a.yaml -V b.yaml``), in the other order both load."""
+    for what, (first, second, expected) in REFUSED_AT_THE_FIRST_FILE.items():
+        a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+        a.write_text(first)
+        b.write_text(second)
+        falco_ok, falco_says = falco_accepts([a, b], falco_binaries)
+        errors = ours([("a.yaml", first.encode()), ("b.yaml", second.encode())], text=True)
+        assert not falco_ok, f"{what}: Falco loads a.yaml before b.yaml"
+        assert len(errors) == 1, f"{what}: {errors} (Falco: {falco_says})"
+        assert str(errors[0]).startswith(expected), f"{what}: {errors[0]} (Falco: {falco_says})"
+        if "override" not in second:
+            assert falco_accepts([b, a], falco_binaries)[0], f"{what}: Falco refuses b.yaml before a.yaml"
+            assert ours([("b.yaml", second.encode()), ("a.yaml", first.encode())]) == [], what
+    for what, (first, second, _) in LATER_CHANGES.items():
+        a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+        a.write_text(first)
+        b.write_text(second)
+        falco_ok, falco_says = falco_accepts([a, b], falco_binaries)
+        errors = ours([("a.yaml", first.encode()), ("b.yaml", second.encode())])
+        assert falco_ok == (not errors), f"{what}: Falco {falco_says or 'accepts'}; ours: {errors}"

@@ -84,3 +84,15 @@ def test_the_engine_version_given_checks_required_engine_version() -> None:
     assert code == 1
     assert "the rules require Falco engine version 0.57.0, but this Falco's engine is 0.40.0" in output
     assert lint(default, "--plugin", "container:0.7.1", "--engine-version", "0.62.0") == (0, "")
+
+
+def test_a_macro_only_a_later_file_defines_is_an_error_naming_the_order(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("- rule: r\n  desc: d\n  condition: evt.num > 0 and later\n  output: o\n  priority: NOTICE\n")
+    second.write_text("- macro: later\n  condition: evt.num > 1\n")
+    code, output = lint(str(first), str(second))
+    assert code == 1
+    assert output == (f"{first}:3:30: error: rule 'r': undefined macro 'later' ({second} defines it, but loads after "
+                      f"{first}: Falco compiles the rules after each file, so a file may use only the macros defined "
+                      "in it or in a file that loads before it)\n")  # fmt: skip
+    assert lint(str(second), str(first)) == (0, "")

@@ -5,6 +5,11 @@ append or override needs an existing item; an ``enabled``-only rule needs an exi
 and update takes the next number of one counter shared by all items; an item *sees* the macros and lists first
 defined before its own last update (a macro may not use a macro defined after it; a rule may use any macro).
 
+Falco compiles after every file it loads, the rules collected so far: a rule may use a macro defined later in its
+own file, not one that only a later file defines, and a later definition does not hide an item that fails when its
+file loads. So does this check, incrementally: after each file it compiles again only the items that file defined
+or changed and those they reach (``dependencies``), so many files cost what one file of the same items costs.
+
 Compiling: every list is expanded (a list item naming an earlier list is replaced by its items); every macro's
 condition is parsed after list names are substituted into it as text (Falco substitutes lists textually, so a
 name that is no list stays a literal string) and its macro references are resolved; every rule, enabled or
@@ -16,6 +21,7 @@ Findings carry the file, the line in it and, for conditions, the column inside t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,6 +47,7 @@ from .condition import (
     parse_field_or_transformer,
     walk,
 )
+from .dependencies import Dependencies
 from .fields import FieldCatalogue
 from .output import output_problem
 from .requirements import Requirement, engine_problem, parse_version, plugin_requirement_verdict
@@ -155,6 +162,8 @@ class _Collector:
     rules: dict[str, _Rule] = field(default_factory=dict)
     counter: int = 0
     findings: list[Finding] = field(default_factory=list)
+    touched: set[tuple[str, str]] = field(default_factory=set)
+    """The lists, macros and rules defined or changed since the last compile: ("list"|"macro"|"rule", name)."""
 
     def next_index(self) -> int:
         self.counter += 1
@@ -185,8 +194,10 @@ def check_rule_set(
     if context is not None and context.plugins is not None:
         catalogue = catalogue.loading(context.plugins)
     collector = _Collector(catalogue, standalone, context)
+    compiled = _Compiled()
+    failure: _Failure | None = None
     errors: list[Finding] = []
-    for rules_file in files:
+    for position, rules_file in enumerate(files):
         try:
             check_rules(rules_file.items)
         except Invalid as invalid:
@@ -197,11 +208,17 @@ def check_rule_set(
                 _collect(collector, rules_file, item)
         except _Stop as stop:
             errors.append(stop.finding)
+        if not errors and failure is None:  # Falco compiles what it collected after each file
+            failure = _compile(collector, compiled, last=position == len(files) - 1)
+            if failure is not None:
+                failure = _defined_later(failure, rules_file, files[position + 1 :])
     if not errors:
         errors.extend(_unmet_plugin_requirements(collector))
-    if not errors:
-        errors.extend(_compile(collector))
-    return errors + collector.findings
+    if errors:
+        return errors + collector.findings
+    if failure is not None:
+        errors.append(failure.finding)
+    return errors + collector.findings + compiled.rule_warnings(collector)
 
 
 # -- loading ---------------------------------------------------------------------------------------------
@@ -254,8 +271,10 @@ def _collect_list(collector: _Collector, item: dict[str, Any], where: _Where) ->
                                "before it")  # fmt: skip
         previous.items = previous.items + values if mode == "append" else values
         previous.visibility = collector.next_index()
+        collector.touched.add(("list", name))
         return
     index = collector.next_index()
+    collector.touched.add(("list", name))
     if previous is not None:
         collector.lists[name] = _List(name, values, previous.index, index, where)
     else:
@@ -276,8 +295,10 @@ def _collect_macro(collector: _Collector, item: dict[str, Any], where: _Where) -
                                "before it")  # fmt: skip
         previous.condition = f"{previous.condition} {condition}" if mode == "append" else condition
         previous.visibility = collector.next_index()
+        collector.touched.add(("macro", name))
         return
     index = collector.next_index()
+    collector.touched.add(("macro", name))
     first = previous.index if previous is not None else index
     collector.macros[name] = _Macro(name, condition, first, index, where, condition_line)
 
@@ -307,6 +328,7 @@ def _collect_rule(collector: _Collector, item: dict[str, Any], where: _Where) ->
                                "before it")  # fmt: skip
         _update_rule(collector, previous, item, updates, where)
         previous.index = collector.next_index()
+        collector.touched.add(("rule", name))
         return
     rule = _Rule(name, str(item.get("condition") or ""), str(item.get("output") or ""), source, where,
                  _line(item, "condition"), _line(item, "output"),
@@ -321,6 +343,7 @@ def _collect_rule(collector: _Collector, item: dict[str, Any], where: _Where) ->
     rule.exceptions = [_exception(collector, rule, raw, where) for raw in item.get("exceptions") or []]
     rule.index = collector.next_index()
     collector.rules[name] = rule
+    collector.touched.add(("rule", name))
 
 
 def _update_rule(
@@ -489,89 +512,157 @@ def _unmet_plugin_requirements(collector: _Collector) -> list[Finding]:
 # -- compiling -------------------------------------------------------------------------------------------
 
 
-def _compile(collector: _Collector) -> list[Finding]:
-    lists = _expanded_lists(collector.lists)
-    macro_trees: dict[str, Node] = {}
-    for macro in sorted(collector.macros.values(), key=lambda m: m.index):
+@dataclass(frozen=True)
+class _Failure:
+    finding: Finding
+    undefined_macro: str | None = None
+    """The macro an item uses that is not defined for it (it may be one a later file defines)."""
+
+
+@dataclass
+class _Compiled:
+    """What the compiles after the files so far found, for the next compile to reuse."""
+
+    lists: list[str] = field(default_factory=list)
+    """List names in the order Falco substitutes them (their first definition)."""
+    expanded: dict[str, list[str]] = field(default_factory=dict)
+    macro_trees: dict[str, Node] = field(default_factory=dict)
+    warnings: dict[str, list[Finding]] = field(default_factory=dict)
+    """Each rule's warnings from its last compile."""
+    links: Dependencies = field(default_factory=Dependencies)
+
+    def rule_warnings(self, collector: _Collector) -> list[Finding]:
+        rules = sorted(collector.rules.values(), key=lambda r: r.index)
+        return [warning for rule in rules for warning in self.warnings.get(rule.name, [])]
+
+
+def _compile(collector: _Collector, compiled: _Compiled, *, last: bool) -> _Failure | None:
+    """Compile what the last file defined or changed and what that reaches: the same first error as compiling
+    everything collected so far, since every other item compiled as it is before. ``last``: no file follows (its
+    links need not be remembered)."""
+    touched, collector.touched = collector.touched, set()
+    links = compiled.links
+    changed_lists = {name for kind, name in touched if kind == "list"}
+    new_lists = [name for name in changed_lists if name not in compiled.expanded]
+    compiled.lists.extend(sorted(new_lists, key=lambda name: collector.lists[name].index))
+    if not last:
+        for name in changed_lists:
+            links.list_items(name, collector.lists[name].items)
+    reached = links.lists_reached(changed_lists)
+    for name in reached:
+        if name in collector.lists:
+            compiled.expanded[name] = _expanded(collector.lists, collector.lists[name])
+    lists = [(name, compiled.expanded[name]) for name in compiled.lists]
+    naming = links.naming(reached) if reached else set()
+    macro_names = {name for kind, name in touched | naming if kind == "macro"}
+    macros = sorted((collector.macros[name] for name in macro_names), key=lambda m: m.index)
+    for macro in macros:
         condition = _substitute_lists(macro.condition, lists)
         try:
-            macro_trees[macro.name] = parse_condition(condition)
+            compiled.macro_trees[macro.name] = tree = parse_condition(condition)
         except ConditionError as error:
             label = f"macro {quoted(macro.name)}"
-            return [_condition_finding(macro.where, macro.condition_line, label, error, condition)]
-    for macro in sorted(collector.macros.values(), key=lambda m: m.index):
+            return _Failure(_condition_finding(macro.where, macro.condition_line, label, error, condition))
+        if not last:
+            links.text(("macro", macro.name), macro.condition)
+            links.uses(("macro", macro.name), _macro_names(tree))
+    affected = links.using(macro_names) if macro_names else set()
+    to_resolve = macro_names | {name for kind, name in affected if kind == "macro"}
+    for macro in sorted((collector.macros[name] for name in to_resolve), key=lambda m: m.index):
         visible = {m.name for m in collector.macros.values() if m.index < macro.visibility}
-        problem = _unresolved(macro_trees[macro.name], macro_trees, visible, collector.standalone)
+        problem = _unresolved(compiled.macro_trees[macro.name], compiled.macro_trees, visible, collector.standalone)
         if problem is not None:
-            message, position = problem
+            message, position, undefined = problem
             label = f"macro {quoted(macro.name)}"
-            return [_at(macro.where, macro.condition_line, position, f"{label}: {message}", macro.condition)]
-    everything = set(macro_trees)
-    for rule in sorted(collector.rules.values(), key=lambda r: r.index):
+            finding = _at(macro.where, macro.condition_line, position, f"{label}: {message}", macro.condition)
+            return _Failure(finding, undefined)
+    rule_names = {name for kind, name in touched | naming | affected if kind == "rule"}
+    for rule in sorted((collector.rules[name] for name in rule_names), key=lambda r: r.index):
         if collector.skips_source(rule.source):
             continue
-        try:
-            condition = _with_exceptions(rule)
-        except _Stop as stop:
-            return [stop.finding]
-        problem_in_output = output_problem(rule.output, collector.catalogue, rule.source)
-        if problem_in_output is not None:
-            severity, message = problem_in_output
-            if severity == "error" and not rule.skip_if_unknown_filter:
-                return [Finding(rule.where.file, rule.output_line, None, "error", f"rule {quoted(rule.name)} output: "
-                                                                                   f"{message}")]  # fmt: skip
-            collector.warn(_Where(rule.where.file, rule.output_line), f"rule {quoted(rule.name)} output: {message}")
-        try:
-            tree = parse_condition(_substitute_lists(condition, lists))
-        except ConditionError as error:
-            return [
-                _condition_finding(
-                    rule.where,
-                    rule.condition_line,
-                    f"rule {quoted(rule.name)}",
-                    error,
-                    _substitute_lists(condition, lists),
-                )
-            ]
-        problem = _unresolved(tree, macro_trees, everything, collector.standalone)
-        if problem is not None:
-            message, position = problem
-            return [
-                _at(
-                    rule.where,
-                    rule.condition_line,
-                    position,
-                    f"rule {quoted(rule.name)}: {message}",
-                    _substitute_lists(condition, lists),
-                )
-            ]
-        for node, owner in _reached(tree, macro_trees):
-            node_problem = _node_problem(node, collector.catalogue, rule.source)
-            if node_problem is None:
-                continue
-            severity, message = node_problem
-            label = f"rule {quoted(rule.name)}" + (f" (through macro {quoted(owner)})" if owner else "")
-            if severity == "error" and not rule.skip_if_unknown_filter:
-                line = rule.condition_line if owner is None else collector.macros[owner].condition_line
-                where = rule.where if owner is None else collector.macros[owner].where
-                text = _with_exceptions(rule) if owner is None else collector.macros[owner].condition
-                return [_at(where, line, node.position, f"{label}: {message}", _substitute_lists(text, lists))]
-            collector.warn(rule.where, f"{label}: {message}")
-    return []
+        failure = _compile_rule(collector, compiled, rule, lists, remember=not last)
+        if failure is not None:
+            return failure
+    return None
 
 
-def _expanded_lists(lists: dict[str, _List]) -> list[tuple[str, list[str]]]:
-    expanded: list[tuple[str, list[str]]] = []
-    for entry in sorted(lists.values(), key=lambda item: item.index):
-        items: list[str] = []
-        for value in entry.items:
-            reference = lists.get(value)
-            if reference is not None and reference.index < entry.visibility:
-                items.extend(reference.items)
-            else:
-                items.append(value)
-        expanded.append((entry.name, items))
-    return expanded
+def _compile_rule(
+    collector: _Collector, compiled: _Compiled, rule: _Rule, lists: list[tuple[str, list[str]]], *, remember: bool
+) -> _Failure | None:
+    """Compile one rule (its exceptions, output, condition and every field it reaches); its warnings replace
+    those of its last compile. ``remember``: keep its links for later compiles."""
+    macro_trees = compiled.macro_trees
+    warnings = compiled.warnings[rule.name] = []
+    try:
+        condition = _with_exceptions(rule)
+    except _Stop as stop:
+        return _Failure(stop.finding)
+    problem_in_output = output_problem(rule.output, collector.catalogue, rule.source)
+    if problem_in_output is not None:
+        severity, message = problem_in_output
+        if severity == "error" and not rule.skip_if_unknown_filter:
+            return _Failure(Finding(rule.where.file, rule.output_line, None, "error",
+                                    f"rule {quoted(rule.name)} output: {message}"))  # fmt: skip
+        warnings.append(Finding(rule.where.file, rule.output_line, None, "warning",
+                                f"rule {quoted(rule.name)} output: {message}"))  # fmt: skip
+    substituted = _substitute_lists(condition, lists)
+    try:
+        tree = parse_condition(substituted)
+    except ConditionError as error:
+        return _Failure(_condition_finding(rule.where, rule.condition_line, f"rule {quoted(rule.name)}", error,
+                                           substituted))  # fmt: skip
+    if remember:
+        compiled.links.text(("rule", rule.name), condition)
+        compiled.links.uses(("rule", rule.name), _macro_names(tree))
+    problem = _unresolved(tree, macro_trees, set(macro_trees), collector.standalone)
+    if problem is not None:
+        message, position, undefined = problem
+        finding = _at(rule.where, rule.condition_line, position, f"rule {quoted(rule.name)}: {message}", substituted)
+        return _Failure(finding, undefined)
+    for node, owner in _reached(tree, macro_trees):
+        node_problem = _node_problem(node, collector.catalogue, rule.source)
+        if node_problem is None:
+            continue
+        severity, message = node_problem
+        label = f"rule {quoted(rule.name)}" + (f" (through macro {quoted(owner)})" if owner else "")
+        if severity == "error" and not rule.skip_if_unknown_filter:
+            line = rule.condition_line if owner is None else collector.macros[owner].condition_line
+            where = rule.where if owner is None else collector.macros[owner].where
+            text = condition if owner is None else collector.macros[owner].condition
+            return _Failure(_at(where, line, node.position, f"{label}: {message}", _substitute_lists(text, lists)))
+        warnings.append(Finding(rule.where.file, rule.where.line, None, "warning", f"{label}: {message}"))
+    return None
+
+
+def _macro_names(tree: Node) -> set[str]:
+    return {node.name for node in walk(tree) if isinstance(node, MacroRef)}
+
+
+def _defined_later(failure: _Failure, loaded: RulesFile, later: Sequence[RulesFile]) -> _Failure:
+    """A failure on a macro that only a file loading later defines says so: Falco compiles after each file."""
+    name = failure.undefined_macro
+    if name is None:
+        return failure
+    for rules_file in later:
+        if any(isinstance(item, dict) and "macro" in item and str(item["macro"]) == name
+               and _mode(item, "condition") is None for item in rules_file.items):  # fmt: skip
+            message = (f"{failure.finding.message} ({rules_file.name} defines it, but loads after {loaded.name}: "
+                       "Falco compiles the rules after each file, so a file may use only the macros defined in it "
+                       "or in a file that loads before it)")  # fmt: skip
+            return _Failure(dataclasses.replace(failure.finding, message=message), name)
+    return failure
+
+
+def _expanded(lists: dict[str, _List], entry: _List) -> list[str]:
+    """A list's items with the items of each earlier list it names in their place (one level, as Falco does)."""
+    items: list[str] = []
+    for value in entry.items:
+        reference = lists.get(value)
+        if reference is not None and reference.index < entry.visibility:
+            items.extend(reference.items)
+        else:
+            items.append(value)
+    return items
 
 
 def _quote(item: str) -> str:
@@ -662,8 +753,9 @@ def _unresolved(
     standalone: bool,
     seen: tuple[str, ...] = (),
     sound: set[str] | None = None,
-) -> tuple[str, Position] | None:
-    """The first undefined or self-referring macro a tree reaches, with the position of the reference in it.
+) -> tuple[str, Position, str | None] | None:
+    """The first undefined or self-referring macro a tree reaches, with the position of the reference in it (and
+    the name of an undefined one).
     ``sound``: macros already walked without a problem; each is walked once however often it is used (a chain of
     macros that each use the previous one twice would otherwise take time exponential in its length)."""
     sound = set() if sound is None else sound
@@ -673,14 +765,14 @@ def _unresolved(
         if node.name not in visible or node.name not in macros:
             if standalone:
                 continue
-            return f"undefined macro {quoted(node.name)}", node.position
+            return f"undefined macro {quoted(node.name)}", node.position, node.name
         if node.name in seen:
-            return f"macro {quoted(node.name)} refers to itself", node.position
+            return f"macro {quoted(node.name)} refers to itself", node.position, None
         if node.name in sound:
             continue
         inner = _unresolved(macros[node.name], macros, visible, standalone, (*seen, node.name), sound)
         if inner is not None:
-            return inner[0], node.position
+            return inner[0], node.position, inner[2]
         sound.add(node.name)
     return None
 
