@@ -12,6 +12,7 @@ from ruamel.yaml import YAML
 
 from e2e.agent import AgentProcess
 from e2e.controlplane import ControlPlane
+from e2e.falco import FalcoBinaries
 from e2e.kube import call, request
 from e2e.wait import wait_for
 
@@ -26,6 +27,15 @@ def seed(name: str) -> Json:
     document: Json = YAML(typ="safe").load((SEED_DIR / name).read_text())
     document["metadata"].pop("namespace", None)
     return document
+
+
+def container_plugin(binaries: FalcoBinaries) -> Json:
+    """Seed 06's container Plugin with the library built here instead of its registry: rules that use container
+    fields (seed 05, FalcoRules scoped by k8s.ns.name) are refused without it, as Falco would refuse them."""
+    plugin = seed("06-plugin-container.yaml")
+    del plugin["spec"]["ociArtifact"]
+    plugin["spec"]["config"]["libraryPath"] = str(binaries.container_plugin)
+    return plugin
 
 
 async def create(api: kr8s.asyncio.Api, namespace: str, obj: Json) -> Json:

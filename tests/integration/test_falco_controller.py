@@ -425,9 +425,10 @@ async def test_user_labels_never_reach_cluster_roles_so_they_cannot_join_aggrega
     assert role is not None
     assert aggregate not in role["metadata"]["labels"]
     assert "team" not in role["metadata"]["labels"]
-    binding = await call(
-        api, "GET", f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/falco:{namespace}:aggregated"
-    )
+    # The binding is applied after the role: wait for it as well.
+    binding_path = f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/falco:{namespace}:aggregated"
+    binding = await wait_for(getter(api, binding_path), lambda found: found is not None, what="the agent's binding")
+    assert binding is not None
     assert "team" not in binding["metadata"]["labels"]
     sa = await call(api, "GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/aggregated")
     assert sa["metadata"]["labels"]["team"] == "blue", "namespaced objects still carry the Falco's labels"

@@ -22,7 +22,14 @@ from e2e.kube import call, request
 from e2e.operator import RunningOperator, service_account_token
 from e2e.wait import wait_for
 from falco_operator.artifacts import parse_rules
-from tests.integration.agent_support import ARTIFACT_API, MERGE, create, running_agents, seed, wait_files
+from tests.integration.agent_support import (
+    ARTIFACT_API,
+    MERGE,
+    container_plugin,
+    create,
+    running_agents,
+    wait_files,
+)
 
 Json = dict[str, Any]
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds")]
@@ -31,15 +38,6 @@ TEAM_LABEL = "falco-e2e/team"
 GENERATED = re.compile(r"60-03-falco-falcorules-.+-inline\.yaml")
 MACROS = "- macro: interactive\n  condition: proc.tty != 0\n"
 SEED_09 = (Path(__file__).resolve().parents[2].parent / "shared/examples/seed/09-falcorule-bash.yaml").read_text()
-
-
-def container_plugin(binaries: FalcoBinaries) -> Json:
-    """The container Plugin (its library the one built here): the generated files scope rules with k8s.ns.name,
-    a field of that plugin, so a set without it is refused by the agents as Falco would refuse it."""
-    plugin = seed("06-plugin-container.yaml")
-    del plugin["spec"]["ociArtifact"]
-    plugin["spec"]["config"]["libraryPath"] = str(binaries.container_plugin)
-    return plugin
 
 
 def falco_rule(name: str, condition: str = "proc.name = bash", **spec: Any) -> Json:

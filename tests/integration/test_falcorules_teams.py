@@ -24,11 +24,10 @@ from e2e.wait import wait_for
 from falco_operator.api import FalcoRule
 from falco_operator.artifacts.yamldoc import dump_yaml
 from falco_operator.falcorules.render import rule_item
-from tests.integration.agent_support import ARTIFACT_API, MERGE, create, running_agents, wait_files
+from tests.integration.agent_support import ARTIFACT_API, MERGE, container_plugin, create, running_agents, wait_files
 from tests.integration.test_falcorules import (
     FALCO_API,
     TEAM_LABEL,
-    container_plugin,
     create_rule,
     falco_rule,
     make_namespace,

@@ -25,13 +25,14 @@ from ruamel.yaml import YAML
 
 from e2e.agent import AgentProcess, wait_falco_pods
 from e2e.controlplane import ControlPlane
+from e2e.falco import FalcoBinaries
 from e2e.kind import expected_rules
 from e2e.kube import call, request
 from e2e.operator import MANIFESTS, install_crds, run_operator
 from e2e.promql import exposed_names, missing, shipped_promql
 from e2e.scenarios.install import OPERATOR_NAMESPACE, identities, install, leftovers, pods, uninstall_command
 from e2e.wait import wait_for
-from tests.integration.agent_support import ARTIFACT_API, SEED_DIR, running_agents
+from tests.integration.agent_support import ARTIFACT_API, SEED_DIR, container_plugin, running_agents
 
 pytestmark = pytest.mark.anyio
 Json = dict[str, Any]
@@ -71,7 +72,7 @@ async def files_everywhere(
 
 
 async def test_install_use_upgrade_in_place_and_uninstall_with_kubectl(
-    api: kr8s.asyncio.Api, namespace: str, control_plane: ControlPlane, tmp_path: Path
+    api: kr8s.asyncio.Api, namespace: str, control_plane: ControlPlane, tmp_path: Path, falco_binaries: FalcoBinaries
 ) -> None:
     kubectl = control_plane.kubectl
     try:
@@ -81,6 +82,8 @@ async def test_install_use_upgrade_in_place_and_uninstall_with_kubectl(
             kubectl("apply", "-n", namespace, "-f", "-", stdin=seed_json("01-falco-sample.yaml"))
             pods = await wait_falco_pods(api, namespace, FALCO)
             async with running_agents(control_plane, tmp_path, namespace, FALCO, pods, NODES) as agents:
+                # Seed 05 uses container fields: its agents withhold it unless the set configures that plugin.
+                kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(container_plugin(falco_binaries)))
                 await _seed_examples_and_artifact_changes(api, namespace, kubectl, agents)
                 await _dashboard_and_alerts_ask_for_served_metrics(operator.metrics_url, agents["node1"])
                 await _upgrade_in_place_restarts_nothing(api, namespace, kubectl)
