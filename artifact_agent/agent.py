@@ -195,6 +195,7 @@ class Agent:
                 await self.pulls.wait_settled()
             if self._disk_at_start is not None:  # once per process: later passes know what they wrote
                 self._last_good = recover_last_good(self._disk_at_start, artifacts, self.planner.plugins_dir)
+                self.falco_loads.started_with(self._last_good)  # a refusal judges what swaps change from here
                 self._disk_at_start = None
         result = await self.planner.plan(artifacts, resolve(artifacts, self.config_maps, self.pulls.resolve),
                                          self._last_good, plugin_versions=self.pulls.plugin_versions(),
@@ -253,7 +254,7 @@ class Agent:
             while True:
                 self._poll_now = anyio.Event()
                 view = await observe(http, url, self.falco_view)
-                self.falco_loads.observed(view)
+                self.falco_loads.observed(view, time.time())
                 if view != self.falco_view:
                     self.falco_view = view
                     self.engine_version = view.engine_version or self.engine_version
@@ -267,7 +268,9 @@ class Agent:
                     self.falco_loads.nudged(time.time())
                     await anyio.to_thread.run_sync(self.materializer.nudge_rules)
                     self.metrics.nudges.inc()
-                    self._fast_polls_until = time.monotonic() + self.settings.falco_fast_window
+                    # Fast until Falco answers the nudge or the wait for it ends (longer after slow reloads).
+                    wait = max(self.settings.falco_fast_window, self.falco_loads.refusal_wait + 1.0)
+                    self._fast_polls_until = time.monotonic() + wait
                 if self._swapped_at is not None and (view.reloaded_at or 0.0) >= self._swapped_at:
                     self._swapped_at = None  # Falco reloaded after the last swap
                 # Falco's answer to a swap is awaited (loaded, or refused a few seconds after the nudge).

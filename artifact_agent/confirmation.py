@@ -11,10 +11,14 @@ leaves the old plugin running. Falco does not report which config fragments it l
 (``engine_version_semver``, or the whole number ``engine_version`` N of an older Falco, which means 0.N.0): the
 planner judges ``required_engine_version`` and an OCI config's ``engine_version_semver`` against it.
 
-A reload Falco refuses (a hot restart whose dry run fails) leaves its restart time where it was. When Falco has
-not restarted after a swap, even ``REFUSED_AFTER`` seconds after the agent nudged it (``missed_swap``), it refused
-the files of that swap:
-every artifact the swap wrote or changed and Falco did not confirm is *Refused* (``FalcoLoads``).
+A reload Falco refuses (a hot restart whose dry run fails) leaves its restart time where it was; Falco gives no
+other sign of it (its log says why, which the agent cannot read). A dry run still going on looks the same, and
+takes longer on a busy node or with many rules, so the agent waits for Falco as long as Falco has taken to reload
+before: when Falco has not restarted after a swap ``refusal_wait`` seconds after the agent nudged it
+(``missed_swap``; at least ``REFUSED_AFTER``, else ``RELOAD_MARGIN`` times the longest of Falco's recent reloads,
+at most ``MAX_REFUSAL_WAIT``), it refused the files of that swap: every artifact whose content the swap changed
+(compared with what Falco was last seen to load, or what was on disk when the agent started) and that Falco did
+not confirm is *Refused* (``FalcoLoads``).
 """
 
 from __future__ import annotations
@@ -41,8 +45,15 @@ RELOAD_METRIC = "falcosecurity_falco_reload_timestamp_nanoseconds"
 MISSED_AFTER = 3.0
 """Seconds after a swap by which Falco has reloaded (it reacts within about half a second)."""
 REFUSED_AFTER = 5.0
-"""Seconds after the nudge by which Falco has restarted unless it refused the reload (a restart loads everything
-twice, a dry run and the restart itself: about 1.5 s with Falco's default rules and plugins)."""
+"""Seconds after the nudge by which Falco has restarted unless it refused the reload, before the agent has seen
+Falco reload (a restart loads everything twice, a dry run and the restart itself: about 1.5 s with Falco's default
+rules and plugins, 5.6 s with 3,000 small rules on an idle node)."""
+RELOAD_MARGIN = 3.0
+"""How many times the longest recent reload Falco took the agent waits before it takes a reload as refused."""
+MAX_REFUSAL_WAIT = 120.0
+"""The longest wait before a reload is taken as refused, however slow Falco was before."""
+RELOADS_KEPT = 8
+"""How many of Falco's last reload durations the wait follows (a node busy once is forgotten after that)."""
 _SAMPLE = re.compile(r"^" + RULES_METRIC + r"\{(?P<labels>[^}]*)\}")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
@@ -128,9 +139,11 @@ Deliveries = Mapping[ArtifactKey, Delivered]
 class FalcoLoads:
     """What the agent knows of Falco's restarts after its swaps: what Falco loaded, what it refused.
 
-    ``swapped`` records what a swap left on disk; a restart of Falco at or after that time means Falco loaded it
-    (``loaded``). A swap Falco has not restarted for although it was nudged ``REFUSED_AFTER`` seconds ago was
-    refused (``refused``) until a later swap or restart.
+    ``swapped`` records what a swap left on disk and which artifacts it changed, compared with ``baseline`` (what
+    Falco was last seen to load; at first what was on disk when the agent started, ``started_with``). A restart of
+    Falco at or after that time means Falco loaded it (``loaded``), and how long Falco took is remembered. A swap
+    Falco has not restarted for although it was nudged ``refusal_wait`` seconds ago was refused (``refused``) until
+    a later swap or restart; only what it changed is refused (``refused_content``).
     """
 
     loaded: Deliveries | None = None
@@ -139,34 +152,77 @@ class FalcoLoads:
     """What the last swap Falco has not restarted for left on disk."""
     swapped_at: float | None = None
     nudged_at: float | None = None
+    baseline: Deliveries | None = None
+    """What Falco is taken to run: what was on disk at the agent's start, then what each loaded swap left."""
+    changed: frozenset[ArtifactKey] = frozenset()
+    """The artifacts whose content the pending swaps changed, compared with ``baseline``."""
+    reloads: list[float] = field(default_factory=list)
+    """How long Falco took from a change it saw (a swap, a nudge) to answering with a new restart time, the last
+    ``RELOADS_KEPT`` times."""
+
+    def started_with(self, on_disk: Deliveries) -> None:
+        """What was on disk when the agent started (before its first swap): the content Falco is taken to run."""
+        if self.baseline is None:
+            self.baseline = dict(on_disk)
 
     def swapped(self, at: float, deliveries: Deliveries) -> None:
+        baseline = self.baseline
+        self.changed = frozenset(key for key, delivered in deliveries.items()
+                                 if baseline is None or not _same_content(delivered, baseline.get(key)))  # fmt: skip
         self.pending, self.swapped_at, self.nudged_at = dict(deliveries), at, None
 
     def nudged(self, at: float) -> None:
         if self.pending is not None:
             self.nudged_at = at
 
-    def observed(self, view: FalcoView) -> None:
-        """Take a look at Falco into account: a restart at or after the pending swap loaded it."""
+    def observed(self, view: FalcoView, now: float | None = None) -> None:
+        """Take a look at Falco into account (``now``: when, Unix time): a restart at or after the pending swap
+        loaded it, and took Falco from the last change it saw before (the swap, or the nudge) until now."""
         if self.pending is None or not view.reachable or view.reloaded_at is None or self.swapped_at is None:
             return
         if view.reloaded_at >= self.swapped_at:
-            self.loaded, self.pending, self.swapped_at, self.nudged_at = self.pending, None, None, None
+            if now is not None:
+                nudged = self.nudged_at is not None and view.reloaded_at >= self.nudged_at
+                seen = self.nudged_at if nudged and self.nudged_at is not None else self.swapped_at
+                self.reloads = [*self.reloads, max(0.0, now - seen)][-RELOADS_KEPT:]
+            self.loaded = self.baseline = self.pending
+            self.pending, self.swapped_at, self.nudged_at, self.changed = None, None, None, frozenset()
+
+    @property
+    def refusal_wait(self) -> float:
+        """Seconds after the nudge before a swap Falco has not restarted for counts as refused: ``REFUSED_AFTER``,
+        or ``RELOAD_MARGIN`` times the longest of Falco's recent reloads when longer, up to ``MAX_REFUSAL_WAIT``."""
+        slowest = max(self.reloads, default=0.0)
+        return min(MAX_REFUSAL_WAIT, max(REFUSED_AFTER, RELOAD_MARGIN * slowest))
 
     def refused(self, view: FalcoView, now: float) -> bool:
-        """Whether Falco refused the pending swap: reachable, nudged ``REFUSED_AFTER`` seconds ago, not restarted."""
+        """Whether Falco refused the pending swap: reachable, nudged ``refusal_wait`` seconds ago, not restarted."""
         if self.pending is None or self.nudged_at is None or self.swapped_at is None:
             return False
         if not view.reachable or view.reloaded_at is None or view.reloaded_at >= self.swapped_at:
             return False  # no answer, or Falco restarted after the swap
-        return now - self.nudged_at > REFUSED_AFTER
+        return now - self.nudged_at > self.refusal_wait
+
+    def refused_content(self, outcome: Outcome) -> bool:
+        """Whether this outcome's content is what the pending swaps changed (what a refusal keeps from Falco)."""
+        return (self.pending is not None and outcome.key in self.changed
+                and _same_content(outcome.delivered, self.pending.get(outcome.key)))  # fmt: skip
 
     def loaded_as_written(self, outcome: Outcome) -> bool | None:
         """Whether Falco restarted after the swap that wrote this outcome's content; None when unknown."""
         if self.loaded is None:
             return None
         return self.loaded.get(outcome.key) == outcome.delivered
+
+
+def _same_content(delivered: Delivered, other: Delivered | None) -> bool:
+    """The same files (by name and bytes, so by SHA-256), the same plugin entry and, when both say it, the same OCI
+    digest (what the disk tells at a start does not)."""
+    if other is None:
+        return delivered.empty
+    digests = (delivered.digest, other.digest)
+    return (delivered.files == other.files and delivered.plugin_entry == other.plugin_entry
+            and (None in digests or digests[0] == digests[1]))  # fmt: skip
 
 
 def parse_rules_hashes(metrics: str) -> dict[str, str]:
@@ -230,7 +286,7 @@ def _confirm_one(
     confirmed = _confirmed(outcome, view, loads, versions)
     if isinstance(confirmed, Outcome):
         return confirmed
-    if refused and loads is not None and loads.loaded_as_written(outcome) is not True:
+    if refused and loads is not None and loads.refused_content(outcome):
         return _refused(outcome)
     if kind == "Config":
         return dataclasses.replace(outcome, message=(outcome.message or "") +

@@ -114,6 +114,35 @@ async def test_a_reload_falco_refuses_is_refused_in_the_report_and_the_status_un
             assert programmed(fixed)[1] == "Pending"
 
 
+async def test_after_an_agent_restart_a_refused_reload_refuses_only_the_artifacts_it_changed(
+    api: kr8s.asyncio.Api, namespace: str, control_plane: ControlPlane, tmp_path: Path, falco_binaries: FalcoBinaries
+) -> None:
+    pods = await falco_pods(api, namespace, "falco")
+    port = free_port()
+    await create(api, namespace, rulesfile("quiet", rule("quiet", QUIET)))
+    await create(api, namespace, artifact("Config", "kept", {"config": {"json_output": False}}))
+    urls = {"node1": f"http://127.0.0.1:{port}"}
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"], urls) as agents:
+        agent = agents["node1"]
+        with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
+                       binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
+            await wait_entry(api, agent, "Rulesfile", "quiet", lambda e: e.get("state") == "Loaded", "rules")
+            # The agent restarts: it has seen no swap of its own, only the files on disk, which Falco runs.
+            agent.stop()
+            agent.start()
+            await agent.wait_ready()
+            failures = falco.reload_failures()
+            await create(api, namespace, artifact("Config", "matching", {"config": {"rule_matching": "bogus"}}))
+            await wait_entry(api, agent, "Config", "matching", lambda e: e.get("state") == "Refused",
+                             "the Config refused by Falco")  # fmt: skip
+            assert falco.reload_failures() > failures
+            # Config kept was on disk before the refused swap and that swap did not change it: not Refused.
+            kept = await wait_entry(api, agent, "Config", "kept", lambda e: bool(e.get("state")), "Config kept")
+            assert (kept["state"], kept["reason"]) == ("Installed", "Installed"), kept
+            quiet = await wait_entry(api, agent, "Rulesfile", "quiet", lambda e: bool(e.get("state")), "rules")
+            assert quiet["state"] == "Loaded"
+
+
 def json_plugin_075() -> bytes:
     """The json plugin 0.7.4 with its version string changed to 0.7.5: another version of the same plugin."""
     library = JSON_PLUGIN.read_bytes()

@@ -6,7 +6,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from artifact_agent.confirmation import MISSED_AFTER, REFUSED_AFTER, FalcoLoads, FalcoView, confirm
+from artifact_agent.confirmation import (
+    MAX_REFUSAL_WAIT,
+    MISSED_AFTER,
+    REFUSED_AFTER,
+    RELOADS_KEPT,
+    FalcoLoads,
+    FalcoView,
+    confirm,
+)
+from artifact_agent.recovery import recover_last_good
 from falco_operator.api import Config, Plugin, Rulesfile
 from falco_operator.artifacts import Artifact, ArtifactKey, Content, Delivered, Medium, Outcome, plan, sha256_hex
 from falco_operator.artifacts.oci.media import PLUGIN, PLUGIN_CONFIG, RULES
@@ -18,14 +27,17 @@ NEW = b"- list: shells\n  items: [bash, zsh]\n"
 DIGEST = "sha256:" + "a" * 64
 
 
-def outcomes(rules: bytes = NEW, config: str = "json_output: true\n") -> list[Outcome]:
-    artifacts: list[Artifact] = [
+def artifacts(rules: bytes = NEW, config: str = "json_output: true\n") -> list[Artifact]:
+    return [
         Rulesfile.model_validate({"metadata": {"name": "a"}, "spec": {"inlineRules": rules.decode()}}),
         Config.model_validate({"metadata": {"name": "c"}, "spec": {"config": config}}),
         Config.model_validate({"metadata": {"name": "same"}, "spec": {"config": "log_level: info\n"}}),
         Plugin.model_validate({"metadata": {"name": "json"}}),
     ]
-    return list(plan(artifacts, {}, {}, plugins_dir="/p").outcomes)
+
+
+def outcomes(rules: bytes = NEW, config: str = "json_output: true\n") -> list[Outcome]:
+    return list(plan(artifacts(rules, config), {}, {}, plugins_dir="/p").outcomes)
 
 
 def on_disk(planned: list[Outcome]) -> dict[ArtifactKey, Delivered]:
@@ -81,6 +93,50 @@ def test_an_unreachable_falco_or_one_that_restarted_refuses_nothing() -> None:
     assert not loads.refused(FalcoView(reachable=False), 200.0)
     assert not loads.refused(view(NEW, 100.2), 200.0)
     assert not FalcoLoads().refused(view(NEW, 1.0), 200.0)  # no swap seen
+
+
+def test_after_an_agent_restart_a_refused_swap_refuses_only_what_it_changed() -> None:
+    # The agent starts over files an earlier run wrote (and Falco loaded); it has seen no swap of its own.
+    written = plan(artifacts(OLD, "json_output: false\n"), {}, {}, plugins_dir="/p").directories
+    loads = FalcoLoads()
+    loads.started_with(recover_last_good(written, artifacts(), "/p"))
+    after = outcomes()  # Rulesfile a and Config c change; Config same and Plugin json stay as they were
+    loads.swapped(200.0, on_disk(after))
+    stuck = view(OLD, 101.0)
+    loads.nudged(204.0)
+    assert loads.refused(stuck, 210.0)
+    assert states(confirm(after, stuck, loads, now=210.0)) == {
+        "a": ("Refused", "Refused"),
+        "c": ("Refused", "Refused"),
+        "same": ("Installed", "Installed"),  # on disk before the refused swap, as it was: not what Falco refused
+        "json": ("Loaded", "Loaded"),
+    }
+
+
+def test_the_wait_for_a_refusal_follows_how_long_falco_took_to_reload() -> None:
+    loads = FalcoLoads()
+    assert loads.refusal_wait == REFUSED_AFTER  # no reload seen yet
+    loads.swapped(100.0, on_disk(outcomes(OLD)))
+    loads.nudged(103.0)
+    loads.observed(view(OLD, 103.5), now=107.0)  # a busy node: 4 s from the nudge to Falco's answer
+    assert loads.refusal_wait == 12.0
+    loads.swapped(200.0, on_disk(outcomes()))
+    loads.nudged(203.0)
+    slow = view(OLD, 103.5)  # restarting still (its dry run loads everything first)
+    assert not loads.refused(slow, 203.0 + REFUSED_AFTER + 1)  # 5 s is no proof on this node
+    assert states(confirm(outcomes(), slow, loads, now=209.0))["a"] == ("Installed", "NotLoaded")
+    assert loads.refused(slow, 203.0 + 12.5)
+    # Falco answers after all (a reload slower still): the verdict goes, and the next wait is longer.
+    loads.observed(view(NEW, 216.0), now=217.0)
+    assert not loads.refused(view(NEW, 216.0), 220.0)
+    assert loads.refusal_wait == 42.0
+    for at in range(300, 300 + 100 * RELOADS_KEPT, 100):  # quick reloads since: the slow ones are forgotten
+        loads.swapped(float(at), on_disk(outcomes()))
+        loads.observed(view(NEW, at + 0.5), now=at + 1.0)
+    assert loads.refusal_wait == REFUSED_AFTER
+    loads.swapped(2000.0, on_disk(outcomes(OLD)))
+    loads.observed(view(OLD, 2100.0), now=2200.0)  # however slow Falco was, a refusal is told within a bound
+    assert loads.refusal_wait == MAX_REFUSAL_WAIT
 
 
 def plugin_outcome(digest: str | None = DIGEST) -> Outcome:
