@@ -261,7 +261,16 @@ class FalcoRulesReconciler:
             for agent in agents:
                 report = self.cache.get(ARTIFACTREPORTS, agent.pod, falco_namespace)
                 entry = report_entry(report, "Rulesfile", raw["metadata"]["name"])
-                if entry is None or entry.get("state") != "Invalid" or entry.get("generation") != generation:
+                if entry is None or entry.get("generation") != generation:
+                    continue
+                if entry.get("state") in ("Failed", "Refused"):
+                    # The whole file is held back (a plugin the set lacks, say) or Falco refused it: no rule to blame,
+                    # but every rule of the file must say why it is not loaded instead of waiting forever.
+                    verb = "Falco refused it" if entry.get("state") == "Refused" else "the agent withholds it"
+                    detail = entry.get("message") or entry.get("reason")
+                    unmapped.setdefault(namespace, capped(f"{verb} on node {agent.node}: {detail}"))
+                    continue
+                if entry.get("state") != "Invalid":
                     continue
                 message = f"refused by the agent on node {agent.node}: {entry.get('message') or entry.get('reason')}"
                 blamed = _blamed(judged, str(entry.get("message") or ""), falco_rules, namespace)

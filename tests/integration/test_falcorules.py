@@ -324,3 +324,22 @@ async def test_a_users_object_named_like_the_generated_one_is_left_alone_and_the
     )
     status_code, _ = await request(api, "GET", rulesfile_path)
     assert status_code == 200, "the user's Rulesfile was deleted"
+
+
+async def test_without_the_container_plugin_the_rules_say_why_they_are_not_loaded(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    team = f"team-e-{namespace[-6:]}"
+    await make_namespace(api, team, "e")
+    pods = await falco_pods(api, namespace, "falco")
+    await call(api, "PATCH", f"{FALCO_API}/namespaces/{namespace}/falcos/falco", content_type=MERGE,
+               body={"spec": {"falcoRules": {"namespaceSelector": {"matchLabels": {TEAM_LABEL: "e"}}}}})  # fmt: skip
+    await create_rule(api, team, falco_rule("shell"))
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, sorted(pods)):
+        # The generated file scopes the rule with k8s.ns.name, a container-plugin field: every agent withholds it.
+        status = await wait_for(partial(rule_status, api, team, "shell"),
+                                lambda s: s.get("Programmed", {}).get("reason") == "FileRefused",
+                                what="the FalcoRule saying why it is not loaded")  # fmt: skip
+    assert status["Accepted"]["status"] == "True"
+    assert "the agent withholds it on node" in status["Programmed"]["message"]
+    assert "container" in status["Programmed"]["message"]
