@@ -9,6 +9,7 @@ from .model import (
     Outcome,
     Resolution,
     Resolutions,
+    RulesFileView,
     State,
     Unavailable,
     sha256_hex,
@@ -30,7 +31,6 @@ from .naming import (
 from .planning import (
     Artifact,
     Plan,
-    RulesFileView,
     RulesSetCheck,
     artifact_key,
     inline_problem,

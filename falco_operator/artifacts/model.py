@@ -24,6 +24,17 @@ class ArtifactKey:
 
 
 @dataclass(frozen=True)
+class RulesFileView:
+    """One rules file in load order, for checks that need the whole set."""
+
+    key: ArtifactKey
+    file_name: str
+    items: list[Any]
+    text: str | None = None
+    """The file's text: positions in messages are then the file's lines and columns."""
+
+
+@dataclass(frozen=True)
 class Content:
     """A source resolved to bytes (``digest``: the OCI digest it came from, for OCI sources)."""
 

@@ -24,7 +24,6 @@ from .naming import (
 from .needs import ArtifactNeeds
 from .plugins import library_file_name, plugin_entry, render_plugins_config
 from .rules import standalone_problem
-from .setinvariant import RulesFileView as RulesFileView
 from .setinvariant import RulesSetCheck as RulesSetCheck
 from .setinvariant import enforce_needs, enforce_rules_set, load_context
 from .validation import Invalid, parse_config, parse_rules

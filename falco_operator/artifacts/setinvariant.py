@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from .model import EMPTY, ArtifactKey, Delivered, Outcome
+from .model import EMPTY, ArtifactKey, Delivered, Outcome, RulesFileView
 from .naming import RULES_DIR, Medium, artifact_file_name
 from .needs import ArtifactNeeds, needs_problem
 from .rules import LoadContext
@@ -37,17 +37,6 @@ REQUIREMENTS_NOT_MET = "RequirementsNotMet"
 INVALID_RULES = "InvalidRules"
 MAX_NARROWING = 4
 """Departed artifacts tried one by one to name the one a dependent needs (more: all are named)."""
-
-
-@dataclass(frozen=True)
-class RulesFileView:
-    """One rules file in load order, for checks that need the whole set."""
-
-    key: ArtifactKey
-    file_name: str
-    items: list[Any]
-    text: str | None = None
-    """The file's text: positions in messages are then the file's lines and columns."""
 
 
 RulesSetCheck = Callable[[Sequence[RulesFileView], LoadContext | None], Mapping[ArtifactKey, Problem]]

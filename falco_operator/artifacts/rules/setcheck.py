@@ -10,8 +10,7 @@ from ..yamldoc import Problem
 from .ruleset import Finding, LoadContext, RulesFile, check_rule_set
 
 if TYPE_CHECKING:
-    from ..model import ArtifactKey
-    from ..planning import RulesFileView
+    from ..model import ArtifactKey, RulesFileView
 
 
 def rules_set_check(
