@@ -4,7 +4,7 @@ exit 0, and nothing left running.
 
 The clone shares what a second checkout on the same machine would: the control plane binaries in ``~/.cache``,
 ``../shared`` beside it (the Falco build), and this checkout's virtualenv (a link; the clone's ``pyproject.toml`` is
-dated as old as that install, so ``make`` installs nothing into it).
+dated older than that install, so ``make`` installs nothing into it).
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ def fresh_clone(parent: Path) -> Path:
     venv, stamp = ROOT / ".venv", ROOT / ".venv" / ".installed-stamp"
     assert stamp.is_file(), "this checkout has no installed virtualenv: run make install"
     (clone / ".venv").symlink_to(venv.resolve())
-    os.utime(clone / "pyproject.toml", (stamp.stat().st_mtime, stamp.stat().st_mtime))  # as old as the install
+    # Older than the install, in nanoseconds: a float time can round a few hundred nanoseconds later than the
+    # stamp, and make then reinstalls into the link (it failed so once in CI).
+    older = stamp.stat().st_mtime_ns - 1_000_000_000
+    os.utime(clone / "pyproject.toml", ns=(older, older))
     return clone
 
 
