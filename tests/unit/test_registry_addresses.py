@@ -24,7 +24,8 @@ from falco_operator.instance.podtemplate import agent_container
      ("100.64.0.10", "non-public"), ("0.0.0.0", "unspecified"), ("::", "unspecified"),
      ("224.0.0.251", "multicast"), ("ff02::1", "multicast"), ("255.255.255.255", "private"),
      ("::ffff:127.0.0.1", "loopback"), ("::ffff:169.254.169.254", "link-local"), ("64:ff9b::a9fe:a9fe", "link-local"),
-     ("2002:7f00:1::", "loopback")],
+     ("2002:7f00:1::", "loopback"), ("::a9fe:a9fe", "link-local"), ("::7f00:1", "loopback"),
+     ("64:ff9b:1::a9fe:a9fe", "local-use NAT64"), ("64:ff9b:1::1.1.1.1", "local-use NAT64")],
 )  # fmt: skip
 def test_cluster_internal_and_special_addresses_are_refused(address: str, why: str) -> None:
     assert why in (refusal(ipaddress.ip_address(address)) or "public")

@@ -27,6 +27,11 @@ import httpcore
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+"""Local-use NAT64 (RFC 8215): where the IPv4 address sits depends on the network's prefix length, and it may be any
+address of that network, so the whole range is refused."""
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+"""Deprecated IPv4-compatible addresses (``::a.b.c.d``): a stack that still honours them sends to a.b.c.d."""
 ALLOW_FLAG = "--allow-private-registries"
 
 
@@ -41,6 +46,8 @@ class AddressRefused(Exception):
 
 def refusal(address: IPAddress) -> str | None:
     """Why the agent may not connect to ``address`` by default (None: a public unicast address)."""
+    if address in _LOCAL_NAT64:
+        return "a local-use NAT64 address (it reaches IPv4 addresses of the network)"
     embedded = _embedded_ipv4(address)
     if embedded is not None:
         return refusal(embedded)
@@ -129,13 +136,13 @@ def guarded_pool(ssl_context: ssl.SSLContext, allow_private: bool) -> httpcore.A
 
 
 def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64), which is where it really goes."""
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64, IPv4-compatible), where it really goes."""
     if not isinstance(address, ipaddress.IPv6Address):
         return None
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
-    if address in _NAT64:
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):  # not :: nor ::1
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
