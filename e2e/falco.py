@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,12 +270,14 @@ class RunningFalco:
 def run_falco(
     workdir: Path, rules_dir: Path, config_dir: Path, plugins_dir: Path, *, load_container_plugin: bool = False,
     extra_config: Json | None = None, binaries: FalcoBinaries | None = None, web_port: int | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> Iterator[RunningFalco]:  # fmt: skip
     """Run Falco (``nodriver``) over the three directories until the block ends; it answers /healthz on entry.
 
     Starting blocks for about a second (Falco's start). ``plugins_dir`` is where plugin libraries are (library paths
-    in config fragments point into it). Falco gets SIGTERM at the end (SIGKILL if it lingers) and ends with the
-    test process even when that is killed (``processes.popen``).
+    in config fragments point into it). ``environment`` is set for Falco over this process's environment (a pod's
+    ``HOST_ROOT``, say). Falco gets SIGTERM at the end (SIGKILL if it lingers) and ends with the test process even
+    when that is killed (``processes.popen``).
     """
     binaries = binaries or find_falco()
     # Falco runs in ``workdir``: every path it is given must hold from there.
@@ -291,7 +293,8 @@ def run_falco(
     log_path = workdir / "falco.log"
     with log_path.open("ab") as log:
         offset = log.tell()
-        process = popen([str(binaries.falco), "-c", str(config_path)], stdout=log, cwd=workdir)
+        env = {**os.environ, **environment} if environment is not None else None
+        process = popen([str(binaries.falco), "-c", str(config_path)], stdout=log, cwd=workdir, env=env)
     running = RunningFalco(process, port, log_path, config_path, offset)
     try:
         _wait_started(running)

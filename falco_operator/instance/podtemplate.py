@@ -92,7 +92,9 @@ def falco_container(falco: Falco, options: BuildOptions) -> Json:
         "image": f"{FALCO_IMAGE_REPOSITORY}:{version}",
         "args": ["/usr/bin/falco"],
         "env": [
-            {"name": "HOST_ROOT", "value": "/host"},
+            # Falco reads the host's /proc under HOST_ROOT; without the host mounts that is its own /proc. Set empty,
+            # not left out: the official image sets HOST_ROOT=/host itself, and Falco exits when /host/proc is absent.
+            {"name": "HOST_ROOT", "value": "/host" if host else ""},
             _field_env("FALCO_HOSTNAME", "spec.nodeName"),
             _field_env("FALCO_K8S_NODE_NAME", "spec.nodeName"),
         ],

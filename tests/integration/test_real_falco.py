@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -28,6 +30,9 @@ from e2e.falco import (
 )
 from e2e.falco_alerts import parse_alerts
 from e2e.wait import WaitTimeout, wait_for
+from falco_operator.api import Falco
+from falco_operator.instance.options import BuildOptions
+from falco_operator.instance.podtemplate import falco_container
 
 pytestmark = pytest.mark.anyio
 TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "falco-rules"
@@ -327,3 +332,27 @@ async def test_the_agents_look_at_falco_asks_versions_only_after_a_reload(
             assert (reloaded.rules, reloaded.version) == (sha256s(second), view.version)
             assert reloaded.reloaded_at is not None
             assert reloaded.reloaded_at > view.reloaded_at
+
+
+def test_nodriver_falco_serves_with_the_host_root_its_pod_template_gives_and_exits_with_host(
+    tmp_path: Path, falco_binaries: FalcoBinaries
+) -> None:
+    """A ``nodriver`` pod mounts nothing at /host, so its Falco gets an empty HOST_ROOT (not none: the official image
+    sets HOST_ROOT=/host); with /host, where no host is mounted, Falco 0.44.1 exits at start."""
+    falco = Falco.model_validate({"metadata": {"name": "f", "namespace": "ns"},
+                                  "spec": {"type": "Deployment", "engine": {"kind": "nodriver"}}})  # fmt: skip
+    container = falco_container(falco, BuildOptions())
+    environment = {entry["name"]: entry["value"] for entry in container["env"] if "value" in entry}
+    rules_dir, config_dir, plugins_dir = volumes(tmp_path)
+    rules_dir.write({"10-a.yaml": rules("a")})
+    with run_falco(tmp_path / "falco", rules_dir.path, config_dir.path, plugins_dir, binaries=falco_binaries,
+                   environment=environment) as running:  # fmt: skip
+        time.sleep(1)  # past opening its event source, where a HOST_ROOT without /proc makes it exit
+        assert running.alive(), running.log()[-2000:]
+        assert httpx.get(f"http://127.0.0.1:{running.web_port}/healthz", timeout=5).status_code == 200
+    # The same config with HOST_ROOT=/host: the web server answers for a moment, then Falco exits.
+    assert not Path("/host/proc").exists(), "this machine has /host/proc: no place to see Falco refuse it"
+    refused = subprocess.run([str(falco_binaries.falco), "-c", str(running.config_path)], capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "HOST_ROOT": "/host"})  # fmt: skip
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "the directory '/host/proc/' doesn't exist" in refused.stdout + refused.stderr

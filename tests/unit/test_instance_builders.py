@@ -74,6 +74,8 @@ def test_default_daemonset_runs_privileged_falco_with_the_agent_as_native_sideca
     falco_container = by_name(spec["containers"])["falco"]
     assert falco_container["securityContext"] == {"privileged": True}
     assert {e["name"] for e in falco_container["env"]} == {"HOST_ROOT", "FALCO_HOSTNAME", "FALCO_K8S_NODE_NAME"}
+    assert by_name(falco_container["env"])["HOST_ROOT"] == {"name": "HOST_ROOT", "value": "/host"}
+    assert {"name": "proc-fs", "mountPath": "/host/proc", "readOnly": True} in falco_container["volumeMounts"]
     agent = by_name(spec["initContainers"])["artifact-operator"]
     assert agent["restartPolicy"] == "Always"
     assert agent["image"] == "agent:1"
@@ -112,8 +114,13 @@ def test_plugin_only_deployment_is_neither_privileged_nor_host_mounted() -> None
     workload = build_workload(falco, raw, BuildOptions())
     assert (workload["kind"], workload["spec"]["replicas"]) == ("Deployment", 2)
     spec = pod_spec(workload)
-    assert "securityContext" not in by_name(spec["containers"])["falco"]
+    falco_container = by_name(spec["containers"])["falco"]
+    assert "securityContext" not in falco_container
     assert not [v for v in spec["volumes"] if "hostPath" in v]
+    assert not [m for m in falco_container["volumeMounts"] if m["mountPath"].startswith("/host")]
+    # Nothing is mounted at /host, so Falco must read its own /proc: HOST_ROOT is set empty (the official image sets
+    # HOST_ROOT=/host, and Falco exits when /host/proc is missing).
+    assert by_name(falco_container["env"])["HOST_ROOT"] == {"name": "HOST_ROOT", "value": ""}
     assert "tolerations" not in spec
     assert "kind: nodriver" in falco_yaml(falco)
 
