@@ -55,15 +55,19 @@ ALERTS: list[Json] = [
 ]  # fmt: skip
 
 
+def metrics_service() -> Json:
+    """The operator's metrics Service, for any scraper (and the ServiceMonitor): part of the install."""
+    return {
+        "apiVersion": "v1", "kind": "Service", "metadata": _meta(METRICS_SERVICE),
+        "spec": {"selector": {"app.kubernetes.io/name": OPERATOR},
+                 "ports": [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]},
+    }  # fmt: skip
+
+
 def prometheus_objects() -> dict[str, Json]:
-    """The metrics Service (for any scraper) and, for the Prometheus Operator, monitors and alert rules."""
+    """For the Prometheus Operator: monitors of the operator's Service and the agents' pods, and alert rules."""
     monitor_labels = {"app.kubernetes.io/name": OPERATOR}
     return {
-        "prometheus/metrics_service.yaml": {
-            "apiVersion": "v1", "kind": "Service", "metadata": _meta(METRICS_SERVICE),
-            "spec": {"selector": {"app.kubernetes.io/name": OPERATOR},
-                     "ports": [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]},
-        },
         "prometheus/service_monitor.yaml": {
             "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": _meta(OPERATOR),
             "spec": {"selector": {"matchLabels": monitor_labels},
