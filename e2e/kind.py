@@ -1,11 +1,10 @@
-"""``make e2e``: the scenarios on a kind cluster with the real image and real Falco.
+"""``make e2e``: the real-pod scenarios (``tests/e2e``) on a kind cluster with the product image and real Falco.
 
-Steps: find a container engine and kind (stop with a clear message when either is missing); create the cluster;
-build the image and load it into the nodes; ``kubectl apply -f install.yaml`` (client-side, then server-side over
-it); a Falco with a kernel engine (``modern_ebpf``) or, with ``--engine nodriver``, the container plugin; seed
-example 05's shell rule; check that Falco loaded that rules file (its sha256 metric) and raised the alert for a
-``kubectl exec`` of bash into a test pod; uninstall with ``kubectl delete -f`` and find nothing left; delete the
-cluster unless ``--keep``.
+It finds a container engine and kind (and stops with a clear message when either is missing), then runs
+``pytest tests/e2e --cluster=kind``: the session creates the cluster, builds the image and loads it into the
+nodes, and ``KindPodCluster`` gives the scenarios what is kind's own (pod ports through the API server's proxy,
+``crictl`` and ``systemctl`` in the node containers, a registry on kind's network). ``make e2e-local`` runs the
+same scenarios on a real kubelet node of the local control plane (``e2e/realnode``).
 
 The pieces that need no container engine (the kind config, the install rendering, the alert parsing, the metric
 parsing) are pure functions, exercised in CI by ``tests/unit/test_kind_e2e.py``.
@@ -14,6 +13,7 @@ parsing) are pure functions, exercised in CI by ``tests/unit/test_kind_e2e.py``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -21,9 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +29,9 @@ from ruamel.yaml import YAML
 
 from artifact_agent.confirmation import parse_rules_hashes
 
-from .falco_alerts import shell_alerts
-from .scenarios.install import INSTALL, OPERATOR_NAMESPACE, leftovers, uninstall_command
+from .registry import Registry, start_registry
+from .scenarios.install import INSTALL
+from .scenarios.realpods import PodRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "manifests" / "samples"
@@ -99,14 +98,6 @@ def expected_rules(rulesfile: Json) -> bytes:
     return str(rulesfile["spec"]["ociArtifact"]["inline"]).encode()
 
 
-def poll(what: str, probe: Callable[[], bool], timeout: float, interval: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(interval)
-
-
 class Kind:
     def __init__(self, engine: str, kind: str, workdir: Path) -> None:
         self.engine, self.kind, self.workdir = engine, kind, workdir
@@ -151,85 +142,91 @@ class Kind:
         return self.kubectl("get", "--raw", path, check=False).stdout
 
 
-def scenario(cluster: Kind, image: str, engine: str) -> None:
-    kubectl = cluster.kubectl
-    install_file = cluster.workdir / "install.yaml"
-    install_file.write_text(render_install(INSTALL.read_text(), image))
-    kubectl("apply", "-f", str(install_file))
-    kubectl("apply", "--server-side", "-f", str(install_file))
-    kubectl("-n", OPERATOR_NAMESPACE, "rollout", "status", "deployment/falco-operator", "--timeout=180s")
+class KindPodCluster:
+    """A kind cluster as the ``PodCluster`` of the real-pod scenarios (``tests/e2e``)."""
 
-    kubectl("create", "namespace", NAMESPACE)
-    rulesfile = seed("05-rulesfile-inline.yaml")
-    plugin = seed("06-plugin-container.yaml")
-    plugin["spec"]["ociArtifact"]["reference"] = CONTAINER_PLUGIN
-    documents = [falco_manifest(engine), rulesfile, plugin]
-    kubectl("apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in documents))
-    kubectl("-n", NAMESPACE, "wait", f"falco/{FALCO}", "--for=condition=Available", "--timeout=600s")
-    kubectl("-n", NAMESPACE, "wait", "rulesfile/falco-rules", "--for=condition=Programmed", "--timeout=180s")
+    modern_ebpf: str | None = None  # kind nodes share the host's kernel, which users' machines give BTF
 
-    expected = expected_rules(rulesfile)
-    pods = cluster.falco_pods()
-    assert pods, "no Falco pods"
-    for pod in pods:
-        poll(f"Falco in {pod} loaded {RULES_FILE}", partial(_loaded, cluster, pod, expected), timeout=120)
+    def __init__(self, kind: Kind, image: str) -> None:
+        self.cluster, self.image = kind, image
+        self.nodes = tuple(kind.kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").stdout.split())
+        self._registry: Registry | None = None
 
-    if engine == "nodriver":
-        print("engine nodriver: Falco sees no system calls, so the shell-in-container alert is not checked")
-    else:
-        shell_in_container_alert(kubectl)
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.cluster.kubectl(*args, stdin=stdin, check=check)
 
-    result = kubectl(*uninstall_command(), check=False)
-    assert result.returncode == 0, result.stderr
-    poll("nothing of the project left", lambda: leftovers(kubectl, frozenset({FALCO})) == [], timeout=180)
+    def kubectl_argv(self) -> list[str]:
+        return ["kubectl", f"--kubeconfig={self.cluster.kubeconfig}"]
 
+    def install_text(self) -> str:
+        return render_install(INSTALL.read_text(), self.image)
 
-def shell_in_container_alert(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> None:
-    """The second seed's case: ``kubectl exec`` of bash into a test pod raises seed example 05's alert."""
-    kubectl("-n", NAMESPACE, "run", "shell-target", "--image=docker.io/library/bash:5", "--restart=Never",
-            "--command", "--", "sleep", "3600")  # fmt: skip
-    kubectl("-n", NAMESPACE, "wait", "pod/shell-target", "--for=condition=Ready", "--timeout=180s")
-    kubectl("-n", NAMESPACE, "exec", "shell-target", "--", "bash", "-c", "echo hello from a shell")
+    def pod_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+        """Through the API server's pod proxy: the test machine does not route kind's pod network."""
+        return self.kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}").stdout
 
-    def alerted() -> bool:
-        logs = kubectl("-n", NAMESPACE, "logs", "-l", f"app.kubernetes.io/instance={FALCO}", "-c", "falco",
-                       "--tail=-1", "--max-log-requests=10", check=False).stdout  # fmt: skip
-        return bool(shell_alerts(logs, "shell-target"))
+    def kill_container(self, namespace: str, pod: str, container: str) -> None:
+        status = json.loads(self.kubectl("get", "pod", "-n", namespace, pod, "-o", "json").stdout)
+        node = status["spec"]["nodeName"]
+        entries = status["status"].get("initContainerStatuses", []) + status["status"].get("containerStatuses", [])
+        (container_id,) = [e["containerID"].split("://", 1)[1] for e in entries if e["name"] == container]
+        script = f"kill -9 $(crictl inspect --output go-template --template '{{{{.info.pid}}}}' {container_id})"
+        self.cluster.run(self.cluster.engine, "exec", node, "sh", "-c", script)
 
-    poll("Falco's alert for the shell in shell-target", alerted, timeout=120)
+    def restart_runtime(self) -> None:
+        for node in self.nodes:
+            self.cluster.run(self.cluster.engine, "exec", node, "systemctl", "restart", "containerd", "kubelet")
 
+    def registry(self) -> PodRegistry:
+        """A registry on the host's address on kind's network, where the nodes (and their pods) reach it."""
+        if self._registry is None:
+            template = "{{(index .IPAM.Config 0).Gateway}}"
+            gateway = self.cluster.run(self.cluster.engine, "network", "inspect", "kind", "-f", template).stdout
+            workdir = self.cluster.workdir / "registry"
+            self._registry = start_registry(workdir, tls=False, auth=False, address=gateway.strip())
+        return PodRegistry(self._registry.host, self._registry)
 
-def _loaded(cluster: Kind, pod: str, expected: bytes) -> bool:
-    return rules_loaded(cluster.falco_metrics(pod), expected)
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make e2e", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", default=DEFAULT_IMAGE)
-    parser.add_argument("--engine", choices=("modern_ebpf", "nodriver"), default="modern_ebpf",
-                        help="Falco's engine; nodriver where eBPF is unavailable (no alert check then)")  # fmt: skip
-    parser.add_argument("--keep", action="store_true", help="keep the cluster afterwards")
-    args = parser.parse_args(argv)
-    try:
-        engine, kind = find_tools()
-    except Missing as missing:
-        print(missing, file=sys.stderr)
-        return 2
+@contextlib.contextmanager
+def kind_pod_cluster(image: str, *, keep: bool = False) -> Iterator[KindPodCluster]:
+    """A fresh kind cluster with ``image`` built and loaded; deleted afterwards unless ``keep``."""
+    engine, kind = find_tools()
     with tempfile.TemporaryDirectory(prefix="falco-operator-e2e-") as directory:
         cluster = Kind(engine, kind, Path(directory))
         cluster.create()
+        pods = None
         try:
-            cluster.load_image(args.image)
-            scenario(cluster, args.image, args.engine)
-            print("make e2e: every scenario passed")
+            cluster.load_image(image)
+            pods = KindPodCluster(cluster, image)
+            yield pods
         finally:
-            if args.keep:
+            if pods is not None:
+                pods.close()
+            if keep:
                 kept = Path(tempfile.gettempdir()) / f"{CLUSTER}.kubeconfig"
                 shutil.copy(cluster.kubeconfig, kept)
                 print(f"kept the cluster {CLUSTER}: export KUBECONFIG={kept}")
             else:
                 cluster.delete()
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check the tools, then run the real-pod scenarios (``tests/e2e``) on a kind cluster."""
+    parser = argparse.ArgumentParser(prog="make e2e", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image", default=DEFAULT_IMAGE)
+    parser.add_argument("--keep", action="store_true", help="keep the cluster afterwards")
+    args = parser.parse_args(argv)
+    try:
+        find_tools()
+    except Missing as missing:
+        print(missing, file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "e2e"), "--cluster=kind", f"--image={args.image}"]
+    return subprocess.call(command + (["--keep"] if args.keep else []), cwd=ROOT)
 
 
 if __name__ == "__main__":

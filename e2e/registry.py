@@ -191,11 +191,12 @@ class Registry:
         path.write_bytes(data)
 
 
-def start_registry(directory: Path, *, tls: bool = True, auth: bool = True) -> Registry:
+def start_registry(directory: Path, *, tls: bool = True, auth: bool = True, address: str = "127.0.0.1") -> Registry:
+    """A registry process on ``address`` (loopback unless pods of a real node must reach it)."""
     binary = find_registry_binary()
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    host = f"127.0.0.1:{port}"
+    host = f"{address}:{port}"
     config: dict[str, Any] = {
         "version": 0.1,
         "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": False}},

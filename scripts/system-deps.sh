@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Debian packages `make demo` and `make test` need from the machine, checked (and installed) in one place.
+# The Debian packages `make demo`, `make test` and `make e2e-local` need from the machine, checked (and installed) in one place.
 #
 #   scripts/system-deps.sh [PACKAGE...]   # the project's packages, and these too
 #
@@ -15,6 +15,10 @@ PACKAGES=(
   libjsoncpp25 libre2-9 libtbb12 libyaml-cpp0.7 libcurl4
   # The loopback OCI registry (the CNCF distribution server) and htpasswd for its users.
   docker-registry apache2-utils
+  # The real node of `make e2e-local` (e2e/realnode): runc's cgo build with seccomp, the static pause binary,
+  # kube-proxy's and CNI's iptables and conntrack, the Debian base image (debootstrap) and the product image
+  # built from the Containerfile (podman).
+  gcc libc6-dev pkg-config libseccomp-dev iptables conntrack debootstrap podman
 )
 PACKAGES+=("$@")
 

@@ -139,3 +139,14 @@ def create_server_pki(directory: Path, common_name: str) -> tuple[Path, KeyPair]
         server_ips=("127.0.0.1",),
     )
     return ca_pair.cert, server
+
+
+def issue_client(directory: Path, ca: KeyPair, stem: str, common_name: str, organization: str | None = None) -> KeyPair:
+    """A client certificate signed by an existing CA (``ca`` as files): a node's or a component's identity."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{ca.key}: the harness CA key is an EC key")
+    directory.mkdir(parents=True, exist_ok=True)
+    pair, _, _ = _issue(directory, stem, _name(common_name, organization), (ca_cert, ca_key), client=True)
+    return pair

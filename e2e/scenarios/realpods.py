@@ -1,0 +1,145 @@
+"""The product in real pods: what the scenarios of ``tests/e2e`` need from a cluster whose kubelets run them.
+
+One set of scenarios runs on two kinds of cluster: kind on users' machines (``make e2e``) and the local control
+plane with a real kubelet node on this machine (``make e2e-local``). A ``PodCluster`` gives them what differs:
+how to reach a pod's port, how to kill a container or restart a node's runtime, where a registry is that pods
+can reach. Everything else is ``kubectl``, as users run it, and these helpers that read what it returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from artifact_agent.confirmation import parse_rules_hashes
+
+from .install import Kubectl
+
+Json = dict[str, Any]
+NAMESPACE = "falco-e2e"
+AGENT = "artifact-operator"
+FALCO = "falco"
+RELOAD_LINE = "SIGHUP received, restarting"
+
+
+@dataclass(frozen=True)
+class PodRegistry:
+    """A plain-HTTP registry that pods reach at ``host`` (``address:port``), and the harness pushes to."""
+
+    host: str
+    push: Any  # e2e.registry.Registry: the harness's client of the same registry
+
+
+class PodCluster(Protocol):
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The nodes pods run on."""
+
+    @property
+    def modern_ebpf(self) -> str | None:
+        """None when Falco can watch system calls with ``engine.kind: modern_ebpf`` here, else why not."""
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against the cluster."""
+
+    def kubectl_argv(self) -> list[str]:
+        """The command line of ``kubectl`` for this cluster (to run it with an editor, as ``kubectl edit``)."""
+
+    def install_text(self) -> str:
+        """``manifests/dist/install.yaml`` with the image this cluster holds."""
+
+    def pod_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+        """An HTTP GET of a pod's port, the way this cluster lets the test machine reach it."""
+
+    def kill_container(self, namespace: str, pod: str, container: str) -> None:
+        """Kill one container's processes (SIGKILL), as an OOM kill or a crash does."""
+
+    def restart_runtime(self) -> None:
+        """Restart the container runtime and the kubelet of every node."""
+
+    def registry(self) -> PodRegistry:
+        """A registry the pods can pull from (started on first use)."""
+
+
+def poll(what: str, probe: Callable[[], bool], timeout: float, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def get_json(kubectl: Kubectl, *args: str) -> Json:
+    result: Json = json.loads(kubectl("get", *args, "-o", "json").stdout)
+    return result
+
+
+def apply(kubectl: Kubectl, *documents: Json) -> None:
+    kubectl("apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in documents))
+
+
+def condition(obj: Json, kind: str) -> Json:
+    for entry in (obj.get("status") or {}).get("conditions") or []:
+        if entry.get("type") == kind:
+            return dict(entry)
+    return {}
+
+
+def falco_pods(kubectl: Kubectl, falco: str, namespace: str = NAMESPACE) -> list[Json]:
+    listing = get_json(kubectl, "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={falco}")
+    return [p for p in listing["items"] if not (p["metadata"].get("deletionTimestamp"))]
+
+
+def container_status(pod: Json, name: str) -> Json:
+    status = pod.get("status") or {}
+    for entry in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        if entry.get("name") == name:
+            return dict(entry)
+    return {}
+
+
+def pod_ready(pod: Json) -> bool:
+    return condition(pod, "Ready").get("status") == "True"
+
+
+def restarts(pod: Json, container: str) -> int:
+    return int(container_status(pod, container).get("restartCount") or 0)
+
+
+def started_at(pod: Json, container: str) -> str:
+    state = container_status(pod, container).get("state") or {}
+    return str((state.get("running") or {}).get("startedAt") or "")
+
+
+def rules_hashes(metrics: str) -> dict[str, str]:
+    """``file_name`` → sha256 from Falco's ``falcosecurity_falco_sha256_rules_files_info`` series."""
+    return parse_rules_hashes(metrics)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def logs(kubectl: Kubectl, namespace: str, pod: str, container: str, *, previous: bool = False) -> str:
+    args = ["logs", "-n", namespace, pod, "-c", container, "--tail=-1"] + (["--previous"] if previous else [])
+    return kubectl(*args, check=False).stdout
+
+
+def reloads(kubectl: Kubectl, namespace: str, pod: str) -> int:
+    """Hot restarts of the running Falco container so far."""
+    return logs(kubectl, namespace, pod, FALCO).count(RELOAD_LINE)
+
+
+def exec_in(kubectl: Kubectl, namespace: str, pod: str, container: str, *command: str) -> str:
+    return kubectl("exec", "-n", namespace, pod, "-c", container, "--", *command).stdout
+
+
+def file_bytes(kubectl: Kubectl, namespace: str, pod: str, container: str, path: str) -> bytes:
+    """A file in a running container, read through ``kubectl exec`` as base64 (text mode would re-encode)."""
+    return base64.b64decode(exec_in(kubectl, namespace, pod, container, "base64", "-w0", path))

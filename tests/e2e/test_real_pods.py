@@ -1,0 +1,315 @@
+"""The product in real pods, in the order a user meets it: install, a Falco, artifacts, faults, detection,
+uninstall. The same scenarios run on kind (``make e2e``) and on the local real node (``make e2e-local``); the
+``cluster`` fixture says which. The tests of this module share one cluster and run in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from e2e.oci_artifacts import push_plugin, push_rules
+from e2e.scenarios.install import OPERATOR_NAMESPACE, leftovers, uninstall_command
+from e2e.scenarios.realpods import (
+    AGENT,
+    FALCO,
+    NAMESPACE,
+    PodCluster,
+    apply,
+    condition,
+    container_status,
+    falco_pods,
+    file_bytes,
+    get_json,
+    logs,
+    pod_ready,
+    poll,
+    reloads,
+    restarts,
+    rules_hashes,
+    sha256_hex,
+    started_at,
+)
+
+Json = dict[str, Any]
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "manifests" / "samples"
+SAMPLE = "falco-sample"
+WEB_PORT = 8765
+RULES_DIR = "/etc/falco/rules.d"
+FIRST_RULES = """- rule: e2e_first_contact
+  desc: a rule that needs no plugin, delivered inline
+  condition: evt.type = execve and proc.name = e2e-never-run
+  output: never (proc=%proc.name)
+  priority: INFO
+"""
+FIRST_RULES_FILE = "50-03-e2e-first-inline.yaml"
+RULES_REPOSITORY = "falcosecurity/rules/falco-rules"
+PLUGIN_REPOSITORY = "falcosecurity/plugins/plugin/container"
+OCI_RULES = b"""- rule: e2e_netcat_started
+  desc: a rule delivered from the OCI registry (seed example 04)
+  condition: evt.type = execve and proc.name = nc
+  output: netcat started (cmdline=%proc.cmdline)
+  priority: NOTICE
+"""
+
+
+def sample(name: str, namespace: str = NAMESPACE) -> Json:
+    document: Json = YAML(typ="safe").load((SAMPLES / name).read_text())
+    document["metadata"]["namespace"] = namespace
+    return document
+
+
+def the_falco_pod(cluster: PodCluster, falco: str = SAMPLE) -> Json:
+    pods = falco_pods(cluster.kubectl, falco)
+    assert len(pods) == len(cluster.nodes), [p["metadata"]["name"] for p in pods]
+    return pods[0]
+
+
+def falco_metrics(cluster: PodCluster, pod: Json) -> str:
+    return cluster.pod_get(NAMESPACE, pod["metadata"]["name"], WEB_PORT, "/metrics")
+
+
+def loaded_hash(cluster: PodCluster, file_name: str) -> str | None:
+    """What the running Falco of the sample says it loaded for ``file_name`` (None when it cannot be asked)."""
+    try:
+        return rules_hashes(falco_metrics(cluster, the_falco_pod(cluster))).get(file_name)
+    except (OSError, AssertionError):
+        return None
+
+
+def programmed(cluster: PodCluster, kind: str, name: str) -> bool:
+    found = cluster.kubectl("get", kind, name, "-n", NAMESPACE, "-o", "json", check=False)
+    return found.returncode == 0 and condition(json.loads(found.stdout), "Programmed").get("status") == "True"
+
+
+def settled_pod(cluster: PodCluster) -> Json:
+    """The sample's pod once it is Ready again after a fault."""
+    poll("the Falco pod Ready", lambda: pod_ready(the_falco_pod(cluster)), timeout=180)
+    return the_falco_pod(cluster)
+
+
+# --- 1. install ----------------------------------------------------------------------------------------------------
+
+
+def test_install_as_shipped_gives_a_ready_operator_that_holds_the_lease_and_serves_metrics(cluster: PodCluster) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        handle.write(cluster.install_text())
+    began = time.monotonic()
+    cluster.kubectl("apply", "--server-side", "-f", handle.name)
+    os.unlink(handle.name)
+    cluster.kubectl("-n", OPERATOR_NAMESPACE, "rollout", "status", "deployment/falco-operator", "--timeout=180s")
+    print(f"operator Ready {time.monotonic() - began:.1f}s after apply")
+
+    (pod,) = get_json(cluster.kubectl, "pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=falco-operator")[
+        "items"
+    ]
+    assert pod["spec"]["nodeName"] in cluster.nodes
+    assert pod_ready(pod)
+
+    def holds_lease() -> bool:
+        lease = get_json(cluster.kubectl, "lease", "falco-operator", "-n", OPERATOR_NAMESPACE)
+        return str(lease["spec"].get("holderIdentity", "")).startswith(pod["metadata"]["name"])
+
+    poll("the operator pod holds the Lease", holds_lease, timeout=60)
+    path = f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/services/http:falco-operator-metrics:metrics/proxy/metrics"
+    metrics = cluster.kubectl("get", "--raw", path).stdout
+    assert "falco_operator_" in metrics or "controller_runtime_" in metrics, metrics[:500]
+
+
+# --- 2. the sample Falco ----------------------------------------------------------------------------------------------
+
+
+def test_the_sample_falco_starts_after_its_agent_and_loads_the_bytes_the_agent_wrote(cluster: PodCluster) -> None:
+    cluster.kubectl("create", "namespace", NAMESPACE)
+    falco = sample("01-falco-sample.yaml")
+    if cluster.modern_ebpf is not None:
+        falco["spec"] = {"engine": {"kind": "nodriver"}}
+    rulesfile = {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Rulesfile",
+                 "metadata": {"name": "e2e-first", "namespace": NAMESPACE},
+                 "spec": {"ociArtifact": {"inline": FIRST_RULES}, "priority": 50}}  # fmt: skip
+    began = time.monotonic()
+    apply(cluster.kubectl, falco, rulesfile)
+    cluster.kubectl("-n", NAMESPACE, "wait", f"falco/{SAMPLE}", "--for=condition=Available", "--timeout=300s")
+    print(f"Falco Available {time.monotonic() - began:.1f}s after apply")
+
+    pod = the_falco_pod(cluster)
+    assert pod["spec"]["nodeName"] in cluster.nodes
+    (agent_spec,) = [c for c in pod["spec"].get("initContainers", []) if c["name"] == AGENT]
+    assert agent_spec.get("restartPolicy") == "Always", "the agent runs as a native sidecar"
+    assert container_status(pod, AGENT).get("ready")
+    assert container_status(pod, FALCO).get("ready")
+    assert started_at(pod, AGENT) <= started_at(pod, FALCO)
+    agent_log = logs(cluster.kubectl, NAMESPACE, pod["metadata"]["name"], AGENT)
+    falco_log = logs(cluster.kubectl, NAMESPACE, pod["metadata"]["name"], FALCO)
+    assert "materializ" in agent_log.lower() or "wrote" in agent_log.lower(), agent_log[-2000:]
+    assert "Falco version" in falco_log or "Loading rules" in falco_log, falco_log[-2000:]
+
+    poll("Rulesfile e2e-first Programmed", lambda: programmed(cluster, "rulesfile", "e2e-first"), timeout=120)
+    written = file_bytes(cluster.kubectl, NAMESPACE, pod["metadata"]["name"], FALCO, f"{RULES_DIR}/{FIRST_RULES_FILE}")
+    assert written == FIRST_RULES.encode()
+    poll("Falco's metric names the bytes the agent wrote",
+         lambda: loaded_hash(cluster, FIRST_RULES_FILE) == sha256_hex(written), timeout=60)  # fmt: skip
+
+
+# --- 3. the seed examples from a registry the pods reach ------------------------------------------------------------
+
+
+def test_seed_examples_reach_the_pod_and_an_edit_is_one_hot_reload(cluster: PodCluster) -> None:
+    registry = cluster.registry()
+    push_rules(registry.push, RULES_REPOSITORY, "latest", OCI_RULES)
+    plugin = container_plugin_library()
+    push_plugin(registry.push, PLUGIN_REPOSITORY, "0.2.4", {"amd64": plugin, "arm64": b"\x7fELF"})
+    # The registry has a private address: the operator must let the agents reach it (docs/security.md).
+    cluster.kubectl("-n", OPERATOR_NAMESPACE, "patch", "deployment", "falco-operator", "--type=json", "-p",
+                    json.dumps([{"op": "add", "path": "/spec/template/spec/containers/0/args/-",
+                                 "value": "--allow-private-registries"}]))  # fmt: skip
+    cluster.kubectl("-n", OPERATOR_NAMESPACE, "rollout", "status", "deployment/falco-operator", "--timeout=180s")
+
+    def from_registry(name: str) -> Json:
+        document = sample(name)
+        reference = str(document["spec"]["ociArtifact"]["reference"])
+        document["spec"]["ociArtifact"]["reference"] = f"{registry.host}/{reference.split('/', 1)[1]}"
+        document["spec"]["ociArtifact"]["registry"] = {"plainHTTP": True}
+        return document
+
+    config = sample("07-config-label-selector.yaml")
+    config["spec"]["selector"]["matchLabels"] = {"kubernetes.io/hostname": cluster.nodes[0]}
+    documents = [from_registry("04-rulesfile-oci.yaml"), sample("05-rulesfile-inline.yaml"),
+                 from_registry("06-plugin-container.yaml"), config, sample("09-falcorule-bash.yaml")]  # fmt: skip
+    apply(cluster.kubectl, *documents)
+    for kind, name in (("rulesfile", "falco-rules"), ("plugin", "container"), ("config", "config-label-selector")):
+        poll(f"{kind} {name} Programmed", lambda k=kind, n=name: programmed(cluster, k, n), timeout=240)  # type: ignore[misc]
+    poll("FalcoRule bash Programmed", lambda: programmed(cluster, "falcorule", "bash"), timeout=120)
+    hashes = rules_hashes(falco_metrics(cluster, the_falco_pod(cluster)))
+    assert any(name.endswith("falco-rules-inline.yaml") for name in hashes), hashes
+
+    pod = settled_pod(cluster)
+    name = pod["metadata"]["name"]
+    before = reloads(cluster.kubectl, NAMESPACE, name)
+    edited = FIRST_RULES.replace("e2e-never-run", "e2e-edited")
+    env = dict(os.environ, KUBE_EDITOR="sed -i s/e2e-never-run/e2e-edited/")
+    subprocess.run([*cluster.kubectl_argv(), "edit", "-n", NAMESPACE, "rulesfile", "e2e-first"], env=env,
+                   check=True, capture_output=True)  # fmt: skip
+    poll("the edit loaded", lambda: loaded_hash(cluster, FIRST_RULES_FILE) == sha256_hex(edited.encode()), timeout=60)
+    time.sleep(3)  # a second reload would follow the first within Falco's debounce; none may come
+    assert reloads(cluster.kubectl, NAMESPACE, name) == before + 1
+
+
+def container_plugin_library() -> bytes:
+    from e2e.falco import find_falco
+
+    binaries = find_falco()
+    worker = binaries.container_plugin.parent / "container-worker" / "libcontainer.so"
+    return (worker if worker.exists() else binaries.container_plugin).read_bytes()
+
+
+# --- 4. faults on the node -------------------------------------------------------------------------------------------
+
+
+def test_a_killed_agent_is_restarted_and_falco_keeps_its_files_without_a_reload(cluster: PodCluster) -> None:
+    pod = settled_pod(cluster)
+    name = pod["metadata"]["name"]
+    hashes = rules_hashes(falco_metrics(cluster, pod))
+    agent_restarts, falco_restarts = restarts(pod, AGENT), restarts(pod, FALCO)
+    before = reloads(cluster.kubectl, NAMESPACE, name)
+    cluster.kill_container(NAMESPACE, name, AGENT)
+    poll("the kubelet restarted the agent", lambda: restarts(the_falco_pod(cluster), AGENT) > agent_restarts, 120)
+    pod = settled_pod(cluster)
+    assert restarts(pod, FALCO) == falco_restarts
+    time.sleep(5)  # what a recovering agent would rewrite, it does within its first pass
+    assert rules_hashes(falco_metrics(cluster, pod)) == hashes
+    assert reloads(cluster.kubectl, NAMESPACE, name) == before
+
+
+def test_a_killed_falco_comes_back_with_the_same_rules(cluster: PodCluster) -> None:
+    pod = settled_pod(cluster)
+    hashes = rules_hashes(falco_metrics(cluster, pod))
+    falco_restarts = restarts(pod, FALCO)
+    cluster.kill_container(NAMESPACE, pod["metadata"]["name"], FALCO)
+    poll("the kubelet restarted Falco", lambda: restarts(the_falco_pod(cluster), FALCO) > falco_restarts, 120)
+    settled_pod(cluster)
+    poll("Falco loaded the same files", lambda: rules_hashes(falco_metrics(cluster, the_falco_pod(cluster))) == hashes,
+         timeout=60)  # fmt: skip
+
+
+def test_a_runtime_and_kubelet_restart_keeps_the_pod_and_its_files(cluster: PodCluster) -> None:
+    pod = settled_pod(cluster)
+    hashes = rules_hashes(falco_metrics(cluster, pod))
+    cluster.restart_runtime()
+    pod = settled_pod(cluster)
+    poll("Falco serves the same files", lambda: rules_hashes(falco_metrics(cluster, the_falco_pod(cluster))) == hashes,
+         timeout=120)  # fmt: skip
+    assert programmed(cluster, "rulesfile", "e2e-first")
+
+
+def test_a_deleted_pod_is_replaced_and_the_replacement_converges(cluster: PodCluster) -> None:
+    pod = settled_pod(cluster)
+    hashes = rules_hashes(falco_metrics(cluster, pod))
+    cluster.kubectl("delete", "pod", "-n", NAMESPACE, pod["metadata"]["name"], "--wait=true", "--timeout=120s")
+    poll("a new Falco pod Ready",
+         lambda: (p := falco_pods(cluster.kubectl, SAMPLE)) != [] and p[0]["metadata"]["uid"] != pod["metadata"]["uid"]
+         and pod_ready(p[0]), timeout=240)  # fmt: skip
+    poll("the replacement loaded the same files",
+         lambda: rules_hashes(falco_metrics(cluster, the_falco_pod(cluster))) == hashes, timeout=120)  # fmt: skip
+
+
+# --- 5. detection with the modern eBPF engine ------------------------------------------------------------------------
+
+
+def test_a_shell_by_kubectl_exec_raises_the_falcorule_of_its_namespace_only(cluster: PodCluster) -> None:
+    if cluster.modern_ebpf is not None:
+        pytest.fail(f"modern_ebpf cannot run here: {cluster.modern_ebpf}")  # see docs/testing.md
+    other = "falco-e2e-other"
+    cluster.kubectl("create", "namespace", other)
+    image = "falco-operator:0.1.0"
+    for namespace in (NAMESPACE, other):
+        cluster.kubectl("-n", namespace, "run", "shell-target", f"--image={image}", "--restart=Never",
+                        "--image-pull-policy=IfNotPresent", "--command", "--", "sleep", "3600")  # fmt: skip
+    for namespace in (NAMESPACE, other):
+        cluster.kubectl("-n", namespace, "wait", "pod/shell-target", "--for=condition=Ready", "--timeout=120s")
+    rule = {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "FalcoRule",
+            "metadata": {"name": "e2e-shell", "namespace": NAMESPACE},
+            "spec": {"rule": "e2e_shell", "desc": "a shell in a pod of this namespace",
+                     "condition": "evt.type = execve and proc.name = bash",
+                     "output": "e2e shell seen (ns=%k8s.ns.name pod=%k8s.pod.name)",
+                     "priority": "WARNING"}}  # fmt: skip
+    apply(cluster.kubectl, rule)
+    poll("FalcoRule e2e-shell Programmed", lambda: programmed(cluster, "falcorule", "e2e-shell"), timeout=120)
+    pod_name = the_falco_pod(cluster)["metadata"]["name"]
+
+    def fired(namespace: str) -> bool:
+        return f"e2e shell seen (ns={namespace} " in logs(cluster.kubectl, NAMESPACE, pod_name, FALCO)
+
+    def exec_shell() -> bool:
+        for namespace in (NAMESPACE, other):
+            cluster.kubectl("-n", namespace, "exec", "shell-target", "--", "bash", "-c", "true")
+        return fired(NAMESPACE)
+
+    poll("the FalcoRule of falco-e2e fired for its pod's shell", exec_shell, timeout=120, interval=3)
+    assert not fired(other), "a FalcoRule fires only for pods of its own namespace"
+
+
+# --- 6. uninstall ---------------------------------------------------------------------------------------------------
+
+
+def test_uninstall_while_everything_runs_leaves_nothing_of_the_project(cluster: PodCluster) -> None:
+    result = cluster.kubectl(*uninstall_command(), check=False)
+    assert result.returncode == 0, result.stderr
+    poll("nothing of the project left in the API", lambda: leftovers(cluster.kubectl, frozenset({SAMPLE})) == [],
+         timeout=180)  # fmt: skip
+    poll("no container of the project on the node", lambda: not project_containers(cluster), timeout=120)
+
+
+def project_containers(cluster: PodCluster) -> list[str]:
+    listing = get_json(cluster.kubectl, "pods", "-A")
+    names = [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in listing["items"]]
+    return [f"{ns}/{name}" for ns, name in names if ns == OPERATOR_NAMESPACE or name.startswith(SAMPLE)]
