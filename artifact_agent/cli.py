@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 
 from falco_operator import __version__
+from falco_operator.artifacts.plugins import ARTIFACT_PLUGINS_DIR, FALCO_PLUGINS_DIR
 from falco_operator.artifacts.rules import rules_set_check
 from falco_operator.kube import Client, RuntimeMetrics, configure_logging
 from falco_operator.resources import registry
@@ -40,9 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rules-dir", type=Path, default=Path("/etc/falco/rules.d"), help="rules files go here")
     parser.add_argument("--config-dir", type=Path, default=Path("/etc/falco/config.d"),
                         help="config fragments (and the plugins fragment) go here")  # fmt: skip
-    parser.add_argument("--plugins-dir", type=Path, default=Path("/usr/share/falco/plugins"),
-                        help="plugin libraries go here; default library paths point here, so Falco must see it "
-                        "at the same path")  # fmt: skip
+    parser.add_argument("--plugins-dir", type=Path, default=Path(ARTIFACT_PLUGINS_DIR),
+                        help="plugin libraries delivered from OCI go here, and their library paths point here, so "
+                        f"Falco must see it at the same path; not Falco's own {FALCO_PLUGINS_DIR}, which stays "
+                        "the image's (relative libraryPaths of Plugins without ociArtifact point there)")  # fmt: skip
     parser.add_argument("--probe-address", default=":8081",
                         help="serve /healthz, /readyz and /metrics here ('' to disable)")  # fmt: skip
     parser.add_argument("--debounce", type=float, default=0.3,

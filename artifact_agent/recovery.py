@@ -7,6 +7,7 @@ swaps of one pass, one of a deleted Plugin) is an orphan: the next swap leaves i
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,7 +35,7 @@ def recover_last_good(
     disk: Mapping[str, Mapping[str, bytes]], artifacts: Iterable[Artifact], plugins_dir: str
 ) -> dict[ArtifactKey, Delivered]:
     """Files on disk attributed to the artifacts that still exist (by file name; plugins by entry name, their
-    libraries by the entry's ``library_path``, which points into ``plugins_dir``, or by file name)."""
+    libraries by the entry's ``library_path`` when it is a path in ``plugins_dir``, or by file name)."""
     entries = _plugin_entries(disk.get(CONFIG_DIR, {}).get(PLUGINS_CONFIG_FILE))
     result: dict[ArtifactKey, Delivered] = {}
     for artifact in artifacts:
@@ -61,7 +62,9 @@ def recover_last_good(
 def _library(
     name: str, entry: Mapping[str, Any] | None, libraries: Mapping[str, bytes], plugins_dir: str
 ) -> str | None:
-    named = library_file_in(str(entry.get("library_path", "")), plugins_dir) if entry else None
+    library_path = str(entry.get("library_path", "")) if entry else ""
+    # The entry of a delivered library is an absolute path in plugins_dir; a relative one is the image's library.
+    named = library_file_in(library_path, plugins_dir) if posixpath.isabs(library_path) else None
     if named in libraries:
         return named
     own = [

@@ -100,10 +100,12 @@ class PluginConfig(KubeModel):
     """Plugin name; unset means the Plugin's object name."""
     library_path: Annotated[str, Field(min_length=1)] | None = None
     """Path of the library; unset means the library delivered from `ociArtifact`
-    (`/usr/share/falco/plugins/<object name>-<first 12 hex digits of its SHA-256>.so`, a new name for each new
-    library, so a running Falco loads it), or `/usr/share/falco/plugins/<object name>.so` without `ociArtifact`.
-    With `ociArtifact`, a path in `/usr/share/falco/plugins` gives the delivered library that name; a running
-    Falco does not load a path again, so a new library there is only loaded when the Falco pod restarts."""
+    (`/var/lib/falco-artifacts/plugins/<object name>-<first 12 hex digits of its SHA-256>.so`, a new name for each
+    new library, so a running Falco loads it), or the image's `/usr/share/falco/plugins/<object name>.so` without
+    `ociArtifact`. Without `ociArtifact` a relative path names a library of the Falco image, which Falco looks for
+    in `/usr/share/falco/plugins` (`libcontainer.so`). With `ociArtifact`, a bare file name (`libjson.so`) or a
+    path in `/var/lib/falco-artifacts/plugins` gives the delivered library that name there; a running Falco does
+    not load a path again, so a new library there is only loaded when the Falco pod restarts."""
     init_config: FreeForm = None
     """The plugin's `init_config`: any YAML value."""
     open_params: str | None = None

@@ -20,14 +20,24 @@ HEADER = b"# Written by falco-artifact-agent from the Plugin resources of this F
 
 
 FALCO_PLUGINS_DIR = "/usr/share/falco/plugins"
-"""Where Falco looks for a relative ``library_path``."""
+"""Falco's own plugins directory, the image's (the official image ships ``libcontainer.so`` there): where Falco
+looks for a relative ``library_path``. Nothing is mounted over it, so the image's plugins stay visible."""
+
+ARTIFACT_PLUGINS_DIR = "/var/lib/falco-artifacts/plugins"
+"""Where the agent writes the libraries it delivers from OCI (the agent's default ``--plugins-dir``; the pod
+mounts one emptyDir there in the agent and in Falco). A directory of its own, outside ``FALCO_PLUGINS_DIR``: the
+emptyDir does not hide the image's plugins, and no mount sits inside a directory of the image."""
 
 
 def library_file_in(library_path: str, plugins_dir: str) -> str | None:
-    """The file name a ``library_path`` names directly in ``plugins_dir`` (a relative path is Falco's, in
-    ``FALCO_PLUGINS_DIR``), when it is a plain visible name; None otherwise."""
-    directory, name = posixpath.split(posixpath.join(FALCO_PLUGINS_DIR, library_path))
-    if posixpath.normpath(directory) != posixpath.normpath(plugins_dir):
+    """The file of ``plugins_dir`` (where the agent writes delivered libraries) that a Plugin's ``libraryPath``
+    names for the library its OCI artifact delivers: a path directly in ``plugins_dir``, or a bare file name
+    (``libjson.so``: the user picks the name, the agent's directory holds it); None for any other path and for
+    names the layout keeps for itself (``..data``)."""
+    directory, name = posixpath.split(library_path)
+    if directory and (
+        not posixpath.isabs(directory) or posixpath.normpath(directory) != posixpath.normpath(plugins_dir)
+    ):
         return None
     return name if name and not name.startswith(".") else None
 
@@ -41,13 +51,17 @@ def library_file_name(plugin: Plugin, library: bytes, plugins_dir: str) -> str:
 
 
 def plugin_entry(plugin: Plugin, plugins_dir: str, library_file: str | None = None) -> dict[str, Any]:
-    """The ``plugins`` entry of one Plugin. Its ``library_path`` is the user's ``libraryPath``, else the library
-    the agent delivered (``library_file`` in ``plugins_dir``), else ``<plugins_dir>/<object name>.so``."""
+    """The ``plugins`` entry of one Plugin. Its ``library_path``: the library the agent delivered (``library_file``,
+    as an absolute path in ``plugins_dir``) unless the user's ``libraryPath`` names another file; else the user's
+    ``libraryPath`` as given (a relative one is Falco's to find in ``FALCO_PLUGINS_DIR``, the image's); else the
+    image's ``<FALCO_PLUGINS_DIR>/<object name>.so``."""
     config = plugin.spec.config
-    library = config.library_path if config and config.library_path else None
-    directory = plugins_dir.rstrip("/")
-    default = f"{directory}/{library_file}" if library_file else f"{directory}/{plugin.metadata.name or ''}.so"
-    entry: dict[str, Any] = {"name": plugin.plugin_name, "library_path": library or default}
+    given = config.library_path if config and config.library_path else None
+    if library_file is not None and (given is None or library_file_in(given, plugins_dir) == library_file):
+        library_path = f"{plugins_dir.rstrip('/')}/{library_file}"
+    else:
+        library_path = given or f"{FALCO_PLUGINS_DIR}/{plugin.metadata.name or ''}.so"
+    entry: dict[str, Any] = {"name": plugin.plugin_name, "library_path": library_path}
     if config and config.init_config is not None:
         entry["init_config"] = config.init_config
     if config and config.open_params is not None:

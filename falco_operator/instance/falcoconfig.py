@@ -9,11 +9,13 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from ..api.falco import EngineKind
+from ..artifacts.plugins import ARTIFACT_PLUGINS_DIR
 
 WEB_PORT = 8765
 RULES_DIR = "/etc/falco/rules.d"
 CONFIG_DIR = "/etc/falco/config.d"
-PLUGINS_DIR = "/usr/share/falco/plugins"
+PLUGINS_DIR = ARTIFACT_PLUGINS_DIR
+"""Plugin libraries the agent delivers; the image's own stay in /usr/share/falco/plugins, where Falco finds them."""
 
 
 def base_config(engine_kind: EngineKind) -> dict[str, Any]:

@@ -66,7 +66,8 @@ async def test_seed_examples_05_06_07_produce_the_documented_files_and_follow_no
         fragment = node1.files(node1.config_dir)["99-03-plugins-config-inline.yaml"].decode()
         assert "load_plugins:\n- container\n" in fragment
         assert "init_config:\n    label_max_len: '100'\n    with_size: 'false'\n" in fragment
-        assert f"library_path: {node1.plugins_dir}/container.so\n" in fragment
+        # Without ociArtifact the library is the Falco image's, in Falco's own directory (not the agent's).
+        assert "library_path: /usr/share/falco/plugins/container.so\n" in fragment
         assert list(node2.files(node2.config_dir)) == ["99-03-plugins-config-inline.yaml"]
 
         installed = await wait_entry(api, node1, "Config", "config-label-selector", lambda e: bool(e), "Config entry")

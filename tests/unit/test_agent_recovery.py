@@ -16,8 +16,9 @@ from falco_operator.artifacts import (
     plan,
     plugin_library_file_name,
 )
+from falco_operator.artifacts.plugins import ARTIFACT_PLUGINS_DIR, FALCO_PLUGINS_DIR
 
-PLUGINS = "/usr/share/falco/plugins"
+PLUGINS = ARTIFACT_PLUGINS_DIR
 
 
 def test_a_restart_while_an_artifact_is_invalid_keeps_the_files_the_disk_holds_for_it() -> None:
@@ -41,7 +42,7 @@ def test_a_restart_while_an_artifact_is_invalid_keeps_the_files_the_disk_holds_f
         ("config", "07-03-out-inline.yaml"): b"json_output: true\n"
     }
     assert last_good[ArtifactKey("Plugin", "container")].plugin_entry == {
-        "name": "container", "library_path": f"{PLUGINS}/container.so", "init_config": {"a": "1"}
+        "name": "container", "library_path": f"{FALCO_PLUGINS_DIR}/container.so", "init_config": {"a": "1"}
     }  # fmt: skip
     after = plan(now_invalid, {}, last_good, plugins_dir=PLUGINS)
     assert {kind: dict(files) for kind, files in after.directories.items()} == {
@@ -108,3 +109,22 @@ def test_a_restart_keeps_a_library_at_the_path_the_entry_names() -> None:
         assert disk[PLUGINS_DIR] == {"json.so": OLD}
         last_good = recover_last_good(disk, [oci_plugin("json")], PLUGINS)
         assert dict(last_good[ArtifactKey("Plugin", "json")].files) == {(PLUGINS_DIR, "json.so"): OLD}
+
+
+def test_a_relative_entry_names_the_images_library_not_a_file_of_the_agents_directory() -> None:
+    # x's OCI library is named libx.so in the agent's directory; container, without ociArtifact, names the image's
+    # libx.so (relative: Falco's /usr/share/falco/plugins). The file on disk is x's alone.
+    x = oci_plugin("x", libraryPath="libx.so")
+    image = Plugin.model_validate({"metadata": {"name": "container"}, "spec": {"config": {"libraryPath": "libx.so"}}})
+    resolutions = {(ArtifactKey("Plugin", "x"), Medium.OCI): Content(NEW)}
+    disk = {
+        kind: dict(files) for kind, files in plan([x, image], resolutions, {}, plugins_dir=PLUGINS).directories.items()
+    }
+    assert disk[PLUGINS_DIR] == {"libx.so": NEW}
+    last_good = recover_last_good(disk, [x, image], PLUGINS)
+    assert dict(last_good[ArtifactKey("Plugin", "x")].files) == {(PLUGINS_DIR, "libx.so"): NEW}
+    assert dict(last_good[ArtifactKey("Plugin", "container")].files) == {}
+    assert last_good[ArtifactKey("Plugin", "container")].plugin_entry == {
+        "name": "container",
+        "library_path": "libx.so",
+    }

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
+from artifact_agent.cli import build_parser
 from falco_operator.api import Falco
+from falco_operator.artifacts.plugins import ARTIFACT_PLUGINS_DIR, FALCO_PLUGINS_DIR
 from falco_operator.instance.naming import cluster_object_name, object_labels
 from falco_operator.instance.options import BuildOptions, supports_native_sidecar
 from falco_operator.instance.rbac import (
@@ -249,3 +251,21 @@ def test_a_rollout_in_progress_is_no_warning_until_its_deadline() -> None:
     assert (overdue["status"], overdue["reason"]) == ("False", "ProgressDeadlineExceeded")
     assert [t[:3] for t in transitions(started, late)] == [("Available", "False", "ProgressDeadlineExceeded")]
     assert transitions(late, late) == [], "warned once"
+
+
+@pytest.mark.parametrize("spec", [{}, {"type": "Deployment"}])
+def test_the_images_plugins_stay_visible_and_the_agents_libraries_are_where_both_containers_see_them(
+    spec: Json,
+) -> None:
+    falco, raw = make(spec)
+    pod = pod_spec(build_workload(falco, raw, BuildOptions()))
+    containers = by_name(pod["containers"] + pod.get("initContainers", []))
+    falco_mounts = {m["mountPath"]: m["name"] for m in containers["falco"]["volumeMounts"]}
+    # Nothing over the image's /usr/share/falco/plugins (the official image ships libcontainer.so there).
+    assert not [path for path in falco_mounts if path.startswith(FALCO_PLUGINS_DIR)]
+    # The agent writes where its default --plugins-dir says, into an emptyDir Falco sees at the same path.
+    agent_dir = str(build_parser().parse_args([]).plugins_dir)
+    assert agent_dir == ARTIFACT_PLUGINS_DIR
+    agent_mounts = {m["mountPath"]: m["name"] for m in containers["artifact-operator"]["volumeMounts"]}
+    assert falco_mounts[agent_dir] == agent_mounts[agent_dir]
+    assert {"name": falco_mounts[agent_dir], "emptyDir": {}} in pod["volumes"]

@@ -1,12 +1,14 @@
-"""Plugin libraries (pure): a delivered library is named after its content, its entry points at that name, a
-libraryPath the user gives is honoured, and two Plugins never share one file name with different bytes."""
+"""Plugin libraries (pure): a delivered library is named after its content in the agent's own directory (not the
+image's /usr/share/falco/plugins), its entry points at that name, a libraryPath the user gives is honoured, and two
+Plugins never share one file name with different bytes."""
 
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from typing import Any
 
-from falco_operator.api import Plugin
+from falco_operator.api import Plugin, Rulesfile
 from falco_operator.artifacts import (
     CONFIG_DIR,
     EMPTY,
@@ -21,9 +23,11 @@ from falco_operator.artifacts import (
     plan,
     plugin_library_file_name,
 )
+from falco_operator.artifacts.plugins import ARTIFACT_PLUGINS_DIR, FALCO_PLUGINS_DIR
+from falco_operator.artifacts.rules import rules_set_check
 from falco_operator.artifacts.yamldoc import plain
 
-PLUGINS = "/usr/share/falco/plugins"
+PLUGINS = ARTIFACT_PLUGINS_DIR
 OLD, NEW = b"\x7fELF json 0.7.4", b"\x7fELF json 0.7.5"
 OCI = {"reference": "ghcr.io/falcosecurity/plugins/plugin/json:0.7.4"}
 
@@ -68,29 +72,46 @@ def test_a_new_library_gets_a_new_name_and_its_entry_points_at_it() -> None:
     assert delivered("json", OLD).directories == first.directories
 
 
-def test_a_plugin_without_a_library_to_deliver_points_at_its_default_path() -> None:
+def test_the_agents_plugins_directory_is_not_the_images() -> None:
+    # The pod mounts an emptyDir at the agent's directory: at /usr/share/falco/plugins it would hide the image's
+    # plugins (the official image ships libcontainer.so there).
+    assert posixpath.normpath(ARTIFACT_PLUGINS_DIR) != posixpath.normpath(FALCO_PLUGINS_DIR)
+    assert not posixpath.normpath(ARTIFACT_PLUGINS_DIR).startswith(posixpath.normpath(FALCO_PLUGINS_DIR) + "/")
+
+
+def test_a_plugin_without_a_library_to_deliver_points_at_the_images_library() -> None:
     result = plan([plugin("container")], {}, {}, plugins_dir=PLUGINS)
     assert result.directories[PLUGINS_DIR] == {}
-    assert library_paths(result) == {"container": f"{PLUGINS}/container.so"}
+    assert library_paths(result) == {"container": f"{FALCO_PLUGINS_DIR}/container.so"}
+
+
+def test_a_relative_library_path_without_an_oci_artifact_names_the_images_library_and_its_rules_load() -> None:
+    # libcontainer.so is Falco's to find in /usr/share/falco/plugins: the entry keeps it relative, nothing is
+    # written, and rules that use container fields load with it (the set invariant knows no library files).
+    container = plugin("container", config={"libraryPath": "libcontainer.so", "initConfig": {"label_max_len": 100}})
+    uses = Rulesfile.model_validate({"metadata": {"name": "uses", "generation": 1}, "spec": {"inlineRules":
+        "- rule: c\n  desc: d\n  condition: container.id != host\n  output: o\n  priority: INFO\n"}})  # fmt: skip
+    result = plan([container, uses], {}, {}, plugins_dir=PLUGINS, rules_set_check=rules_set_check)
+    assert {o.key.name: (o.state, o.reason) for o in result.outcomes} == {
+        "container": ("Installed", "Installed"), "uses": ("Installed", "Installed")}  # fmt: skip
+    assert result.directories[PLUGINS_DIR] == {}
+    assert library_paths(result) == {"container": "libcontainer.so"}
 
 
 def test_a_library_path_the_user_gives_is_honoured() -> None:
-    # In the plugins directory (absolute, or relative, which Falco resolves in /usr/share/falco/plugins): the
-    # library gets that name.
+    # A file of the agent's directory, or a bare file name: the delivered library gets that name there, and the
+    # entry its absolute path (a relative one would be Falco's, in the image's directory).
     for given in (f"{PLUGINS}/json.so", f"{PLUGINS}/sub/../json.so", "json.so"):
         result = delivered("json", NEW, config={"libraryPath": given})
         assert result.directories[PLUGINS_DIR] == {"json.so": NEW}, given
-        assert library_paths(result) == {"json": given}
-    # A relative path with agents whose plugins directory is not Falco's names no file of theirs.
-    elsewhere = [plugin("json", ociArtifact=OCI, config={"libraryPath": "json.so"})]
-    resolutions = {(ArtifactKey("Plugin", "json"), Medium.OCI): Content(NEW)}
-    other = plan(elsewhere, resolutions, {}, plugins_dir="/var/lib/plugins")
-    assert other.directories[PLUGINS_DIR] == {plugin_library_file_name("json", NEW): NEW}
-    # Elsewhere, or a name the layout keeps for itself: the path stays as given, the library is named by content.
-    for given in ("/opt/plugins/libjson.so", f"{PLUGINS}/..data", f"{PLUGINS}/sub/json.so"):
+        assert library_paths(result) == {"json": f"{PLUGINS}/json.so"}, given
+    # Elsewhere (the image's directory included), relative with a directory, or a name the layout keeps for
+    # itself: the path stays as given, the library is named by content.
+    for given in ("/opt/plugins/libjson.so", f"{FALCO_PLUGINS_DIR}/json.so", "sub/json.so", f"{PLUGINS}/..data",
+                  f"{PLUGINS}/sub/json.so", ".json.so"):  # fmt: skip
         result = delivered("json", NEW, config={"libraryPath": given})
         assert result.directories[PLUGINS_DIR] == {plugin_library_file_name("json", NEW): NEW}, given
-        assert library_paths(result) == {"json": given}
+        assert library_paths(result) == {"json": given}, given
 
 
 def test_two_plugins_whose_library_paths_name_one_file_with_other_bytes_conflict() -> None:
