@@ -14,7 +14,9 @@ once into ``~/.cache/falco-operator-e2e/falco-<version>/`` and checked against a
 from __future__ import annotations
 
 import os
+import posixpath
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +31,7 @@ import anyio
 import httpx
 from ruamel.yaml import YAML
 
+from falco_operator.artifacts.plugins import FALCO_PLUGINS_DIR
 from falco_operator.instance.falcoconfig import base_config
 
 from .controlplane.cluster import free_port
@@ -270,14 +273,15 @@ class RunningFalco:
 def run_falco(
     workdir: Path, rules_dir: Path, config_dir: Path, plugins_dir: Path, *, load_container_plugin: bool = False,
     extra_config: Json | None = None, binaries: FalcoBinaries | None = None, web_port: int | None = None,
-    environment: Mapping[str, str] | None = None,
+    environment: Mapping[str, str] | None = None, image_plugins: Sequence[Path] | None = None,
 ) -> Iterator[RunningFalco]:  # fmt: skip
     """Run Falco (``nodriver``) over the three directories until the block ends; it answers /healthz on entry.
 
     Starting blocks for about a second (Falco's start). ``plugins_dir`` is where plugin libraries are (library paths
     in config fragments point into it). ``environment`` is set for Falco over this process's environment (a pod's
-    ``HOST_ROOT``, say). Falco gets SIGTERM at the end (SIGKILL if it lingers) and ends with the test process even
-    when that is killed (``processes.popen``).
+    ``HOST_ROOT``, say). ``image_plugins``: libraries Falco finds in its own plugins directory, as in its image
+    (``image_plugins_command``; needs root). Falco gets SIGTERM at the end (SIGKILL if it lingers) and ends with
+    the test process even when that is killed (``processes.popen``).
     """
     binaries = binaries or find_falco()
     # Falco runs in ``workdir``: every path it is given must hold from there.
@@ -294,13 +298,31 @@ def run_falco(
     with log_path.open("ab") as log:
         offset = log.tell()
         env = {**os.environ, **environment} if environment is not None else None
-        process = popen([str(binaries.falco), "-c", str(config_path)], stdout=log, cwd=workdir, env=env)
+        command = [str(binaries.falco), "-c", str(config_path)]
+        if image_plugins is not None:
+            command = image_plugins_command(command, image_plugins, workdir / "image-share")
+        process = popen(command, stdout=log, cwd=workdir, env=env)
     running = RunningFalco(process, port, log_path, config_path, offset)
     try:
         _wait_started(running)
         yield running
     finally:
         terminate(process)
+
+
+def image_plugins_command(command: Sequence[str], libraries: Sequence[Path], layer: Path) -> list[str]:
+    """``command`` in a mount namespace of its own where ``FALCO_PLUGINS_DIR`` (/usr/share/falco/plugins, where
+    Falco looks for a relative ``library_path``) holds ``libraries``, as an image's does: ``layer`` is laid over
+    /usr/share (a read-only overlay), the host's /usr/share stays as it is. Needs root (CAP_SYS_ADMIN)."""
+    share = "/usr/share"
+    shutil.rmtree(layer, ignore_errors=True)
+    plugins = layer / posixpath.relpath(FALCO_PLUGINS_DIR, share)
+    plugins.mkdir(parents=True)
+    for library in libraries:
+        shutil.copyfile(library, plugins / library.name)
+    # unshare execs sh, which execs the command: Falco keeps the PID popen watches.
+    script = f'mount -t overlay overlay -o "lowerdir=$1:{share}" {share} && shift && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(layer), *command]
 
 
 def _wait_started(falco: RunningFalco, timeout: float = 30) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from e2e.agent import falco_pods
 from e2e.controlplane import ControlPlane
+from e2e.controlplane.cluster import free_port
 from e2e.falco import SHARED_FALCO, FalcoBinaries, run_falco
 from e2e.kube import call
 from e2e.oci_artifacts import push_plugin
@@ -84,3 +86,40 @@ async def test_a_restarted_agent_keeps_the_library_a_failing_plugins_entry_names
                        binaries=falco_binaries) as falco:  # fmt: skip
             await falco.wait_healthy()
             assert (await falco.versions())["plugin_versions"] == {"json": "0.7.4"}
+
+
+async def test_a_plugin_without_oci_names_the_images_library_by_a_relative_path_and_falco_runs_it(
+    api: kr8s.asyncio.Api, namespace: str, control_plane: ControlPlane, tmp_path: Path, falco_binaries: FalcoBinaries,
+) -> None:  # fmt: skip
+    """``libraryPath: libcontainer.so`` without ``ociArtifact`` is the image's /usr/share/falco/plugins/libcontainer.so
+    (the official image ships it): the entry keeps the relative path, the agent writes no library and withholds
+    nothing, and Falco, whose plugins directory holds the library as an image's does, runs it with the rules."""
+    if os.geteuid() != 0:
+        pytest.skip("Falco sees an image's plugins directory through a mount namespace of its own: needs root")
+    await create(api, namespace, {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Plugin",
+                                  "metadata": {"name": "container"}, "spec": {"config": {
+                                      "libraryPath": "libcontainer.so",
+                                      "initConfig": {"label_max_len": 100, "with_size": False}}}})  # fmt: skip
+    rule = "- rule: in_container\n  desc: d\n  condition: container.id != host and proc.name = nope\n  output: o\n" \
+           "  priority: INFO\n"  # fmt: skip
+    await create(api, namespace, {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Rulesfile",
+                                  "metadata": {"name": "containers"}, "spec": {"inlineRules": rule}})  # fmt: skip
+    pods = await falco_pods(api, namespace, "falco")
+    port = free_port()
+    urls = {"node1": f"http://127.0.0.1:{port}"}
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"], urls) as agents:
+        agent = agents["node1"]
+        await wait_files(agent, agent.rules_dir, lambda files: files == {"50-03-containers-inline.yaml": rule.encode()},
+                         "the rules that use container fields", timeout=20)  # fmt: skip
+        assert b"library_path: libcontainer.so\n" in agent.files(agent.config_dir)[PLUGINS_CONFIG_FILE]
+        assert agent.files(agent.plugins_dir) == {}
+        with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
+                       binaries=falco_binaries, web_port=port,
+                       image_plugins=[falco_binaries.container_plugin]) as falco:  # fmt: skip
+            await falco.wait_healthy()
+            assert (await falco.versions())["plugin_versions"] == {"container": "0.7.1"}
+            await wait_entry(api, agent, "Rulesfile", "containers", lambda e: e.get("state") == "Loaded",
+                             "Rulesfile confirmed by Falco")  # fmt: skip
+            plugin = await wait_entry(api, agent, "Plugin", "container", lambda e: e.get("state") == "Loaded",
+                                      "Plugin confirmed by Falco")  # fmt: skip
+            assert plugin["message"] == "Falco runs plugin container 0.7.1"
