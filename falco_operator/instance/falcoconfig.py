@@ -28,6 +28,11 @@ def base_config(engine_kind: EngineKind) -> dict[str, Any]:
         "plugins": [],
         "stdout_output": {"enabled": True},
         "json_output": False,
+        # Falco logs to syslog only by default, and a container has none: `kubectl logs` would show nothing of
+        # its start, its reloads or a refused rules file.
+        "log_stderr": True,
+        "log_syslog": False,
+        "log_level": "info",
         "webserver": {
             "enabled": True,
             "listen_port": WEB_PORT,

@@ -127,6 +127,13 @@ def test_plugin_only_deployment_is_neither_privileged_nor_host_mounted() -> None
     assert "kind: nodriver" in falco_yaml(falco)
 
 
+def test_falco_logs_to_stderr_so_kubectl_logs_shows_its_start_and_reloads() -> None:
+    from ruamel.yaml import YAML
+
+    config = YAML(typ="safe").load(falco_yaml(make({})[0]))
+    assert (config["log_stderr"], config["log_syslog"], config["log_level"]) == (True, False, "info")
+
+
 def test_config_hash_changes_with_falco_yaml_only() -> None:
     def config_hash(spec: Json) -> str:
         falco, raw = make(spec)
