@@ -62,12 +62,12 @@ demo: system-deps controlplane-build
 bench: controlplane-build
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
-## image: build the operator and agent image (docker or podman)
+## image: build the operator and agent image (docker or podman); PYTHON_IMAGE=<image> replaces the python:3.11-slim base
 image:
 	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
 	  echo "make image needs docker or podman, and neither is installed (set CONTAINER_ENGINE to another)" >&2; \
 	  exit 1; fi
-	$(CONTAINER_ENGINE) build -t $(IMAGE) -f Containerfile .
+	$(CONTAINER_ENGINE) build $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) -t $(IMAGE) -f Containerfile .
 
 ## e2e: the scenarios on a kind cluster with real Falco (needs kind and docker or podman)
 e2e: install

@@ -15,18 +15,26 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT.parent / "shared" / "testdata" / "falco-rules" / "falco_rules.yaml"
 
 
-def stages(containerfile: str) -> list[list[tuple[str, str]]]:
-    """The instructions of each stage, comments and blank lines left out."""
+def stages(containerfile: str) -> tuple[dict[str, str], list[list[tuple[str, str]]]]:
+    """The global build arguments with their defaults (the ARGs before the first FROM), and the instructions of
+    each stage with those arguments in FROM lines replaced by their defaults; comments and blank lines left out."""
+    arguments: dict[str, str] = {}
     result: list[list[tuple[str, str]]] = []
     for line in containerfile.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         instruction, _, argument = line.partition(" ")
+        if instruction == "ARG" and not result:
+            name, _, default = argument.partition("=")
+            arguments[name] = default
+            continue
         if instruction == "FROM":
+            for name, default in arguments.items():
+                argument = argument.replace(f"${{{name}}}", default)
             result.append([])
         result[-1].append((instruction, argument))
-    return result
+    return arguments, result
 
 
 def _run(command: str, cwd: Path, python: Path, wheels: Path) -> None:
@@ -36,7 +44,13 @@ def _run(command: str, cwd: Path, python: Path, wheels: Path) -> None:
 
 
 def test_the_image_recipe_builds_a_wheel_install_with_both_entry_points_as_user_65532(tmp_path: Path) -> None:
-    build, final = stages((ROOT / "Containerfile").read_text())
+    containerfile = (ROOT / "Containerfile").read_text()
+    arguments, (build, final) = stages(containerfile)
+    # Both stages start from a base that can be replaced (`make image PYTHON_IMAGE=...`), by default the official
+    # Python image.
+    assert arguments == {"PYTHON_IMAGE": "docker.io/library/python:3.11-slim"}
+    bases = [line.split()[1] for line in containerfile.splitlines() if line.startswith("FROM ")]
+    assert bases == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
     assert build[0] == ("FROM", "docker.io/library/python:3.11-slim AS build")
     assert final[0] == ("FROM", "docker.io/library/python:3.11-slim")
     assert ("USER", "65532:65532") in final
