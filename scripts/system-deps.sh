@@ -17,8 +17,8 @@ PACKAGES=(
   docker-registry apache2-utils
   # The real node of `make e2e-local` (e2e/realnode): runc's cgo build with seccomp, the static pause binary,
   # kube-proxy's and CNI's iptables and conntrack, the Debian base image (debootstrap) and the product image
-  # built from the Containerfile (podman).
-  gcc libc6-dev pkg-config libseccomp-dev iptables conntrack debootstrap podman
+  # built from the Containerfile (podman, with runc: crun refuses hybrid cgroup hosts).
+  gcc libc6-dev pkg-config libseccomp-dev iptables conntrack debootstrap podman runc
 )
 PACKAGES+=("$@")
 
