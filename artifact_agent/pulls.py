@@ -9,6 +9,13 @@ again a source that was resolved before (a refresh, or such a spec change) keeps
 and is published apart (``refresh_problems``). At most ``concurrency`` pulls run at once, so one slow registry
 never holds the others back beyond that.
 
+The disk cache is pruned after every answer, whatever state the other artifacts are in (one that fails for good
+must not let the cache grow with every moved tag). Invariant: after a prune the cache holds, for each followed
+artifact, the files of the digest it delivers (also the last good one kept while its refresh fails) and of the
+digest its source last resolved to (what a first pull after a restart, still pending or failing, falls back on),
+the files of the digest each pull not answered yet resolved to, each such digest's config, the sources'
+resolutions, and the temporary files of writes in progress; nothing else.
+
 Credentials come from a Secret read by name at every pull that needs it (never listed or watched): a fixed Secret
 works at the next retry, and a Secret that no longer authenticates is noticed at the next refresh, even while the
 registry would still take the credentials read before.
@@ -50,11 +57,9 @@ from falco_operator.kube import Backoff, Client, Forbidden, NotFound
 from falco_operator.kube.resources import SECRETS
 
 from .metrics import AgentMetrics
-from .oci_cache import DigestCache
+from .oci_cache import CONFIG, CacheUse, DigestCache
 
 log = logging.getLogger("artifact_agent.pulls")
-CONFIG = "config"
-"""The cache label of an artifact's OCI config (as read, by the artifact's digest)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,15 @@ class _Tracked:
     """Why resolving the source again failed while ``result`` still holds what it resolved to before."""
 
 
+@dataclass(eq=False)
+class _Pulling:
+    """A pull whose answer is not published yet, and the digest it resolved to: no tracked result names that
+    digest before the answer is published, so this record is what keeps its cached file and config from pruning."""
+
+    label: str
+    digest: str | None = None
+
+
 class OCIPulls:
     def __init__(
         self,
@@ -156,8 +170,7 @@ class OCIPulls:
         self._configs_read: set[str] = set()
         self._unkept_configs: dict[str, bytes] = {}
         """Configs downloaded whose artifact is not in the cache yet, by the artifact's digest."""
-        self._writing: set[tuple[str, str]] = set()
-        """Cache entries written by pulls whose result is not published yet (pruning keeps them)."""
+        self._pulling: set[_Pulling] = set()
         self._group: anyio.abc.TaskGroup | None = None
         self._settled = anyio.Event()
 
@@ -178,7 +191,8 @@ class OCIPulls:
         """Start, restart or stop pulls so that exactly these artifacts' OCI sources are followed."""
         floor = self._settings.min_refresh
         wanted = {artifact_key(a): request for a in artifacts if (request := pull_request(a, floor)) is not None}
-        for key in set(self._tracked) - set(wanted):
+        stopped = set(self._tracked) - set(wanted)
+        for key in stopped:
             self._tracked.pop(key).scope.cancel()
         for key, request in sorted(wanted.items()):
             tracked = self._tracked.get(key)
@@ -189,6 +203,8 @@ class OCIPulls:
             if tracked is not None:
                 tracked.scope.cancel()
             self._start(key, request, result)
+        if stopped:  # no pull of theirs will answer and prune: what only they used goes now
+            self._keep_cached()
 
     def resolve(self, key: ArtifactKey) -> Resolution | None:
         tracked = self._tracked.get(key)
@@ -230,23 +246,28 @@ class OCIPulls:
         backoff = Backoff(initial=self._settings.retry_initial, cap=self._settings.retry_max)
         with scope:
             while True:
-                result = await self._pull(request)
-                tracked = self._tracked.get(key)
-                if tracked is None or tracked.scope is not scope:
-                    return
-                problem: Unavailable | None = None
-                if isinstance(result, Unavailable) and not isinstance(tracked.result, Content):
-                    # The first answer since the agent started, and a failure: what this source resolved to before
-                    # the restart is still delivered (the files on disk are its), as after a failed refresh.
-                    tracked.result = await self._resolved_before(request) or tracked.result
-                if isinstance(result, Unavailable) and isinstance(tracked.result, Content):
-                    # Resolving the same source again failed (a registry down for a while, a Secret that no
-                    # longer authenticates): what it resolved to before stays, the problem is reported apart.
-                    problem, result = result, tracked.result
-                if (result, problem) != (tracked.result, tracked.refresh_problem):
-                    tracked.result, tracked.refresh_problem = result, problem
-                    self._on_change()
-                self._forget_writing(result, request)
+                pulling = _Pulling(request.type.label)
+                self._pulling.add(pulling)
+                try:
+                    result = await self._pull(request, pulling)
+                    tracked = self._tracked.get(key)
+                    if tracked is None or tracked.scope is not scope:
+                        return
+                    problem: Unavailable | None = None
+                    if isinstance(result, Unavailable) and not isinstance(tracked.result, Content):
+                        # The first answer since the agent started, and a failure: what this source resolved to
+                        # before the restart is still delivered (the files on disk are its), as after a failed
+                        # refresh.
+                        tracked.result = await self._resolved_before(request) or tracked.result
+                    if isinstance(result, Unavailable) and isinstance(tracked.result, Content):
+                        # Resolving the same source again failed (a registry down for a while, a Secret that no
+                        # longer authenticates): what it resolved to before stays, the problem is reported apart.
+                        problem, result = result, tracked.result
+                    if (result, problem) != (tracked.result, tracked.refresh_problem):
+                        tracked.result, tracked.refresh_problem = result, problem
+                        self._on_change()
+                finally:
+                    self._pulling.discard(pulling)
                 self._keep_cached()
                 self._settled.set()
                 if isinstance(result, Content) and problem is None:
@@ -257,14 +278,14 @@ class OCIPulls:
                 else:
                     await anyio.sleep(backoff.next_delay())
 
-    async def _pull(self, request: PullRequest) -> Resolution:
+    async def _pull(self, request: PullRequest, pulling: _Pulling) -> Resolution:
         reference = request.location.reference
         async with self._limiter:
             started = time.monotonic()
             outcome = "failure"
             try:
                 with anyio.fail_after(self._settings.pull_deadline):
-                    content, outcome = await self._pull_authenticated(request)
+                    content, outcome = await self._pull_authenticated(request, pulling)
                 return content
             except TimeoutError:
                 message = f"pulling {reference} took longer than {self._settings.pull_deadline:g} s"
@@ -279,12 +300,12 @@ class OCIPulls:
                 self._metrics.pulls.labels(outcome).inc()
                 self._metrics.pull_duration.observe(time.monotonic() - started)
 
-    async def _pull_authenticated(self, request: PullRequest) -> tuple[Content, str]:
+    async def _pull_authenticated(self, request: PullRequest, pulling: _Pulling) -> tuple[Content, str]:
         # The Secret is read at every pull (every refresh): a password changed to a wrong one is noticed at the
         # next refresh, not when the credentials read before stop working.
         credentials = await self._credentials(request)
         try:
-            return await self._pull_with(request, credentials)
+            return await self._pull_with(request, credentials, pulling)
         except PullFailed as failed:
             if failed.reason != "Unauthorized" or request.credentials is None:
                 raise
@@ -292,10 +313,13 @@ class OCIPulls:
             message = f"{failed.message}: Secret {name} does not authenticate to {registry}; check its credentials"
             raise PullFailed("Unauthorized", message) from None
 
-    async def _pull_with(self, request: PullRequest, credentials: Credentials | None) -> tuple[Content, str]:
+    async def _pull_with(
+        self, request: PullRequest, credentials: Credentials | None, pulling: _Pulling
+    ) -> tuple[Content, str]:
         location = request.location
         session = RegistrySession(self._http(location.insecure_skip_verify), location, credentials)
         resolved = await session.resolve(request.type, self._settings.architecture)
+        pulling.digest = resolved.digest
         if resolved.digest not in self._configs_read:
             await self._read_config(session, resolved, request.type == PLUGIN)
         cached = await self._cached(resolved.digest, request.type.label)
@@ -303,11 +327,9 @@ class OCIPulls:
             await self._keep_config(resolved.digest)
             await self._remember(request, resolved.digest)
             return Content(cached, resolved.digest), "cached"
-        pulled = await session.fetch(
-            resolved, request.type, self._settings.max_bytes(request.type), self._cache.directory
-        )
+        with self._cache.spool() as spool:
+            pulled = await session.fetch(resolved, request.type, self._settings.max_bytes(request.type), spool)
         self._metrics.pull_bytes.inc(pulled.downloaded)
-        self._writing.add((pulled.digest, request.type.label))
         try:
             await anyio.to_thread.run_sync(self._cache.put, pulled.digest, request.type.label, pulled.file.data)
         except OSError as error:  # the cache saves downloads; the pulled bytes are good without it
@@ -414,30 +436,30 @@ class OCIPulls:
             )
         return self._clients[insecure]
 
-    def _forget_writing(self, result: Resolution, request: PullRequest) -> None:
-        if isinstance(result, Content) and result.digest:
-            self._writing.discard((result.digest, request.type.label))
-
     def _keep_cached(self) -> None:
-        """Drop cache entries nothing uses, once every artifact has its content (before that, an entry not in
-        use yet may be the one a pending pull, or a pull failing for a while, is about to find)."""
-        if not all(isinstance(tracked.result, Content) for tracked in self._tracked.values()):
-            return
-        in_use = [*self._writing] + [
-            (tracked.result.digest, tracked.request.type.label)
-            for tracked in self._tracked.values()
-            if isinstance(tracked.result, Content) and tracked.result.digest
-        ]
-        in_use += [(digest, CONFIG) for digest, _ in in_use]
-        used = {digest for digest, _ in in_use}
-        # A version dropped here is read again if its digest comes back (a Plugin moved back to a tag it had).
-        self._configs_read -= set(self._versions) - used
-        self._versions = {digest: version for digest, version in self._versions.items() if digest in used}
-        sources = [tracked.request.source for tracked in self._tracked.values()]
+        """Prune the cache to what is referenced (the invariant in the module's docstring), whatever state the
+        artifacts are in; and forget what was read of the configs of digests no longer referenced."""
+        uses = [CacheUse(pulling.label, frozenset({pulling.digest})) for pulling in self._pulling if pulling.digest]
         try:
-            self._cache.keep_only(in_use, sources)
+            for tracked in self._tracked.values():
+                source = tracked.request.source
+                digests = {self._resolutions.get(source) or self._cache.resolved(source)}
+                if isinstance(tracked.result, Content):
+                    digests.add(tracked.result.digest)
+                uses.append(CacheUse(tracked.request.type.label, frozenset(d for d in digests if d), source))
+            self._cache.prune(uses)
         except OSError as error:
             log.warning("cannot prune the OCI cache: %s", error)
+            return
+        used = {digest for use in uses for digest in use.digests}
+        # What was read of a config is read again if its digest comes back (a Plugin moved back to a tag it had):
+        # its cached config was pruned with it.
+        self._configs_read -= (set(self._versions) | set(self._needs)) - used
+        self._versions = {digest: version for digest, version in self._versions.items() if digest in used}
+        self._needs = {digest: needs for digest, needs in self._needs.items() if digest in used}
+        sources = {use.source for use in uses}
+        # A source no longer followed lost its resolution on disk: it must be written again if it comes back.
+        self._resolutions = {source: d for source, d in self._resolutions.items() if source in sources}
 
 
 def _config_from_cache(data: bytes) -> dict[str, Any] | None:

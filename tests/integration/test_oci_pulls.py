@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import kr8s.asyncio
 import pytest
 from prometheus_client import CollectorRegistry
@@ -200,3 +201,65 @@ async def test_a_password_changed_to_a_wrong_one_is_noticed_at_the_next_refresh(
 
         await update_secret(api, namespace, "pull", docker_config(oci_registry))
         await wait_for(partial(_problems, pulls), lambda problems: not problems, timeout=15, what="the fix seen")
+
+
+async def test_moved_tags_leave_only_their_current_digest_in_the_cache_while_another_artifact_fails_for_good(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, plain_registry: Registry
+) -> None:
+    """A's tag moves twice while B never resolves (its tag does not exist) and C's tag is deleted (C keeps serving
+    its last good digest): the cache ends with A's current digest and C's, not A's old ones."""
+    prefix = f"t{secrets.token_hex(3)}"
+    a_rules = [f"- list: a{version}\n  items: []\n".encode() for version in range(3)]
+    c_rules = b"- list: c\n  items: []\n"
+    a_digests = [push_rules(plain_registry, f"{prefix}/a", "stable", a_rules[0])]
+    c_digest = push_rules(plain_registry, f"{prefix}/c", "stable", c_rules)
+    keys = {name: ArtifactKey("Rulesfile", name) for name in "abc"}
+    artifacts = [named_rulesfile(name, plain_registry, f"{prefix}/{name}") for name in "abc"]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    leftovers = [cache / ".layer-0123456789abcdef.0a1b2c3d.tmp", cache / ".download-0011223344556677"]
+    leftovers[0].write_bytes(b"half a layer an earlier agent was downloading")
+    leftovers[1].mkdir()
+
+    async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:
+
+        async def results() -> dict[str, Resolution | None]:
+            return {name: pulls.resolve(key) for name, key in keys.items()}
+
+        def settled_with(a_data: bytes) -> Callable[[dict[str, Resolution | None]], bool]:
+            def accept(now: dict[str, Resolution | None]) -> bool:
+                failed = isinstance(now["b"], Unavailable) and now["b"].reason == "NotFound"
+                return holds(a_data)(now["a"]) and failed and holds(c_rules)(now["c"])
+
+            return accept
+
+        pulls.want(artifacts)
+        await wait_for(results, settled_with(a_rules[0]), timeout=15, interval=0.05, what="the first answers")
+        async with httpx.AsyncClient() as http:
+            deleted = await http.delete(f"http://{plain_registry.host}/v2/{prefix}/c/manifests/{c_digest}")
+        assert deleted.status_code == 202, deleted.text
+        await wait_for(partial(_problems, pulls), lambda problems: keys["c"] in problems, timeout=15, what="C fails")
+        for version in (1, 2):
+            a_digests.append(push_rules(plain_registry, f"{prefix}/a", "stable", a_rules[version]))
+            await wait_for(results, settled_with(a_rules[version]), timeout=15, interval=0.05, what="A moved")
+
+        async def cached() -> set[str]:
+            return {name.partition("-")[2] for name in os.listdir(cache) if not name.startswith(("source-", "."))}
+
+        hexes = [digest.removeprefix("sha256:") for digest in a_digests]
+        expected = {hexes[2], c_digest.removeprefix("sha256:")}
+        await wait_for(cached, lambda now: now == expected, timeout=5, what="only the referenced digests cached")
+        assert {name for name in os.listdir(cache) if name.startswith(("rules-", "config-"))} == {
+            f"{label}-{hex_digest}" for label in ("rules", "config") for hex_digest in expected
+        }
+        assert len([name for name in os.listdir(cache) if name.startswith("source-")]) == 2, "A's and C's"
+        assert not any(leftover.exists() for leftover in leftovers), "an interrupted download's files are gone"
+        now = await results()
+        assert isinstance(now["c"], Content)
+        assert now["c"].digest == c_digest, "C's last good digest stays delivered, and cached"
+
+
+def named_rulesfile(name: str, registry: Registry, repository: str) -> Rulesfile:
+    oci = {"image": {"repository": repository, "tag": "stable"}, "registry": {"name": registry.host, "plainHTTP": True},
+           "refreshInterval": "1s"}  # fmt: skip
+    return Rulesfile.model_validate({"metadata": {"name": name, "generation": 1}, "spec": {"ociArtifact": oci}})

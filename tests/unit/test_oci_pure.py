@@ -1,16 +1,14 @@
-"""Pure parts of OCI pulling: credentials from Secrets, challenges, archives, durations, the digest cache."""
+"""Pure parts of OCI pulling: credentials from Secrets, challenges, archives, durations (the digest cache:
+test_oci_cache.py)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import time
 from pathlib import Path
 
 import pytest
 
-from artifact_agent.oci_cache import DigestCache
 from artifact_agent.pulls import PullSettings, pull_request
 from e2e.oci_artifacts import gzip_bomb, hostile_layer, tar_gz
 from falco_operator.api import Falco, Rulesfile
@@ -167,41 +165,6 @@ def test_a_digest_reference_is_never_refreshed() -> None:
     request = pull_request(_oci_rulesfile({"reference": "ghcr.io/a/b@sha256:" + "a" * 64, "refreshInterval": "1h"}))
     assert request is not None
     assert request.refresh is None
-
-
-def test_digest_cache_round_trip_and_pruning(tmp_path: Path) -> None:
-    cache = DigestCache(tmp_path / "..oci-cache")
-    one, two = "sha256:" + "1" * 64, "sha256:" + "2" * 64
-    assert cache.get(one, "rules") is None
-    cache.put(one, "rules", b"one")
-    cache.put(two, "plugin", b"two")
-    assert (cache.get(one, "rules"), cache.get(one, "plugin")) == (b"one", None)
-    cache.keep_only([(two, "plugin")])
-    assert (cache.get(one, "rules"), cache.get(two, "plugin")) == (None, b"two")
-    with pytest.raises(ValueError, match="not a sha256 digest"):
-        cache.get("sha256:../../etc/passwd", "rules")
-
-
-def test_pruning_never_touches_a_file_being_written(tmp_path: Path) -> None:
-    cache = DigestCache(tmp_path / "..oci-cache")
-    cache.put("sha256:" + "3" * 64, "rules", b"three")
-    in_flight = cache.directory / (".rules-" + "4" * 64 + ".0a1b2c3d.tmp")
-    in_flight.write_bytes(b"half")
-    cache.keep_only([])
-    assert in_flight.exists(), "another pull renames it into place in a moment"
-    assert cache.get("sha256:" + "3" * 64, "rules") is None
-
-
-def test_a_download_a_crash_left_behind_is_removed_once_it_is_an_hour_old(tmp_path: Path) -> None:
-    cache = DigestCache(tmp_path / "..oci-cache")
-    cache.put("sha256:" + "5" * 64, "plugin", b"five")
-    leftover = cache.directory / ".layer-0123456789abcdef.0a1b2c3d.tmp"
-    leftover.write_bytes(b"half a layer")
-    two_hours_ago = time.time() - 7200
-    os.utime(leftover, (two_hours_ago, two_hours_ago))
-    cache.keep_only([("sha256:" + "5" * 64, "plugin")])
-    assert not leftover.exists()
-    assert cache.get("sha256:" + "5" * 64, "plugin") == b"five"
 
 
 def _mebibytes(quantity: str) -> int:
