@@ -8,7 +8,7 @@ CONTROLPLANE := $(BIN)/python -m e2e.controlplane
 IMAGE ?= falco-operator:0.1.0
 CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
 
-.PHONY: bench image e2e install lint test demo system-deps controlplane controlplane-build controlplane-down controlplane-status clean \
+.PHONY: bench image e2e e2e-local realnode-build install lint test demo system-deps controlplane controlplane-build controlplane-down controlplane-status clean \
 	manifests manifests-check pod-template-schema falco-check
 
 install: $(STAMP)
@@ -30,9 +30,12 @@ lint: manifests-check
 system-deps:
 	scripts/system-deps.sh
 
-## test: lint, then every test (unit and integration against the local control plane)
+## test: lint, then every test: unit and integration against the local control plane, then (as root) the real-pod
+## scenarios on a real kubelet node (make e2e-local)
 test: system-deps lint controlplane-build falco-check
 	$(BIN)/pytest
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory e2e-local; else \
+	  echo "make test: the real-node scenarios need root and did not run: sudo make e2e-local" >&2; fi
 
 ## falco-check: print the Falco the tests use and validate the default rules with it
 falco-check: install
@@ -69,7 +72,17 @@ image:
 	  exit 1; fi
 	$(CONTAINER_ENGINE) build $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) -t $(IMAGE) -f Containerfile .
 
-## e2e: the scenarios on a kind cluster with real Falco (needs kind and docker or podman)
+## realnode-build: build (or reuse cached) kubelet, kube-proxy, containerd, runc, CNI plugins and the node's images
+## (a Debian base, the product image from the Containerfile with podman, a Falco test image); root
+realnode-build: system-deps controlplane-build
+	$(BIN)/python -m e2e.realnode.build
+	$(BIN)/python -m e2e.realnode.images
+
+## e2e-local: the real-pod scenarios (tests/e2e) on a real kubelet node joined to the local control plane; root
+e2e-local: realnode-build falco-check
+	$(BIN)/pytest tests/e2e --cluster=local
+
+## e2e: the real-pod scenarios (tests/e2e) on a kind cluster with real Falco (needs kind and docker or podman)
 e2e: install
 	$(BIN)/python -m e2e.kind --image $(IMAGE) $(if $(KEEP),--keep)
 
