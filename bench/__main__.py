@@ -20,6 +20,7 @@ FULL: list[tuple[str, list[str]]] = [
     ("Falco's side of a swap", ["bench.falco_reload", "--rounds", "10"]),
     ("Artifacts at N nodes", ["bench.artifacts_at_scale", "--nodes", "10,20,50,100", "--updates", "30",
                               "--steady", "300"]),
+    ("Real pods on the real node (root)", ["bench.realnode", "--changes", "10", "--idle", "60"]),
 ]  # fmt: skip
 QUICK: list[tuple[str, list[str]]] = [
     ("Falco controller: 50 Falcos, 500 unrelated Secrets and ConfigMaps", ["bench.falco_reconcile", "--falcos",
@@ -28,6 +29,7 @@ QUICK: list[tuple[str, list[str]]] = [
     ("Rules validation", ["bench.rules_validation"]),
     ("Falco's side of a swap", ["bench.falco_reload", "--rounds", "3"]),
     ("Artifacts at N nodes", ["bench.artifacts_at_scale", "--nodes", "10,20", "--updates", "10", "--steady", "30"]),
+    ("Real pods on the real node (root)", ["bench.realnode", "--changes", "3", "--idle", "20"]),
 ]  # fmt: skip
 
 

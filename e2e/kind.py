@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -25,24 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
-from artifact_agent.confirmation import parse_rules_hashes
-
 from .registry import Registry, start_registry
 from .scenarios.install import INSTALL
 from .scenarios.realpods import PodRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "manifests" / "samples"
 CLUSTER = "falco-operator-e2e"
 DEFAULT_IMAGE = "falco-operator:0.1.0"
-NAMESPACE = "falco-e2e"
-FALCO = "falco"
-RULES_FILE = "50-03-falco-rules-inline.yaml"
-# Seed example 06 names container plugin 0.2.4; Falco 0.44.1 (the operator's default) is tested here with the
-# container plugin 0.7.1 (../shared/falco), so the kind run pulls that version from the same repository.
-CONTAINER_PLUGIN = "ghcr.io/falcosecurity/plugins/plugin/container:0.7.1"
 Json = dict[str, Any]
 
 
@@ -71,31 +59,6 @@ def kind_config(workers: int = 2) -> Json:
 def render_install(text: str, image: str) -> str:
     """``install.yaml`` with the operator's and the agent's image replaced by ``image``."""
     return text.replace(DEFAULT_IMAGE, image)
-
-
-def falco_manifest(engine: str) -> Json:
-    """The Falco under test: a DaemonSet on every node. Seed example 06's container plugin supplies the
-    ``container.*`` fields the shell rule uses (Falco 0.41 and later take them from that plugin)."""
-    spec: Json = {"engine": {"kind": engine}}
-    return {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco",
-            "metadata": {"name": FALCO, "namespace": NAMESPACE}, "spec": spec}  # fmt: skip
-
-
-def seed(name: str) -> Json:
-    document: Json = YAML(typ="safe").load((SAMPLES / name).read_text())
-    document["metadata"]["namespace"] = NAMESPACE
-    return document
-
-
-def rules_loaded(metrics: str, expected: bytes) -> bool:
-    """Whether Falco's metrics list the rules file with the sha256 of ``expected``."""
-    return parse_rules_hashes(metrics).get(RULES_FILE) == hashlib.sha256(expected).hexdigest()
-
-
-def expected_rules(rulesfile: Json) -> bytes:
-    """The bytes the agent writes for an inline Rulesfile: the inline text as it is (the local install test
-    checks this against what agents really write)."""
-    return str(rulesfile["spec"]["ociArtifact"]["inline"]).encode()
 
 
 class Kind:
@@ -131,15 +94,6 @@ class Kind:
 
     def delete(self) -> None:
         self.run(self.kind, "delete", "cluster", "--name", CLUSTER, check=False)
-
-    def falco_pods(self) -> list[str]:
-        out = self.kubectl("get", "pods", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={FALCO}", "-o",
-                           "jsonpath={.items[*].metadata.name}").stdout  # fmt: skip
-        return out.split()
-
-    def falco_metrics(self, pod: str) -> str:
-        path = f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}:8765/proxy/metrics"
-        return self.kubectl("get", "--raw", path, check=False).stdout
 
 
 class KindPodCluster:

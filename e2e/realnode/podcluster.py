@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import subprocess
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from e2e.controlplane.cluster import ControlPlane
+from e2e.controlplane.cluster import STATE_FILE, ControlPlane
 from e2e.registry import Registry, start_registry
 from e2e.scenarios.install import INSTALL
 from e2e.scenarios.realpods import PodRegistry, get_json
 
-from .node import RealNode
+from .build import ensure_node_binaries
+from .images import ensure_images
+from .node import RealNode, start_cluster_with_real_node
 
 # The image names install.yaml and the operator's defaults use: the local images are imported under them.
 PRODUCT_IMAGE = "falco-operator:0.1.0"
@@ -71,3 +76,23 @@ def modern_ebpf_unavailable() -> str | None:
     if not Path("/sys/kernel/btf/vmlinux").exists():
         return "the kernel exposes no BTF (/sys/kernel/btf/vmlinux), which the CO-RE modern eBPF probe needs"
     return None
+
+
+@contextlib.contextmanager
+def local_pod_cluster(directory: Path) -> Iterator[LocalPodCluster]:
+    """The control plane and the real node ``real1``, state in ``directory``; everything stopped and the host
+    checked clean afterwards (an AssertionError names what was left)."""
+    binaries, images = ensure_node_binaries(), ensure_images()
+    if (directory / "cp" / STATE_FILE).exists():  # a run that was killed: its processes may still be there
+        ControlPlane.attach(directory / "cp").stop()
+    shutil.rmtree(directory / "cp", ignore_errors=True)
+    plane, node = start_cluster_with_real_node(directory, binaries, images)
+    local = LocalPodCluster(plane, node, directory, modern_ebpf=modern_ebpf_unavailable())
+    try:
+        yield local
+    finally:
+        local.close()
+        node.stop()
+        left = node.leftovers()
+        plane.stop()
+        assert not left, f"the real node left these on the host: {left}"

@@ -122,6 +122,11 @@ def rules_hashes(metrics: str) -> dict[str, str]:
     return parse_rules_hashes(metrics)
 
 
+def expected_rules(rulesfile: Json) -> bytes:
+    """The bytes an agent writes for an inline Rulesfile: the inline text as it is."""
+    return str(rulesfile["spec"]["ociArtifact"]["inline"]).encode()
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

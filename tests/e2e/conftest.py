@@ -3,7 +3,6 @@ plane, ``make e2e-local``) or ``--cluster kind`` (``make e2e``)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,23 +33,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[PodCluster]:
 
 
 def _local_cluster() -> Iterator[PodCluster]:
-    from e2e.controlplane.cluster import STATE_FILE, ControlPlane
-    from e2e.realnode.build import ensure_node_binaries
-    from e2e.realnode.images import ensure_images
-    from e2e.realnode.node import start_cluster_with_real_node
-    from e2e.realnode.podcluster import LocalPodCluster, modern_ebpf_unavailable
+    from e2e.realnode.podcluster import local_pod_cluster
 
-    binaries, images = ensure_node_binaries(), ensure_images()
-    if (LOCAL_DIR / "cp" / STATE_FILE).exists():  # a run that was killed: its processes may still be there
-        ControlPlane.attach(LOCAL_DIR / "cp").stop()
-    shutil.rmtree(LOCAL_DIR / "cp", ignore_errors=True)
-    plane, node = start_cluster_with_real_node(LOCAL_DIR, binaries, images)
-    local = LocalPodCluster(plane, node, LOCAL_DIR, modern_ebpf=modern_ebpf_unavailable())
-    try:
+    with local_pod_cluster(LOCAL_DIR) as local:
         yield local
-    finally:
-        local.close()
-        node.stop()
-        left = node.leftovers()
-        plane.stop()
-        assert not left, f"the real node left these on the host: {left}"

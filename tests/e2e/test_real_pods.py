@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +144,30 @@ def test_install_as_shipped_gives_a_ready_operator_that_holds_the_lease_and_serv
     path = f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/services/http:falco-operator-metrics:metrics/proxy/metrics"
     metrics = cluster.kubectl("get", "--raw", path).stdout
     assert "falco_operator_" in metrics or "controller_runtime_" in metrics, metrics[:500]
+
+
+def kubelet_answer(address: str, token: str | None) -> int:
+    """The HTTP status the kubelet on ``address`` gives a GET of its pod list (its serving certificate is its own
+    self-signed one: not verified here, the point is who the kubelet lets in)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"https://{address}:10250/pods", headers=headers)
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return int(refused.code)
+
+
+def test_kubelets_let_in_only_callers_the_api_server_vouches_for(cluster: PodCluster) -> None:
+    token = cluster.kubectl("create", "token", "default", "-n", "default").stdout.strip()
+    for node in get_json(cluster.kubectl, "nodes")["items"]:
+        (address,) = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
+        assert kubelet_answer(address, None) == 401, "anonymous callers are not authenticated"
+        assert kubelet_answer(address, token) == 403, "a ServiceAccount without rights on nodes/proxy is refused"
+    logs_of_operator = cluster.kubectl("logs", "-n", OPERATOR_NAMESPACE, "deployment/falco-operator", "--tail=5")
+    assert logs_of_operator.stdout.strip(), "the API server's own calls to the kubelet (logs) are let in"
 
 
 # --- 2. the sample Falco ----------------------------------------------------------------------------------------------

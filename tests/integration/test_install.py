@@ -26,11 +26,11 @@ from ruamel.yaml import YAML
 from e2e.agent import AgentProcess, wait_falco_pods
 from e2e.controlplane import ControlPlane
 from e2e.falco import FalcoBinaries
-from e2e.kind import expected_rules
 from e2e.kube import call, request
 from e2e.operator import MANIFESTS, install_crds, run_operator
 from e2e.promql import exposed_names, missing, shipped_promql
 from e2e.scenarios.install import OPERATOR_NAMESPACE, identities, install, leftovers, pods, uninstall_command
+from e2e.scenarios.realpods import expected_rules
 from e2e.wait import wait_for
 from tests.integration.agent_support import ARTIFACT_API, SEED_DIR, container_plugin, running_agents
 

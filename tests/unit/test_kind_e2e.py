@@ -10,19 +10,12 @@ import pytest
 from ruamel.yaml import YAML
 
 from e2e.falco_alerts import parse_alerts, shell_alerts
-from e2e.kind import (
-    DEFAULT_IMAGE,
-    RULES_FILE,
-    Missing,
-    expected_rules,
-    find_tools,
-    kind_config,
-    main,
-    render_install,
-    rules_loaded,
-    seed,
-)
+from e2e.kind import DEFAULT_IMAGE, Missing, find_tools, kind_config, main, render_install
 from e2e.scenarios.install import INSTALL
+from e2e.scenarios.realpods import expected_rules, reload_timestamp, rules_hashes
+
+ROOT = Path(__file__).resolve().parents[2]
+FILE = "50-03-falco-rules-inline.yaml"
 
 
 def test_missing_tools_stop_with_a_message_that_names_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,14 +49,17 @@ def test_the_install_manifest_is_rendered_with_the_image_under_test() -> None:
     assert {"name": "FALCO_OPERATOR_AGENT_IMAGE", "value": "localhost/falco-operator:e2e"} in container["env"]
 
 
-def test_falco_loaded_the_rules_file_when_its_metric_has_the_hash() -> None:
-    rules = expected_rules(seed("05-rulesfile-inline.yaml"))
+def test_an_inline_rulesfile_is_expected_byte_for_byte_and_found_in_falcos_metrics() -> None:
+    document = YAML(typ="safe").load((ROOT / "manifests" / "samples" / "05-rulesfile-inline.yaml").read_text())
+    rules = expected_rules(document)
+    assert rules == document["spec"]["ociArtifact"]["inline"].encode()
     digest = hashlib.sha256(rules).hexdigest()
-    metrics = (f'falcosecurity_falco_sha256_rules_files_info{{evt_source="syscall",file_name="{RULES_FILE}",'
-               f'hostname="n",sha256="{digest}"}} 1\n')  # fmt: skip
-    assert rules_loaded(metrics, rules)
-    assert not rules_loaded(metrics.replace(digest, "0" * 64), rules)
-    assert not rules_loaded("", rules)
+    metrics = (f'falcosecurity_falco_sha256_rules_files_info{{evt_source="syscall",file_name="{FILE}",'
+               f'sha256="{digest}"}} 1\n'
+               "falcosecurity_falco_reload_timestamp_nanoseconds 1765000000000000000\n")  # fmt: skip
+    assert rules_hashes(metrics) == {FILE: digest}
+    assert reload_timestamp(metrics) == "1765000000000000000"
+    assert reload_timestamp("") is None
 
 
 def test_the_shell_alert_is_found_in_text_and_json_output() -> None:
