@@ -195,7 +195,8 @@ class Agent:
                 await self.pulls.wait_settled()
             if self._disk_at_start is not None:  # once per process: later passes know what they wrote
                 self._last_good = recover_last_good(self._disk_at_start, artifacts, self.planner.plugins_dir)
-                self.falco_loads.started_with(self._last_good)  # a refusal judges what swaps change from here
+                # A refusal judges what swaps change from here; a Falco restart from now on loaded this disk.
+                self.falco_loads.started_with(self._last_good, time.time())
                 self._disk_at_start = None
         result = await self.planner.plan(artifacts, resolve(artifacts, self.config_maps, self.pulls.resolve),
                                          self._last_good, plugin_versions=self.pulls.plugin_versions(),

@@ -4,9 +4,13 @@ Falco's web server (in the same pod, ``localhost:8765``) serves ``/metrics`` wit
 it loaded (``falcosecurity_falco_sha256_rules_files_info``) and the time of its last (re)start, and ``/versions``
 with its version and the plugins it runs (``plugin_versions``). A Rulesfile is *Loaded* only when Falco reports,
 for each of its files, the hash of what was written. A Plugin is *Loaded* only when Falco restarted after the swap
-that wrote its entry and library and runs a plugin of its name at the version delivered (when the artifact says
-its version): a running Falco does not load a library again from a path it loaded before, and a reload it refused
-leaves the old plugin running. Falco does not report which config fragments it loaded (0.44 lists only
+that wrote its entry and library and runs a plugin of its name at the version delivered: a running Falco does not
+load a library again from a path it loaded before, and a reload it refused leaves the old plugin running. When the
+agent does not know the version delivered (a library of Falco's image, an OCI artifact without a readable config
+that says it), the name and the restart are the only evidence, and the message says the version was not checked.
+An agent that started over files an earlier run wrote has seen no restart of Falco after them: a Plugin among them
+is *Loaded* only when Falco runs the delivered version (known), else it stays *Installed* until Falco's next
+restart. Falco does not report which config fragments it loaded (0.44 lists only
 ``falco.yaml``), so a Config stays *Installed*, and says so. ``/versions`` also gives the engine version
 (``engine_version_semver``, or the whole number ``engine_version`` N of an older Falco, which means 0.N.0): the
 planner judges ``required_engine_version`` and an OCI config's ``engine_version_semver`` against it.
@@ -141,13 +145,16 @@ class FalcoLoads:
 
     ``swapped`` records what a swap left on disk and which artifacts it changed, compared with ``baseline`` (what
     Falco was last seen to load; at first what was on disk when the agent started, ``started_with``). A restart of
-    Falco at or after that time means Falco loaded it (``loaded``), and how long Falco took is remembered. A swap
-    Falco has not restarted for although it was nudged ``refusal_wait`` seconds ago was refused (``refused``) until
-    a later swap or restart; only what it changed is refused (``refused_content``).
+    Falco at or after that time means Falco loaded it (``loaded``), and how long Falco took is remembered; so does a
+    restart after the agent started while no swap of its own is pending (Falco read what the agent found on disk).
+    A swap Falco has not restarted for although it was nudged ``refusal_wait`` seconds ago was refused
+    (``refused``) until a later swap or restart; only what it changed is refused (``refused_content``).
     """
 
     loaded: Deliveries | None = None
-    """What was on disk at the last swap Falco restarted after; None until the agent has seen one."""
+    """What was on disk at the last restart of Falco the agent saw follow a swap or its start; None until then."""
+    started_at: float | None = None
+    """Unix time by which the agent had read the disk it started with (``started_with``)."""
     pending: Deliveries | None = None
     """What the last swap Falco has not restarted for left on disk."""
     swapped_at: float | None = None
@@ -160,10 +167,11 @@ class FalcoLoads:
     """How long Falco took from a change it saw (a swap, a nudge) to answering with a new restart time, the last
     ``RELOADS_KEPT`` times."""
 
-    def started_with(self, on_disk: Deliveries) -> None:
-        """What was on disk when the agent started (before its first swap): the content Falco is taken to run."""
+    def started_with(self, on_disk: Deliveries, at: float) -> None:
+        """What was on disk when the agent started (before its first swap; read by ``at``, Unix time): the content
+        Falco is taken to run, which it is known to have loaded only once it restarts at or after ``at``."""
         if self.baseline is None:
-            self.baseline = dict(on_disk)
+            self.baseline, self.started_at = dict(on_disk), at
 
     def swapped(self, at: float, deliveries: Deliveries) -> None:
         baseline = self.baseline
@@ -177,8 +185,15 @@ class FalcoLoads:
 
     def observed(self, view: FalcoView, now: float | None = None) -> None:
         """Take a look at Falco into account (``now``: when, Unix time): a restart at or after the pending swap
-        loaded it, and took Falco from the last change it saw before (the swap, or the nudge) until now."""
-        if self.pending is None or not view.reachable or view.reloaded_at is None or self.swapped_at is None:
+        loaded it, and took Falco from the last change it saw before (the swap, or the nudge) until now. With no swap
+        pending, a first restart at or after the agent's start loaded what the agent found on disk."""
+        if not view.reachable or view.reloaded_at is None:
+            return
+        if self.pending is None:
+            if self.loaded is None and self.started_at is not None and view.reloaded_at >= self.started_at:
+                self.loaded = self.baseline
+            return
+        if self.swapped_at is None:
             return
         if view.reloaded_at >= self.swapped_at:
             if now is not None:
@@ -209,10 +224,19 @@ class FalcoLoads:
                 and _same_content(outcome.delivered, self.pending.get(outcome.key)))  # fmt: skip
 
     def loaded_as_written(self, outcome: Outcome) -> bool | None:
-        """Whether Falco restarted after the swap that wrote this outcome's content; None when unknown."""
-        if self.loaded is None:
-            return None
-        return self.loaded.get(outcome.key) == outcome.delivered
+        """Whether Falco restarted after the swap that wrote this outcome's content. None when that is unknown: the
+        content is what the agent found on disk at its start, and it has seen no restart of Falco since."""
+        if self.loaded is not None:
+            loaded = self.loaded.get(outcome.key)
+            return loaded is not None and _same_content(outcome.delivered, loaded)
+        if self.baseline is not None and not self.recovered(outcome):
+            return False  # written by a swap of this agent, which Falco has not restarted for
+        return None
+
+    def recovered(self, outcome: Outcome) -> bool:
+        """Whether this outcome's content is what the agent found on disk for it at its start."""
+        found = self.baseline.get(outcome.key) if self.baseline is not None else None
+        return found is not None and _same_content(outcome.delivered, found)
 
 
 def _same_content(delivered: Delivered, other: Delivered | None) -> bool:
@@ -308,17 +332,38 @@ def _confirmed(
                 "see its log)")  # fmt: skip
     if kind == "Plugin" and outcome.delivered.plugin_entry is not None:
         name = str(outcome.delivered.plugin_entry["name"])
-        running = view.plugins.get(name)
-        delivered = versions.get(outcome.delivered.digest or "")
-        if running is None:
-            return f"; Falco does not run plugin {name}"
-        if delivered is not None and running != delivered:
-            return f"; Falco runs plugin {name} {running}, not the delivered {delivered}{_why_not(outcome.delivered)}"
-        if loads is not None and loads.loaded_as_written(outcome) is False:
-            return f"; Falco runs plugin {name} {running} and has not restarted since this version was written (yet)"
-        return dataclasses.replace(outcome, state="Loaded", reason="Loaded",
-                                   message=f"Falco runs plugin {name} {running}")  # fmt: skip
+        return _plugin_confirmed(outcome, name, view, loads, versions.get(outcome.delivered.digest or ""))
     return None
+
+
+def _plugin_confirmed(
+    outcome: Outcome, name: str, view: FalcoView, loads: FalcoLoads | None, delivered: str | None
+) -> Outcome | str:
+    """Loaded on evidence only: Falco runs plugin ``name`` at the version ``delivered`` (when the agent knows it)
+    and restarted after the swap that wrote this entry and library; or, for what the agent found on disk at its
+    start, with no restart of Falco seen since, Falco runs the delivered version (known)."""
+    running = view.plugins.get(name)
+    if running is None:
+        return f"; Falco does not run plugin {name}"
+    if delivered is not None and running != delivered:
+        return f"; Falco runs plugin {name} {running}, not the delivered {delivered}{_why_not(outcome.delivered)}"
+    restarted = loads.loaded_as_written(outcome) if loads is not None else None
+    if restarted is False:
+        return f"; Falco runs plugin {name} {running} and has not restarted since this version was written (yet)"
+    unchecked = "" if delivered is not None else f"the version could not be checked ({_version_unknown(outcome)})"
+    if restarted is None and (unchecked or loads is None or not loads.recovered(outcome)):
+        return (f"; Falco runs plugin {name} {running}, but the agent has not seen Falco restart since these files "
+                f"were written{' and ' + unchecked if unchecked else ''}: it confirms them at Falco's next "
+                "restart")  # fmt: skip
+    message = f"Falco runs plugin {name} {running}" + (f"; {unchecked}" if unchecked else "")
+    return dataclasses.replace(outcome, state="Loaded", reason="Loaded", message=message)
+
+
+def _version_unknown(outcome: Outcome) -> str:
+    """Why the agent does not know the version delivered, to compare it with the one Falco runs."""
+    if outcome.delivered.digest is None:
+        return "the library is not delivered from an OCI artifact"
+    return "the OCI artifact has no readable config that gives it"
 
 
 def _why_not(delivered: Delivered) -> str:

@@ -18,7 +18,7 @@ from e2e.controlplane import ControlPlane
 from e2e.controlplane.cluster import free_port
 from e2e.falco import SHARED_FALCO, FalcoBinaries, run_falco
 from e2e.kube import call
-from e2e.oci_artifacts import push_plugin
+from e2e.oci_artifacts import PLUGIN_CONFIG, PLUGIN_LAYER, push_plugin, tar_gz
 from e2e.registry import Registry
 from falco_operator.artifacts import PLUGINS_CONFIG_FILE
 from falco_operator.artifacts.oci import machine_architecture
@@ -28,6 +28,8 @@ Json = dict[str, Any]
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds", "operator")]
 JSON_PLUGIN = SHARED_FALCO / "plugins" / "libjson.so"
 REPOSITORY = "falcosecurity/plugins/plugin/json"
+EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
+UNCHECKED = "the version could not be checked (the OCI artifact has no readable config that gives it)"
 
 
 async def registry_secret(api: kr8s.asyncio.Api, namespace: str, registry: Registry) -> None:
@@ -122,4 +124,61 @@ async def test_a_plugin_without_oci_names_the_images_library_by_a_relative_path_
                              "Rulesfile confirmed by Falco")  # fmt: skip
             plugin = await wait_entry(api, agent, "Plugin", "container", lambda e: e.get("state") == "Loaded",
                                       "Plugin confirmed by Falco")  # fmt: skip
-            assert plugin["message"] == "Falco runs plugin container 0.7.1"
+            assert plugin["message"] == ("Falco runs plugin container 0.7.1; the version could not be checked (the "
+                                         "library is not delivered from an OCI artifact)")  # fmt: skip
+
+
+NO_VERSION = json.dumps({"name": "json", "dependencies": [], "requirements": []}).encode()
+"""falcoctl's plugin config without its ``version``."""
+
+
+@pytest.mark.parametrize(("config", "config_type"), [(b"{}", EMPTY_CONFIG), (NO_VERSION, PLUGIN_CONFIG)],
+                         ids=["no plugin config", "a config without a version"])  # fmt: skip
+async def test_a_plugin_of_a_version_the_agent_cannot_read_is_loaded_only_after_falco_restarts_with_it(
+    api: kr8s.asyncio.Api, namespace: str, control_plane: ControlPlane, tmp_path: Path, falco_binaries: FalcoBinaries,
+    oci_registry: Registry, config: bytes, config_type: str,
+) -> None:  # fmt: skip
+    """The artifact gives the agent no version of the plugin (no falcoctl config, or one without ``version``): Falco
+    started after the swap runs a plugin of that name, so it is Loaded and says the version was not checked. A
+    restarted agent has seen no restart of Falco after these files: Installed (NotLoaded) until Falco restarts."""
+    library = JSON_PLUGIN.read_bytes()
+    layer = tar_gz({"libjson.so": library})
+    oci_registry.push_index(REPOSITORY, "unversioned", {machine_architecture(): (layer, PLUGIN_LAYER, config,
+                                                                                 config_type)})  # fmt: skip
+    await registry_secret(api, namespace, oci_registry)
+    oci = {"reference": f"{oci_registry.host}/{REPOSITORY}:unversioned", "pullSecret": {"secretName": "registry"}}
+    await create(api, namespace, {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Plugin",
+                                  "metadata": {"name": "json"}, "spec": {"ociArtifact": oci, "config": {
+                                      "initConfig": ""}}})  # fmt: skip
+    name = f"json-{hashlib.sha256(library).hexdigest()[:12]}.so"
+    pods = await falco_pods(api, namespace, "falco")
+    port = free_port()
+    urls = {"node1": f"http://127.0.0.1:{port}"}
+    # Falco restarting without a swap is seen at the agent's next slow poll: 1 s here, not 30 s.
+    args = (f"--registry-ca={oci_registry.ca}", "--allow-private-registries", "--falco-poll-interval=1")
+    async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"], urls, args) as agents:
+        agent = agents["node1"]
+        await wait_files(agent, agent.plugins_dir, lambda files: files == {name: library}, "the library", timeout=20)
+        with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
+                       binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
+            await falco.wait_healthy()
+            assert (await falco.versions())["plugin_versions"] == {"json": "0.7.4"}
+            loaded = await wait_entry(api, agent, "Plugin", "json", lambda e: e.get("state") == "Loaded", "json")
+            assert loaded["message"] == f"Falco runs plugin json 0.7.4; {UNCHECKED}"
+
+            # The agent restarts while Falco keeps running: Falco lists the name, which proves nothing now.
+            agent.stop()
+            agent.start()
+            await agent.wait_ready()
+            waiting = await wait_entry(api, agent, "Plugin", "json", lambda e: e.get("reason") == "NotLoaded",
+                                       "json not confirmed by the restarted agent")  # fmt: skip
+            assert waiting["state"] == "Installed"
+            assert "the agent has not seen Falco restart since these files were written" in waiting["message"]
+            assert UNCHECKED in waiting["message"]
+            assert agent.files(agent.plugins_dir) == {name: library}, "the same files: nothing to reload"
+        # Falco restarts over the same files: they are loaded again.
+        with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
+                       binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
+            await falco.wait_healthy()
+            again = await wait_entry(api, agent, "Plugin", "json", lambda e: e.get("state") == "Loaded", "json again")
+            assert again["message"] == f"Falco runs plugin json 0.7.4; {UNCHECKED}"

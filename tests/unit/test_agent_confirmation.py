@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from artifact_agent.confirmation import (
+    FalcoLoads,
     FalcoView,
     confirm,
     loads_expected,
@@ -16,8 +17,9 @@ from artifact_agent.confirmation import (
     parse_versions,
 )
 from artifact_agent.layout import GenerationDirectory
+from artifact_agent.recovery import recover_last_good
 from falco_operator.api import Config, Plugin, Rulesfile
-from falco_operator.artifacts import Artifact, Outcome, plan, sha256_hex
+from falco_operator.artifacts import Artifact, ArtifactKey, Content, Medium, Outcome, plan, sha256_hex
 
 RULE = b"- list: shells\n  items: [bash]\n"
 # As Falco 0.44.1 prints it: HELP and TYPE repeated before every sample.
@@ -52,7 +54,7 @@ def test_only_what_falco_confirms_is_loaded_and_configs_say_they_cannot_be() -> 
         "a": ("Loaded", "Loaded"),
         "b": ("Installed", "NotLoaded"),  # Falco runs other bytes under that name
         "c": ("Installed", "Installed"),
-        "container": ("Loaded", "Loaded"),
+        "container": ("Installed", "NotLoaded"),  # running, but no restart seen after its entry was written
     }
     config = next(o for o in confirm(outcomes(), view) if o.key.name == "c")
     assert "Falco does not report which config fragments it loaded" in (config.message or "")
@@ -107,3 +109,91 @@ def test_a_nudge_leaves_the_directory_as_it_was(tmp_path: Path) -> None:
     before = sorted(entry.name for entry in directory.path.iterdir())
     directory.nudge()
     assert sorted(entry.name for entry in directory.path.iterdir()) == before
+
+
+DIGEST = "sha256:" + "d" * 64
+LIBRARY = b"\x7fELF json"
+
+
+def json_plugin(init_config: str = "") -> tuple[list[Artifact], Outcome, dict[str, dict[str, bytes]]]:
+    """A Plugin delivered from OCI (digest ``DIGEST``): its artifacts, its outcome and the files written for it."""
+    oci = {"reference": "registry.example/falcosecurity/plugins/plugin/json:0.7.4"}
+    json = Plugin.model_validate({"metadata": {"name": "json"},
+                                  "spec": {"ociArtifact": oci, "config": {"initConfig": init_config}}})  # fmt: skip
+    resolutions = {(ArtifactKey("Plugin", "json"), Medium.OCI): Content(LIBRARY, DIGEST)}
+    planned = plan([json], resolutions, {}, plugins_dir="/p")
+    return [json], planned.outcomes[0], {kind: dict(files) for kind, files in planned.directories.items()}
+
+
+def running(version: str, reloaded_at: float) -> FalcoView:
+    return FalcoView(True, "0.44.1", plugins={"json": version}, reloaded_at=reloaded_at)
+
+
+def test_a_plugin_of_unknown_version_is_loaded_only_after_a_restart_that_followed_its_swap() -> None:
+    """The OCI config was absent, too large or not read: Falco listing the name proves nothing before it restarted
+    after the swap that wrote the library; after that restart the name is the evidence, and the message says the
+    version was not checked."""
+    _, outcome, _ = json_plugin()
+    unknown: dict[str, str] = {}  # no version read for DIGEST
+    alone = confirm([outcome], running("0.7.4", 50.0), versions=unknown)[0]
+    assert (alone.state, alone.reason) == ("Installed", "NotLoaded"), "no restart seen at all"
+    loads = FalcoLoads()
+    loads.started_with({}, at=90.0)  # a new pod: nothing on disk
+    loads.swapped(100.0, {outcome.key: outcome.delivered})
+    before = running("0.7.4", 50.0)  # Falco's last restart was before the swap: it runs whatever it had
+    loads.observed(before, now=101.0)
+    waiting = confirm([outcome], before, loads, unknown, now=101.0)[0]
+    assert (waiting.state, waiting.reason) == ("Installed", "NotLoaded")
+    assert "has not restarted since this version was written (yet)" in (waiting.message or "")
+    after = running("0.7.4", 100.5)
+    loads.observed(after, now=101.0)
+    loaded = confirm([outcome], after, loads, unknown, now=101.0)[0]
+    assert (loaded.state, loaded.reason) == ("Loaded", "Loaded")
+    assert loaded.message == ("Falco runs plugin json 0.7.4; the version could not be checked (the OCI artifact "
+                              "has no readable config that gives it)")  # fmt: skip
+    known = confirm([outcome], after, loads, {DIGEST: "0.7.4"}, now=101.0)[0]
+    assert (known.state, known.message) == ("Loaded", "Falco runs plugin json 0.7.4")
+    assert confirm([outcome], running("0.7.3", 100.5), loads, unknown, now=101.0)[0].state == "Loaded", (
+        "without a version only the name is compared (the message says so)"
+    )
+    gone = confirm([outcome], FalcoView(True, "0.44.1", reloaded_at=100.5), loads, unknown, now=101.0)[0]
+    assert gone.state == "Installed"
+    assert (gone.message or "").endswith("; Falco does not run plugin json")
+
+
+def test_after_an_agent_restart_a_plugin_is_loaded_only_on_falcos_own_evidence() -> None:
+    """The agent starts over files an earlier run wrote and has seen no restart of Falco after them: Falco running
+    the delivered version (known) of the entry found on disk is evidence; the name alone is not, until Falco's next
+    restart."""
+    artifacts, outcome, written = json_plugin()
+    loads = FalcoLoads()
+    loads.started_with(recover_last_good(written, artifacts, "/p"), at=1000.0)
+    earlier = running("0.7.4", 500.0)  # Falco restarted before the agent did
+    loads.observed(earlier, now=1001.0)
+    unknown = confirm([outcome], earlier, loads, {}, now=1001.0)[0]
+    assert (unknown.state, unknown.reason) == ("Installed", "NotLoaded")
+    assert (unknown.message or "").endswith(
+        "; Falco runs plugin json 0.7.4, but the agent has not seen Falco restart since these files were written and "
+        "the version could not be checked (the OCI artifact has no readable config that gives it): it confirms them "
+        "at Falco's next restart"
+    )
+    known = confirm([outcome], earlier, loads, {DIGEST: "0.7.4"}, now=1001.0)[0]
+    assert (known.state, known.message) == ("Loaded", "Falco runs plugin json 0.7.4")
+    other = confirm([outcome], running("0.7.3", 500.0), loads, {DIGEST: "0.7.4"}, now=1001.0)[0]
+    assert (other.state, other.reason) == ("Installed", "NotLoaded")
+
+    # The agent's own swap changes the entry (same library, same version): Falco has not restarted for it.
+    _, changed, _ = json_plugin("{}")
+    swapping = FalcoLoads()
+    swapping.started_with(recover_last_good(written, artifacts, "/p"), at=1000.0)
+    swapping.swapped(1002.0, {changed.key: changed.delivered})
+    stale = confirm([changed], earlier, swapping, {DIGEST: "0.7.4"}, now=1003.0)[0]
+    assert (stale.state, stale.reason) == ("Installed", "NotLoaded")
+    assert "has not restarted since this version was written (yet)" in (stale.message or "")
+
+    # Falco restarts after the agent started, nothing pending: it loaded the files the agent found.
+    restarted = running("0.7.4", 1000.5)
+    loads.observed(restarted, now=1001.0)
+    confirmed = confirm([outcome], restarted, loads, {}, now=1001.0)[0]
+    assert (confirmed.state, confirmed.reason) == ("Loaded", "Loaded")
+    assert "the version could not be checked" in (confirmed.message or "")

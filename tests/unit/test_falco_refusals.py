@@ -99,7 +99,7 @@ def test_after_an_agent_restart_a_refused_swap_refuses_only_what_it_changed() ->
     # The agent starts over files an earlier run wrote (and Falco loaded); it has seen no swap of its own.
     written = plan(artifacts(OLD, "json_output: false\n"), {}, {}, plugins_dir="/p").directories
     loads = FalcoLoads()
-    loads.started_with(recover_last_good(written, artifacts(), "/p"))
+    loads.started_with(recover_last_good(written, artifacts(), "/p"), at=150.0)
     after = outcomes()  # Rulesfile a and Config c change; Config same and Plugin json stay as they were
     loads.swapped(200.0, on_disk(after))
     stuck = view(OLD, 101.0)
@@ -109,7 +109,7 @@ def test_after_an_agent_restart_a_refused_swap_refuses_only_what_it_changed() ->
         "a": ("Refused", "Refused"),
         "c": ("Refused", "Refused"),
         "same": ("Installed", "Installed"),  # on disk before the refused swap, as it was: not what Falco refused
-        "json": ("Loaded", "Loaded"),
+        "json": ("Installed", "NotLoaded"),  # not refused either; no version to check and no restart seen since
     }
 
 
@@ -147,13 +147,19 @@ def plugin_outcome(digest: str | None = DIGEST) -> Outcome:
 def test_a_plugin_is_loaded_only_at_the_version_delivered() -> None:
     delivered = plugin_outcome()
     versions = {DIGEST: "0.7.5"}
-    old = confirm([delivered], view(NEW, 1.0, {"json": "0.7.4"}), versions=versions)[0]
+    loads = FalcoLoads()
+    loads.swapped(0.5, on_disk([delivered]))
+    loads.observed(view(NEW, 1.0))  # Falco restarted after the swap
+    old = confirm([delivered], view(NEW, 1.0, {"json": "0.7.4"}), loads, versions)[0]
     assert (old.state, old.reason) == ("Installed", "NotLoaded")
     assert "Falco runs plugin json 0.7.4, not the delivered 0.7.5" in (old.message or "")
-    new = confirm([delivered], view(NEW, 1.0, {"json": "0.7.5"}), versions=versions)[0]
+    new = confirm([delivered], view(NEW, 1.0, {"json": "0.7.5"}), loads, versions)[0]
     assert (new.state, new.message) == ("Loaded", "Falco runs plugin json 0.7.5")
-    unknown = confirm([plugin_outcome(None)], view(NEW, 1.0, {"json": "0.7.4"}), versions=versions)[0]
+    unknown = confirm([plugin_outcome(None)], view(NEW, 1.0, {"json": "0.7.4"}), loads, versions)[0]
     assert unknown.state == "Loaded"  # no version delivered with it: the name is all there is to compare
+    assert "the version could not be checked (the library is not delivered from an OCI artifact)" in (
+        unknown.message or ""
+    )
 
 
 def test_a_version_falco_does_not_run_is_explained_by_where_its_library_is() -> None:
