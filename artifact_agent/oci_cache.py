@@ -6,7 +6,8 @@ The directory holds, for one agent process (its only writer):
 - ``<label>-<hex digest>``: a pulled file (label ``rules`` or ``plugin``) or its artifact's OCI config
   (``config``), written by rename so a crash never leaves half a file under a digest's name;
 - ``source-<sha256 of the source>``: the digest a source (reference, type, credentials) last resolved to, so that
-  an agent that restarts while the registry cannot be reached still delivers what it pulled;
+  an agent that restarts while the registry cannot be reached still delivers what it pulled; removed when the
+  source refuses that content for good (a deleted tag, say: ``forget``), so that no later restart serves it again;
 - hidden names: a write in progress (``.<name>.<random>.tmp``, renamed into place when complete) or a download's
   spool directory (``.download-<random>``, holding the layer while it streams in and the file taken out of it).
 
@@ -107,6 +108,11 @@ class DigestCache:
 
     def remember(self, source: str, digest: str) -> None:
         self._write(self.directory / source_name(source), digest.encode())
+
+    def forget(self, source: str) -> None:
+        """``source`` resolves to nothing any more: the next prune removes its digest's files unless another use
+        names them."""
+        (self.directory / source_name(source)).unlink(missing_ok=True)
 
     def get(self, digest: str, label: str) -> bytes | None:
         try:

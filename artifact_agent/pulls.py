@@ -5,14 +5,24 @@ cache when that digest was pulled before, else downloads and checks it, and publ
 reason); then it sleeps: until ``refreshInterval`` to re-resolve a tag (a moved tag is followed), or, after a
 failure, a growing retry delay. A spec change starts a new task; until it has an answer the old bytes stay
 visible when only the generation changed, so a priority edit does not blink the artifact. A failure to resolve
-again a source that was resolved before (a refresh, or such a spec change) keeps the bytes and their cache entry,
-and is published apart (``refresh_problems``). At most ``concurrency`` pulls run at once, so one slow registry
-never holds the others back beyond that.
+again a source that was resolved before (a refresh, such a spec change, or the first pull after a restart, from the
+digest the cache remembers) is judged by its reason (``falco_operator.artifacts.oci.failures``): a passing one (the
+registry down, a timeout, a 5xx) keeps the bytes and their cache entry, and is published apart
+(``refresh_problems``); a definitive one (the tag deleted, 401, 403, a Secret not for this registry, a refused
+address) is published as the answer, ``withdrawn`` (the agent removes the artifact's files), and the cache forgets
+what the source resolved to, so that no later restart serves it again. At most ``concurrency`` pulls run at once,
+so one slow registry never holds the others back beyond that.
+
+An artifact's OCI config says what it needs (``dependencies``, ``requirements``); an artifact whose config cannot be
+read (over 64 KiB, not a JSON object, or its download failed) is not delivered (``ConfigUnreadable``) rather than
+delivered without those needs checked. A config that can never be read is remembered by digest (the newest
+``MAX_UNREADABLE_CONFIGS``), so retries do not download it again.
 
 The disk cache is pruned after every answer, whatever state the other artifacts are in (one that fails for good
 must not let the cache grow with every moved tag). Invariant: after a prune the cache holds, for each followed
 artifact, the files of the digest it delivers (also the last good one kept while its refresh fails) and of the
-digest its source last resolved to (what a first pull after a restart, still pending or failing, falls back on),
+digest its source last resolved to (what a first pull after a restart, still pending or failing, falls back on;
+none once a definitive failure withdrew it),
 the files of the digest each pull not answered yet resolved to, each such digest's config, the sources'
 resolutions, and the temporary files of writes in progress; nothing else.
 
@@ -40,6 +50,7 @@ from falco_operator.api.oci import MIN_REFRESH_SECONDS, CredentialsRef, OCIArtif
 from falco_operator.artifacts import Artifact, ArtifactKey, Content, Resolution, Unavailable, artifact_key
 from falco_operator.artifacts.needs import ArtifactNeeds, artifact_needs
 from falco_operator.artifacts.oci import (
+    CONFIG_UNREADABLE,
     GRANT_RULE,
     PLUGIN,
     RULES,
@@ -52,6 +63,7 @@ from falco_operator.artifacts.oci import (
     credentials_from_secret,
     http_client,
     machine_architecture,
+    withdraws,
 )
 from falco_operator.kube import Backoff, Client, Forbidden, NotFound
 from falco_operator.kube.resources import SECRETS
@@ -60,6 +72,9 @@ from .metrics import AgentMetrics
 from .oci_cache import CONFIG, CacheUse, DigestCache
 
 log = logging.getLogger("artifact_agent.pulls")
+Json = dict[str, Any]
+MAX_UNREADABLE_CONFIGS = 256
+"""How many digests whose config can never be read are remembered (the newest), each with the reason's message."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +183,9 @@ class OCIPulls:
         self._needs: dict[str, ArtifactNeeds] = {}
         """What an artifact's OCI config says it needs (dependencies, requirements), by digest."""
         self._configs_read: set[str] = set()
+        self._unreadable_configs: dict[str, str] = {}
+        """Why the config of a digest can never be read (over the cap, not a JSON object), oldest first: a retry
+        fails at once instead of downloading it again."""
         self._unkept_configs: dict[str, bytes] = {}
         """Configs downloaded whose artifact is not in the cache yet, by the artifact's digest."""
         self._pulling: set[_Pulling] = set()
@@ -254,15 +272,8 @@ class OCIPulls:
                     if tracked is None or tracked.scope is not scope:
                         return
                     problem: Unavailable | None = None
-                    if isinstance(result, Unavailable) and not isinstance(tracked.result, Content):
-                        # The first answer since the agent started, and a failure: what this source resolved to
-                        # before the restart is still delivered (the files on disk are its), as after a failed
-                        # refresh.
-                        tracked.result = await self._resolved_before(request) or tracked.result
-                    if isinstance(result, Unavailable) and isinstance(tracked.result, Content):
-                        # Resolving the same source again failed (a registry down for a while, a Secret that no
-                        # longer authenticates): what it resolved to before stays, the problem is reported apart.
-                        problem, result = result, tracked.result
+                    if isinstance(result, Unavailable):
+                        result, problem = await self._failed(request, tracked.result, result)
                     if (result, problem) != (tracked.result, tracked.refresh_problem):
                         tracked.result, tracked.refresh_problem = result, problem
                         self._on_change()
@@ -277,6 +288,30 @@ class OCIPulls:
                     await anyio.sleep(request.refresh)
                 else:
                     await anyio.sleep(backoff.next_delay())
+
+    async def _failed(
+        self, request: PullRequest, before: Resolution, failure: Unavailable
+    ) -> tuple[Resolution, Unavailable | None]:
+        """What a failed pull publishes, and the refresh problem beside it. A source resolved before (what it
+        delivers now, or, at the first answer after a restart, the digest the cache remembers) keeps that content
+        through a passing failure (the problem is reported apart) and loses it at a definitive one; once withdrawn,
+        it stays so, whatever the next failures, until it resolves again."""
+        if isinstance(before, Unavailable) and before.withdrawn:
+            return replace(failure, withdrawn=True), None
+        if withdraws(failure.reason):
+            if isinstance(before, Content) or await self._remembered(request) is not None:
+                log.warning("%s refuses what it resolved to before (%s): it is withdrawn", request.location.reference,
+                            failure.reason)  # fmt: skip
+                await self._forget(request)
+                return replace(failure, withdrawn=True), None
+            return failure, None
+        if not isinstance(before, Content):
+            # The first answer since the agent started: what this source resolved to before the restart is still
+            # delivered (the files on disk are its), as after a failed refresh.
+            before = await self._resolved_before(request) or before
+        if isinstance(before, Content):
+            return before, failure
+        return failure, None
 
     async def _pull(self, request: PullRequest, pulling: _Pulling) -> Resolution:
         reference = request.location.reference
@@ -348,40 +383,85 @@ class OCIPulls:
         except OSError as error:
             log.warning("cannot remember what %s resolved to: %s", request.location.reference, error)
 
-    async def _resolved_before(self, request: PullRequest) -> Content | None:
-        """The content this source resolved to before the agent started, from the cache; None when unknown."""
+    async def _remembered(self, request: PullRequest) -> str | None:
+        """The digest this source last resolved to, as the cache remembers it; None when unknown."""
+        digest = self._resolutions.get(request.source)
+        if digest is not None:
+            return digest
         try:
-            digest = await anyio.to_thread.run_sync(self._cache.resolved, request.source)
+            return await anyio.to_thread.run_sync(self._cache.resolved, request.source)
         except OSError:
             return None
+
+    async def _forget(self, request: PullRequest) -> None:
+        """The source refused what it resolved to: the cache no longer offers it to a restart (and prunes it)."""
+        self._resolutions.pop(request.source, None)
+        try:
+            await anyio.to_thread.run_sync(self._cache.forget, request.source)
+        except OSError as error:
+            log.warning("cannot forget what %s resolved to: %s", request.location.reference, error)
+
+    async def _resolved_before(self, request: PullRequest) -> Content | None:
+        """The content this source resolved to before the agent started, from the cache, its config read from there
+        too; None when unknown (or its config is not cached: what it needs would be unknown)."""
+        digest = await self._remembered(request)
         data = await self._cached(digest, request.type.label) if digest else None
         if digest is None or data is None:
+            return None
+        if digest not in self._configs_read and not await self._config_from_cache(digest, request.type == PLUGIN):
             return None
         self._resolutions[request.source] = digest
         return Content(data, digest)
 
     async def _read_config(self, session: RegistrySession, resolved: Resolved, plugin: bool) -> None:
         """Remember what the artifact's OCI config says (small; once per digest, and from the cache when a pull
-        before this restart kept it): a plugin's version, and what the artifact needs. Without a config the
-        artifact is still delivered: its version and needs are unknown. A config downloaded is cached with its
-        artifact (``_keep_config``), never alone: a refused artifact leaves nothing in the cache."""
-        kept = await self._cached(resolved.digest, CONFIG)
-        if kept is not None:
-            config = _config_from_cache(kept)
-        else:
-            try:
-                config = await session.artifact_config(resolved)
-            except PullFailed as failed:
-                log.warning("cannot read the config of %s: %s", session.reference, failed.message)
-                return
-            self._unkept_configs[resolved.digest] = json.dumps(config).encode()
-        self._configs_read.add(resolved.digest)
+        before this restart kept it): a plugin's version, and what the artifact needs. A manifest without a config
+        of the kind's type states nothing; a config that cannot be read fails the pull (``ConfigUnreadable``): the
+        artifact is not delivered with needs unknown. A config downloaded is cached with its artifact
+        (``_keep_config``), never alone: a refused artifact leaves nothing in the cache."""
+        digest = resolved.digest
+        verdict = self._unreadable_configs.get(digest)
+        if verdict is not None:
+            raise PullFailed(CONFIG_UNREADABLE, verdict)
+        if await self._config_from_cache(digest, plugin):
+            return
+        try:
+            config = await session.artifact_config(resolved)
+        except PullFailed as failed:
+            if failed.reason == CONFIG_UNREADABLE:  # for good: the manifest's digest pins the config
+                message = _not_delivered(failed.message)
+                self._unreadable_configs.pop(digest, None)
+                self._unreadable_configs[digest] = message
+                while len(self._unreadable_configs) > MAX_UNREADABLE_CONFIGS:
+                    del self._unreadable_configs[next(iter(self._unreadable_configs))]
+                raise PullFailed(CONFIG_UNREADABLE, message) from None
+            cause = f"the config of {session.reference} cannot be downloaded ({failed.reason}: {failed.message})"
+            raise PullFailed(CONFIG_UNREADABLE, _not_delivered(cause)) from None
+        self._unkept_configs[digest] = json.dumps(config).encode()
+        self._note_config(digest, config, plugin)
+
+    async def _config_from_cache(self, digest: str, plugin: bool) -> bool:
+        """Take what the cached config of ``digest`` says; False when the cache has no readable one."""
+        kept = await self._cached(digest, CONFIG)
+        if kept is None:
+            return False
+        try:
+            config = json.loads(kept)  # as _keep_config wrote it: a JSON object, or null (no config)
+        except ValueError:
+            return False
+        if config is not None and not isinstance(config, dict):
+            return False
+        self._note_config(digest, config, plugin)
+        return True
+
+    def _note_config(self, digest: str, config: Json | None, plugin: bool) -> None:
+        self._configs_read.add(digest)
         version = (config or {}).get("version")
         if plugin and isinstance(version, str) and version:
-            self._versions[resolved.digest] = version
+            self._versions[digest] = version
         needs = artifact_needs(config)
         if not needs.empty:
-            self._needs[resolved.digest] = needs
+            self._needs[digest] = needs
 
     async def _keep_config(self, digest: str) -> None:
         """Cache the config read for an artifact now cached too, so a restart reads it from there."""
@@ -462,12 +542,8 @@ class OCIPulls:
         self._resolutions = {source: d for source, d in self._resolutions.items() if source in sources}
 
 
-def _config_from_cache(data: bytes) -> dict[str, Any] | None:
-    try:
-        config = json.loads(data)
-    except ValueError:
-        return None
-    return config if isinstance(config, dict) else None
+def _not_delivered(cause: str) -> str:
+    return f"{cause}: the dependencies and requirements it declares cannot be checked, so it is not delivered"
 
 
 def _pending(request: PullRequest) -> Unavailable:

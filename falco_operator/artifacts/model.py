@@ -49,6 +49,9 @@ class Unavailable:
     state: Literal["Failed", "Pending"]
     reason: str
     message: str
+    withdrawn: bool = False
+    """The source refused for good the content it resolved to before (``oci.failures``): what was delivered for
+    the artifact leaves too, instead of staying as its last good files."""
 
 
 Resolution = Content | Unavailable

@@ -1,7 +1,9 @@
 """Planning, a pure function: the artifacts that apply, with their resolved sources, become the exact set of files.
 
 An artifact is one unit: when any of its sources cannot be read or fails validation, none of its new content is
-used and whatever was last delivered for it stays (``last_good``), so one bad change never removes good rules.
+used and whatever was last delivered for it stays (``last_good``), so one bad change never removes good rules; but
+not when the source refused for good what it resolved to before (``Unavailable.withdrawn``: a deleted tag, say):
+then its files leave, as an artifact's that stops applying.
 """
 
 from __future__ import annotations
@@ -83,9 +85,11 @@ def _inline_content(artifact: Artifact) -> bytes | None:
 
 
 class _Rejected(Exception):
-    def __init__(self, state: Literal["Invalid", "Failed", "Pending"], reason: str, message: str) -> None:
+    def __init__(
+        self, state: Literal["Invalid", "Failed", "Pending"], reason: str, message: str, withdrawn: bool = False
+    ) -> None:
         super().__init__(message)
-        self.state, self.reason, self.message = state, reason, message
+        self.state, self.reason, self.message, self.withdrawn = state, reason, message, withdrawn
 
 
 def _sources(artifact: Artifact, resolutions: Resolutions) -> list[tuple[Medium, Content]]:
@@ -96,7 +100,7 @@ def _sources(artifact: Artifact, resolutions: Resolutions) -> list[tuple[Medium,
         if resolution is None:
             resolution = Unavailable("Pending", "Resolving", f"the {medium.label} source is being read")
         if isinstance(resolution, Unavailable):
-            raise _Rejected(resolution.state, resolution.reason, resolution.message)
+            raise _Rejected(resolution.state, resolution.reason, resolution.message, resolution.withdrawn)
         sources.append((medium, resolution))
     inline = _inline_content(artifact)
     if inline is not None:
@@ -173,12 +177,12 @@ def plan(
     """The files every directory must hold and each artifact's outcome.
 
     ``last_good`` holds what was delivered for each artifact before; it stays on disk for an artifact that is
-    invalid, failed or pending now, as long as the set still loads with it. ``plugins_dir`` is the plugins
-    directory as Falco sees it (default library paths point there). With ``rules_set_check`` the rules files are
-    checked as one set (``setinvariant``), with the plugins this set configures (``plugin_versions``: a plugin
-    library's version by its OCI digest, when its artifact config names one) and the engine Falco reports
-    (``engine_version``). ``artifact_needs``: what each OCI artifact's config needs, by digest; an artifact whose
-    needs the set does not meet is withheld (``setinvariant.enforce_needs``).
+    invalid, failed or pending now, as long as the set still loads with it and its source did not withdraw it.
+    ``plugins_dir`` is the plugins directory as Falco sees it (default library paths point there). With
+    ``rules_set_check`` the rules files are checked as one set (``setinvariant``), with the plugins this set
+    configures (``plugin_versions``: a plugin library's version by its OCI digest, when its artifact config names
+    one) and the engine Falco reports (``engine_version``). ``artifact_needs``: what each OCI artifact's config
+    needs, by digest; an artifact whose needs the set does not meet is withheld (``setinvariant.enforce_needs``).
     """
     artifacts = sorted(artifacts, key=artifact_key)
     outcomes: dict[ArtifactKey, Outcome] = {}
@@ -191,7 +195,12 @@ def plan(
             )
         except _Rejected as rejected:
             kept = last_good.get(key, EMPTY)
-            message = rejected.message + ("; the last good files stay" if not kept.empty else "")
+            if rejected.withdrawn:
+                suffix = "; the files delivered before are removed (a refusal, not a passing failure)"
+                message = rejected.message + (suffix if not kept.empty else "")
+                kept = EMPTY
+            else:
+                message = rejected.message + ("; the last good files stay" if not kept.empty else "")
             outcome = Outcome(key, artifact.metadata.generation, rejected.state, kept, rejected.reason, message)
         outcomes[key] = outcome
     _reject_plugin_name_clashes(outcomes, last_good)

@@ -1,5 +1,6 @@
 """OCI sources end to end: a real registry (TLS, htpasswd), the operator granting Secrets, agents as real
-processes with pod-bound tokens pulling, caching, following tags, keeping the last good files on failure."""
+processes with pod-bound tokens pulling, caching, following tags, keeping the last good files through passing
+failures and removing them when the registry refuses them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import kr8s.asyncio
 import pytest
 
@@ -19,7 +21,15 @@ from e2e.controlplane import ControlPlane
 from e2e.controlplane.cluster import free_port
 from e2e.falco import FalcoBinaries, run_falco
 from e2e.kube import call, request
-from e2e.oci_artifacts import hostile_layer, push_plugin, push_rules, push_rules_layer
+from e2e.oci_artifacts import (
+    RULES_CONFIG,
+    RULES_LAYER,
+    hostile_layer,
+    push_plugin,
+    push_rules,
+    push_rules_layer,
+    tar_gz,
+)
 from e2e.operator import RunningOperator
 from e2e.registry import Registry, start_registry
 from e2e.wait import wait_for
@@ -46,6 +56,9 @@ PLUGIN_REPOSITORY = "falcosecurity/plugins/plugin/container"
 def agent_args(registry: Registry) -> tuple[str, ...]:
     return (f"--registry-ca={registry.ca}", "--pull-retry-max=1", "--pull-timeout=2", "--pull-deadline=10",
             "--allow-private-registries")  # fmt: skip
+
+
+PLAIN_REGISTRY_ARGS = ("--pull-retry-max=1", "--pull-timeout=2", "--pull-deadline=10", "--allow-private-registries")
 
 
 def b64(text: str) -> str:
@@ -419,3 +432,76 @@ async def test_a_registry_that_hangs_holds_back_only_its_own_artifacts(
     finally:
         hanging.stop()
         working.stop()
+
+
+async def test_a_tag_deleted_while_the_agent_is_down_is_not_served_after_its_restart(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path,
+) -> None:  # fmt: skip
+    registry = start_registry(tmp_path / "registry", tls=False, auth=False)
+    try:
+        repository = f"t{secrets.token_hex(3)}/{RULES_REPOSITORY}"
+        digest = push_rules(registry, repository, "stable", rules_text("deleted_later"))
+        pods = await falco_pods(api, namespace, "falco")
+        oci = {"image": {"repository": repository, "tag": "stable"},
+               "registry": {"name": registry.host, "plainHTTP": True}, "refreshInterval": "1m"}  # fmt: skip
+        await create(api, namespace, {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Rulesfile",
+                                      "metadata": {"name": "deleted"}, "spec": {"ociArtifact": oci}})  # fmt: skip
+        async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"],
+                                  extra_args=PLAIN_REGISTRY_ARGS) as agents:  # fmt: skip
+            agent = agents["node1"]
+            await wait_files(agent, agent.rules_dir, lambda f: list(f) == ["50-01-deleted-oci.yaml"], "the tag's file",
+                             timeout=20)  # fmt: skip
+            agent.stop()
+            async with httpx.AsyncClient() as http:
+                deleted = await http.delete(f"{registry.url}/v2/{repository}/manifests/{digest}")
+            assert deleted.status_code == 202, deleted.text
+            agent.start()
+            await agent.wait_ready()
+            # The restarted agent's pull gets the registry's 404: a refusal, not a passing failure; the digest the
+            # tag named before is withdrawn, as an artifact that no longer applies.
+            gone = await wait_entry(api, agent, "Rulesfile", "deleted", lambda e: e.get("state") == "Failed", "Failed")
+            assert gone["reason"] == "NotFound"
+            assert gone["message"].endswith("; the files delivered before are removed (a refusal, not a passing "
+                                            "failure)"), gone["message"]  # fmt: skip
+            assert "refreshProblem" not in gone
+            assert agent.files(agent.rules_dir) == {}
+            status = await wait_for(partial(artifact_status, api, namespace, "rulesfiles", "deleted"),
+                                    lambda s: condition(s, "ResolvedRefs").get("reason") == "NotFound",
+                                    what="ResolvedRefs=False NotFound")  # fmt: skip
+            assert (status["nodes"]["installed"], status["nodes"]["failed"]) == (0, 1)
+            assert condition(status, "Programmed")["status"] == "False"
+    finally:
+        registry.stop()
+
+
+async def test_a_rules_artifact_whose_oci_config_is_over_64_kib_is_withheld_saying_why(
+    api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path,
+) -> None:  # fmt: skip
+    registry = start_registry(tmp_path / "registry", tls=False, auth=False)
+    try:
+        repository = f"t{secrets.token_hex(3)}/{RULES_REPOSITORY}"
+        oversized = json.dumps({"name": "r", "version": "1.0.0", "requirements": [], "description": "x" * 70_000,
+                                "dependencies": [{"name": "container", "version": "0.7.1"}]}).encode()  # fmt: skip
+        layer = tar_gz({"falco_rules.yaml": rules_text("needs_container")})
+        registry.push_artifact(repository, "oversized", layer, RULES_LAYER, oversized, RULES_CONFIG)
+        pods = await falco_pods(api, namespace, "falco")
+        oci = {"image": {"repository": repository, "tag": "oversized"},
+               "registry": {"name": registry.host, "plainHTTP": True}}  # fmt: skip
+        await create(api, namespace, {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Rulesfile",
+                                      "metadata": {"name": "oversized"}, "spec": {"ociArtifact": oci}})  # fmt: skip
+        async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"],
+                                  extra_args=PLAIN_REGISTRY_ARGS) as agents:  # fmt: skip
+            agent = agents["node1"]
+            # What the artifact needs (the container plugin) is unknown: it is withheld, saying why.
+            withheld = await wait_entry(api, agent, "Rulesfile", "oversized", lambda e: e.get("state") == "Failed",
+                                        "Failed")  # fmt: skip
+            assert withheld["reason"] == "ConfigUnreadable"
+            assert f"is {len(oversized)} bytes, over the 65536-byte limit" in withheld["message"]
+            status = await wait_for(partial(artifact_status, api, namespace, "rulesfiles", "oversized"),
+                                    lambda s: condition(s, "ResolvedRefs").get("reason") == "ConfigUnreadable",
+                                    what="ResolvedRefs=False ConfigUnreadable")  # fmt: skip
+            assert condition(status, "ResolvedRefs")["status"] == "False"
+            assert "so it is not delivered" in condition(status, "ResolvedRefs")["message"]
+            assert agent.files(agent.rules_dir) == {}
+    finally:
+        registry.stop()

@@ -3,6 +3,8 @@ Secrets): what happens at each refresh, with a refresh floor lowered so that tes
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -18,9 +20,19 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from artifact_agent.metrics import AgentMetrics
-from artifact_agent.pulls import OCIPulls, PullSettings
+from artifact_agent.oci_cache import source_name
+from artifact_agent.pulls import OCIPulls, PullSettings, pull_request
 from e2e.controlplane import ControlPlane
-from e2e.oci_artifacts import gzip_bomb, push_rules, push_rules_layer
+from e2e.oci_artifacts import (
+    RULES_CONFIG,
+    RULES_LAYER,
+    gzip_bomb,
+    hostile_layer,
+    push_rules,
+    push_rules_layer,
+    rules_config,
+    tar_gz,
+)
 from e2e.registry import Registry, start_registry
 from e2e.wait import wait_for
 from falco_operator.api import Rulesfile
@@ -66,6 +78,36 @@ async def answer(pulls: OCIPulls, accept: Callable[[Resolution | None], bool], w
 
 def holds(data: bytes) -> Callable[[Resolution | None], bool]:
     return lambda result: isinstance(result, Content) and result.data == data
+
+
+def failed(reason: str) -> Callable[[Resolution | None], bool]:
+    return lambda result: isinstance(result, Unavailable) and (result.state, result.reason) == ("Failed", reason)
+
+
+def withdrawn(reason: str) -> Callable[[Resolution | None], bool]:
+    return lambda result: failed(reason)(result) and isinstance(result, Unavailable) and result.withdrawn
+
+
+def answered(result: Resolution | None) -> bool:
+    """Content, or a failure: no longer pending."""
+    return isinstance(result, Content) or (isinstance(result, Unavailable) and result.state == "Failed")
+
+
+def source_of(artifact: Rulesfile) -> str:
+    request = pull_request(artifact)
+    assert request is not None
+    return request.source
+
+
+async def delete_manifest(registry: Registry, repository: str, digest: str) -> None:
+    """Delete a manifest, and with it every tag that names it (the registry answers 404 for them from then on)."""
+    async with httpx.AsyncClient() as http:
+        deleted = await http.delete(f"{registry.url}/v2/{repository}/manifests/{digest}")
+    assert deleted.status_code == 202, deleted.text
+
+
+async def cache_names(cache: Path) -> list[str]:
+    return sorted(os.listdir(cache))
 
 
 @pytest.fixture
@@ -146,8 +188,9 @@ async def test_a_refresh_that_fails_keeps_the_content_and_its_cache_entry_and_sa
         assert pulls.resolve(KEY) == result
 
 
+@pytest.mark.parametrize(("outage", "reason"), [("stopped", "Unreachable"), ("paused", "Timeout")])
 async def test_an_agent_that_restarts_while_the_registry_is_down_delivers_what_it_pulled_before(
-    control_plane: ControlPlane, namespace: str, tmp_path: Path, plain_registry: Registry
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, plain_registry: Registry, outage: str, reason: str
 ) -> None:
     repository = f"t{secrets.token_hex(3)}/rules"
     rules = b"- list: pulled_before\n  items: []\n"
@@ -158,27 +201,140 @@ async def test_an_agent_that_restarts_while_the_registry_is_down_delivers_what_i
     async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:
         pulls.want([rulesfile(oci)])
         await answer(pulls, holds(rules), "the first pull")
-    plain_registry.stop()
+    if outage == "stopped":
+        plain_registry.stop()
+    else:
+        plain_registry.pause()
     async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:  # the agent restarted
         pulls.want([rulesfile(oci, generation=2)])
         result = await answer(pulls, lambda r: r is not None and not isinstance(r, Unavailable), "an answer")
-        assert isinstance(result, Content), "a failed resolution after a restart is not a failed delivery"
+        assert isinstance(result, Content), "a passing failure after a restart is not a failed delivery"
         assert (result.data, result.digest) == (rules, digest)
         problem = pulls.refresh_problems()[KEY]
-        assert problem.reason == "Unreachable"
+        assert problem.reason == reason
         # Another source (another tag) has no content pulled before: it fails.
         other = {**oci, "image": {"repository": repository, "tag": "other"}}
         pulls.want([rulesfile(other, generation=3)])
-        failed = await answer(pulls, lambda r: isinstance(r, Unavailable) and r.state == "Failed", "the other tag")
-        assert isinstance(failed, Unavailable)
-        plain_registry.start()
+        other_failed = await answer(pulls, failed(reason), "the other tag")
+        assert isinstance(other_failed, Unavailable)
+        if outage == "stopped":
+            plain_registry.start()
+        else:
+            plain_registry.resume()
+
+
+async def test_an_agent_that_restarts_after_its_tag_was_deleted_no_longer_serves_the_old_digest(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, plain_registry: Registry
+) -> None:
+    repository = f"t{secrets.token_hex(3)}/rules"
+    rules = b"- list: deleted_later\n  items: []\n"
+    digest = push_rules(plain_registry, repository, "stable", rules)
+    oci = {"image": {"repository": repository, "tag": "stable"},
+           "registry": {"name": plain_registry.host, "plainHTTP": True}, "refreshInterval": "1s"}  # fmt: skip
+    cache = tmp_path / "cache"
+    async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:
+        pulls.want([rulesfile(oci)])
+        await answer(pulls, holds(rules), "the first pull")
+    await delete_manifest(plain_registry, repository, digest)
+
+    async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:  # the agent restarted
+        pulls.want([rulesfile(oci, generation=2)])
+        result = await answer(pulls, answered, "an answer")
+        assert withdrawn("NotFound")(result), f"the deleted tag's digest is not served: {result}"
+        assert pulls.refresh_problems() == {}
+        await wait_for(partial(cache_names, cache), lambda names: names == [], timeout=5,
+                       what="the source forgotten and its digest pruned")  # fmt: skip
+
+    plain_registry.stop()
+    async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:  # again, the registry down
+        pulls.want([rulesfile(oci, generation=3)])
+        result = await answer(pulls, answered, "an answer")
+        assert failed("Unreachable")(result), f"nothing to fall back on: {result}"
+    plain_registry.start()
+
+    async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:
+        pulls.want([rulesfile(oci, generation=4)])
+        gone = await answer(pulls, answered, "an answer")
+        assert failed("NotFound")(gone)
+        restored = push_rules(plain_registry, repository, "stable", rules)
+        result = await answer(pulls, holds(rules), "the tag pushed again, at the next retry")
+        assert isinstance(result, Content)
+        assert result.digest == restored
+
+
+def needy_config(padding: int = 0) -> bytes:
+    """falcoctl's config of a rules artifact that needs the container plugin, padded to ``padding`` more bytes."""
+    config = json.loads(rules_config())
+    config["dependencies"] = [{"name": "container", "version": "0.7.1"}]
+    return json.dumps({**config, **({"description": "x" * padding} if padding else {})}).encode()
+
+
+async def test_a_rules_artifact_whose_config_cannot_be_read_is_not_delivered_without_its_needs(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, plain_registry: Registry
+) -> None:
+    prefix = f"t{secrets.token_hex(3)}"
+    rules = b"- list: needs_container\n  items: []\n"
+    layer = tar_gz({"falco_rules.yaml": rules})
+    oversized, garbled = needy_config(64 * 1024), b"\x00 not JSON " * 64
+    assert len(oversized) > 64 * 1024
+    plain_registry.push_artifact(f"{prefix}/oversized", "1", layer, RULES_LAYER, oversized, RULES_CONFIG)
+    plain_registry.push_artifact(f"{prefix}/garbled", "1", layer, RULES_LAYER, garbled, RULES_CONFIG)
+    plain_registry.push_artifact(f"{prefix}/moving", "1", layer, RULES_LAYER, needy_config(), RULES_CONFIG)
+
+    def oci(repository: str) -> Json:
+        return {"image": {"repository": f"{prefix}/{repository}", "tag": "1"},
+                "registry": {"name": plain_registry.host, "plainHTTP": True}, "refreshInterval": "1s"}  # fmt: skip
+
+    cache = tmp_path / "cache"
+    async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:
+        pulls.want([rulesfile(oci("oversized"))])
+        result = await answer(pulls, answered, "an answer")
+        assert failed("ConfigUnreadable")(result), f"withheld, not delivered without its needs: {result}"
+        assert isinstance(result, Unavailable)
+        assert f"is {len(oversized)} bytes, over the 65536-byte limit" in result.message, result.message
+        assert result.message.endswith("declares cannot be checked, so it is not delivered")
+        await anyio.sleep(1.5)  # retries every 0.2 to 0.5 s
+        assert pulls.resolve(KEY) == result
+        assert plain_registry.blob_downloads(f"{prefix}/oversized") == 0, "neither its config nor its layer"
+
+        pulls.want([rulesfile(oci("garbled"), generation=2)])
+        result = await answer(pulls, lambda r: failed("ConfigUnreadable")(r) and "JSON" in getattr(r, "message", ""),
+                              "the garbled config refused")  # fmt: skip
+        await anyio.sleep(1.5)
+        assert plain_registry.blob_downloads(f"{prefix}/garbled") == 1, "its config once, not at every retry"
+
+        # A tag that moves to an artifact whose config cannot be read: the content pulled before stays.
+        pulls.want([rulesfile(oci("moving"), generation=3)])
+        before = await answer(pulls, holds(rules), "the readable artifact")
+        assert pulls.artifact_needs(), "its config's dependency is known"
+        plain_registry.push_artifact(f"{prefix}/moving", "1", layer, RULES_LAYER, needy_config(70_000),
+                                     RULES_CONFIG)  # fmt: skip
+        await wait_for(partial(_problems, pulls), lambda problems: KEY in problems, timeout=15, what="a problem")
+        assert pulls.refresh_problems()[KEY].reason == "ConfigUnreadable"
+        assert pulls.resolve(KEY) == before
+
+    # A config whose download fails (the registry serves other bytes) is withheld too, and not remembered: once
+    # the registry serves it right, the artifact is delivered.
+    digest = plain_registry.push_artifact(f"{prefix}/flaky", "1", layer, RULES_LAYER, needy_config(), RULES_CONFIG)
+    config_digest = "sha256:" + hashlib.sha256(needy_config()).hexdigest()
+    plain_registry.corrupt_blob(config_digest, needy_config().replace(b"container", b"CONTAINER"))
+    async with running_pulls(control_plane, namespace, tmp_path / "cache-2", min_refresh=0.3) as pulls:
+        pulls.want([rulesfile(oci("flaky"))])
+        result = await answer(pulls, answered, "an answer")
+        assert failed("ConfigUnreadable")(result), result
+        assert isinstance(result, Unavailable)
+        assert "cannot be downloaded (DigestMismatch: " in result.message, result.message
+        plain_registry.corrupt_blob(config_digest, needy_config())
+        delivered = await answer(pulls, holds(rules), "the config served right")
+        assert isinstance(delivered, Content)
+        assert delivered.digest == digest
 
 
 async def _problems(pulls: OCIPulls) -> dict[ArtifactKey, Unavailable]:
     return pulls.refresh_problems()
 
 
-async def test_a_password_changed_to_a_wrong_one_is_noticed_at_the_next_refresh(
+async def test_a_password_changed_to_a_wrong_one_is_noticed_at_the_next_refresh_and_withdraws_the_content(
     api: kr8s.asyncio.Api, control_plane: ControlPlane, namespace: str, tmp_path: Path, oci_registry: Registry
 ) -> None:
     repository = f"t{secrets.token_hex(3)}/rules"
@@ -191,30 +347,33 @@ async def test_a_password_changed_to_a_wrong_one_is_noticed_at_the_next_refresh(
                              extra_ca=str(oci_registry.ca)) as pulls:  # fmt: skip
         pulls.want([rulesfile(oci)])
         content = await answer(pulls, holds(rules), "the first pull")
-        # The registry still takes the credentials read before; the Secret now holds a wrong password.
+        # The registry still takes the credentials read before; the Secret now holds a wrong password: the
+        # registry's 401 is a refusal, not a passing failure.
         await update_secret(api, namespace, "pull", docker_config(oci_registry, "not-the-password"))
-        await wait_for(partial(_problems, pulls), lambda problems: KEY in problems, timeout=15, what="a problem")
-        problem = pulls.refresh_problems()[KEY]
-        assert problem.reason == "Unauthorized"
-        assert "Secret pull does not authenticate to" in problem.message, problem.message
-        assert pulls.resolve(KEY) == content, "what was pulled stays delivered"
+        refused = await answer(pulls, lambda r: isinstance(r, Unavailable), "the refusal")
+        assert isinstance(refused, Unavailable)
+        assert (refused.reason, refused.withdrawn) == ("Unauthorized", True)
+        assert "Secret pull does not authenticate to" in refused.message, refused.message
+        assert pulls.refresh_problems() == {}, "nothing pulled before stays to be stale"
 
         await update_secret(api, namespace, "pull", docker_config(oci_registry))
-        await wait_for(partial(_problems, pulls), lambda problems: not problems, timeout=15, what="the fix seen")
+        assert await answer(pulls, holds(rules), "the fix seen") == content
 
 
 async def test_moved_tags_leave_only_their_current_digest_in_the_cache_while_another_artifact_fails_for_good(
     control_plane: ControlPlane, namespace: str, tmp_path: Path, plain_registry: Registry
 ) -> None:
-    """A's tag moves twice while B never resolves (its tag does not exist) and C's tag is deleted (C keeps serving
-    its last good digest): the cache ends with A's current digest and C's, not A's old ones."""
+    """A's tag moves twice while B never resolves (its tag does not exist), C's tag moves to an archive the agent
+    refuses (C keeps serving its last good digest) and D's tag is deleted (D's content is withdrawn): the cache ends
+    with A's current digest and C's, not A's old ones nor D's."""
     prefix = f"t{secrets.token_hex(3)}"
     a_rules = [f"- list: a{version}\n  items: []\n".encode() for version in range(3)]
-    c_rules = b"- list: c\n  items: []\n"
+    c_rules, d_rules = b"- list: c\n  items: []\n", b"- list: d\n  items: []\n"
     a_digests = [push_rules(plain_registry, f"{prefix}/a", "stable", a_rules[0])]
     c_digest = push_rules(plain_registry, f"{prefix}/c", "stable", c_rules)
-    keys = {name: ArtifactKey("Rulesfile", name) for name in "abc"}
-    artifacts = [named_rulesfile(name, plain_registry, f"{prefix}/{name}") for name in "abc"]
+    d_digest = push_rules(plain_registry, f"{prefix}/d", "stable", d_rules)
+    keys = {name: ArtifactKey("Rulesfile", name) for name in "abcd"}
+    artifacts = [named_rulesfile(name, plain_registry, f"{prefix}/{name}") for name in "abcd"]
     cache = tmp_path / "cache"
     cache.mkdir()
     leftovers = [cache / ".layer-0123456789abcdef.0a1b2c3d.tmp", cache / ".download-0011223344556677"]
@@ -226,22 +385,23 @@ async def test_moved_tags_leave_only_their_current_digest_in_the_cache_while_ano
         async def results() -> dict[str, Resolution | None]:
             return {name: pulls.resolve(key) for name, key in keys.items()}
 
-        def settled_with(a_data: bytes) -> Callable[[dict[str, Resolution | None]], bool]:
+        def settled_with(a_data: bytes, d_gone: bool) -> Callable[[dict[str, Resolution | None]], bool]:
             def accept(now: dict[str, Resolution | None]) -> bool:
                 failed = isinstance(now["b"], Unavailable) and now["b"].reason == "NotFound"
-                return holds(a_data)(now["a"]) and failed and holds(c_rules)(now["c"])
+                d = withdrawn("NotFound")(now["d"]) if d_gone else holds(d_rules)(now["d"])
+                return holds(a_data)(now["a"]) and failed and holds(c_rules)(now["c"]) and d
 
             return accept
 
         pulls.want(artifacts)
-        await wait_for(results, settled_with(a_rules[0]), timeout=15, interval=0.05, what="the first answers")
-        async with httpx.AsyncClient() as http:
-            deleted = await http.delete(f"http://{plain_registry.host}/v2/{prefix}/c/manifests/{c_digest}")
-        assert deleted.status_code == 202, deleted.text
+        await wait_for(results, settled_with(a_rules[0], False), timeout=15, interval=0.05, what="the first answers")
+        push_rules_layer(plain_registry, f"{prefix}/c", "stable", hostile_layer("symlink"))
+        await delete_manifest(plain_registry, f"{prefix}/d", d_digest)
         await wait_for(partial(_problems, pulls), lambda problems: keys["c"] in problems, timeout=15, what="C fails")
+        assert pulls.refresh_problems()[keys["c"]].reason == "RefusedArchive"
         for version in (1, 2):
             a_digests.append(push_rules(plain_registry, f"{prefix}/a", "stable", a_rules[version]))
-            await wait_for(results, settled_with(a_rules[version]), timeout=15, interval=0.05, what="A moved")
+            await wait_for(results, settled_with(a_rules[version], True), timeout=15, interval=0.05, what="A moved")
 
         async def cached() -> set[str]:
             return {name.partition("-")[2] for name in os.listdir(cache) if not name.startswith(("source-", "."))}
@@ -252,7 +412,8 @@ async def test_moved_tags_leave_only_their_current_digest_in_the_cache_while_ano
         assert {name for name in os.listdir(cache) if name.startswith(("rules-", "config-"))} == {
             f"{label}-{hex_digest}" for label in ("rules", "config") for hex_digest in expected
         }
-        assert len([name for name in os.listdir(cache) if name.startswith("source-")]) == 2, "A's and C's"
+        sources = {name for name in os.listdir(cache) if name.startswith("source-")}
+        assert sources == {source_name(source_of(artifacts[index])) for index in (0, 2)}, "A's and C's"
         assert not any(leftover.exists() for leftover in leftovers), "an interrupted download's files are gone"
         now = await results()
         assert isinstance(now["c"], Content)

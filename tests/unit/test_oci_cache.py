@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from artifact_agent.oci_cache import (
+    CONFIG,
     CacheUse,
     DigestCache,
     cached_files_to_delete,
@@ -122,3 +123,16 @@ def test_a_write_that_fails_leaves_no_temporary_file(tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError):
         cache.put(CURRENT, "rules", b"data")
     assert os.listdir(cache.directory) == [taken.name]
+
+
+def test_a_forgotten_source_offers_nothing_to_a_restart_and_its_digest_is_pruned(tmp_path: Path) -> None:
+    cache = DigestCache(tmp_path)
+    digest = "sha256:" + "c" * 64
+    cache.put(digest, "rules", b"- list: c\n  items: []\n")
+    cache.put(digest, CONFIG, b"null")
+    cache.remember("rules tag c", digest)
+    cache.forget("rules tag c")
+    cache.forget("rules tag c")  # twice: nothing to forget is no error
+    assert cache.resolved("rules tag c") is None
+    cache.prune([CacheUse("rules", frozenset(), "rules tag c")])
+    assert os.listdir(tmp_path) == []

@@ -12,9 +12,10 @@ from .credentials import (
     credentials_from_secret,
     grantable,
 )
+from .failures import PULL_FAILURE_REASONS, withdraws
 from .media import PLUGIN, RULES, ArtifactType
 from .registry import (
-    PULL_FAILURE_REASONS,
+    CONFIG_UNREADABLE,
     Pulled,
     PullFailed,
     RegistrySession,
@@ -25,6 +26,7 @@ from .registry import (
 
 __all__ = [
     "BASIC_AUTH",
+    "CONFIG_UNREADABLE",
     "DOCKER_CONFIG_JSON",
     "GRANT_RULE",
     "PLUGIN",
@@ -46,4 +48,5 @@ __all__ = [
     "http_client",
     "machine_architecture",
     "single_file",
+    "withdraws",
 ]

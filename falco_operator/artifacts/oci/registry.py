@@ -7,7 +7,7 @@ sidecar that runs on every node. The registry protocol needed for pulling is sma
 two authentication challenges (Basic, and Bearer tokens from the realm the registry names).
 
 Every failure is a ``PullFailed`` with a short reason (``Unauthorized``, ``NotFound``, ``Timeout``,
-``DigestMismatch``, ``WrongMediaType``, ...) and a message a user can act on.
+``DigestMismatch``, ``WrongMediaType``, ...; all of them in ``failures``) and a message a user can act on.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_TOKEN_ANSWER_BYTES = 64 * 1024
 MAX_CONFIG_BYTES = 64 * 1024
 """The largest artifact config blob read (falcoctl's are a few hundred bytes: name, version, requirements)."""
+CONFIG_UNREADABLE = "ConfigUnreadable"
+"""The reason of an artifact config that can never be read (over the cap, not a JSON object): its digest is in a
+digest-checked manifest, so the verdict holds for that manifest."""
 _ACCEPT = ", ".join((*MANIFESTS, *INDEXES))
 _ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -70,15 +73,6 @@ def machine_architecture() -> str:
     """This machine's architecture as OCI platforms name it (``amd64``, ``arm64``)."""
     machine = platform.machine().lower()
     return _ARCHITECTURES.get(machine, machine)
-
-
-PULL_FAILURE_REASONS = frozenset({
-    "Unauthorized", "Forbidden", "NotFound", "Timeout", "Unreachable", "RegistryError", "InsecureCredentials",
-    "DigestMismatch", "InvalidManifest", "TooLarge", "RefusedArchive", "NoPlatform", "WrongMediaType",
-    "SecretNotGranted", "SecretNotFound", "InvalidSecret", "SecretNotForRegistry", "RefusedAddress",
-    "InsecureTokenRealm",
-})  # fmt: skip
-"""Every reason a pull fails with: the artifact's references could not be resolved (``ResolvedRefs=False``)."""
 
 
 class PullFailed(Exception):
@@ -144,21 +138,28 @@ class RegistrySession:
         return Resolved(top, _layer(manifest, kind, self.reference), _config(manifest, kind))
 
     async def artifact_config(self, resolved: Resolved) -> Json | None:
-        """The artifact's config (falcoctl writes ``name``, ``version``, ``requirements``), digest checked; None
-        when the manifest has none of the kind's config type or it is not a JSON object."""
+        """The artifact's config (falcoctl writes ``name``, ``version``, ``dependencies``, ``requirements``),
+        digest checked; None when the manifest has none of the kind's config type. A config that can never be read
+        (over ``MAX_CONFIG_BYTES``, not a JSON object) fails with ``CONFIG_UNREADABLE``, a download that fails
+        with its own reason."""
         config = resolved.config
-        if config is None or config.size > MAX_CONFIG_BYTES:
+        if config is None:
             return None
+        if config.size > MAX_CONFIG_BYTES:
+            raise PullFailed(CONFIG_UNREADABLE, f"the config of {self.reference} is {config.size} bytes, over the "
+                                                f"{MAX_CONFIG_BYTES}-byte limit")  # fmt: skip
         async with self._request("GET", f"{self._base}/blobs/{config.digest}", {}) as response:
             _raise_for_status(response, self.reference)
-            body = await _read_capped(response, MAX_CONFIG_BYTES, "artifact config")
+            body = await _read_capped(response, config.size, "artifact config")
         if "sha256:" + hashlib.sha256(body).hexdigest() != config.digest:
             raise PullFailed("DigestMismatch", f"the config of {self.reference} does not have digest {config.digest}")
         try:
             value = json.loads(body)
         except ValueError:
-            return None
-        return value if isinstance(value, dict) else None
+            value = None
+        if not isinstance(value, dict):
+            raise PullFailed(CONFIG_UNREADABLE, f"the config of {self.reference} is not a JSON object")
+        return value
 
     async def fetch(self, resolved: Resolved, kind: ArtifactType, max_bytes: int, spool: Path) -> Pulled:
         """Download the layer into a file in ``spool`` (digest and size checked while it streams), take the
@@ -300,7 +301,8 @@ class RegistrySession:
                 if response.status_code in (401, 403):
                     raise PullFailed("Unauthorized", f"the token service of {self._location.registry} refused the "
                                                      f"credentials ({response.status_code})")  # fmt: skip
-                _raise_for_status(response, self.reference)
+                if not response.is_success:  # not the registry's word on the artifact (a 404 is no NotFound)
+                    raise PullFailed("RegistryError", f"the token service {realm} answered {response.status_code}")
                 body = await _read_capped(response, MAX_TOKEN_ANSWER_BYTES, "token service's answer")
         except httpx.TimeoutException:
             raise PullFailed("Timeout", f"the token service {realm} did not answer in time") from None

@@ -1,0 +1,53 @@
+"""Why a pull fails, and what a failure means for the content the same source resolved to before.
+
+A source that was resolved before (a tag followed at its refresh, the digest the cache remembers after an agent
+restart) and fails now is either kept or withdrawn, by the failure's reason:
+
+- *passing* failures keep it: the registry could not be asked or did not answer (it may next time);
+- *refused content* keeps it too: what the source names now is refused (a moved tag's new manifest, layer or
+  config), as an invalid new generation keeps the last good files;
+- *definitive* failures withdraw it: the registry says the content is gone or denied (the tag or repository
+  deleted, 401, 403), or the agent's own rules refuse to ask it (a Secret not for this registry, an address the
+  guard refuses, credentials that would go without TLS). Each is someone's deliberate act, and serving the content
+  on would go against it; the failure is retried like any other, and the content comes back once the source
+  resolves again.
+
+A reason not listed here (an unforeseen error in the agent) never withdraws anything.
+"""
+
+from __future__ import annotations
+
+PASSING = frozenset({
+    "Timeout",           # no answer in time (a request, or the whole pull)
+    "Unreachable",       # no connection
+    "RegistryError",     # any other status: 5xx, 429, ...
+    "SecretNotFound",    # the agent could not ask: the Secret is missing (deleted and being recreated, say)
+    "SecretNotGranted",  # ... the operator grants Secrets at its reconciles, and never watches them
+    "InvalidSecret",     # ... the Secret cannot be read as credentials (an edit in progress)
+})  # fmt: skip
+"""The registry could not be asked, or did not answer: nothing says that the content must go."""
+
+REFUSED_CONTENT = frozenset({
+    "DigestMismatch", "InvalidManifest", "TooLarge", "RefusedArchive", "NoPlatform", "WrongMediaType",
+    "ConfigUnreadable",
+})  # fmt: skip
+"""What the source names now is refused, not what it named before: that stays, as for an invalid generation."""
+
+DEFINITIVE = frozenset({
+    "NotFound",              # the registry has no such repository, tag or digest (404: deleted)
+    "Unauthorized",          # the registry refuses the credentials, or asks for some (401)
+    "Forbidden",             # the registry denies access (403)
+    "InsecureCredentials",   # the registry asks for credentials the agent never sends without TLS
+    "InsecureTokenRealm",    # the registry sends the agent for a token over plain HTTP
+    "SecretNotForRegistry",  # the Secret's owner says its credentials are not for this registry
+    "RefusedAddress",        # the registry's address is one the agent never connects to
+})  # fmt: skip
+"""Refusals that say the content may no longer be served: what the source resolved to before is withdrawn."""
+
+PULL_FAILURE_REASONS = PASSING | REFUSED_CONTENT | DEFINITIVE
+"""Every reason a pull fails with: the artifact's references could not be resolved (``ResolvedRefs=False``)."""
+
+
+def withdraws(reason: str) -> bool:
+    """Whether a pull failing for ``reason`` withdraws what its source resolved to before (else it is kept)."""
+    return reason in DEFINITIVE
