@@ -23,8 +23,7 @@ PULLED_FILE = (RULES_DIR, "50-01-pulled-oci.yaml")
 
 @pytest.mark.parametrize(
     "reason",
-    ["SecretNotForRegistry", "RefusedAddress", "InsecureCredentials", "InsecureTokenRealm", "NotFound",
-     "Unauthorized", "Forbidden"],
+    ["SecretNotForRegistry", "RefusedAddress", "InsecureCredentials", "InsecureTokenRealm", "NotFound"],
 )  # fmt: skip
 def test_refusals_withdraw_what_the_source_resolved_to_before(reason: str) -> None:
     assert withdraws(reason)
@@ -33,6 +32,7 @@ def test_refusals_withdraw_what_the_source_resolved_to_before(reason: str) -> No
 @pytest.mark.parametrize(
     "reason",
     ["Timeout", "Unreachable", "RegistryError", "SecretNotFound", "SecretNotGranted", "InvalidSecret",
+     "Unauthorized", "Forbidden",
      "DigestMismatch", "InvalidManifest", "TooLarge", "RefusedArchive", "NoPlatform", "WrongMediaType",
      "ConfigUnreadable", "PullError", "SomethingNew"],
 )  # fmt: skip
@@ -50,10 +50,10 @@ def test_every_pull_failure_reason_is_classified_once() -> None:
 
 @pytest.mark.parametrize(
     ("status", "reason", "withdrawn"),
-    [(404, "NotFound", True), (403, "Forbidden", True), (429, "RegistryError", False),
+    [(404, "NotFound", True), (403, "Forbidden", False), (429, "RegistryError", False),
      (500, "RegistryError", False), (502, "RegistryError", False), (503, "RegistryError", False)],
 )  # fmt: skip
-def test_a_registry_status_is_a_reason_and_only_404_and_403_withdraw(status: int, reason: str, withdrawn: bool) -> None:
+def test_a_registry_status_is_a_reason_and_only_404_withdraws(status: int, reason: str, withdrawn: bool) -> None:
     response = httpx.Response(status, request=httpx.Request("GET", "https://registry.example/v2/a/manifests/1"))
     with pytest.raises(PullFailed) as failed:
         _raise_for_status(response, "registry.example/a:1")

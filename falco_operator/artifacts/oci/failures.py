@@ -6,11 +6,14 @@ restart) and fails now is either kept or withdrawn, by the failure's reason:
 - *passing* failures keep it: the registry could not be asked or did not answer (it may next time);
 - *refused content* keeps it too: what the source names now is refused (a moved tag's new manifest, layer or
   config), as an invalid new generation keeps the last good files;
-- *definitive* failures withdraw it: the registry says the content is gone or denied (the tag or repository
-  deleted, 401, 403), or the agent's own rules refuse to ask it (a Secret not for this registry, an address the
-  guard refuses, credentials that would go without TLS). Each is someone's deliberate act, and serving the content
-  on would go against it; the failure is retried like any other, and the content comes back once the source
-  resolves again.
+- *definitive* failures withdraw it: the registry says the content is gone (the tag or repository deleted), or
+  the agent's own rules refuse to ask it (a Secret not for this registry, an address the guard refuses,
+  credentials that would go without TLS). Each is someone's deliberate act, and serving the content on would go
+  against it; the failure is retried like any other, and the content comes back once the source resolves again.
+
+A registry's 401 or 403 keeps the content: registry credentials lapse on their own (short-lived tokens, rotated
+passwords), and withdrawing every node's rules because a token expired would blind the cluster until someone
+notices; the status says the refresh fails (``refreshProblem``, ``ResolvedRefs=False``) meanwhile.
 
 A reason not listed here (an unforeseen error in the agent) never withdraws anything.
 """
@@ -24,8 +27,11 @@ PASSING = frozenset({
     "SecretNotFound",    # the agent could not ask: the Secret is missing (deleted and being recreated, say)
     "SecretNotGranted",  # ... the operator grants Secrets at its reconciles, and never watches them
     "InvalidSecret",     # ... the Secret cannot be read as credentials (an edit in progress)
+    "Unauthorized",      # the registry refuses the credentials, or asks for some (401): tokens lapse
+    "Forbidden",         # the registry denies access (403): as above
 })  # fmt: skip
-"""The registry could not be asked, or did not answer: nothing says that the content must go."""
+"""The registry could not be asked, did not answer, or refused credentials that may lapse on their own: nothing
+says that the content must go."""
 
 REFUSED_CONTENT = frozenset({
     "DigestMismatch", "InvalidManifest", "TooLarge", "RefusedArchive", "NoPlatform", "WrongMediaType",
@@ -35,8 +41,6 @@ REFUSED_CONTENT = frozenset({
 
 DEFINITIVE = frozenset({
     "NotFound",              # the registry has no such repository, tag or digest (404: deleted)
-    "Unauthorized",          # the registry refuses the credentials, or asks for some (401)
-    "Forbidden",             # the registry denies access (403)
     "InsecureCredentials",   # the registry asks for credentials the agent never sends without TLS
     "InsecureTokenRealm",    # the registry sends the agent for a token over plain HTTP
     "SecretNotForRegistry",  # the Secret's owner says its credentials are not for this registry
