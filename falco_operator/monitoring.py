@@ -40,8 +40,8 @@ ALERTS: list[Json] = [
     _alert("FalcoArtifactAgentPullsFailing",
            'sum by (namespace, pod) (rate(falco_artifact_agent_pulls_total{result="failure"}[10m])) > 0', "10m",
            "warning", "The artifact agent of {{ $labels.namespace }}/{{ $labels.pod }} cannot pull",
-           "OCI pulls have failed for 10 minutes; the agent keeps the last good files. The artifact's "
-           "ResolvedRefs condition names the registry error."),
+           "OCI pulls have failed for 10 minutes; the agent keeps the last good files unless the registry says the "
+           "tag is gone or the agent refuses to ask it. The artifact's ResolvedRefs condition names the error."),
     _alert("FalcoArtifactAgentWatchFailing",
            "min by (namespace, pod) (falco_artifact_agent_informer_healthy) == 0", "5m", "warning",
            "The artifact agent of {{ $labels.namespace }}/{{ $labels.pod }} cannot watch the API server",
