@@ -232,6 +232,13 @@ async def _status(api: kr8s.asyncio.Api, path: str, body: Json) -> int:
     return status
 
 
+def _observed(obj: Json | None) -> bool:
+    """Whether every condition of ``obj`` speaks of its current generation."""
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    generation = ((obj or {}).get("metadata") or {}).get("generation")
+    return bool(conditions) and all(c.get("observedGeneration") == generation for c in conditions)
+
+
 def _mentions(text: str, items: list[Json]) -> bool:
     return any(text in str(item["condition"]) for item in items)
 
@@ -275,6 +282,18 @@ async def test_one_write_per_change_and_none_when_quiet(
     assert len(rulesfile_writes) == 5, describe(writes)
     assert {w["objectRef"]["name"] for w in rulesfile_writes} == {f"falco-falcorules-{teams[1]}"}, "one team's file"
     assert config_map_writes == [], describe(config_map_writes)
+
+    # Quiet means after what the last change causes has been written: the rules' and the generated file's status
+    # for their new generations (written a coalescing window after the change; on a busy machine, later).
+    async def settled() -> bool:
+        for index in range(5):
+            _, rule = await request(api, "GET", f"{ARTIFACT_API}/namespaces/{teams[1]}/falcorules/r{index}")
+            if not _observed(rule):
+                return False
+        _, file = await generated_status()
+        return _observed(file)
+
+    await wait_for(settled, bool, what="the statuses of the last generation written")
     quiet = AuditMark.now(control_plane.state.audit_log)
     await anyio.sleep(5)
     idle = [w for team in [namespace, *teams] for w in quiet.writes_since(user=operator.username, namespace=team)]
