@@ -287,7 +287,9 @@ async def test_moved_tags_are_followed_and_a_restart_downloads_nothing(
                                           "registry": {"name": registry.host, "plainHTTP": True},
                                           "refreshInterval": "1m"}}})  # fmt: skip
         name = "50-01-moving-oci.yaml"
-        args = ("--pull-retry-max=1", "--pull-timeout=2", "--pull-deadline=10", "--allow-private-registries")
+        # Requests get 10 s: a request cut short on a busy machine would download a blob twice, and this test counts
+        # the downloads.
+        args = ("--pull-retry-max=1", "--pull-timeout=10", "--pull-deadline=30", "--allow-private-registries")
         async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"],
                                   extra_args=args) as agents:  # fmt: skip
             agent = agents["node1"]
@@ -295,7 +297,7 @@ async def test_moved_tags_are_followed_and_a_restart_downloads_nothing(
             moved = push_rules(registry, repository, "stable", version_2)
             # A spec change resolves the tag again at once (the timed refresh: tests/integration/test_oci_pulls.py).
             await patch(api, namespace, "Rulesfile", "moving", {"spec": {"ociArtifact": {"refreshInterval": "2m"}}})
-            await wait_files(agent, agent.rules_dir, lambda f: f.get(name) == version_2, "the moved tag", timeout=10)
+            await wait_files(agent, agent.rules_dir, lambda f: f.get(name) == version_2, "the moved tag", timeout=30)
             await wait_entry(api, agent, "Rulesfile", "moving", lambda e: e.get("digest") == moved, "new digest")
             assert registry.blob_downloads(repository) == 4  # each digest's config and layer, once
             assert agent.metric("falco_artifact_agent_pulls_total", result="success") == 2
