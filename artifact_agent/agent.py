@@ -20,6 +20,7 @@ import httpx
 
 from falco_operator.api import FalcoProbe
 from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Outcome, RulesSetCheck
+from falco_operator.artifacts.image_defaults import ImageDefaults
 from falco_operator.kube import ApiError, Backoff, Client, EventHandler, Informer, RuntimeMetrics
 from falco_operator.kube.endpoints import HttpEndpoints, metrics_handler, probe_handler
 from falco_operator.kube.resources import NODES
@@ -62,6 +63,8 @@ class Settings:
     """After a swap, Falco is asked every half second for this long (or until it confirms everything)."""
     pulls: PullSettings | None = None
     """OCI pulls; None: the defaults, with the digest cache in the plugins volume."""
+    image_defaults: ImageDefaults | None = None
+    """What Falco loads from its image (``--image-defaults-dir``); None: only the agent's files."""
 
 
 class Agent:
@@ -78,7 +81,9 @@ class Agent:
         self.metrics = AgentMetrics(metrics.registry)
         self.materializer = Materializer(settings.directories)
         self.reporter = Reporter(client, settings.identity)
-        self.planner = PassPlanner(str(settings.directories.plugins), rules_set_check)
+        self.planner = PassPlanner(
+            str(settings.directories.plugins), rules_set_check, image_defaults=settings.image_defaults
+        )
         self.ready = False
         self._dirty = anyio.Event()
         self._changes = 0

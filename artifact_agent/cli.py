@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 
 from falco_operator import __version__
+from falco_operator.artifacts.image_defaults import ImageDefaults
 from falco_operator.artifacts.plugins import ARTIFACT_PLUGINS_DIR, FALCO_PLUGINS_DIR
 from falco_operator.artifacts.rules import rules_set_check
 from falco_operator.kube import Client, RuntimeMetrics, configure_logging
@@ -45,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="plugin libraries delivered from OCI go here, and their library paths point here, so "
                         f"Falco must see it at the same path; not Falco's own {FALCO_PLUGINS_DIR}, which stays "
                         "the image's (relative libraryPaths of Plugins without ociArtifact point there)")  # fmt: skip
+    parser.add_argument("--image-defaults-dir", type=Path, default=None,
+                        help="a copy of the image's /etc/falco (its falco_rules.yaml), for a Falco with "
+                        "spec.imageDefaults: the plugins fragment then always configures the image's container "
+                        "plugin (libcontainer.so; a Plugin named container replaces it), and rules are checked as "
+                        "Falco loads them, after the image's falco_rules.yaml (a Rulesfile delivering Falco's "
+                        "default rules from OCI replaces that file)")  # fmt: skip
     parser.add_argument("--probe-address", default=":8081",
                         help="serve /healthz, /readyz and /metrics here ('' to disable)")  # fmt: skip
     parser.add_argument("--debounce", type=float, default=0.3,
@@ -115,6 +122,7 @@ async def run(args: argparse.Namespace, identity: Identity) -> None:
             extra_ca=args.registry_ca,
             allow_private=args.allow_private_registries,
         ),
+        image_defaults=ImageDefaults.read(args.image_defaults_dir) if args.image_defaults_dir else None,
     )
     agent = Agent(client, settings, metrics, rules_set_check=rules_set_check)
     log.info("starting", extra={"pod": identity.pod_name, "namespace": identity.namespace,

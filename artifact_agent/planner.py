@@ -39,6 +39,7 @@ from falco_operator.artifacts import (
     plan,
 )
 from falco_operator.artifacts.budget import BudgetedChecks, OverBudget
+from falco_operator.artifacts.image_defaults import ImageDefaults
 from falco_operator.artifacts.needs import ArtifactNeeds
 from falco_operator.artifacts.rules import LoadContext
 from falco_operator.artifacts.setinvariant import Unjudged
@@ -54,10 +55,16 @@ FileId = tuple[str, str]
 
 class PassPlanner:
     def __init__(
-        self, plugins_dir: str, rules_set_check: RulesSetCheck | None, checks: BudgetedChecks[Verdict] | None = None
+        self,
+        plugins_dir: str,
+        rules_set_check: RulesSetCheck | None,
+        checks: BudgetedChecks[Verdict] | None = None,
+        image_defaults: ImageDefaults | None = None,
     ) -> None:
         self.plugins_dir = plugins_dir
         self.rules_set_check = rules_set_check
+        self.image_defaults = image_defaults
+        """What Falco loads from its image (``--image-defaults-dir``); None: only the agent's files."""
         self.checks: BudgetedChecks[Verdict] = checks or BudgetedChecks(remembered=REMEMBERED_SETS)
         """Set verdicts, each reached within the budget, remembered by ``set_key``."""
         self._judged: OrderedDict[FileId, None] = OrderedDict()
@@ -81,6 +88,7 @@ class PassPlanner:
         return await anyio.to_thread.run_sync(partial(
             plan, list(artifacts), resolutions, last_good, plugins_dir=self.plugins_dir, rules_set_check=check,
             plugin_versions=plugin_versions, engine_version=engine_version, artifact_needs=artifact_needs,
+            image_defaults=self.image_defaults,
         ))  # fmt: skip
 
     def _check(self, views: Sequence[RulesFileView], context: LoadContext | None = None) -> Verdict:
@@ -144,10 +152,15 @@ def context_key(context: LoadContext | None) -> Hashable:
     if context is None:
         return None
     plugins = None if context.plugins is None else tuple(sorted(context.plugins.items()))
-    return plugins, context.engine_version
+    preceding = tuple(_identity(file.name, file.text, file.items) for file in context.preceding)
+    return plugins, context.engine_version, preceding
 
 
 def file_id(view: RulesFileView) -> FileId:
     """A rules file's name and the SHA-256 of its text (of its items, for a view without text)."""
-    text = view.text if view.text is not None else repr(view.items)
-    return view.file_name, hashlib.sha256(text.encode()).hexdigest()
+    return _identity(view.file_name, view.text, view.items)
+
+
+def _identity(name: str, text: str | None, items: object) -> FileId:
+    text = text if text is not None else repr(items)
+    return name, hashlib.sha256(text.encode()).hexdigest()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..api import Config, Plugin, Rulesfile
+from .image_defaults import ImageDefaults, with_container_plugin
 from .model import EMPTY, ArtifactKey, Content, Delivered, FileRef, Outcome, Resolutions, Unavailable
 from .naming import (
     CONFIG_DIR,
@@ -173,6 +174,7 @@ def plan(
     plugin_versions: Mapping[str, str] | None = None,
     engine_version: str | None = None,
     artifact_needs: Mapping[str, ArtifactNeeds] | None = None,
+    image_defaults: ImageDefaults | None = None,
 ) -> Plan:
     """The files every directory must hold and each artifact's outcome.
 
@@ -183,6 +185,9 @@ def plan(
     configures (``plugin_versions``: a plugin library's version by its OCI digest, when its artifact config names
     one) and the engine Falco reports (``engine_version``). ``artifact_needs``: what each OCI artifact's config
     needs, by digest; an artifact whose needs the set does not meet is withheld (``setinvariant.enforce_needs``).
+    ``image_defaults``: what this Falco loads from its image (``spec.imageDefaults``): the plugins fragment always
+    configures the image's container plugin (unless a Plugin delivers an entry named ``container``), and the set
+    is judged after the image's rules file, with that plugin loaded.
     """
     artifacts = sorted(artifacts, key=artifact_key)
     outcomes: dict[ArtifactKey, Outcome] = {}
@@ -206,14 +211,15 @@ def plan(
     _reject_plugin_name_clashes(outcomes, last_good)
     _reject_library_clashes(outcomes)
     if artifact_needs:
-        enforce_needs(outcomes, last_good, artifact_needs, plugin_versions or {}, engine_version)
+        enforce_needs(outcomes, last_good, artifact_needs, plugin_versions or {}, engine_version, image_defaults)
     needed: dict[ArtifactKey, Delivered] = {}
     if rules_set_check:
-        context = load_context(outcomes.values(), plugin_versions or {}, engine_version)
+        context = load_context(outcomes.values(), plugin_versions or {}, engine_version, image_defaults)
         priorities = {artifact_key(a): a.spec.priority for a in artifacts if isinstance(a, Rulesfile)}
         needed = enforce_rules_set(outcomes, last_good, rules_set_check, context, priorities)
     remembered = {key: outcome.delivered for key, outcome in outcomes.items() if not outcome.delivered.empty}
-    return Plan(_directories(outcomes.values()), list(outcomes.values()), remembered | needed)
+    directories = _directories(outcomes.values(), image_defaults is not None)
+    return Plan(directories, list(outcomes.values()), remembered | needed)
 
 
 def _summary(delivered: Delivered) -> str:
@@ -263,9 +269,11 @@ def _reject_library_clashes(outcomes: dict[ArtifactKey, Outcome]) -> None:
                 break
 
 
-def _directories(outcomes: Iterable[Outcome]) -> dict[str, dict[str, bytes]]:
+def _directories(outcomes: Iterable[Outcome], image_plugins: bool = False) -> dict[str, dict[str, bytes]]:
+    """``image_plugins``: the fragment configures the image's container plugin too (a Plugin's entry of that
+    name replaces it)."""
     directories: dict[str, dict[str, bytes]] = {directory: {} for directory in DIRECTORIES}
-    entries = []
+    entries: list[Mapping[str, Any]] = []
     library_digests: dict[str, str] = {}
     for outcome in outcomes:
         for (directory, name), data in outcome.delivered.files.items():
@@ -274,6 +282,8 @@ def _directories(outcomes: Iterable[Outcome]) -> dict[str, dict[str, bytes]]:
                 library_digests[str(outcome.delivered.plugin_entry["name"])] = outcome.sha256 or ""
         if outcome.delivered.plugin_entry is not None:
             entries.append(outcome.delivered.plugin_entry)
+    if image_plugins:
+        entries = with_container_plugin(entries)
     if entries:
         directories[CONFIG_DIR][PLUGINS_CONFIG_FILE] = render_plugins_config(entries, library_digests)
     return directories

@@ -21,9 +21,10 @@ deleted or deselected Rulesfile must stop running on that node; its dependents l
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
+from .image_defaults import CONTAINER_PLUGIN, ImageDefaults
 from .model import EMPTY, ArtifactKey, Delivered, Outcome, RulesFileView
 from .naming import RULES_DIR, Medium, artifact_file_name
 from .needs import ArtifactNeeds, needs_problem
@@ -58,15 +59,26 @@ class _Verdict:
     message: str
 
 
-def load_context(outcomes: Iterable[Outcome], versions: Mapping[str, str], engine_version: str | None) -> LoadContext:
+def load_context(
+    outcomes: Iterable[Outcome],
+    versions: Mapping[str, str],
+    engine_version: str | None,
+    image: ImageDefaults | None = None,
+) -> LoadContext:
     """The plugins the set configures (their entries in the plugins fragment), each with the version of the
-    library the set delivers when known (``versions``: by the library's OCI digest, from its artifact config)."""
+    library the set delivers when known (``versions``: by the library's OCI digest, from its artifact config).
+    ``image``: what Falco loads from its image (``spec.imageDefaults``): its container plugin unless a Plugin
+    configures one (version unknown), and its rules file before the set's."""
     plugins: dict[str, str | None] = {}
     for outcome in outcomes:
         entry, digest = outcome.delivered.plugin_entry, outcome.delivered.digest
         if entry is not None:
             plugins[str(entry["name"])] = versions.get(digest) if digest else None
-    return LoadContext(dict(sorted(plugins.items())), engine_version)
+    if image is None:
+        return LoadContext(dict(sorted(plugins.items())), engine_version)
+    plugins.setdefault(CONTAINER_PLUGIN, None)
+    preceding = (image.rules,) if image.rules is not None else ()
+    return LoadContext(dict(sorted(plugins.items())), engine_version, preceding)
 
 
 def enforce_needs(
@@ -75,11 +87,12 @@ def enforce_needs(
     needs: Mapping[str, ArtifactNeeds],
     versions: Mapping[str, str],
     engine_version: str | None,
+    image: ImageDefaults | None = None,
 ) -> None:
     """Withhold the artifacts whose OCI config needs what the set does not provide (``needs``: by the digest
     delivered); a withheld Plugin leaves the set, so the others are judged again without it."""
     for _ in range(2 * len(outcomes) + 1):  # each round withholds new content or removes kept files
-        context = load_context(outcomes.values(), versions, engine_version)
+        context = load_context(outcomes.values(), versions, engine_version, image)
         unmet = {}
         for key, outcome in outcomes.items():
             digest = outcome.delivered.digest
@@ -168,7 +181,9 @@ class _Judge:
         gone = self._absent_needed(key)
         if gone:
             return _Verdict("Failed", DEPENDENCY_GONE, f"needs {self._describe(gone)}: {problem}"), gone
-        if not self._passes(key, list(self.outcomes.values()), None):
+        # Unknown plugins and engine (only the rules files Falco loads before the set): does its content fail?
+        unknown = LoadContext(preceding=self.context.preceding) if self.context.preceding else None
+        if not self._passes(key, list(self.outcomes.values()), unknown):
             return _Verdict("Invalid", INVALID_RULES, str(problem)), []
         return _Verdict("Failed", REQUIREMENTS_NOT_MET, str(problem)), []
 
@@ -222,7 +237,7 @@ class _Judge:
         for outcome in returned:
             if outcome.delivered.plugin_entry is not None:
                 plugins.setdefault(str(outcome.delivered.plugin_entry["name"]), None)
-        return self._passes(key, candidates, LoadContext(plugins, self.context.engine_version))
+        return self._passes(key, candidates, replace(self.context, plugins=plugins))
 
     def _passes(self, key: ArtifactKey, candidates: list[Outcome], context: LoadContext | None) -> bool:
         for _ in range(len(candidates) + 1):

@@ -84,6 +84,9 @@ class LoadContext:
     """Plugin name -> version ("0.18.0"); a version of None is unknown."""
     engine_version: str | None = None
     """Falco's engine version ("0.62.0") when known."""
+    preceding: Sequence[RulesFile] = ()
+    """Rules files Falco loads before the set (the image's default rules): the set's files may use and change
+    what they define; their own findings are not the set's (they name these files)."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,8 @@ def check_rule_set(
     if context is not None and context.plugins is not None:
         catalogue = catalogue.loading(context.plugins)
     collector = _Collector(catalogue, standalone, context)
+    if context is not None and context.preceding:
+        files = [*context.preceding, *files]
     compiled = _Compiled()
     failure: _Failure | None = None
     errors: list[Finding] = []

@@ -1,0 +1,177 @@
+"""``--image-defaults-dir`` (a Falco with ``spec.imageDefaults``): the plugins fragment always configures the image's
+container plugin (a Plugin named container replaces it), and the set is judged as Falco loads it, after the
+image's ``falco_rules.yaml`` with the container plugin loaded."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from artifact_agent.cli import build_parser
+from artifact_agent.planner import PassPlanner
+from falco_operator.api import Plugin, Rulesfile
+from falco_operator.artifacts import CONFIG_DIR, PLUGINS_CONFIG_FILE, Plan, load_yaml, plan
+from falco_operator.artifacts.image_defaults import CONTAINER_ENTRY, IMAGE_RULES_PATH, ImageDefaults
+from falco_operator.artifacts.rules import rules_set_check
+from falco_operator.artifacts.yamldoc import plain
+
+DEFAULT_RULES = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "falco-rules" / "falco_rules.yaml"
+PLUGINS = "/var/lib/falco-artifacts/plugins"
+USES_DEFAULTS = """\
+- rule: shell in a container
+  desc: uses the default rules' macros and the container plugin's fields
+  condition: spawned_process and container and proc.name in (shell_binaries)
+  output: shell in %container.id (ns=%k8s.ns.name)
+  priority: NOTICE
+"""
+USES_SPAWNED_PROCESS = """\
+- rule: any process
+  desc: uses a macro of the default rules only
+  condition: spawned_process and proc.name = my_shell
+  output: o %proc.name
+  priority: NOTICE
+"""
+APPENDS_TO_DEFAULTS = """\
+- list: shell_binaries
+  items: [my_shell]
+  override:
+    items: append
+"""
+NEEDS_CONTAINER = """\
+- required_plugin_versions:
+  - name: container
+    version: 0.4.0
+- rule: container id seen
+  desc: d
+  condition: evt.type = execve and container.id != host
+  output: o %container.id
+  priority: NOTICE
+"""
+
+
+def rulesfile(name: str, text: str) -> Rulesfile:
+    return Rulesfile.model_validate({"metadata": {"name": name, "generation": 1}, "spec": {"inlineRules": text}})
+
+
+def container_plugin(init_config: dict[str, Any]) -> Plugin:
+    return Plugin.model_validate({"metadata": {"name": "my-container", "generation": 1}, "spec": {"config": {
+        "name": "container", "libraryPath": "libcontainer.so", "initConfig": init_config}}})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def image_defaults(tmp_path_factory: pytest.TempPathFactory) -> ImageDefaults:
+    directory = tmp_path_factory.mktemp("image-defaults")
+    shutil.copy(DEFAULT_RULES, directory / "falco_rules.yaml")
+    return ImageDefaults.read(directory)
+
+
+def planned(artifacts: list[Any], image_defaults: ImageDefaults | None) -> Plan:
+    return plan(artifacts, {}, {}, plugins_dir=PLUGINS, rules_set_check=rules_set_check,
+                image_defaults=image_defaults)  # fmt: skip
+
+
+def states(result: Plan) -> dict[str, tuple[str, str]]:
+    return {outcome.key.name: (outcome.state, outcome.message or "") for outcome in result.outcomes}
+
+
+def plugins_fragment(result: Plan) -> dict[str, Any] | None:
+    fragment = result.directories[CONFIG_DIR].get(PLUGINS_CONFIG_FILE)
+    return None if fragment is None else plain(load_yaml(fragment))
+
+
+def test_the_image_rules_file_is_read_under_the_path_falco_loads_it_from(image_defaults: ImageDefaults) -> None:
+    assert image_defaults.rules is not None
+    assert image_defaults.rules.name == IMAGE_RULES_PATH
+    assert any(isinstance(item, dict) and item.get("macro") == "spawned_process" for item in image_defaults.rules.items)
+
+
+def test_a_missing_image_rules_file_leaves_only_the_container_plugin(tmp_path: Path) -> None:
+    assert ImageDefaults.read(tmp_path) == ImageDefaults(rules=None)
+    result = planned([rulesfile("uses", USES_DEFAULTS)], ImageDefaults.read(tmp_path))
+    state, message = states(result)["uses"]
+    assert state == "Invalid"
+    assert "spawned_process" in message
+
+
+def test_rules_using_the_default_macros_and_container_fields_are_accepted_with_the_image_defaults(
+    image_defaults: ImageDefaults,
+) -> None:
+    result = planned([rulesfile("uses", USES_DEFAULTS), rulesfile("appends", APPENDS_TO_DEFAULTS)], image_defaults)
+    assert states(result) == {"appends": ("Installed", "wrote 50-03-appends-inline.yaml"),
+                              "uses": ("Installed", "wrote 50-03-uses-inline.yaml")}  # fmt: skip
+    written = result.directories["rules"]
+    assert sorted(written) == ["50-03-appends-inline.yaml", "50-03-uses-inline.yaml"], "the image's file is not written"
+
+
+def test_the_same_rules_are_refused_without_the_image_defaults() -> None:
+    result = planned([rulesfile("uses", USES_DEFAULTS), rulesfile("appends", APPENDS_TO_DEFAULTS)], None)
+    found = states(result)
+    assert found["uses"][0] == "Invalid"
+    assert "container.id" in found["uses"][1]
+    assert found["appends"][0] == "Invalid"
+    assert "shell_binaries" in found["appends"][1]
+    assert result.directories["rules"] == {}
+
+
+def test_a_rule_using_spawned_process_is_accepted_with_the_flag_and_refused_without(
+    image_defaults: ImageDefaults,
+) -> None:
+    assert states(planned([rulesfile("r", USES_SPAWNED_PROCESS)], image_defaults))["r"][0] == "Installed"
+    state, message = states(planned([rulesfile("r", USES_SPAWNED_PROCESS)], None))["r"]
+    assert state == "Invalid"
+    assert "spawned_process" in message
+
+
+def test_a_requirement_on_the_image_container_plugin_of_unknown_version_is_accepted(
+    image_defaults: ImageDefaults,
+) -> None:
+    assert states(planned([rulesfile("needs", NEEDS_CONTAINER)], image_defaults))["needs"][0] == "Installed"
+    without = states(planned([rulesfile("needs", NEEDS_CONTAINER)], None))["needs"]
+    assert without[0] == "Failed"
+    assert "container" in without[1]
+
+
+def test_with_zero_artifacts_the_plugins_fragment_configures_the_image_container_plugin(
+    image_defaults: ImageDefaults,
+) -> None:
+    assert plugins_fragment(planned([], image_defaults)) == {"plugins": [dict(CONTAINER_ENTRY)],
+                                                             "load_plugins": ["container"]}  # fmt: skip
+    assert plugins_fragment(planned([], ImageDefaults())) is not None
+    assert plugins_fragment(planned([], None)) is None, "without the flag: no fragment, as before"
+
+
+def test_a_plugin_named_container_replaces_the_image_entry(image_defaults: ImageDefaults) -> None:
+    result = planned([container_plugin({"label_max_len": 20})], image_defaults)
+    fragment = plugins_fragment(result)
+    assert fragment is not None
+    assert fragment["load_plugins"] == ["container"]
+    assert fragment["plugins"] == [{"name": "container", "library_path": "libcontainer.so",
+                                    "init_config": {"label_max_len": 20}}]  # fmt: skip
+    assert fragment == plugins_fragment(planned([container_plugin({"label_max_len": 20})], None)), (
+        "the user's entry, byte for byte as without the image defaults"
+    )
+
+
+@pytest.mark.anyio
+async def test_the_agent_planner_judges_with_the_image_defaults_and_tells_them_apart_in_its_memo(
+    image_defaults: ImageDefaults,
+) -> None:
+    with_defaults = PassPlanner(PLUGINS, rules_set_check, image_defaults=image_defaults)
+    without = PassPlanner(PLUGINS, rules_set_check, checks=with_defaults.checks)  # one memo for both
+    artifacts = [rulesfile("uses", USES_DEFAULTS)]
+    accepted = await with_defaults.plan(artifacts, {}, {})
+    refused = await without.plan(artifacts, {}, {})
+    assert [o.state for o in accepted.outcomes] == ["Installed"]
+    assert [o.state for o in refused.outcomes] == ["Invalid"]
+
+
+def test_the_flag_is_parsed_and_documented() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["--image-defaults-dir", "/etc/falco/image-defaults"]).image_defaults_dir == Path(
+        "/etc/falco/image-defaults"
+    )
+    assert parser.parse_args([]).image_defaults_dir is None
+    assert "--image-defaults-dir" in parser.format_help()
