@@ -84,10 +84,17 @@ class FalcoSpec(KubeModel):
     """Falco engine; unset means `modern_ebpf` for a DaemonSet and `nodriver` for a Deployment."""
     falco_rules: FalcoRulesSelection | None = None
     """Which namespaces' FalcoRules this Falco loads."""
+    image_defaults: bool | None = None
+    """Load what the Falco image ships: its default rules (/etc/falco/falco_rules.yaml) and its container plugin;
+    unset or false: nothing but artifacts (the default)."""
 
     @property
     def workload_type(self) -> WorkloadType:
         return self.type or "DaemonSet"
+
+    @property
+    def loads_image_defaults(self) -> bool:
+        return self.image_defaults is True
 
     @property
     def engine_kind(self) -> EngineKind:

@@ -1,4 +1,5 @@
-"""The base falco.yaml every Falco starts from: no rules, hot reload of config.d and rules.d, web server on."""
+"""The base falco.yaml every Falco starts from: no rules (the image's own with ``imageDefaults``), hot reload of
+config.d and rules.d, web server on."""
 
 from __future__ import annotations
 
@@ -16,12 +17,19 @@ RULES_DIR = "/etc/falco/rules.d"
 CONFIG_DIR = "/etc/falco/config.d"
 PLUGINS_DIR = ARTIFACT_PLUGINS_DIR
 """Plugin libraries the agent delivers; the image's own stay in /usr/share/falco/plugins, where Falco finds them."""
+IMAGE_RULES_FILE = "/etc/falco/falco_rules.yaml"
+"""The default rules the Falco image ships, loaded with ``imageDefaults``."""
 
 
-def base_config(engine_kind: EngineKind) -> dict[str, Any]:
+def rules_files(image_defaults: bool) -> list[str]:
+    """The image's rules first, as Falco orders them, then the artifacts' directory."""
+    return [IMAGE_RULES_FILE, RULES_DIR] if image_defaults else [RULES_DIR]
+
+
+def base_config(engine_kind: EngineKind, image_defaults: bool = False) -> dict[str, Any]:
     return {
         "config_files": [CONFIG_DIR],
-        "rules_files": [RULES_DIR],
+        "rules_files": rules_files(image_defaults),
         "watch_config_files": True,
         "engine": {"kind": engine_kind},
         "load_plugins": [],

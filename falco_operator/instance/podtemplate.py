@@ -1,11 +1,12 @@
-"""The generated pod template: the falco container, the artifact agent sidecar, the driver loader, volumes."""
+"""The generated pod template: the falco container, the artifact agent sidecar, the driver loader, the copy of the
+image's defaults, volumes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..api import Falco
-from .falcoconfig import CONFIG_DIR, PLUGINS_DIR, RULES_DIR, WEB_PORT
+from .falcoconfig import CONFIG_DIR, IMAGE_RULES_FILE, PLUGINS_DIR, RULES_DIR, WEB_PORT
 from .naming import CONFIG_HASH_ANNOTATION, selector_labels
 from .options import DRIVER_LOADER_REPOSITORY, FALCO_IMAGE_REPOSITORY, BuildOptions
 from .version import falco_version, reported_version
@@ -15,7 +16,12 @@ FALCO_CONTAINER = "falco"
 AGENT_CONTAINER = "artifact-operator"
 AGENT_UID = 65532
 DRIVER_LOADER_CONTAINER = "driver-loader"
-RESERVED_CONTAINERS = (FALCO_CONTAINER, AGENT_CONTAINER, DRIVER_LOADER_CONTAINER)
+IMAGE_DEFAULTS_CONTAINER = "image-defaults"
+RESERVED_CONTAINERS = (FALCO_CONTAINER, AGENT_CONTAINER, DRIVER_LOADER_CONTAINER, IMAGE_DEFAULTS_CONTAINER)
+# imageDefaults: an init container copies the image's rules into this emptyDir, the agent reads them from it.
+IMAGE_DEFAULTS_VOLUME = "image-defaults"
+IMAGE_DEFAULTS_COPY_DIR = "/image-defaults"
+IMAGE_DEFAULTS_AGENT_DIR = "/etc/falco/image-defaults"
 AGENT_PORT = 8081
 TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -141,8 +147,14 @@ def agent_container(falco: Falco, options: BuildOptions) -> Json:
         "volumeMounts": [{"name": n, "mountPath": p} for n, p in SHARED_DIRS]
         + [{"name": "agent-token", "mountPath": TOKEN_PATH, "readOnly": True}],
     }
+    args: list[str] = []
     if options.allow_private_registries:
-        container["args"] = ["--allow-private-registries"]
+        args.append("--allow-private-registries")
+    if falco.spec.loads_image_defaults:
+        args.append(f"--image-defaults-dir={IMAGE_DEFAULTS_AGENT_DIR}")
+        container["volumeMounts"].append(_mount(IMAGE_DEFAULTS_VOLUME, IMAGE_DEFAULTS_AGENT_DIR, True))
+    if args:
+        container["args"] = args
     if options.native_sidecar:
         # Falco starts only once the agent has materialized every artifact (its /readyz).
         container["restartPolicy"] = "Always"
@@ -160,6 +172,40 @@ def driver_loader_container(falco: Falco, options: BuildOptions) -> Json:
         "securityContext": {"privileged": True},
         "volumeMounts": [{"name": "root-falco", "mountPath": "/root/.falco"}]
         + [_mount(n, p, ro) for n, _, p, ro in HOST_MOUNTS if n in DRIVER_MOUNTS],
+    }
+
+
+def falco_image(falco: Falco, options: BuildOptions) -> Json:
+    """The falco container's image as the merged template will have it (a user's override wins), with the user's
+    pull policy if they set one."""
+    override = user_container(falco, FALCO_CONTAINER) or {}
+    image: Json = {"image": override.get("image") or f"{FALCO_IMAGE_REPOSITORY}:{resolved_version(falco, options)}"}
+    if override.get("imagePullPolicy"):
+        image["imagePullPolicy"] = override["imagePullPolicy"]
+    return image
+
+
+def image_defaults_container(falco: Falco, options: BuildOptions) -> Json:
+    """Copies the Falco image's default rules where the agent sees them: the agent checks every set Falco will load,
+    and rules of artifacts may use the macros and lists of the image's rules."""
+    rules_name = IMAGE_RULES_FILE.rsplit("/", 1)[-1]
+    return {
+        "name": IMAGE_DEFAULTS_CONTAINER,
+        **falco_image(falco, options),
+        "command": ["/bin/sh", "-c", f"cp {IMAGE_RULES_FILE} {IMAGE_DEFAULTS_COPY_DIR}/{rules_name}"],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
+        # cp needs no privilege: the image's rules are world-readable and an emptyDir is world-writable. The agent's
+        # user, so the copy is the agent's own file.
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": AGENT_UID,
+            "runAsGroup": AGENT_UID,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [_mount(IMAGE_DEFAULTS_VOLUME, IMAGE_DEFAULTS_COPY_DIR, False)],
     }
 
 
@@ -181,6 +227,8 @@ def volumes(falco: Falco) -> list[Json]:
             },
         },
     ]  # fmt: skip
+    if falco.spec.loads_image_defaults:
+        result.append({"name": IMAGE_DEFAULTS_VOLUME, "emptyDir": {}})
     if needs_host_access(falco):
         result += [{"name": n, "hostPath": {"path": host}} for n, host, _, _ in HOST_MOUNTS]
     return result
@@ -192,6 +240,9 @@ def default_pod_template(falco: Falco, options: BuildOptions, config_hash: str) 
     init_containers: list[Json] = []
     if falco.spec.engine_kind in ("kmod", "ebpf"):
         init_containers.append(driver_loader_container(falco, options))
+    if falco.spec.loads_image_defaults:
+        # Before the agent: a native sidecar starts in order, and it checks artifacts against the image's rules.
+        init_containers.append(image_defaults_container(falco, options))
     containers = [falco_container(falco, options)]
     if options.native_sidecar:
         init_containers.append(agent_container(falco, options))

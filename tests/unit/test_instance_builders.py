@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
 import pytest
@@ -276,3 +278,100 @@ def test_the_images_plugins_stay_visible_and_the_agents_libraries_are_where_both
     agent_mounts = {m["mountPath"]: m["name"] for m in containers["artifact-operator"]["volumeMounts"]}
     assert falco_mounts[agent_dir] == agent_mounts[agent_dir]
     assert {"name": falco_mounts[agent_dir], "emptyDir": {}} in pod["volumes"]
+
+
+def loaded_config(falco: Falco) -> Json:
+    from ruamel.yaml import YAML
+
+    config: Json = YAML(typ="safe").load(falco_yaml(falco))
+    return config
+
+
+@pytest.mark.parametrize("native_sidecar", [True, False])
+@pytest.mark.parametrize("engine", ["kmod", "modern_ebpf"])
+def test_image_defaults_copies_the_images_rules_before_the_agent_starts_and_loads_them_first(
+    native_sidecar: bool, engine: str
+) -> None:
+    falco, raw = make({"imageDefaults": True, "engine": {"kind": engine}, "version": "0.43.0"})
+    options = BuildOptions(native_sidecar=native_sidecar, allow_private_registries=True)
+    pod = pod_spec(build_workload(falco, raw, options))
+    init_names = [c["name"] for c in pod["initContainers"]]
+    copier = by_name(pod["initContainers"])["image-defaults"]
+    if native_sidecar:
+        assert init_names.index("image-defaults") < init_names.index("artifact-operator")
+    else:
+        assert "artifact-operator" in by_name(pod["containers"])
+    if engine == "kmod":
+        assert init_names.index("driver-loader") < init_names.index("image-defaults")
+    assert "restartPolicy" not in copier, "a regular init container: done before the agent starts"
+    assert copier["image"] == "docker.io/falcosecurity/falco:0.43.0" == by_name(pod["containers"])["falco"]["image"]
+    assert copier["command"] == ["/bin/sh", "-c", "cp /etc/falco/falco_rules.yaml /image-defaults/falco_rules.yaml"]
+    security = copier["securityContext"]
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert not security.get("privileged")
+    assert copier["volumeMounts"] == [{"name": "image-defaults", "mountPath": "/image-defaults"}]
+    assert {"name": "image-defaults", "emptyDir": {}} in pod["volumes"]
+
+    agent = by_name(pod["containers"] + pod["initContainers"])["artifact-operator"]
+    assert agent["args"] == ["--allow-private-registries", "--image-defaults-dir=/etc/falco/image-defaults"]
+    mount = {"name": "image-defaults", "mountPath": "/etc/falco/image-defaults", "readOnly": True}
+    assert mount in agent["volumeMounts"]
+    assert not [m for m in by_name(pod["containers"])["falco"]["volumeMounts"] if m["name"] == "image-defaults"]
+
+    config = loaded_config(falco)
+    assert config["rules_files"] == ["/etc/falco/falco_rules.yaml", "/etc/falco/rules.d"]
+    assert (config["load_plugins"], config["plugins"]) == ([], []), "the agent writes the plugins fragment"
+
+
+def test_image_defaults_copies_from_the_users_falco_image() -> None:
+    overlay = {"spec": {"containers": [{"name": "falco", "image": "reg:5000/falco:mine", "imagePullPolicy": "Never"}]}}
+    falco, raw = make({"imageDefaults": True, "podTemplateSpec": overlay})
+    pod = pod_spec(build_workload(falco, raw, BuildOptions()))
+    copier = by_name(pod["initContainers"])["image-defaults"]
+    falco_container = by_name(pod["containers"])["falco"]
+    assert (copier["image"], copier["imagePullPolicy"]) == ("reg:5000/falco:mine", "Never")
+    assert (falco_container["image"], falco_container["imagePullPolicy"]) == ("reg:5000/falco:mine", "Never")
+
+
+@pytest.mark.parametrize("spec", [{}, {"type": "Deployment"}, {"engine": {"kind": "ebpf"}}])
+@pytest.mark.parametrize("native_sidecar", [True, False])
+def test_a_falco_without_image_defaults_keeps_its_pod_template_and_falco_yaml(spec: Json, native_sidecar: bool) -> None:
+    options = BuildOptions(native_sidecar=native_sidecar)
+    unset, unset_raw = make(spec)
+    off, off_raw = make({**spec, "imageDefaults": False})
+    assert build_workload(unset, unset_raw, options) == build_workload(off, off_raw, options)
+    assert falco_yaml(unset) == falco_yaml(off)
+    assert loaded_config(unset)["rules_files"] == ["/etc/falco/rules.d"]
+    pod = pod_spec(build_workload(unset, unset_raw, options))
+    assert "image-defaults" not in json.dumps(pod)
+    agent = by_name(pod["containers"] + pod.get("initContainers", []))["artifact-operator"]
+    assert "args" not in agent
+
+
+def test_turning_image_defaults_on_adds_the_copy_and_rolls_the_pods_and_nothing_else() -> None:
+    options = BuildOptions()
+    before = build_workload(*make({}), options)["spec"]["template"]
+    after = build_workload(*make({"imageDefaults": True}), options)["spec"]["template"]
+    assert after["metadata"] != before["metadata"], "falco.yaml changed: its hash in the template rolls the pods"
+    stripped = copy.deepcopy(after["spec"])
+    stripped["initContainers"] = [c for c in stripped["initContainers"] if c["name"] != "image-defaults"]
+    stripped["volumes"].remove({"name": "image-defaults", "emptyDir": {}})
+    agent = by_name(stripped["initContainers"])["artifact-operator"]
+    agent["volumeMounts"].remove({"name": "image-defaults", "mountPath": "/etc/falco/image-defaults", "readOnly": True})
+    assert agent.pop("args") == ["--image-defaults-dir=/etc/falco/image-defaults"]
+    assert stripped == before["spec"]
+
+
+def test_the_image_defaults_sample_is_a_falco_that_loads_the_images_rules() -> None:
+    from pathlib import Path
+
+    from ruamel.yaml import YAML
+
+    sample = Path(__file__).resolve().parents[2] / "manifests" / "samples" / "10-falco-image-defaults.yaml"
+    raw = YAML(typ="safe").load(sample.read_text())
+    raw["metadata"] |= {"namespace": "default", "uid": "uid-1"}  # as the API server gives it
+    falco = Falco.model_validate(raw)
+    assert falco.spec.loads_image_defaults
+    assert "image-defaults" in by_name(pod_spec(build_workload(falco, raw, BuildOptions()))["initContainers"])
