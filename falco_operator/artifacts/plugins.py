@@ -42,11 +42,23 @@ def library_file_in(library_path: str, plugins_dir: str) -> str | None:
     return name if name and not name.startswith(".") else None
 
 
+def delivered_library_file(library_path: str, plugins_dir: str) -> str | None:
+    """The file a Plugin with an OCI artifact names for its delivered library: ``library_file_in``, or a path
+    directly in ``FALCO_PLUGINS_DIR``, where delivered libraries went before they had a directory of their own
+    (the documented form then): such Plugins keep working after an upgrade, their library in the agent's
+    directory."""
+    named = library_file_in(library_path, plugins_dir)
+    directory = posixpath.dirname(library_path)
+    if named is None and posixpath.isabs(directory) and posixpath.normpath(directory) == FALCO_PLUGINS_DIR:
+        named = library_file_in(posixpath.basename(library_path), plugins_dir)
+    return named
+
+
 def library_file_name(plugin: Plugin, library: bytes, plugins_dir: str) -> str:
     """The name a library delivered from OCI gets in the plugins directory: the one the user's ``libraryPath``
     names there, if any, else one per content (``<object name>-<SHA-256 prefix>.so``)."""
     config = plugin.spec.config
-    given = library_file_in(config.library_path, plugins_dir) if config and config.library_path else None
+    given = delivered_library_file(config.library_path, plugins_dir) if config and config.library_path else None
     return given or plugin_library_file_name(plugin.metadata.name or "", library)
 
 
@@ -57,7 +69,7 @@ def plugin_entry(plugin: Plugin, plugins_dir: str, library_file: str | None = No
     image's ``<FALCO_PLUGINS_DIR>/<object name>.so``."""
     config = plugin.spec.config
     given = config.library_path if config and config.library_path else None
-    if library_file is not None and (given is None or library_file_in(given, plugins_dir) == library_file):
+    if library_file is not None and (given is None or delivered_library_file(given, plugins_dir) == library_file):
         library_path = f"{plugins_dir.rstrip('/')}/{library_file}"
     else:
         library_path = given or f"{FALCO_PLUGINS_DIR}/{plugin.metadata.name or ''}.so"

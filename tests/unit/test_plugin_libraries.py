@@ -101,13 +101,15 @@ def test_a_relative_library_path_without_an_oci_artifact_names_the_images_librar
 def test_a_library_path_the_user_gives_is_honoured() -> None:
     # A file of the agent's directory, or a bare file name: the delivered library gets that name there, and the
     # entry its absolute path (a relative one would be Falco's, in the image's directory).
-    for given in (f"{PLUGINS}/json.so", f"{PLUGINS}/sub/../json.so", "json.so"):
+    # A path in the image's directory is where delivered libraries went before they had a directory of their own
+    # (the documented form then): it names the delivered library too, so such Plugins survive the upgrade.
+    for given in (f"{PLUGINS}/json.so", f"{PLUGINS}/sub/../json.so", "json.so", f"{FALCO_PLUGINS_DIR}/json.so"):
         result = delivered("json", NEW, config={"libraryPath": given})
         assert result.directories[PLUGINS_DIR] == {"json.so": NEW}, given
         assert library_paths(result) == {"json": f"{PLUGINS}/json.so"}, given
-    # Elsewhere (the image's directory included), relative with a directory, or a name the layout keeps for
-    # itself: the path stays as given, the library is named by content.
-    for given in ("/opt/plugins/libjson.so", f"{FALCO_PLUGINS_DIR}/json.so", "sub/json.so", f"{PLUGINS}/..data",
+    # Elsewhere, relative with a directory, or a name the layout keeps for itself: the path stays as given, the
+    # library is named by content.
+    for given in ("/opt/plugins/libjson.so", "sub/json.so", f"{PLUGINS}/..data",
                   f"{PLUGINS}/sub/json.so", ".json.so"):  # fmt: skip
         result = delivered("json", NEW, config={"libraryPath": given})
         assert result.directories[PLUGINS_DIR] == {plugin_library_file_name("json", NEW): NEW}, given
