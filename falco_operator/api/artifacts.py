@@ -103,8 +103,9 @@ class PluginConfig(KubeModel):
     (`/var/lib/falco-artifacts/plugins/<object name>-<first 12 hex digits of its SHA-256>.so`, a new name for each
     new library, so a running Falco loads it), or the image's `/usr/share/falco/plugins/<object name>.so` without
     `ociArtifact`. Without `ociArtifact` a relative path names a library of the Falco image, which Falco looks for
-    in `/usr/share/falco/plugins` (`libcontainer.so`). With `ociArtifact`, a bare file name (`libjson.so`) or a
-    path in `/var/lib/falco-artifacts/plugins` gives the delivered library that name there; a running Falco does
+    in `/usr/share/falco/plugins` (`libcontainer.so`). With `ociArtifact`, a bare file name (`libjson.so`), a
+    path in `/var/lib/falco-artifacts/plugins`, or one directly in `/usr/share/falco/plugins` (the form of earlier
+    versions) gives the delivered library that name in `/var/lib/falco-artifacts/plugins`; a running Falco does
     not load a path again, so a new library there is only loaded when the Falco pod restarts."""
     init_config: FreeForm = None
     """The plugin's `init_config`: any YAML value."""
