@@ -375,3 +375,18 @@ def test_the_image_defaults_sample_is_a_falco_that_loads_the_images_rules() -> N
     falco = Falco.model_validate(raw)
     assert falco.spec.loads_image_defaults
     assert "image-defaults" in by_name(pod_spec(build_workload(falco, raw, BuildOptions()))["initContainers"])
+
+
+def test_the_agent_reads_the_copy_where_the_init_container_writes_it() -> None:
+    from falco_operator.artifacts.image_defaults import IMAGE_RULES_FILE_NAME, IMAGE_RULES_PATH
+
+    falco, raw = make({"imageDefaults": True})
+    pod = pod_spec(build_workload(falco, raw, BuildOptions()))
+    containers = by_name(pod["initContainers"])
+    agent, copier = containers["artifact-operator"], containers["image-defaults"]
+    agent_dir = build_parser().parse_args(agent["args"]).image_defaults_dir
+    (agent_mount,) = [m for m in agent["volumeMounts"] if m["mountPath"] == str(agent_dir)]
+    (copier_mount,) = copier["volumeMounts"]
+    assert agent_mount["name"] == copier_mount["name"]
+    assert copier["command"][-1].endswith(f" {copier_mount['mountPath']}/{IMAGE_RULES_FILE_NAME}")
+    assert loaded_config(falco)["rules_files"][0] == IMAGE_RULES_PATH
