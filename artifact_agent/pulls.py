@@ -178,6 +178,9 @@ class OCIPulls:
         self._clients: dict[bool, httpx.AsyncClient] = {}
         self._resolutions: dict[str, str] = {}
         """The digest each source last resolved to, as remembered in the cache."""
+        self._withdrawn: set[str] = set()
+        """Sources whose content a definitive failure withdrew (and the cache forgot): every artifact of one is
+        withdrawn, also one whose first answer after a restart comes after the cache forgot the source."""
         self._versions: dict[str, str] = {}
         """A plugin artifact's version (its OCI config's), by the digest its reference resolved to."""
         self._needs: dict[str, ArtifactNeeds] = {}
@@ -295,13 +298,14 @@ class OCIPulls:
         """What a failed pull publishes, and the refresh problem beside it. A source resolved before (what it
         delivers now, or, at the first answer after a restart, the digest the cache remembers) keeps that content
         through a passing failure (the problem is reported apart) and loses it at a definitive one; once withdrawn,
-        it stays so, whatever the next failures, until it resolves again."""
-        if isinstance(before, Unavailable) and before.withdrawn:
+        it stays so, whatever the next failures, until it resolves again (for every artifact of that source)."""
+        if (isinstance(before, Unavailable) and before.withdrawn) or request.source in self._withdrawn:
             return replace(failure, withdrawn=True), None
         if withdraws(failure.reason):
             if isinstance(before, Content) or await self._remembered(request) is not None:
                 log.warning("%s refuses what it resolved to before (%s): it is withdrawn", request.location.reference,
                             failure.reason)  # fmt: skip
+                self._withdrawn.add(request.source)
                 await self._forget(request)
                 return replace(failure, withdrawn=True), None
             return failure, None
@@ -375,6 +379,7 @@ class OCIPulls:
         return Content(pulled.file.data, pulled.digest), "success"
 
     async def _remember(self, request: PullRequest, digest: str) -> None:
+        self._withdrawn.discard(request.source)
         if self._resolutions.get(request.source) == digest:
             return
         try:
@@ -540,6 +545,7 @@ class OCIPulls:
         sources = {use.source for use in uses}
         # A source no longer followed lost its resolution on disk: it must be written again if it comes back.
         self._resolutions = {source: d for source, d in self._resolutions.items() if source in sources}
+        self._withdrawn &= sources
 
 
 def _not_delivered(cause: str) -> str:

@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -260,6 +260,40 @@ async def test_an_agent_that_restarts_after_its_tag_was_deleted_no_longer_serves
         result = await answer(pulls, holds(rules), "the tag pushed again, at the next retry")
         assert isinstance(result, Content)
         assert result.digest == restored
+
+
+async def test_after_a_restart_every_artifact_of_a_deleted_tag_is_withdrawn(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, plain_registry: Registry
+) -> None:
+    """Two Rulesfiles follow one tag (one source): after a restart the first one's failure forgets what the source
+    resolved to, and the second must be withdrawn all the same."""
+    repository = f"t{secrets.token_hex(3)}/rules"
+    rules = b"- list: shared\n  items: []\n"
+    digest = push_rules(plain_registry, repository, "stable", rules)
+    artifacts = [named_rulesfile(name, plain_registry, repository) for name in ("first", "second")]
+    keys = [ArtifactKey("Rulesfile", name) for name in ("first", "second")]
+    cache = tmp_path / "cache"
+
+    def results(pulls: OCIPulls) -> Callable[[], Awaitable[list[Resolution | None]]]:
+        async def probe() -> list[Resolution | None]:
+            return [pulls.resolve(key) for key in keys]
+
+        return probe
+
+    async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:
+        pulls.want(artifacts)
+        await wait_for(results(pulls), lambda now: all(holds(rules)(r) for r in now), timeout=15, what="both pulled")
+    await delete_manifest(plain_registry, repository, digest)
+
+    async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:  # the agent restarted
+        pulls.want(artifacts)
+        now = await wait_for(results(pulls), lambda now: all(answered(r) for r in now), timeout=15, what="answers")
+        assert all(withdrawn("NotFound")(result) for result in now), f"both withdrawn: {now}"
+        await anyio.sleep(1)  # retries (the source forgotten by now) keep them withdrawn
+        assert all(withdrawn("NotFound")(pulls.resolve(key)) for key in keys)
+        restored = push_rules(plain_registry, repository, "stable", rules)
+        await wait_for(results(pulls), lambda now: all(holds(rules)(r) for r in now), timeout=15, what="pushed again")
+        assert {result.digest for key in keys if isinstance(result := pulls.resolve(key), Content)} == {restored}
 
 
 def needy_config(padding: int = 0) -> bytes:
