@@ -240,13 +240,11 @@ class FalcoLoads:
 
 
 def _same_content(delivered: Delivered, other: Delivered | None) -> bool:
-    """The same files (by name and bytes, so by SHA-256), the same plugin entry and, when both say it, the same OCI
-    digest (what the disk tells at a start does not)."""
+    """The same files (by name and bytes, so by SHA-256) and the same plugin entry: what Falco reads. The OCI digest
+    is left out: a tag pushed again around the same bytes (a new manifest) changes nothing Falco loads."""
     if other is None:
         return delivered.empty
-    digests = (delivered.digest, other.digest)
-    return (delivered.files == other.files and delivered.plugin_entry == other.plugin_entry
-            and (None in digests or digests[0] == digests[1]))  # fmt: skip
+    return delivered.files == other.files and delivered.plugin_entry == other.plugin_entry
 
 
 def parse_rules_hashes(metrics: str) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,26 @@ def test_a_plugin_of_unknown_version_is_loaded_only_after_a_restart_that_followe
     gone = confirm([outcome], FalcoView(True, "0.44.1", reloaded_at=100.5), loads, unknown, now=101.0)[0]
     assert gone.state == "Installed"
     assert (gone.message or "").endswith("; Falco does not run plugin json")
+
+
+def test_a_tag_pushed_again_with_the_same_library_keeps_the_plugin_loaded() -> None:
+    """A new manifest (a new OCI digest) around the same library bytes and the same version: what Falco loaded is
+    what is on disk, so the Plugin stays Loaded without waiting for a restart that nothing calls for."""
+    _, outcome, _ = json_plugin()
+    loads = FalcoLoads()
+    loads.started_with({}, at=90.0)
+    loads.swapped(100.0, {outcome.key: outcome.delivered})
+    after = running("0.7.4", 100.5)
+    loads.observed(after, now=101.0)
+    assert confirm([outcome], after, loads, {DIGEST: "0.7.4"}, now=101.0)[0].state == "Loaded"
+    repushed_digest = "sha256:" + "e" * 64
+    repushed = dataclasses.replace(outcome, delivered=dataclasses.replace(outcome.delivered, digest=repushed_digest))
+    still = confirm([repushed], after, loads, {repushed_digest: "0.7.4"}, now=102.0)[0]
+    assert (still.state, still.reason) == ("Loaded", "Loaded"), still.message
+    other_bytes = {ref: data + b"!" for ref, data in outcome.delivered.files.items()}
+    rebuilt = dataclasses.replace(outcome, delivered=dataclasses.replace(repushed.delivered, files=other_bytes))
+    waiting = confirm([rebuilt], after, loads, {repushed_digest: "0.7.4"}, now=102.0)[0]
+    assert (waiting.state, waiting.reason) == ("Installed", "NotLoaded"), "other bytes wait for Falco's restart"
 
 
 def test_after_an_agent_restart_a_plugin_is_loaded_only_on_falcos_own_evidence() -> None:
