@@ -9,7 +9,9 @@ writes or withholds that file.
 
 A Rulesfile delivering Falco's own default rules from OCI (the artifact config's ``name`` is ``falco-rules``)
 replaces the image's copy: the agent then writes ``DEFAULT_RULES_CONFIG_FILE``, a config fragment whose
-``rules_files`` leaves the image's file out, and the checks leave it out too.
+``rules_files`` leaves the image's file out, and the checks leave it out too. Falco appends a fragment's lists
+unless falco.yaml's ``config_files`` lists that file with ``strategy: override`` (Falco 0.44.1): the operator's
+falco.yaml must, or Falco loads the image's file and ``rules.d`` twice.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .naming import DEFAULT_RULES_CONFIG_FILE as DEFAULT_RULES_CONFIG_FILE
 from .rules import RulesFile
 from .validation import Invalid, parse_rules
 from .yamldoc import dump_yaml
@@ -40,8 +43,6 @@ IMAGE_RULES_PATH = f"/etc/falco/{IMAGE_RULES_FILE_NAME}"
 RULES_DIRECTORY_PATH = "/etc/falco/rules.d"
 DEFAULT_RULES_ARTIFACT = "falco-rules"
 """falcoctl's config ``name`` of Falco's default ruleset."""
-DEFAULT_RULES_CONFIG_FILE = "99-02-default-rules-replaced-inline.yaml"
-"""The agent's config fragment that drops the image's rules file while a Rulesfile delivers them from OCI."""
 DEFAULT_RULES_CONFIG = b"# Written by falco-artifact-agent: a Rulesfile delivers Falco's default rules from OCI.\n" + (
     dump_yaml({"rules_files": [RULES_DIRECTORY_PATH]})
 )

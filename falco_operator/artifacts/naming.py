@@ -25,6 +25,11 @@ config that loads it, and both before the rules that need them."""
 
 PLUGINS_CONFIG_FILE = "99-03-plugins-config-inline.yaml"
 """The one config fragment that lists every plugin (``plugins`` and ``load_plugins``)."""
+DEFAULT_RULES_CONFIG_FILE = "99-03-image-rules-replaced-inline.yaml"
+"""The config fragment that leaves the image's default rules file out of ``rules_files`` while a Rulesfile delivers
+Falco's default rules from OCI (``image_defaults``)."""
+AGENT_CONFIG_FILES = (PLUGINS_CONFIG_FILE, DEFAULT_RULES_CONFIG_FILE)
+"""The config fragments the agent writes itself: no Config's file may take their names."""
 
 
 class Medium(Enum):
@@ -60,7 +65,7 @@ class ParsedFileName:
 def parse_artifact_file_name(file_name: str) -> ParsedFileName | None:
     """The parts of a name made by ``artifact_file_name``; None for any other name."""
     match = _FILE.match(file_name)
-    if not match or file_name == PLUGINS_CONFIG_FILE:
+    if not match or file_name in AGENT_CONFIG_FILES:
         return None
     medium = next(m for m in Medium if m.label == match["medium"])
     if int(match["sub"]) != medium.sub_priority:

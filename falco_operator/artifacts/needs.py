@@ -30,10 +30,12 @@ class ArtifactNeeds:
     """Each dependency with its alternatives, first the dependency itself."""
     engine: str | None = None
     """The engine version the artifact requires, when it says."""
+    name: str | None = None
+    """The artifact's name in its config (``falco-rules``: Falco's default rules, see ``image_defaults``)."""
 
     @property
     def empty(self) -> bool:
-        return not self.dependencies and self.engine is None
+        return not self.dependencies and self.engine is None and self.name is None
 
 
 NOTHING = ArtifactNeeds()
@@ -55,7 +57,8 @@ def artifact_needs(config: Mapping[str, Any] | None) -> ArtifactNeeds:
             dependencies.append(requirements)
     engine = next((str(entry["version"]) for entry in _entries(config.get("requirements"))
                    if entry.get("name") in ENGINE_REQUIREMENTS and entry.get("version")), None)  # fmt: skip
-    return ArtifactNeeds(tuple(dependencies), engine)
+    name = config.get("name")
+    return ArtifactNeeds(tuple(dependencies), engine, name if isinstance(name, str) and name else None)
 
 
 def needs_problem(needs: ArtifactNeeds, context: LoadContext) -> str | None:

@@ -9,13 +9,20 @@ then its files leave, as an artifact's that stops applying.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..api import Config, Plugin, Rulesfile
-from .image_defaults import ImageDefaults, with_container_plugin
+from .image_defaults import (
+    DEFAULT_RULES_ARTIFACT,
+    DEFAULT_RULES_CONFIG,
+    DEFAULT_RULES_CONFIG_FILE,
+    ImageDefaults,
+    with_container_plugin,
+)
 from .model import EMPTY, ArtifactKey, Content, Delivered, FileRef, Outcome, Resolutions, Unavailable
 from .naming import (
+    AGENT_CONFIG_FILES,
     CONFIG_DIR,
     DIRECTORIES,
     PLUGINS_CONFIG_FILE,
@@ -115,8 +122,9 @@ def _validated_files(artifact: Rulesfile | Config, sources: list[tuple[Medium, C
     files: dict[FileRef, bytes] = {}
     for medium, content in sources:
         name = artifact_file_name(artifact.spec.priority, artifact.metadata.name or "", medium)
-        if directory == CONFIG_DIR and name == PLUGINS_CONFIG_FILE:
-            raise _Rejected("Invalid", "NameConflict", f"{name} is the agent's plugins fragment; rename this Config")
+        if directory == CONFIG_DIR and name in AGENT_CONFIG_FILES:
+            what = "plugins fragment" if name == PLUGINS_CONFIG_FILE else "config fragment for the default rules"
+            raise _Rejected("Invalid", "NameConflict", f"{name} is the agent's {what}; rename this Config")
         try:
             check(content.data)
         except Invalid as error:
@@ -187,7 +195,9 @@ def plan(
     needs, by digest; an artifact whose needs the set does not meet is withheld (``setinvariant.enforce_needs``).
     ``image_defaults``: what this Falco loads from its image (``spec.imageDefaults``): the plugins fragment always
     configures the image's container plugin (unless a Plugin delivers an entry named ``container``), and the set
-    is judged after the image's rules file, with that plugin loaded.
+    is judged after the image's rules file, with that plugin loaded; while a Rulesfile delivers Falco's default
+    rules from OCI (its config's name is ``falco-rules``), a config fragment leaves the image's rules file out of
+    ``rules_files`` and the set is judged without it.
     """
     artifacts = sorted(artifacts, key=artifact_key)
     outcomes: dict[ArtifactKey, Outcome] = {}
@@ -213,13 +223,32 @@ def plan(
     if artifact_needs:
         enforce_needs(outcomes, last_good, artifact_needs, plugin_versions or {}, engine_version, image_defaults)
     needed: dict[ArtifactKey, Delivered] = {}
+    replaced = image_defaults is not None and _delivers_default_rules(outcomes.values(), artifact_needs or {})
     if rules_set_check:
-        context = load_context(outcomes.values(), plugin_versions or {}, engine_version, image_defaults)
         priorities = {artifact_key(a): a.spec.priority for a in artifacts if isinstance(a, Rulesfile)}
-        needed = enforce_rules_set(outcomes, last_good, rules_set_check, context, priorities)
+        while True:
+            image = replace(image_defaults, rules=None) if image_defaults is not None and replaced else image_defaults
+            context = load_context(outcomes.values(), plugin_versions or {}, engine_version, image)
+            needed |= enforce_rules_set(outcomes, last_good, rules_set_check, context, priorities)
+            if not replaced or _delivers_default_rules(outcomes.values(), artifact_needs or {}):
+                break
+            replaced = False  # the default rules were withheld: the image's file loads again, judge with it
     remembered = {key: outcome.delivered for key, outcome in outcomes.items() if not outcome.delivered.empty}
     directories = _directories(outcomes.values(), image_defaults is not None)
+    if replaced:
+        directories[CONFIG_DIR][DEFAULT_RULES_CONFIG_FILE] = DEFAULT_RULES_CONFIG
     return Plan(directories, list(outcomes.values()), remembered | needed)
+
+
+def _delivers_default_rules(outcomes: Iterable[Outcome], needs: Mapping[str, ArtifactNeeds]) -> bool:
+    """Whether a Rulesfile writes rules files from an OCI artifact whose config names Falco's default rules."""
+    for outcome in outcomes:
+        digest, files = outcome.delivered.digest, outcome.delivered.files
+        if outcome.key.kind != "Rulesfile" or digest is None or digest not in needs:
+            continue
+        if needs[digest].name == DEFAULT_RULES_ARTIFACT and any(directory == RULES_DIR for directory, _ in files):
+            return True
+    return False
 
 
 def _summary(delivered: Delivered) -> str:

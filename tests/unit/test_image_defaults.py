@@ -12,9 +12,25 @@ import pytest
 
 from artifact_agent.cli import build_parser
 from artifact_agent.planner import PassPlanner
-from falco_operator.api import Plugin, Rulesfile
-from falco_operator.artifacts import CONFIG_DIR, PLUGINS_CONFIG_FILE, Plan, load_yaml, plan
-from falco_operator.artifacts.image_defaults import CONTAINER_ENTRY, IMAGE_RULES_PATH, ImageDefaults
+from falco_operator.api import Config, Plugin, Rulesfile
+from falco_operator.artifacts import (
+    CONFIG_DIR,
+    PLUGINS_CONFIG_FILE,
+    ArtifactKey,
+    Content,
+    Delivered,
+    Medium,
+    Plan,
+    load_yaml,
+    plan,
+)
+from falco_operator.artifacts.image_defaults import (
+    CONTAINER_ENTRY,
+    DEFAULT_RULES_CONFIG_FILE,
+    IMAGE_RULES_PATH,
+    ImageDefaults,
+)
+from falco_operator.artifacts.needs import ArtifactNeeds, artifact_needs
 from falco_operator.artifacts.rules import rules_set_check
 from falco_operator.artifacts.yamldoc import plain
 
@@ -68,9 +84,15 @@ def image_defaults(tmp_path_factory: pytest.TempPathFactory) -> ImageDefaults:
     return ImageDefaults.read(directory)
 
 
-def planned(artifacts: list[Any], image_defaults: ImageDefaults | None) -> Plan:
-    return plan(artifacts, {}, {}, plugins_dir=PLUGINS, rules_set_check=rules_set_check,
-                image_defaults=image_defaults)  # fmt: skip
+def planned(
+    artifacts: list[Any],
+    image_defaults: ImageDefaults | None,
+    resolutions: Any = None,
+    needs: dict[str, ArtifactNeeds] | None = None,
+    last_good: dict[ArtifactKey, Delivered] | None = None,
+) -> Plan:
+    return plan(artifacts, resolutions or {}, last_good or {}, plugins_dir=PLUGINS, rules_set_check=rules_set_check,
+                artifact_needs=needs, image_defaults=image_defaults)  # fmt: skip
 
 
 def states(result: Plan) -> dict[str, tuple[str, str]]:
@@ -175,3 +197,64 @@ def test_the_flag_is_parsed_and_documented() -> None:
     )
     assert parser.parse_args([]).image_defaults_dir is None
     assert "--image-defaults-dir" in parser.format_help()
+
+
+ONLY_IN_IMAGE = "- macro: only_in_image\n  condition: evt.num > 0\n"
+USES_ONLY_IN_IMAGE = (
+    "- rule: uses the image's macro\n  desc: d\n  condition: only_in_image and spawned_process\n  output: o\n"
+    "  priority: NOTICE\n"
+)
+DEFAULT_RULES_OCI = {"reference": "ghcr.io/falcosecurity/rules/falco-rules:4"}
+
+
+def default_rules_from_oci(config_name: str) -> tuple[Rulesfile, Any, dict[str, ArtifactNeeds]]:
+    artifact = Rulesfile.model_validate({"metadata": {"name": "falco-rules", "generation": 1},
+                                         "spec": {"priority": 0, "ociArtifact": DEFAULT_RULES_OCI}})  # fmt: skip
+    content = Content(DEFAULT_RULES.read_bytes(), "sha256:falco-rules")
+    config = {"name": config_name, "version": "4.0.0", "dependencies": [{"name": "container", "version": "0.4.0"}]}
+    return (
+        artifact,
+        {(ArtifactKey("Rulesfile", "falco-rules"), Medium.OCI): content},
+        {"sha256:falco-rules": artifact_needs(config)},
+    )
+
+
+@pytest.fixture
+def image_with_marker(tmp_path: Path) -> ImageDefaults:
+    """An image whose default rules also define a macro the OCI copy lacks: which copy the check read shows."""
+    (tmp_path / "falco_rules.yaml").write_bytes(DEFAULT_RULES.read_bytes() + b"\n" + ONLY_IN_IMAGE.encode())
+    return ImageDefaults.read(tmp_path)
+
+
+def test_default_rules_from_oci_replace_the_image_copy(image_with_marker: ImageDefaults) -> None:
+    artifact, resolutions, needs = default_rules_from_oci("falco-rules")
+    artifacts = [artifact, rulesfile("uses", USES_SPAWNED_PROCESS), rulesfile("marker", USES_ONLY_IN_IMAGE)]
+    result = planned(artifacts, image_with_marker, resolutions, needs)
+    found = states(result)
+    assert found["falco-rules"][0] == "Installed"
+    assert found["uses"][0] == "Installed", "spawned_process comes from the OCI copy now"
+    assert found["marker"][0] == "Invalid", "the image's file is left out of the check"
+    assert "only_in_image" in found["marker"][1]
+    fragment = result.directories[CONFIG_DIR][DEFAULT_RULES_CONFIG_FILE]
+    assert plain(load_yaml(fragment)) == {"rules_files": ["/etc/falco/rules.d"]}
+    # The artifact goes: the image's file loads again, and the fragment leaves.
+    after = planned(artifacts[1:], image_with_marker, last_good=dict(result.remembered))
+    assert DEFAULT_RULES_CONFIG_FILE not in after.directories[CONFIG_DIR]
+    assert {name: state for name, (state, _) in states(after).items()} == {"marker": "Installed", "uses": "Installed"}
+
+
+def test_other_oci_rules_and_agents_without_the_flag_keep_the_image_file(image_with_marker: ImageDefaults) -> None:
+    artifact, resolutions, needs = default_rules_from_oci("my-rules")
+    other = planned([artifact, rulesfile("marker", USES_ONLY_IN_IMAGE)], image_with_marker, resolutions, needs)
+    assert DEFAULT_RULES_CONFIG_FILE not in other.directories[CONFIG_DIR]
+    artifact, resolutions, needs = default_rules_from_oci("falco-rules")
+    without_flag = planned([artifact], None, resolutions, needs)
+    assert DEFAULT_RULES_CONFIG_FILE not in without_flag.directories[CONFIG_DIR]
+
+
+def test_a_config_may_not_take_the_name_of_the_default_rules_fragment(image_defaults: ImageDefaults) -> None:
+    config = Config.model_validate({"metadata": {"name": "image-rules-replaced", "generation": 1},
+                                    "spec": {"priority": 99, "config": {"watch_config_files": True}}})  # fmt: skip
+    state, message = states(planned([config], image_defaults))["image-rules-replaced"]
+    assert state == "Invalid"
+    assert DEFAULT_RULES_CONFIG_FILE in message
