@@ -10,6 +10,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from ..api.falco import EngineKind
+from ..artifacts.naming import DEFAULT_RULES_CONFIG_FILE
 from ..artifacts.plugins import ARTIFACT_PLUGINS_DIR
 
 WEB_PORT = 8765
@@ -26,9 +27,18 @@ def rules_files(image_defaults: bool) -> list[str]:
     return [IMAGE_RULES_FILE, RULES_DIR] if image_defaults else [RULES_DIR]
 
 
+def config_files(image_defaults: bool) -> list[Any]:
+    """The agent's fragments; with ``imageDefaults`` also the one by which the agent drops the image's rules when a
+    Rulesfile delivers Falco's own (``falco-rules``): Falco appends a fragment's lists to the main config's unless
+    the fragment is listed with ``strategy: override``, and skips a listed file that does not exist."""
+    if not image_defaults:
+        return [CONFIG_DIR]
+    return [CONFIG_DIR, {"path": f"{CONFIG_DIR}/{DEFAULT_RULES_CONFIG_FILE}", "strategy": "override"}]
+
+
 def base_config(engine_kind: EngineKind, image_defaults: bool = False) -> dict[str, Any]:
     return {
-        "config_files": [CONFIG_DIR],
+        "config_files": config_files(image_defaults),
         "rules_files": rules_files(image_defaults),
         "watch_config_files": True,
         "engine": {"kind": engine_kind},

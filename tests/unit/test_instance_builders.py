@@ -323,6 +323,11 @@ def test_image_defaults_copies_the_images_rules_before_the_agent_starts_and_load
     config = loaded_config(falco)
     assert config["rules_files"] == ["/etc/falco/falco_rules.yaml", "/etc/falco/rules.d"]
     assert (config["load_plugins"], config["plugins"]) == ([], []), "the agent writes the plugins fragment"
+    # The fragment by which the agent drops the image's rules for a delivered falco-rules overrides rules_files.
+    assert config["config_files"] == [
+        "/etc/falco/config.d",
+        {"path": "/etc/falco/config.d/99-03-image-rules-replaced-inline.yaml", "strategy": "override"},
+    ]
 
 
 def test_image_defaults_copies_from_the_users_falco_image() -> None:
@@ -344,6 +349,7 @@ def test_a_falco_without_image_defaults_keeps_its_pod_template_and_falco_yaml(sp
     assert build_workload(unset, unset_raw, options) == build_workload(off, off_raw, options)
     assert falco_yaml(unset) == falco_yaml(off)
     assert loaded_config(unset)["rules_files"] == ["/etc/falco/rules.d"]
+    assert loaded_config(unset)["config_files"] == ["/etc/falco/config.d"]
     pod = pod_spec(build_workload(unset, unset_raw, options))
     assert "image-defaults" not in json.dumps(pod)
     agent = by_name(pod["containers"] + pod.get("initContainers", []))["artifact-operator"]
