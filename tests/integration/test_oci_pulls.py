@@ -296,6 +296,32 @@ async def test_after_a_restart_every_artifact_of_a_deleted_tag_is_withdrawn(
         assert {result.digest for key in keys if isinstance(result := pulls.resolve(key), Content)} == {restored}
 
 
+async def test_a_moved_tag_whose_layer_the_registry_lost_keeps_the_content_pulled_before(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, plain_registry: Registry
+) -> None:
+    """The tag names a new manifest whose layer blob answers 404: refused content (``BlobNotFound``), not the tag
+    gone (``NotFound``), so what the tag named before stays delivered."""
+    repository = f"t{secrets.token_hex(3)}/rules"
+    rules = b"- list: before\n  items: []\n"
+    digest = push_rules(plain_registry, repository, "stable", rules)
+    oci = {"image": {"repository": repository, "tag": "stable"},
+           "registry": {"name": plain_registry.host, "plainHTTP": True}, "refreshInterval": "1s"}  # fmt: skip
+    async with running_pulls(control_plane, namespace, tmp_path / "cache", min_refresh=0.3) as pulls:
+        pulls.want([rulesfile(oci)])
+        await answer(pulls, holds(rules), "the first pull")
+        layer = tar_gz({"falco_rules.yaml": b"- list: after\n  items: []\n"})
+        push_rules_layer(plain_registry, repository, "stable", layer)
+        async with httpx.AsyncClient() as http:
+            url = f"{plain_registry.url}/v2/{repository}/blobs/sha256:{hashlib.sha256(layer).hexdigest()}"
+            deleted = await http.delete(url)
+        assert deleted.status_code == 202, deleted.text
+        await wait_for(partial(_problems, pulls), lambda problems: KEY in problems, timeout=15, what="a problem")
+        assert pulls.refresh_problems()[KEY].reason == "BlobNotFound"
+        result = pulls.resolve(KEY)
+        assert isinstance(result, Content), f"what the tag named before stays delivered: {result}"
+        assert (result.data, result.digest) == (rules, digest)
+
+
 def needy_config(padding: int = 0) -> bytes:
     """falcoctl's config of a rules artifact that needs the container plugin, padded to ``padding`` more bytes."""
     config = json.loads(rules_config())

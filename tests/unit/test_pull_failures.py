@@ -34,7 +34,7 @@ def test_refusals_withdraw_what_the_source_resolved_to_before(reason: str) -> No
     ["Timeout", "Unreachable", "RegistryError", "SecretNotFound", "SecretNotGranted", "InvalidSecret",
      "Unauthorized", "Forbidden",
      "DigestMismatch", "InvalidManifest", "TooLarge", "RefusedArchive", "NoPlatform", "WrongMediaType",
-     "ConfigUnreadable", "PullError", "SomethingNew"],
+     "ConfigUnreadable", "BlobNotFound", "PullError", "SomethingNew"],
 )  # fmt: skip
 def test_passing_failures_refused_new_content_and_unforeseen_errors_keep_it(reason: str) -> None:
     assert not withdraws(reason)
@@ -49,16 +49,25 @@ def test_every_pull_failure_reason_is_classified_once() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "reason", "withdrawn"),
-    [(404, "NotFound", True), (403, "Forbidden", False), (429, "RegistryError", False),
-     (500, "RegistryError", False), (502, "RegistryError", False), (503, "RegistryError", False)],
+    ("status", "reason"),
+    [(404, "BlobNotFound"), (403, "Forbidden"), (429, "RegistryError"), (500, "RegistryError"),
+     (502, "RegistryError"), (503, "RegistryError")],
 )  # fmt: skip
-def test_a_registry_status_is_a_reason_and_only_404_withdraws(status: int, reason: str, withdrawn: bool) -> None:
-    response = httpx.Response(status, request=httpx.Request("GET", "https://registry.example/v2/a/manifests/1"))
+@pytest.mark.parametrize(
+    "url",
+    ["https://registry.example/v2/a/blobs/sha256:" + "b" * 64,
+     "https://storage.example/bucket/docker/registry/v2/blobs/sha256/bb/data"],  # where a redirect led
+)  # fmt: skip
+def test_a_registry_status_for_a_blob_is_a_reason_that_withdraws_nothing(status: int, reason: str, url: str) -> None:
+    """Only a manifest's 404 says the tag is gone (``NotFound``, handled where the manifest is asked for): a layer
+    or config missing under a manifest the tag still names is refused content, and what was delivered stays."""
+    response = httpx.Response(status, request=httpx.Request("GET", url))
     with pytest.raises(PullFailed) as failed:
         _raise_for_status(response, "registry.example/a:1")
     assert failed.value.reason == reason
-    assert withdraws(failed.value.reason) is withdrawn
+    assert not withdraws(failed.value.reason)
+    if status == 404:
+        assert failed.value.reason in REFUSED_CONTENT
 
 
 def pulled() -> Rulesfile:

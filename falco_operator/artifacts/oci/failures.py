@@ -5,7 +5,8 @@ restart) and fails now is either kept or withdrawn, by the failure's reason:
 
 - *passing* failures keep it: the registry could not be asked or did not answer (it may next time);
 - *refused content* keeps it too: what the source names now is refused (a moved tag's new manifest, layer or
-  config), as an invalid new generation keeps the last good files;
+  config, or a layer or config the registry does not have: only a manifest's 404 says the tag is gone), as an
+  invalid new generation keeps the last good files;
 - *definitive* failures withdraw it: the registry says the content is gone (the tag or repository deleted), or
   the agent's own rules refuse to ask it (a Secret not for this registry, an address the guard refuses,
   credentials that would go without TLS). Each is someone's deliberate act, and serving the content on would go
@@ -36,6 +37,7 @@ says that the content must go."""
 REFUSED_CONTENT = frozenset({
     "DigestMismatch", "InvalidManifest", "TooLarge", "RefusedArchive", "NoPlatform", "WrongMediaType",
     "ConfigUnreadable",
+    "BlobNotFound",  # a layer or config the manifest names is missing (404): the tag still names that manifest
 })  # fmt: skip
 """What the source names now is refused, not what it named before: that stays, as for an invalid generation."""
 

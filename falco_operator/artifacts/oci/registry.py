@@ -413,8 +413,8 @@ def _raise_for_status(response: httpx.Response, reference: str) -> None:
     host = response.request.url.host
     if response.status_code == 403:
         raise PullFailed("Forbidden", f"{host} denies access to {reference} (403)")
-    if response.status_code == 404:
-        raise PullFailed("NotFound", f"{host} has no blob or manifest for {reference} (404)")
+    if response.status_code == 404:  # a manifest's 404 is NotFound (``_manifest``): only that says the tag is gone
+        raise PullFailed("BlobNotFound", f"{host} has no blob the manifest of {reference} names (404)")
     raise PullFailed("RegistryError", f"{host} answered {response.status_code} for {reference}")
 
 
