@@ -7,10 +7,11 @@ failure, a growing retry delay. A spec change starts a new task; until it has an
 visible when only the generation changed, so a priority edit does not blink the artifact. A failure to resolve
 again a source that was resolved before (a refresh, such a spec change, or the first pull after a restart, from the
 digest the cache remembers) is judged by its reason (``falco_operator.artifacts.oci.failures``): a passing one (the
-registry down, a timeout, a 5xx) keeps the bytes and their cache entry, and is published apart
-(``refresh_problems``); a definitive one (the tag deleted, 401, 403, a Secret not for this registry, a refused
-address) is published as the answer, ``withdrawn`` (the agent removes the artifact's files), and the cache forgets
-what the source resolved to, so that no later restart serves it again. At most ``concurrency`` pulls run at once,
+registry down, a timeout, a 5xx, a 401 or 403) keeps the bytes and their cache entry, and is published apart
+(``refresh_problems``), and so does refused new content (a moved tag's layer refused or missing); a definitive one
+(the tag deleted, a Secret not for this registry, a refused address) is published as the answer, ``withdrawn`` (the
+agent removes the artifact's files) for every artifact of that source, and the cache forgets what the source
+resolved to, so that no later restart serves it again. At most ``concurrency`` pulls run at once,
 so one slow registry never holds the others back beyond that.
 
 An artifact's OCI config says what it needs (``dependencies``, ``requirements``); an artifact whose config cannot be
