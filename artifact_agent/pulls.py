@@ -539,8 +539,10 @@ class OCIPulls:
             return
         used = {digest for use in uses for digest in use.digests}
         # What was read of a config is read again if its digest comes back (a Plugin moved back to a tag it had):
-        # its cached config was pruned with it.
-        self._configs_read -= (set(self._versions) | set(self._needs)) - used
+        # its cached config was pruned with it. A config read for an artifact never cached (its layer refused) goes
+        # too: a retry reads it again rather than every moved tag's config staying in memory.
+        self._configs_read &= used
+        self._unkept_configs = {digest: config for digest, config in self._unkept_configs.items() if digest in used}
         self._versions = {digest: version for digest, version in self._versions.items() if digest in used}
         self._needs = {digest: needs for digest, needs in self._needs.items() if digest in used}
         sources = {use.source for use in uses}

@@ -479,6 +479,15 @@ async def test_moved_tags_leave_only_their_current_digest_in_the_cache_while_ano
         assert isinstance(now["c"], Content)
         assert now["c"].digest == c_digest, "C's last good digest stays delivered, and cached"
 
+        # What was read of configs stays bounded too: once only A is followed, only A's current digest is known.
+        pulls.want([artifacts[0]])
+
+        async def configs_known() -> tuple[set[str], set[str]]:
+            return set(pulls._configs_read), set(pulls._unkept_configs)
+
+        await wait_for(configs_known, lambda known: known == ({a_digests[2]}, set()), timeout=5,
+                       what="only A's current config known")  # fmt: skip
+
 
 def named_rulesfile(name: str, registry: Registry, repository: str) -> Rulesfile:
     oci = {"image": {"repository": repository, "tag": "stable"}, "registry": {"name": registry.host, "plainHTTP": True},
