@@ -17,7 +17,17 @@ from artifact_agent.confirmation import (
 )
 from artifact_agent.recovery import recover_last_good
 from falco_operator.api import Config, Plugin, Rulesfile
-from falco_operator.artifacts import Artifact, ArtifactKey, Content, Delivered, Medium, Outcome, plan, sha256_hex
+from falco_operator.artifacts import (
+    PLUGINS_DIR,
+    Artifact,
+    ArtifactKey,
+    Content,
+    Delivered,
+    Medium,
+    Outcome,
+    plan,
+    sha256_hex,
+)
 from falco_operator.artifacts.oci.media import PLUGIN, PLUGIN_CONFIG, RULES
 from falco_operator.artifacts.oci.registry import Descriptor, _config
 from falco_operator.status import Agent, Target, artifact_status
@@ -139,9 +149,13 @@ def test_the_wait_for_a_refusal_follows_how_long_falco_took_to_reload() -> None:
     assert loads.refusal_wait == MAX_REFUSAL_WAIT
 
 
-def plugin_outcome(digest: str | None = DIGEST) -> Outcome:
+def plugin_outcome(digest: str | None = DIGEST, library: bytes | None = None) -> Outcome:
+    """The planned Plugin outcome; with ``library``, that library delivered as its file (one version or another)."""
     planned = next(o for o in outcomes() if o.key.kind == "Plugin")
-    return dataclasses.replace(planned, delivered=dataclasses.replace(planned.delivered, digest=digest))
+    files = planned.delivered.files
+    if library is not None:
+        files = {**files, (PLUGINS_DIR, "json.so"): library}
+    return dataclasses.replace(planned, delivered=dataclasses.replace(planned.delivered, digest=digest, files=files))
 
 
 def test_a_plugin_is_loaded_only_at_the_version_delivered() -> None:
@@ -184,10 +198,10 @@ def test_a_version_falco_does_not_run_is_explained_by_where_its_library_is() -> 
 
 def test_a_plugin_written_after_falcos_last_restart_is_not_loaded_and_refused_when_falco_refuses() -> None:
     loads = FalcoLoads()
-    first = [plugin_outcome("sha256:" + "b" * 64)]
+    first = [plugin_outcome("sha256:" + "b" * 64, library=b"\x7fELF json 0.7.4")]
     loads.swapped(100.0, on_disk(first))
     loads.observed(view(NEW, 100.5))
-    second = [plugin_outcome()]  # a new library: Falco still runs the old one, under the same name
+    second = [plugin_outcome(library=b"\x7fELF json 0.7.5")]  # a new library: Falco still runs the old one
     loads.swapped(200.0, on_disk(second))
     stuck = view(NEW, 100.5)
     waiting = confirm(second, stuck, loads, now=201.0)[0]
