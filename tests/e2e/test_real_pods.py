@@ -130,11 +130,15 @@ def test_install_as_shipped_gives_a_ready_operator_that_holds_the_lease_and_serv
     cluster.kubectl("-n", OPERATOR_NAMESPACE, "rollout", "status", "deployment/falco-operator", "--timeout=180s")
     print(f"operator Ready {time.monotonic() - began:.1f}s after apply")
 
-    (pod,) = get_json(cluster.kubectl, "pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=falco-operator")[
-        "items"
-    ]
+    def operator_pods() -> list[Json]:
+        selector = "app.kubernetes.io/name=falco-operator"
+        return list(get_json(cluster.kubectl, "pods", "-n", OPERATOR_NAMESPACE, "-l", selector)["items"])
+
+    # `rollout status` once said the rollout was done while the only pod was not Ready yet (CI, on a busy machine):
+    # wait for the pod itself.
+    poll("the operator pod Ready", lambda: len(p := operator_pods()) == 1 and pod_ready(p[0]), timeout=120)
+    (pod,) = operator_pods()
     assert pod["spec"]["nodeName"] in cluster.nodes
-    assert pod_ready(pod)
 
     def holds_lease() -> bool:
         lease = get_json(cluster.kubectl, "lease", "falco-operator", "-n", OPERATOR_NAMESPACE)
@@ -362,6 +366,45 @@ def test_a_shell_by_kubectl_exec_raises_the_falcorule_of_its_namespace_only(clus
         story = [line for line in log.splitlines() if "[libs]" not in line]
         raise AssertionError(f"{late}; Falco's log ends with:\n" + "\n".join(story[-80:])) from None
     assert not fired(other), "a FalcoRule fires only for pods of its own namespace"
+
+
+def test_a_falco_with_image_defaults_detects_with_no_artifacts(cluster: PodCluster) -> None:
+    """``imageDefaults: true``: the image's default rules and container plugin, no registry, no Rulesfile."""
+    if cluster.modern_ebpf is not None:
+        pytest.skip(f"modern_ebpf cannot run on this machine: {cluster.modern_ebpf} (docs/testing.md)")
+    namespace = "falco-e2e-defaults"
+    cluster.kubectl("create", "namespace", namespace)
+    falco = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco",
+             "metadata": {"name": "defaults", "namespace": namespace}, "spec": {"imageDefaults": True}}  # fmt: skip
+    apply(cluster.kubectl, falco)
+    cluster.kubectl("-n", namespace, "wait", "falco/defaults", "--for=condition=Available", "--timeout=300s")
+    (pod,) = falco_pods(cluster.kubectl, "defaults", namespace)
+    pod_name = pod["metadata"]["name"]
+    metrics = cluster.pod_get(namespace, pod_name, WEB_PORT, "/metrics")
+    assert "falco_rules.yaml" in rules_hashes(metrics), rules_hashes(metrics)
+    overrides = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "reader",
+                    "image": "falco-operator:0.1.0",
+                    "command": ["sleep", "3600"],
+                    "securityContext": {"runAsUser": 0},
+                }
+            ]
+        }
+    }
+    cluster.kubectl("-n", namespace, "run", "reader", "--image=falco-operator:0.1.0", "--restart=Never",
+                    f"--overrides={json.dumps(overrides)}")  # fmt: skip
+    cluster.kubectl("-n", namespace, "wait", "pod/reader", "--for=condition=Ready", "--timeout=120s")
+
+    def alerted() -> bool:
+        cluster.kubectl("-n", namespace, "exec", "reader", "--", "cat", "/etc/shadow", check=False)
+        log = logs(cluster.kubectl, namespace, pod_name, FALCO)
+        return "Sensitive file opened for reading by non-trusted program" in log
+
+    poll("the image's default rule fired for cat /etc/shadow in a pod", alerted, timeout=120, interval=3)
+    cluster.kubectl("delete", "namespace", namespace, "--timeout=180s")
 
 
 # --- 6. uninstall ---------------------------------------------------------------------------------------------------
