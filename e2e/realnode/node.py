@@ -32,9 +32,9 @@ from .config import (
 CONTAINERD, KUBELET, KUBE_PROXY = "containerd", "kubelet", "kube-proxy"
 # ClusterRoles the API server ships; without a Node authorizer the node's identities get them by RBAC.
 IDENTITIES = (
-    # (file stem, user, group, ClusterRole)
-    ("apiserver-kubelet-client", "kube-apiserver-kubelet-client", None, "system:kubelet-api-admin"),
-    ("kube-proxy", "system:kube-proxy", None, "system:node-proxier"),
+    # (binding name, user, ClusterRole)
+    ("e2e-apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:kubelet-api-admin"),
+    ("e2e-kube-proxy", "system:kube-proxy", "system:node-proxier"),
 )
 
 
@@ -95,7 +95,7 @@ class RealNode:
             path.write_text(text)
 
     def _grant_identities(self) -> None:
-        bindings = [(f"e2e-{stem}", user, role) for stem, user, _, role in IDENTITIES]
+        bindings = list(IDENTITIES)
         bindings.append((f"e2e-node-{self.name}", f"system:node:{self.name}", "system:node"))
         documents = [
             {
