@@ -8,6 +8,7 @@ clean stop and before a start that follows a killed run. Assumes no other Kubern
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -176,6 +177,18 @@ def remove_cni_masquerade(layout: NodeLayout) -> None:
             chain = rule.split("-j ", 1)[1].split()[0]
             run("iptables", "-t", "nat", *_delete_args(rule))
             run("iptables", "-t", "nat", "-F", chain)
+            run("iptables", "-t", "nat", "-X", chain)
+
+
+def remove_orphan_cni_chains() -> None:
+    """The bridge plugin's masquerade chains that are empty and that no rule jumps to: what a teardown the plugin
+    did not finish leaves (no comment names their network any more, and nothing can use them)."""
+    rules = _rules("iptables", "nat")
+    declared = [line[1:].split()[0] for line in rules if line.startswith(":CNI-")]
+    for chain in declared:
+        jump = re.compile(rf"-j {re.escape(chain)}(\s|$)")
+        used = any(line.startswith(f"-A {chain} ") or jump.search(line) for line in rules if line.startswith("-A "))
+        if not used:
             run("iptables", "-t", "nat", "-X", chain)
 
 

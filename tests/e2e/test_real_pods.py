@@ -380,8 +380,14 @@ def test_a_falco_with_image_defaults_detects_with_no_artifacts(cluster: PodClust
     cluster.kubectl("-n", namespace, "wait", "falco/defaults", "--for=condition=Available", "--timeout=300s")
     (pod,) = falco_pods(cluster.kubectl, "defaults", namespace)
     pod_name = pod["metadata"]["name"]
-    metrics = cluster.pod_get(namespace, pod_name, WEB_PORT, "/metrics")
-    assert "falco_rules.yaml" in rules_hashes(metrics), rules_hashes(metrics)
+
+    def image_rules_loaded() -> bool:  # Falco serves no metrics while it reloads (the agent's first fragments)
+        try:
+            return "falco_rules.yaml" in rules_hashes(cluster.pod_get(namespace, pod_name, WEB_PORT, "/metrics"))
+        except (OSError, subprocess.CalledProcessError, AssertionError):
+            return False
+
+    poll("Falco's metrics list the image's falco_rules.yaml", image_rules_loaded, timeout=120)
     overrides = {
         "spec": {
             "containers": [
