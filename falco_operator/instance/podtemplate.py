@@ -117,6 +117,19 @@ def falco_container(falco: Falco, options: BuildOptions) -> Json:
     return container
 
 
+def restricted_security_context() -> Json:
+    """The agent's user, no privilege, no capability, a read-only root filesystem (Pod Security "restricted")."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": AGENT_UID,
+        "runAsGroup": AGENT_UID,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def agent_container(falco: Falco, options: BuildOptions) -> Json:
     name = falco.metadata.name or ""
     container: Json = {
@@ -135,15 +148,7 @@ def agent_container(falco: Falco, options: BuildOptions) -> Json:
         "readinessProbe": _http_probe("/readyz", AGENT_PORT, 10),
         "livenessProbe": _http_probe("/healthz", AGENT_PORT, 20),
         # The agent needs no privilege: it talks to the API server and writes into the pod's emptyDirs.
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "runAsUser": AGENT_UID,
-            "runAsGroup": AGENT_UID,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_security_context(),
         "volumeMounts": [{"name": n, "mountPath": p} for n, p in SHARED_DIRS]
         + [{"name": "agent-token", "mountPath": TOKEN_PATH, "readOnly": True}],
     }
@@ -196,15 +201,7 @@ def image_defaults_container(falco: Falco, options: BuildOptions) -> Json:
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
         # cp needs no privilege: the image's rules are world-readable and an emptyDir is world-writable. The agent's
         # user, so the copy is the agent's own file.
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "runAsUser": AGENT_UID,
-            "runAsGroup": AGENT_UID,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_security_context(),
         "volumeMounts": [_mount(IMAGE_DEFAULTS_VOLUME, IMAGE_DEFAULTS_COPY_DIR, False)],
     }
 
