@@ -303,7 +303,10 @@ class OCIPulls:
         if (isinstance(before, Unavailable) and before.withdrawn) or request.source in self._withdrawn:
             return replace(failure, withdrawn=True), None
         if withdraws(failure.reason):
-            if isinstance(before, Content) or await self._remembered(request) is not None:
+            # Re-checked after the await: another artifact of this source may have withdrawn it (and had the cache
+            # forget it) meanwhile.
+            resolved_before = isinstance(before, Content) or await self._remembered(request) is not None
+            if resolved_before or request.source in self._withdrawn:
                 log.warning("%s refuses what it resolved to before (%s): it is withdrawn", request.location.reference,
                             failure.reason)  # fmt: skip
                 self._withdrawn.add(request.source)
