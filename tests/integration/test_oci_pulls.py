@@ -124,8 +124,7 @@ async def test_a_refresh_follows_a_moved_tag_without_any_spec_change(
 ) -> None:
     repository = f"t{secrets.token_hex(3)}/rules"
     push_rules(plain_registry, repository, "stable", b"- list: one\n  items: []\n")
-    oci = {"image": {"repository": repository, "tag": "stable"},
-           "registry": {"name": plain_registry.host, "plainHTTP": True}, "refreshInterval": "1s"}  # fmt: skip
+    oci = followed_tag(plain_registry, repository)
     async with running_pulls(control_plane, namespace, tmp_path / "cache", min_refresh=0.5) as pulls:
         pulls.want([rulesfile(oci)])
         await answer(pulls, holds(b"- list: one\n  items: []\n"), "the first pull")
@@ -159,8 +158,7 @@ async def test_a_refresh_that_fails_keeps_the_content_and_its_cache_entry_and_sa
     repository = f"t{secrets.token_hex(3)}/rules"
     rules = b"- list: kept\n  items: []\n"
     digest = push_rules(plain_registry, repository, "stable", rules)
-    oci = {"image": {"repository": repository, "tag": "stable"},
-           "registry": {"name": plain_registry.host, "plainHTTP": True}, "refreshInterval": "1s"}  # fmt: skip
+    oci = followed_tag(plain_registry, repository)
     cache = tmp_path / "cache"
     async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:
         pulls.want([rulesfile(oci)])
@@ -195,8 +193,7 @@ async def test_an_agent_that_restarts_while_the_registry_is_down_delivers_what_i
     repository = f"t{secrets.token_hex(3)}/rules"
     rules = b"- list: pulled_before\n  items: []\n"
     digest = push_rules(plain_registry, repository, "stable", rules)
-    oci = {"image": {"repository": repository, "tag": "stable"},
-           "registry": {"name": plain_registry.host, "plainHTTP": True}, "refreshInterval": "1s"}  # fmt: skip
+    oci = followed_tag(plain_registry, repository)
     cache = tmp_path / "cache"
     async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:
         pulls.want([rulesfile(oci)])
@@ -229,8 +226,7 @@ async def test_an_agent_that_restarts_after_its_tag_was_deleted_no_longer_serves
     repository = f"t{secrets.token_hex(3)}/rules"
     rules = b"- list: deleted_later\n  items: []\n"
     digest = push_rules(plain_registry, repository, "stable", rules)
-    oci = {"image": {"repository": repository, "tag": "stable"},
-           "registry": {"name": plain_registry.host, "plainHTTP": True}, "refreshInterval": "1s"}  # fmt: skip
+    oci = followed_tag(plain_registry, repository)
     cache = tmp_path / "cache"
     async with running_pulls(control_plane, namespace, cache, min_refresh=0.3) as pulls:
         pulls.want([rulesfile(oci)])
@@ -304,8 +300,7 @@ async def test_a_moved_tag_whose_layer_the_registry_lost_keeps_the_content_pulle
     repository = f"t{secrets.token_hex(3)}/rules"
     rules = b"- list: before\n  items: []\n"
     digest = push_rules(plain_registry, repository, "stable", rules)
-    oci = {"image": {"repository": repository, "tag": "stable"},
-           "registry": {"name": plain_registry.host, "plainHTTP": True}, "refreshInterval": "1s"}  # fmt: skip
+    oci = followed_tag(plain_registry, repository)
     async with running_pulls(control_plane, namespace, tmp_path / "cache", min_refresh=0.3) as pulls:
         pulls.want([rulesfile(oci)])
         await answer(pulls, holds(rules), "the first pull")
@@ -489,7 +484,12 @@ async def test_moved_tags_leave_only_their_current_digest_in_the_cache_while_ano
                        what="only A's current config known")  # fmt: skip
 
 
+def followed_tag(registry: Registry, repository: str) -> dict[str, Any]:
+    """An OCI source that follows ``repository:stable`` on a plain-HTTP registry, resolved again every second."""
+    return {"image": {"repository": repository, "tag": "stable"},
+            "registry": {"name": registry.host, "plainHTTP": True}, "refreshInterval": "1s"}  # fmt: skip
+
+
 def named_rulesfile(name: str, registry: Registry, repository: str) -> Rulesfile:
-    oci = {"image": {"repository": repository, "tag": "stable"}, "registry": {"name": registry.host, "plainHTTP": True},
-           "refreshInterval": "1s"}  # fmt: skip
+    oci = followed_tag(registry, repository)
     return Rulesfile.model_validate({"metadata": {"name": name, "generation": 1}, "spec": {"ociArtifact": oci}})
