@@ -162,6 +162,21 @@ def interfaces_of(layout: NodeLayout) -> list[str]:
     return [name for name in names if name == layout.bridge] + [line.split(":")[1].strip() for line in attached]
 
 
+# --- capabilities --------------------------------------------------------------------------------------------------
+
+# Linux capability numbers (linux/capability.h) of the names the scenarios ask a runtime for.
+CAPABILITY_NUMBERS = {"SYS_PTRACE": 19, "SYS_ADMIN": 21, "SYS_RESOURCE": 24, "PERFMON": 38, "BPF": 39}
+
+
+def bounding_capabilities(status: str | None = None) -> frozenset[str]:
+    """The capabilities (of ``CAPABILITY_NUMBERS``) in this process's bounding set: all a container runtime started
+    from here can grant. Some sandboxes withhold a few (this project's CI machines lack SYS_RESOURCE)."""
+    text = status if status is not None else Path("/proc/self/status").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("CapBnd:"))
+    mask = int(line.split()[1], 16)
+    return frozenset(name for name, number in CAPABILITY_NUMBERS.items() if mask >> number & 1)
+
+
 # --- iptables --------------------------------------------------------------------------------------------------
 
 
@@ -180,15 +195,19 @@ def remove_cni_masquerade(layout: NodeLayout) -> None:
             run("iptables", "-t", "nat", "-X", chain)
 
 
-def remove_orphan_cni_chains() -> None:
-    """The bridge plugin's masquerade chains that are empty and that no rule jumps to: what a teardown the plugin
-    did not finish leaves (no comment names their network any more, and nothing can use them)."""
+def remove_orphan_cni_chains(layout: NodeLayout) -> None:
+    """The bridge plugin's masquerade chains that no rule jumps to and that hold nothing but rules of this node's
+    network (or nothing): what a teardown the plugin did not finish leaves (its POSTROUTING jump is gone, its chain
+    stays), and nothing can use them. A chain of another network is never touched."""
+    marker = f'name: \\"{layout.cni_network}\\"'
     rules = _rules("iptables", "nat")
     declared = [line[1:].split()[0] for line in rules if line.startswith(":CNI-")]
     for chain in declared:
         jump = re.compile(rf"-j {re.escape(chain)}(\s|$)")
-        used = any(line.startswith(f"-A {chain} ") or jump.search(line) for line in rules if line.startswith("-A "))
-        if not used:
+        own = [line for line in rules if line.startswith(f"-A {chain} ")]
+        jumped_to = any(jump.search(line) for line in rules if line.startswith("-A ") and line not in own)
+        if not jumped_to and all(marker in line for line in own):
+            run("iptables", "-t", "nat", "-F", chain)
             run("iptables", "-t", "nat", "-X", chain)
 
 

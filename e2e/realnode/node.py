@@ -197,7 +197,7 @@ class RealNode:
         if self.layout.kube_proxy_config.exists():
             host.run(str(proxy), "--cleanup", f"--config={self.layout.kube_proxy_config}")
         host.remove_cni_masquerade(self.layout)
-        host.remove_orphan_cni_chains()
+        host.remove_orphan_cni_chains(self.layout)
         host.remove_kube_chains()
         host.remove_log_links(self.layout)
         host.remove_kubelet_leftovers(self.layout)

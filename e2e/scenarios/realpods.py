@@ -131,6 +131,25 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def wait_available(kubectl: Kubectl, falco: str, namespace: str, timeout: int = 110) -> None:
+    """Wait for the Falco's Available condition; if it does not come, fail with what its pods say (their status and
+    the falco container's last log), not with a bare timeout."""
+    result = kubectl("-n", namespace, "wait", f"falco/{falco}", "--for=condition=Available", f"--timeout={timeout}s",
+                     check=False)  # fmt: skip
+    if result.returncode == 0:
+        return
+    story = [result.stderr.strip()]
+    for pod in falco_pods(kubectl, falco, namespace):
+        name = pod["metadata"]["name"]
+        statuses = (pod["status"].get("initContainerStatuses") or []) + (pod["status"].get("containerStatuses") or [])
+        fields = ("name", "ready", "restartCount", "state", "lastState")
+        story.append(f"pod {name}: " + json.dumps([{k: status.get(k) for k in fields} for status in statuses]))
+        for previous in (False, True):
+            text = logs(kubectl, namespace, name, "falco", previous=previous)
+            story.append(f"falco log ({'previous' if previous else 'current'}):\n" + text[-3000:])
+    raise AssertionError(f"Falco {namespace}/{falco} is not Available after {timeout}s:\n" + "\n".join(story))
+
+
 def logs(kubectl: Kubectl, namespace: str, pod: str, container: str, *, previous: bool = False) -> str:
     args = ["logs", "-n", namespace, pod, "-c", container, "--tail=-1"] + (["--previous"] if previous else [])
     return kubectl(*args, check=False).stdout

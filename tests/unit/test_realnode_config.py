@@ -64,3 +64,12 @@ def test_kube_proxy_and_kubelet_name_the_node() -> None:
     command = kubelet_command(Path("/bin/kubelet"), LAYOUT, Path("/k"), "10.1.2.3")
     assert "--hostname-override=real1" in command
     assert "--node-ip=10.1.2.3" in command
+
+
+def test_the_bounding_set_is_read_from_the_status_mask() -> None:
+    from e2e.realnode.host import bounding_capabilities
+
+    # This project's CI machines: every capability up to 40 but SYS_RESOURCE (24).
+    status = "Name:\tx\nCapBnd:\t000001fffeffffff\n"
+    assert bounding_capabilities(status) == {"SYS_PTRACE", "SYS_ADMIN", "PERFMON", "BPF"}
+    assert bounding_capabilities("CapBnd:\t000001ffffffffff\n") >= {"SYS_RESOURCE", "BPF"}
