@@ -120,7 +120,8 @@ class ArtifactSummary(KubeModel):
     image_defaults: ImageDefaultsSummary | None = None
     """What the spec asks every pod to load from the Falco image besides artifacts (`spec.imageDefaults`); absent:
     nothing, the pods load artifacts only. A Rulesfile delivering `falco-rules` from OCI replaces the rules file and a
-    Plugin named `container` the plugin: this says what the spec asks, not what each pod loaded."""
+    Plugin named `container` the plugin: this says what the spec asks; each pod's ArtifactReport says what its
+    Falco loads (`status.imageDefaults`)."""
 
 
 class FalcoStatus(KubeModel):

@@ -36,6 +36,8 @@ IMAGE_RULES = DEFAULT_RULES.read_bytes() + b"\n# the Falco image's copy\n"
 """The image's falco_rules.yaml: Falco's default rules, with bytes of its own so its sha256 tells it apart."""
 IMAGE_DEFAULTS = {"rules": [IMAGE_RULES_PATH], "plugins": ["container"]}
 IDLE = {"selected": 0, "programmed": 0, "failed": 0}
+IMAGE_REPORT = {"rules": [IMAGE_RULES_PATH], "rulesSha256": sha256_hex(IMAGE_RULES), "plugins": ["container"]}
+"""What an agent with the image's copy reports of the image's defaults while no artifact replaces one."""
 AGENT_CONTAINER = "artifact-operator"
 REGISTRY_ARGS = ("--pull-retry-max=1", "--pull-timeout=5", "--pull-deadline=20", "--allow-private-registries")
 RULES_REPOSITORY = "falcosecurity/rules/falco-rules"
@@ -110,6 +112,15 @@ async def rendered(api: kr8s.asyncio.Api, namespace: str, name: str) -> tuple[Js
     return config, list(agent.get("args") or [])
 
 
+async def wait_report(api: kr8s.asyncio.Api, agent: AgentProcess, image_defaults: Json | None) -> Json:
+    """The agent's report once its ``status.imageDefaults`` is ``image_defaults`` (None: absent)."""
+
+    def says(body: Json) -> bool:
+        return bool(body) and (body.get("status") or {}).get("imageDefaults") == image_defaults
+
+    return await wait_for(lambda: report(api, agent), says, timeout=15, what=f"imageDefaults in {agent.pod}'s report")
+
+
 def in_the_harness(config: Json) -> Json:
     """The operator's falco.yaml for ``run_falco``: everything as rendered but the web server's address and port
     (a loopback port of the test's), the engine (``nodriver``: no kernel driver here) and logging (to stderr)."""
@@ -171,7 +182,8 @@ async def test_a_falco_with_image_defaults_loads_the_image_rules_and_container_p
                     assert await loaded_plugins(falco) == {}, "the image's plugin is there, and not loaded"
                 assert agent.files(agent.rules_dir) == {}, "zero artifacts"
                 assert agent.files(agent.plugins_dir) == {}
-                assert ((await report(api, agent)).get("status") or {}).get("artifacts") in (None, [])
+                reported = (await wait_report(api, agent, IMAGE_REPORT if spec else None)).get("status") or {}
+                assert reported.get("artifacts") in (None, [])
         await expect_no_status_write(api, namespace, name, settled)
     # Turned off, the Falco says nothing of the image any more, and its status settles again.
     await call(api, "PATCH", f"{FALCO_API}/namespaces/{namespace}/falcos/defaults",
@@ -203,6 +215,7 @@ async def test_falco_rules_from_oci_replace_the_image_copy_and_it_comes_back_whe
                                       "the default rules from OCI confirmed by Falco")  # fmt: skip
             (written,) = [Path(path).name for path in loaded["files"]]
             assert DEFAULT_RULES_CONFIG_FILE in agent.files(agent.config_dir)
+            await wait_report(api, agent, {"plugins": ["container"], "replacedBy": ["Rulesfile/falco-rules"]})
             # One copy: the OCI one in rules.d, not the image's file, and rules.d once.
             await falco.wait_rules({written: sha256_hex(oci_rules)})
             rules_lines = [line for line in (await falco.metrics()).splitlines() if line.startswith(RULES_METRIC)]
@@ -210,4 +223,5 @@ async def test_falco_rules_from_oci_replace_the_image_copy_and_it_comes_back_whe
             await delete(api, namespace, "Rulesfile", "falco-rules")
             await wait_files(agent, agent.config_dir, lambda f: DEFAULT_RULES_CONFIG_FILE not in f, "fragment gone")
             await falco.wait_rules({"falco_rules.yaml": sha256_hex(IMAGE_RULES)})
-            assert entry(await report(api, agent), "Rulesfile", "falco-rules") == {}
+            after = await wait_report(api, agent, IMAGE_REPORT)
+            assert entry(after, "Rulesfile", "falco-rules") == {}
