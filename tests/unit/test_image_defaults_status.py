@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from falco_operator.api import Falco
-from falco_operator.instance.falcoconfig import base_config
+from falco_operator.instance.falcoconfig import rules_files
 from falco_operator.instance.status import artifact_summary, desired_status, status_patch
 
 Json = dict[str, Any]
@@ -24,9 +24,7 @@ def test_a_falco_with_image_defaults_says_which_rules_file_and_plugin_its_pods_a
     summary = artifact_summary("f", {}, [], image_defaults=True)
     image = {"rules": ["/etc/falco/falco_rules.yaml"], "plugins": ["container"]}
     assert summary == {"selected": 0, "programmed": 0, "failed": 0, "imageDefaults": image}
-    assert summary["imageDefaults"]["rules"] == base_config("nodriver", True)["rules_files"][:1], (
-        "the rules file falco.yaml lists before rules.d"
-    )
+    assert summary["imageDefaults"]["rules"] == rules_files(True)[:1], "the rules file falco.yaml lists before rules.d"
 
 
 def test_a_bare_falco_says_nothing_of_the_image() -> None:
