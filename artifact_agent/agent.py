@@ -229,7 +229,7 @@ class Agent:
                             time.time()) if self.settings.falco_url else result.outcomes)  # fmt: skip
         self._count_states(outcomes)
         status = report_status(outcomes, self.settings.directories.by_kind(), self._falco_probe(),
-                               self.pulls.refresh_problems())  # fmt: skip
+                               self.pulls.refresh_problems(), result.image_defaults)  # fmt: skip
         if await self.reporter.publish(status):
             self.metrics.report_writes.inc()
 

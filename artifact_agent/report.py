@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from falco_operator.api import ArtifactReportStatus, FalcoProbe, ReportedArtifact
-from falco_operator.api.report import RefreshProblem
+from falco_operator.api.report import RefreshProblem, ReportedImageDefaults
 from falco_operator.artifacts import ArtifactKey, Outcome, Unavailable, sha256_hex
+from falco_operator.artifacts.image_defaults import CONTAINER_PLUGIN, IMAGE_RULES_PATH, ImageDefaultsInUse
 from falco_operator.artifacts.naming import Medium, parse_artifact_file_name
 from falco_operator.kube import ApiError, Client, Conflict, NotFound
 from falco_operator.resources import ARTIFACTREPORTS
@@ -22,10 +23,11 @@ Json = dict[str, Any]
 
 def report_status(
     outcomes: Iterable[Outcome], directories: Mapping[str, Path], falco: FalcoProbe | None = None,
-    refresh_problems: Mapping[ArtifactKey, Unavailable] | None = None,
+    refresh_problems: Mapping[ArtifactKey, Unavailable] | None = None, image_defaults: ImageDefaultsInUse | None = None,
 ) -> Json:  # fmt: skip
     """The ``status`` of the report: one entry per applicable artifact, in a stable order; what Falco says; why an
-    OCI source could not be resolved again (``refresh_problems``), apart from the state of what is delivered."""
+    OCI source could not be resolved again (``refresh_problems``), apart from the state of what is delivered; what
+    Falco loads from its image (``image_defaults``)."""
     problems = refresh_problems or {}
     entries = [
         ReportedArtifact(
@@ -43,7 +45,19 @@ def report_status(
         )
         for outcome in sorted(outcomes, key=lambda outcome: outcome.key)
     ]
-    return ArtifactReportStatus(artifacts=entries, falco=falco).to_wire()
+    image = reported_image_defaults(image_defaults) if image_defaults is not None else None
+    return ArtifactReportStatus(artifacts=entries, falco=falco, image_defaults=image).to_wire()
+
+
+def reported_image_defaults(in_use: ImageDefaultsInUse) -> ReportedImageDefaults:
+    rules_replaced, plugin_replaced = in_use.rules_replaced_by, in_use.plugin_replaced_by
+    replaced_by = [f"{key.kind}/{key.name}" for key in (rules_replaced, plugin_replaced) if key is not None]
+    return ReportedImageDefaults(
+        rules=None if rules_replaced else [IMAGE_RULES_PATH],
+        rules_sha256=None if rules_replaced else in_use.rules_sha256,
+        plugins=None if plugin_replaced else [CONTAINER_PLUGIN],
+        replaced_by=replaced_by or None,
+    )
 
 
 def config_map_sha256(outcome: Outcome) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -275,13 +276,15 @@ def run_falco(
     workdir: Path, rules_dir: Path, config_dir: Path, plugins_dir: Path, *, load_container_plugin: bool = False,
     extra_config: Json | None = None, binaries: FalcoBinaries | None = None, web_port: int | None = None,
     environment: Mapping[str, str] | None = None, image_plugins: Sequence[Path] | None = None,
+    image: ImageLayout | None = None,
 ) -> Iterator[RunningFalco]:  # fmt: skip
     """Run Falco (``nodriver``) over the three directories until the block ends; it answers /healthz on entry.
 
     Starting blocks for about a second (Falco's start). ``plugins_dir`` is where plugin libraries are (library paths
     in config fragments point into it). ``environment`` is set for Falco over this process's environment (a pod's
     ``HOST_ROOT``, say). ``image_plugins``: libraries Falco finds in its own plugins directory, as in its image
-    (``image_plugins_command``; needs root). Falco gets SIGTERM at the end (SIGKILL if it lingers) and ends with
+    (``image_plugins_command``; needs root); ``image``: the image's files and the pod's volumes as well
+    (``image_layout_command``; needs root). Falco gets SIGTERM at the end (SIGKILL if it lingers) and ends with
     the test process even when that is killed (``processes.popen``).
     """
     binaries = binaries or find_falco()
@@ -300,7 +303,9 @@ def run_falco(
         offset = log.tell()
         env = {**os.environ, **environment} if environment is not None else None
         command = [str(binaries.falco), "-c", str(config_path)]
-        if image_plugins is not None:
+        if image is not None:
+            command = image_layout_command(command, image, workdir / "image-layer")
+        elif image_plugins is not None:
             command = image_plugins_command(command, image_plugins, workdir / "image-share")
         process = popen(command, stdout=log, cwd=workdir, env=env)
     running = RunningFalco(process, port, log_path, config_path, offset)
@@ -324,6 +329,52 @@ def image_plugins_command(command: Sequence[str], libraries: Sequence[Path], lay
     # unshare execs sh, which execs the command: Falco keeps the PID popen watches.
     script = f'mount -t overlay overlay -o "lowerdir=$1:{share}" {share} && shift && exec "$@"'
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(layer), *command]
+
+
+IMAGE_TREES = ("/usr/share", "/etc")
+"""Where ``image_layout_command`` lays the image's files: read-only overlays over the host's trees."""
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """What Falco sees of its image and its pod, at the paths a pod has them: ``plugins``, libraries in its plugins
+    directory (/usr/share/falco/plugins); ``files``, an image's file by its path (``/etc/falco/falco_rules.yaml``)
+    → the file to show there; ``volumes``, a pod's volume by its mount path (``/etc/falco/rules.d``) → the
+    directory to mount there (writes to it show through, as an emptyDir's do). Paths are under ``IMAGE_TREES``."""
+
+    plugins: Sequence[Path] = ()
+    files: Mapping[str, Path] = field(default_factory=dict)
+    volumes: Mapping[str, Path] = field(default_factory=dict)
+
+
+def image_layout_command(command: Sequence[str], image: ImageLayout, layer: Path) -> list[str]:
+    """``command`` in a mount namespace of its own where ``image`` holds: ``layer`` gets the image's files and the
+    volumes' mount points and is laid over each of ``IMAGE_TREES`` (read-only overlays), then each volume is
+    bind-mounted at its path. The host's trees stay as they are. Needs root (CAP_SYS_ADMIN)."""
+    shutil.rmtree(layer, ignore_errors=True)
+    wanted = {posixpath.join(FALCO_PLUGINS_DIR, library.name): library for library in image.plugins} | dict(image.files)
+    for path, source in wanted.items():
+        target = _in_layer(layer, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    for path in image.volumes:
+        _in_layer(layer, path).mkdir(parents=True, exist_ok=True)
+    mounts = []
+    for tree in IMAGE_TREES:
+        lower = layer / tree.lstrip("/")
+        lower.mkdir(parents=True, exist_ok=True)
+        mounts.append(f"mount -t overlay overlay -o {shlex.quote(f'lowerdir={lower}:{tree}')} {tree}")
+    mounts += [f"mount --bind {shlex.quote(str(source.absolute()))} {shlex.quote(path)}"
+               for path, source in image.volumes.items()]  # fmt: skip
+    # unshare execs sh, which execs the command: Falco keeps the PID popen watches.
+    script = " && ".join([*mounts, 'exec "$@"'])
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *command]
+
+
+def _in_layer(layer: Path, path: str) -> Path:
+    if not any(path.startswith(tree + "/") for tree in IMAGE_TREES):
+        raise ValueError(f"{path}: the harness lays out only {', '.join(IMAGE_TREES)}")
+    return layer / path.lstrip("/")
 
 
 def _wait_started(falco: RunningFalco, timeout: float = 30) -> None:

@@ -168,6 +168,13 @@ class FalcoSpec(KubeModel):
         return Engine(kind="nodriver" if self.workload_type == "Deployment" else "modern_ebpf")
 
 
+class ImageDefaultsSummary(KubeModel):
+    rules: list[str] | None = None
+    """The image's rules files the pods' falco.yaml lists (`/etc/falco/falco_rules.yaml`), before `rules.d`."""
+    plugins: list[str] | None = None
+    """The image's plugins the pods' agents configure (`container`)."""
+
+
 class ArtifactSummary(KubeModel):
     selected: int = 0
     """Rulesfiles, Plugins and Configs in the namespace whose instanceSelector picks this Falco."""
@@ -175,6 +182,11 @@ class ArtifactSummary(KubeModel):
     """Of those, the ones whose current generation every targeted Falco pod has."""
     failed: int = 0
     """Of those, the ones that failed on at least one Falco pod."""
+    image_defaults: ImageDefaultsSummary | None = None
+    """What the spec asks every pod to load from the Falco image besides artifacts (`spec.imageDefaults`); absent:
+    nothing, the pods load artifacts only. A Rulesfile delivering `falco-rules` from OCI replaces the rules file and a
+    Plugin named `container` the plugin: this says what the spec asks; each pod's ArtifactReport says what its
+    Falco loads (`status.imageDefaults`)."""
 
 
 class FalcoStatus(KubeModel):

@@ -59,6 +59,20 @@ class FalcoProbe(KubeModel):
     """Whether the agent reached Falco's web server."""
 
 
+class ReportedImageDefaults(KubeModel):
+    rules: list[str] | None = None
+    """The image's rules files this pod's Falco loads (`/etc/falco/falco_rules.yaml`, before `rules.d`); absent
+    while a Rulesfile delivering Falco's default rules from OCI replaces them (`replacedBy`)."""
+    rules_sha256: str | None = None
+    """SHA-256 of the agent's copy of the image's rules file, as Falco's rules metric lists `falco_rules.yaml`;
+    absent when the copy is missing or not valid rules (Falco still reads the image's own file)."""
+    plugins: list[str] | None = None
+    """The image's plugins the agent configures for Falco (`container`); absent while a Plugin whose entry is
+    named `container` replaces it (`replacedBy`)."""
+    replaced_by: list[str] | None = None
+    """The artifacts that replace an image default, as `Kind/name`."""
+
+
 class ArtifactReportStatus(KubeModel):
     artifacts: (
         Annotated[
@@ -70,6 +84,9 @@ class ArtifactReportStatus(KubeModel):
     """One entry per artifact that applies to this agent."""
     falco: FalcoProbe | None = None
     """What the agent learned from Falco."""
+    image_defaults: ReportedImageDefaults | None = None
+    """What this pod's Falco loads from its image besides artifacts, for a Falco with `spec.imageDefaults`
+    (the agent's `--image-defaults-dir`); absent otherwise."""
 
 
 class ArtifactReport(KubeObject):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .model import ArtifactKey, sha256_hex
 from .naming import DEFAULT_RULES_CONFIG_FILE as DEFAULT_RULES_CONFIG_FILE
 from .rules import RulesFile
 from .validation import Invalid, parse_rules
@@ -50,9 +51,11 @@ DEFAULT_RULES_CONFIG = b"# Written by falco-artifact-agent: a Rulesfile delivers
 
 @dataclass(frozen=True)
 class ImageDefaults:
-    """The image's defaults this agent's Falco loads: its default rules file (None: absent or unreadable)."""
+    """The image's defaults this agent's Falco loads: its default rules file (None: absent or unreadable) and the
+    SHA-256 of its bytes (what Falco's rules metric says of ``falco_rules.yaml``)."""
 
     rules: RulesFile | None = None
+    rules_sha256: str | None = None
 
     @classmethod
     def read(cls, directory: Path) -> ImageDefaults:
@@ -71,7 +74,19 @@ class ImageDefaults:
         except Invalid as invalid:
             log.warning("the image's rules file %s is not valid rules: %s", path, invalid.problem)
             return cls()
-        return cls(RulesFile(IMAGE_RULES_PATH, items, data.decode(errors="replace")))
+        return cls(RulesFile(IMAGE_RULES_PATH, items, data.decode(errors="replace")), sha256_hex(data))
+
+
+@dataclass(frozen=True)
+class ImageDefaultsInUse:
+    """What a pass leaves Falco loading from its image: the image's rules file unless ``rules_replaced_by`` (a
+    Rulesfile delivering ``falco-rules`` from OCI), its container plugin unless ``plugin_replaced_by`` (a Plugin
+    whose entry is named ``container``)."""
+
+    rules_sha256: str | None
+    """Of the agent's copy of the image's rules file; None: the copy is missing or not valid rules."""
+    rules_replaced_by: ArtifactKey | None = None
+    plugin_replaced_by: ArtifactKey | None = None
 
 
 def with_container_plugin(entries: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -14,10 +14,12 @@ from typing import Any, Literal
 
 from ..api import Config, Plugin, Rulesfile
 from .image_defaults import (
+    CONTAINER_PLUGIN,
     DEFAULT_RULES_ARTIFACT,
     DEFAULT_RULES_CONFIG,
     DEFAULT_RULES_CONFIG_FILE,
     ImageDefaults,
+    ImageDefaultsInUse,
     with_container_plugin,
 )
 from .model import EMPTY, ArtifactKey, Content, Delivered, FileRef, Outcome, Resolutions, Unavailable
@@ -65,6 +67,8 @@ class Plan:
     remembered: Mapping[ArtifactKey, Delivered] = field(default_factory=dict)
     """The next pass's ``last_good``: what each artifact has on disk, and the files of departed artifacts that a
     withheld dependent names (``DependencyGone``), so later passes still know why it is withheld."""
+    image_defaults: ImageDefaultsInUse | None = None
+    """What Falco loads from its image with this plan (None: the agent serves a Falco without ``imageDefaults``)."""
 
 
 def artifact_key(artifact: Artifact) -> ArtifactKey:
@@ -223,32 +227,47 @@ def plan(
     if artifact_needs:
         enforce_needs(outcomes, last_good, artifact_needs, plugin_versions or {}, engine_version, image_defaults)
     needed: dict[ArtifactKey, Delivered] = {}
-    replaced = image_defaults is not None and _delivers_default_rules(outcomes.values(), artifact_needs or {})
+    replaced = _default_rules_source(outcomes.values(), artifact_needs or {}) if image_defaults is not None else None
     if rules_set_check:
         priorities = {artifact_key(a): a.spec.priority for a in artifacts if isinstance(a, Rulesfile)}
         while True:
             image = replace(image_defaults, rules=None) if image_defaults is not None and replaced else image_defaults
             context = load_context(outcomes.values(), plugin_versions or {}, engine_version, image)
             needed |= enforce_rules_set(outcomes, last_good, rules_set_check, context, priorities)
-            if not replaced or _delivers_default_rules(outcomes.values(), artifact_needs or {}):
+            if not replaced:
                 break
-            replaced = False  # the default rules were withheld: the image's file loads again, judge with it
+            replaced = _default_rules_source(outcomes.values(), artifact_needs or {})
+            if replaced:
+                break
+            # the default rules were withheld: the image's file loads again, judge with it
     remembered = {key: outcome.delivered for key, outcome in outcomes.items() if not outcome.delivered.empty}
     directories = _directories(outcomes.values(), image_defaults is not None)
     if replaced:
         directories[CONFIG_DIR][DEFAULT_RULES_CONFIG_FILE] = DEFAULT_RULES_CONFIG
-    return Plan(directories, list(outcomes.values()), remembered | needed)
+    in_use = None
+    if image_defaults is not None:
+        in_use = ImageDefaultsInUse(image_defaults.rules_sha256, replaced, _container_plugin_source(outcomes.values()))
+    return Plan(directories, list(outcomes.values()), remembered | needed, in_use)
 
 
-def _delivers_default_rules(outcomes: Iterable[Outcome], needs: Mapping[str, ArtifactNeeds]) -> bool:
-    """Whether a Rulesfile writes rules files from an OCI artifact whose config names Falco's default rules."""
-    for outcome in outcomes:
+def _default_rules_source(outcomes: Iterable[Outcome], needs: Mapping[str, ArtifactNeeds]) -> ArtifactKey | None:
+    """The first Rulesfile writing rules files from an OCI artifact whose config names Falco's default rules."""
+    for outcome in sorted(outcomes, key=lambda outcome: outcome.key):
         digest, files = outcome.delivered.digest, outcome.delivered.files
         if outcome.key.kind != "Rulesfile" or digest is None or digest not in needs:
             continue
         if needs[digest].name == DEFAULT_RULES_ARTIFACT and any(directory == RULES_DIR for directory, _ in files):
-            return True
-    return False
+            return outcome.key
+    return None
+
+
+def _container_plugin_source(outcomes: Iterable[Outcome]) -> ArtifactKey | None:
+    """The Plugin whose delivered entry takes the image's container plugin's name (one at most: names clash)."""
+    for outcome in sorted(outcomes, key=lambda outcome: outcome.key):
+        entry = outcome.delivered.plugin_entry
+        if entry is not None and str(entry.get("name")) == CONTAINER_PLUGIN:
+            return outcome.key
+    return None
 
 
 def _summary(delivered: Delivered) -> str:

@@ -56,6 +56,7 @@ from .status import (
     artifact_summary,
     desired_status,
     rollout_age,
+    status_patch,
     transitions,
 )
 from .workload import build_configmap, build_service, build_workload
@@ -149,7 +150,8 @@ class FalcoReconciler:
             raise
         kind = falco.spec.workload_type
         await self._remove_other_workload(raw, kind)
-        summary = artifact_summary(falco.metadata.name or "", falco.metadata.labels or {}, artifacts)
+        summary = artifact_summary(falco.metadata.name or "", falco.metadata.labels or {}, artifacts,
+                                   falco.spec.loads_image_defaults)  # fmt: skip
         status = await self._write_status(falco, raw, kind, workload, error, summary)
         delays = []
         if any(c["type"] == "Available" and c["reason"] == "RollingOut" for c in status["conditions"]):
@@ -236,9 +238,7 @@ class FalcoReconciler:
         )  # fmt: skip
         if status == old:
             return status
-        # A merge patch keeps keys it does not mention: clear the ones the new status no longer has.
-        cleared = {key: None for key in (old or {}) if key not in status}
-        await self.client.patch_status(FALCOS, metadata["name"], {**status, **cleared}, metadata["namespace"])
+        await self.client.patch_status(FALCOS, metadata["name"], status_patch(old, status), metadata["namespace"])
         before = {c.get("type") for c in (old or {}).get("conditions") or []}
         for kind_, state, reason, message in transitions(old, status):
             # Rollouts show on the workload itself; a first status is no transition, unless it is a failure.

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..artifacts.audience import Audience
+from ..artifacts.image_defaults import CONTAINER_PLUGIN
 from ..kube.conditions import with_transition_times
+from .falcoconfig import IMAGE_RULES_FILE
 
 Json = dict[str, Any]
 
@@ -110,8 +112,16 @@ def _selects(raw: Json, falco: str, falco_labels: dict[str, str]) -> bool:
     return audience is not None and audience.includes_falco(falco, falco_labels)
 
 
-def artifact_summary(falco: str, falco_labels: dict[str, str], artifacts: list[Json]) -> Json:
-    """How many artifacts select this Falco, how many are Programmed (for their current generation), failed."""
+IMAGE_DEFAULTS_SUMMARY: Json = {"rules": [IMAGE_RULES_FILE], "plugins": [CONTAINER_PLUGIN]}
+"""``status.artifacts.imageDefaults`` of a Falco with ``spec.imageDefaults``: what its spec asks the pods to load
+from the image (the operator cannot see what they loaded: each agent's report says that)."""
+
+
+def artifact_summary(
+    falco: str, falco_labels: dict[str, str], artifacts: list[Json], image_defaults: bool = False
+) -> Json:
+    """How many artifacts select this Falco, how many are Programmed (for their current generation), failed; and
+    with ``image_defaults`` what the pods load from the image besides."""
     selected = [raw for raw in artifacts if _selects(raw, falco, falco_labels)]
     programmed = failed = 0
     for raw in selected:
@@ -123,7 +133,22 @@ def artifact_summary(falco: str, falco_labels: dict[str, str], artifacts: list[J
         failed += bool(
             ((status.get("nodes") or {}).get("failed") or 0) and status.get("observedGeneration") == generation
         )
-    return {"selected": len(selected), "programmed": programmed, "failed": failed}
+    summary: Json = {"selected": len(selected), "programmed": programmed, "failed": failed}
+    if image_defaults:
+        summary["imageDefaults"] = {key: list(values) for key, values in IMAGE_DEFAULTS_SUMMARY.items()}
+    return summary
+
+
+def status_patch(old: Json | None, new: Json) -> Json:
+    """The merge patch that turns ``old`` into ``new``: a merge patch keeps the keys it does not mention, at every
+    depth, so each key ``new`` no longer has (``artifacts.imageDefaults`` after the field is turned off) is null."""
+    patch = dict(new)
+    for key, value in (old or {}).items():
+        if key not in new:
+            patch[key] = None
+        elif isinstance(value, dict) and isinstance(new[key], dict):
+            patch[key] = status_patch(value, new[key])
+    return patch
 
 
 def desired_status(

@@ -12,9 +12,11 @@ import pytest
 
 from artifact_agent.cli import build_parser
 from artifact_agent.planner import PassPlanner
+from artifact_agent.report import report_status
 from falco_operator.api import Config, Plugin, Rulesfile
 from falco_operator.artifacts import (
     CONFIG_DIR,
+    DIRECTORIES,
     PLUGINS_CONFIG_FILE,
     ArtifactKey,
     Content,
@@ -23,6 +25,7 @@ from falco_operator.artifacts import (
     Plan,
     load_yaml,
     plan,
+    sha256_hex,
 )
 from falco_operator.artifacts.image_defaults import (
     CONTAINER_ENTRY,
@@ -258,3 +261,44 @@ def test_a_config_may_not_take_the_name_of_the_default_rules_fragment(image_defa
     state, message = states(planned([config], image_defaults))["image-rules-replaced"]
     assert state == "Invalid"
     assert DEFAULT_RULES_CONFIG_FILE in message
+
+
+def reported(result: Plan) -> Any:
+    """What the agent's report says of the image's defaults after this plan (None: nothing)."""
+    directories = {directory: Path("/pod", directory) for directory in DIRECTORIES}
+    return report_status(result.outcomes, directories, image_defaults=result.image_defaults).get("imageDefaults")
+
+
+def test_the_report_says_the_image_rules_file_with_its_sha256_and_the_container_plugin(
+    image_defaults: ImageDefaults,
+) -> None:
+    assert reported(planned([], image_defaults)) == {"rules": [IMAGE_RULES_PATH], "plugins": ["container"],
+                                                     "rulesSha256": sha256_hex(DEFAULT_RULES.read_bytes())}  # fmt: skip
+
+
+def test_an_agent_without_the_flag_reports_nothing_of_the_image() -> None:
+    assert reported(planned([], None)) is None
+
+
+def test_the_report_names_the_plugin_that_replaces_the_image_container_plugin(image_defaults: ImageDefaults) -> None:
+    image = reported(planned([container_plugin({})], image_defaults))
+    assert "plugins" not in image
+    assert image["replacedBy"] == ["Plugin/my-container"]
+    assert image["rules"] == [IMAGE_RULES_PATH]
+
+
+def test_the_report_names_the_rulesfile_that_replaces_the_image_rules_and_they_come_back_when_it_goes(
+    image_with_marker: ImageDefaults,
+) -> None:
+    artifact, resolutions, needs = default_rules_from_oci("falco-rules")
+    with_oci = planned([artifact], image_with_marker, resolutions, needs)
+    assert reported(with_oci) == {"plugins": ["container"], "replacedBy": ["Rulesfile/falco-rules"]}
+    after = planned([], image_with_marker, last_good=dict(with_oci.remembered))
+    assert reported(after) == {"rules": [IMAGE_RULES_PATH], "plugins": ["container"],
+                               "rulesSha256": image_with_marker.rules_sha256}  # fmt: skip
+    assert image_with_marker.rules_sha256 != sha256_hex(DEFAULT_RULES.read_bytes())
+
+
+def test_a_missing_image_rules_file_is_reported_without_a_sha256(tmp_path: Path) -> None:
+    assert reported(planned([], ImageDefaults.read(tmp_path))) == {"rules": [IMAGE_RULES_PATH],
+                                                                   "plugins": ["container"]}  # fmt: skip
