@@ -122,7 +122,8 @@ def _library_source(context: Context, name: str, sources: dict[str, Source]) -> 
     chart_ref = {CONTAINER: "collectors.containerEngine.pluginRef", K8SMETA: "collectors.kubernetes.pluginRef"}
     if name in chart_ref:
         path = chart_ref[name]
-        if name in IMAGE_LIBRARIES and not context.changed(path) and not context.changed("image.tag"):
+        image_version = context.get("image.tag") or APP_VERSION
+        if name in IMAGE_LIBRARIES and not context.changed(path) and image_version == APP_VERSION:
             # The chart's default pluginRef is the version the Falco image of the chart's appVersion ships.
             return None
         try:
