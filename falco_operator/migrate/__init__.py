@@ -68,13 +68,17 @@ def _reported(context: Context) -> None:
             "kind): install its chart; the Config sends Falco's events where the chart's would "
             "(http_output)",
         )
-    context.handle("falcosidekick.enabled", "falcosidekick.fullfqdn", "falcosidekick.listenport")
+    wired = ("falcosidekick.enabled", "falcosidekick.fullfqdn", "falcosidekick.listenport")
     context.unmapped_if_changed(
-        "falcosidekick", "configures the falcosidekick subchart, which the operator does not deploy"
+        "falcosidekick", "configures the falcosidekick subchart, which the operator does not deploy", skip=wired
     )
     if context.get("responseActions.enabled"):
         context.unmapped("responseActions.enabled", "the operator does not deploy Falco Talon: install its chart")
-    context.unmapped_if_changed("responseActions", "configures Falco Talon, which the operator does not deploy")
+    context.unmapped_if_changed(
+        "responseActions",
+        "configures Falco Talon, which the operator does not deploy",
+        skip=("responseActions.enabled",),
+    )
     context.unmapped_if_changed(
         "falco-talon", "configures the falco-talon subchart, which the operator does not deploy"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..api.falco import Engine
 from ..artifacts.kept_config import kept_config_problem
 from ..artifacts.validation import RESERVED_CONFIG_KEYS
 from ..instance.falcoconfig import base_config
@@ -79,7 +80,7 @@ def config_fragment(context: Context, full_name: str) -> Json:
     """The falco.yaml fragment of the changed keys (empty when nothing changed)."""
     context.handle("falco", "metrics", "falcosidekick.fullfqdn", "falcosidekick.listenport")
     rendered, defaults = rendered_falco(context, full_name)
-    base = base_config("modern_ebpf")
+    base = base_config(Engine(kind="nodriver"))
     fragment: Json = {}
     for key, value in rendered.items():
         if key in defaults and defaults[key] == value:

@@ -35,13 +35,12 @@ def lookup(values: Any, path: str, default: Any = None) -> Any:
 def changed_leaves(values: Any, defaults: Any, prefix: str = "") -> list[str]:
     """Dotted paths where ``values`` differs from ``defaults``: mappings are compared key by key, anything else
     (lists included, as Helm replaces them) whole."""
-    if isinstance(values, dict) and isinstance(defaults, dict):
+    if isinstance(values, dict) and (isinstance(defaults, dict) or defaults is _MISSING):
+        known = defaults if isinstance(defaults, dict) else {}
         paths: list[str] = []
         for key in values:
-            paths += changed_leaves(values[key], defaults.get(key, _MISSING), f"{prefix}{key}.")
+            paths += changed_leaves(values[key], known.get(key, _MISSING), f"{prefix}{key}.")
         return paths
-    if defaults is _MISSING and isinstance(values, dict) and not values:
-        return []
     return [] if values == defaults else [prefix.rstrip(".")]
 
 
@@ -74,10 +73,11 @@ class Context:
         self.findings.append(Finding(path, reason))
         self.handled.add(path)
 
-    def unmapped_if_changed(self, path: str, reason: str) -> None:
-        """Report every changed value under ``path`` with ``reason``; the default needs no migration."""
+    def unmapped_if_changed(self, path: str, reason: str, skip: tuple[str, ...] = ()) -> None:
+        """Report every changed value under ``path`` (but those under ``skip``) with ``reason``; the default needs
+        no migration."""
         for leaf in changed_leaves(self.get(path), self.default(path), f"{path}."):
-            if not self.is_handled(leaf):
+            if not any(leaf == done or leaf.startswith(f"{done}.") for done in skip):
                 self.findings.append(Finding(leaf, reason))
         self.handled.add(path)
 

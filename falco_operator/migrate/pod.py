@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ..instance.options import FALCO_IMAGE_REPOSITORY
-from ..instance.podtemplate import DRIVER_LOADER_CONTAINER, FALCO_CONTAINER, HOST_MOUNTS
+from ..instance.podtemplate import DRIVER_LOADER_CONTAINER, FALCO_CONTAINER, RUNTIME_SOCKETS
 from .chart_defaults import APP_VERSION
 from .engine import engine_kind
 from .findings import Context, Finding
@@ -167,7 +167,7 @@ def _sockets(context: Context, pod: PodOverlay) -> None:
     """Container engines' sockets the chart mounts that the operator's host mounts do not already cover."""
     if engine_kind(context) in (None, "nodriver"):
         return
-    covered = [host for _, host, mount, _ in HOST_MOUNTS if mount == f"/host{host}"]
+    covered = [m.host_path for m in RUNTIME_SOCKETS if m.mount_path == f"/host{m.host_path}"]
     index = 0
     for socket in container_sockets(context):
         if any(socket == root or socket.startswith(f"{root}/") for root in covered):

@@ -55,8 +55,8 @@ def monitoring_spec(context: Context) -> Json | None:
     if context.get("grafana.dashboards.enabled"):
         context.unmapped(
             "grafana.dashboards.enabled",
-            "the operator creates no Grafana dashboard ConfigMap: import "
-            "the dashboard for Falco the operator ships (docs/operations.md)",
+            "the operator creates no dashboard ConfigMap for a Falco: apply manifests/grafana (kustomize), the "
+            "dashboards the operator ships",
         )
     context.unmapped_if_changed("grafana.dashboards.configMaps", "the operator creates no Grafana dashboard ConfigMap")
     if not context.get("serviceMonitor.create"):
