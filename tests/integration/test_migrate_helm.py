@@ -120,3 +120,35 @@ async def test_the_charts_defaults_migrated_run_the_charts_falco(
         what="the Falco selecting the migrated Rulesfile and Plugin",
         timeout=60,
     )
+
+
+REALISTIC = ("custom-rules.yaml", "sidekick.yaml", "kmod.yaml", "scheduling.yaml", "k8saudit-services.yaml",
+             "values-k8saudit.yaml", "values-syscall-k8saudit.yaml")  # fmt: skip
+
+
+async def served_falco_fields(api: kr8s.asyncio.Api) -> set[str]:
+    crd = await call(
+        api, "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/falcos.instance.falcosecurity.dev"
+    )
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return set(schema["properties"]["spec"]["properties"])
+
+
+@pytest.mark.parametrize("values_file", REALISTIC)
+async def test_every_migrated_object_passes_the_api_servers_validation(
+    api: kr8s.asyncio.Api, namespace: str, control_plane: ControlPlane, tmp_path: Path, values_file: str
+) -> None:
+    """The schemas and CEL rules of the CRDs accept what the migration prints (strict field validation: no field
+    is dropped). spec.services and spec.monitoring come from other branches: until the CRD serves them they are
+    left out here, so the test checks them once it does."""
+    migration = migrate(read_values((HELM / values_file).read_bytes()), namespace=namespace)
+    served = await served_falco_fields(api)
+    falco = migration.manifests[0]
+    for field in ("services", "monitoring"):
+        if field not in served:
+            falco["spec"].pop(field, None)
+    printed = tmp_path / "migrated.yaml"
+    printed.write_text(render(values_file, migration.manifests, migration.findings))
+    result = control_plane.kubectl("apply", "--server-side", "--dry-run=server", "--validate=strict",
+                                   "--field-manager=migrate-helm-test", "-f", str(printed))  # fmt: skip
+    assert result.stdout.count("serverside-applied (server dry run)") == len(migration.manifests), result.stdout
