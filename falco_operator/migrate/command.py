@@ -26,7 +26,6 @@ def add_migrate_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "migrate-helm",
         help="print the Falco, Rulesfile, Plugin and Config manifests equivalent to a falco Helm chart's values",
         description=DESCRIPTION,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     command.add_argument(
         "values",
@@ -38,7 +37,7 @@ def add_migrate_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "--name",
         default=DEFAULT_RELEASE,
         help="the Helm release name: the Falco gets the chart's name for it (falco for falco, "
-        "NAME-falco otherwise, or fullnameOverride)",
+        f"NAME-falco otherwise, or fullnameOverride); default: {DEFAULT_RELEASE}",
     )
     command.add_argument(
         "--namespace",
