@@ -31,6 +31,7 @@ from .kube import (
 )
 from .kube.resources import CUSTOM_RESOURCE_DEFINITIONS
 from .lint import add_lint_command, run_lint
+from .migrate.command import add_migrate_command, run_migrate
 from .resources import registry
 from .status import setup_status_controllers
 
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("json", "text"), default="json")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     add_lint_command(commands)
+    add_migrate_command(commands)
     return parser
 
 
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(error))
     if args.command == "lint":
         return run_lint(args, sys.stdout)
+    if args.command == "migrate-helm":
+        return run_migrate(args, sys.stdout, sys.stderr)
     configure_logging(args.log_format, args.log_level)
     return run_process(lambda: run(args))
 
