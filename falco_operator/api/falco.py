@@ -7,7 +7,9 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 from .base import KubeModel, KubeObject, LabelSelector
+from .monitoring import FalcoMonitoring
 from .schema_types import Conditions, IntOrString, PodTemplateSpec, cel, validations
+from .services import ExtraServices
 
 WorkloadType = Literal["DaemonSet", "Deployment"]
 EngineKind = Literal["modern_ebpf", "ebpf", "kmod", "nodriver"]
@@ -87,6 +89,11 @@ class FalcoSpec(KubeModel):
     image_defaults: bool | None = None
     """Load what the Falco image ships: its default rules (/etc/falco/falco_rules.yaml) and its container plugin;
     unset or false: nothing but artifacts (the default)."""
+    services: ExtraServices | None = None
+    """Extra Services `<falco>-<name>` selecting the Falco's pods, for plugin listeners (k8saudit's webhook on
+    9765); a Service removed from the list is deleted."""
+    monitoring: FalcoMonitoring | None = None
+    """Monitoring of Falco itself."""
 
     @property
     def workload_type(self) -> WorkloadType:
