@@ -40,7 +40,8 @@ def build_service_monitor(falco: Falco, raw: Json, options: BuildOptions) -> Jso
                               raw)  # fmt: skip
     # The user's labels (a Prometheus's serviceMonitorSelector) never replace the ones the operator selects by.
     metadata["labels"] = {**((settings.labels if settings else None) or {}), **metadata["labels"]}
-    endpoint: Json = {"port": "web", "path": "/metrics", "scheme": "http"}
+    # Plain HTTP, the ServiceMonitor default: the operator's falco.yaml serves the web server without TLS.
+    endpoint: Json = {"port": "web", "path": "/metrics"}
     if settings and settings.interval:
         endpoint["interval"] = settings.interval
     if settings and settings.scrape_timeout:

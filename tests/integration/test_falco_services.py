@@ -261,7 +261,7 @@ async def test_service_monitor_waits_for_its_crd_then_follows_the_field_with_no_
         assert monitor is not None
         assert monitor["metadata"]["labels"]["release"] == "prom"
         assert monitor["metadata"]["ownerReferences"][0]["uid"] == uid
-        assert monitor["spec"]["endpoints"] == [{"port": "web", "path": "/metrics", "scheme": "http",
+        assert monitor["spec"]["endpoints"] == [{"port": "web", "path": "/metrics",
                                                  "interval": "30s"}]  # fmt: skip
         selector = monitor["spec"]["selector"]
         assert selector["matchLabels"] == {"app.kubernetes.io/name": "falco", "app.kubernetes.io/instance": "watched"}

@@ -137,7 +137,7 @@ def test_the_service_monitor_scrapes_the_headless_service_web_port_only() -> Non
         )
         assert matches is selected
     assert monitor["spec"]["endpoints"] == [
-        {"port": "web", "path": "/metrics", "scheme": "http", "interval": "30s", "scrapeTimeout": "10s"}
+        {"port": "web", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
     ]
     assert {p["name"] for p in headless["spec"]["ports"]} == {"web"}
 
@@ -148,7 +148,7 @@ def test_no_monitor_is_wanted_without_the_field_and_an_empty_one_means_defaults(
     falco, raw = make({"monitoring": {"serviceMonitor": {}}})
     assert wants_service_monitor(falco)
     assert build_service_monitor(falco, raw, BuildOptions())["spec"]["endpoints"] == [
-        {"port": "web", "path": "/metrics", "scheme": "http"}
+        {"port": "web", "path": "/metrics"}
     ]
 
 
