@@ -9,8 +9,9 @@ from pydantic import ConfigDict, Field
 from .base import KubeModel
 from .schema_types import cel, validations
 
-PROMETHEUS_DURATION = r"^(?:[0-9]+(?:ms|s|m|h))+$"
-"""A Prometheus duration in the units CEL's ``duration()`` reads too (30s, 1m, 1m30s, 500ms)."""
+PROMETHEUS_DURATION = r"^(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?(?:[0-9]+ms)?$"
+"""A Prometheus duration, units in decreasing order as the ServiceMonitor CRD wants them, limited to the units CEL's
+``duration()`` reads too (30s, 1m, 1m30s, 500ms; no d, w, y). ``min_length`` keeps out the empty string."""
 MAX_MONITOR_LABELS = 32
 
 Duration = Annotated[str, Field(min_length=2, max_length=32, pattern=PROMETHEUS_DURATION)]

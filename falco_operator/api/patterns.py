@@ -55,7 +55,7 @@ READABLE: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     DURATION_PATTERN: (("self.matches(PATTERN)", "must be a duration such as 90s, 5m or 1h30m"),),
     PROMETHEUS_DURATION: (
-        ("self.matches(PATTERN)", "must be a duration of whole ms, s, m or h such as 30s, 1m or 1m30s"),
+        ("self.matches(PATTERN)", "must be a duration such as 30s, 1m or 1m30s: whole h, m, s, ms, in that order"),
     ),
     PRIORITY_PATTERN: (
         (

@@ -168,7 +168,14 @@ def test_service_monitors_are_served_only_by_an_established_crd_serving_v1() -> 
     assert not crd_serves_service_monitors(_crd(deleting=True))
 
 
-@pytest.mark.parametrize("settings", [{"interval": "1.5s"}, {"interval": "30"}, {"scrapeTimeout": "1d"}])
-def test_monitor_durations_are_whole_units(settings: Json) -> None:
+@pytest.mark.parametrize(
+    "settings", [{"interval": "1.5s"}, {"interval": "30"}, {"scrapeTimeout": "1d"}, {"interval": "30s1m"}]
+)
+def test_monitor_durations_are_whole_units_in_decreasing_order(settings: Json) -> None:
     with pytest.raises(ValidationError):
         make({"monitoring": {"serviceMonitor": settings}})
+
+
+def test_monitor_durations_prometheus_and_cel_both_read_are_accepted() -> None:
+    for interval in ("30s", "1m", "1m30s", "1h", "500ms", "2m0s"):
+        assert wants_service_monitor(make({"monitoring": {"serviceMonitor": {"interval": interval}}})[0])
