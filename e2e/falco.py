@@ -31,6 +31,7 @@ import anyio
 import httpx
 from ruamel.yaml import YAML
 
+from falco_operator.api import Engine
 from falco_operator.artifacts.plugins import FALCO_PLUGINS_DIR
 from falco_operator.instance.falcoconfig import base_config
 
@@ -115,7 +116,7 @@ def falco_config(
 
     ``extra`` is merged in last, mappings key by key (``{"webserver": {"threadiness": 1}}`` keeps the port).
     """
-    config = base_config("nodriver")
+    config = base_config(Engine(kind="nodriver"))
     config["rules_files"] = [str(rules_dir)]
     config["config_files"] = [str(config_dir)]
     config["webserver"] = config["webserver"] | {"listen_port": web_port, "listen_address": "127.0.0.1"}
@@ -366,7 +367,7 @@ def validate_rules(
     (names, ``plugin_config``) when given. The generated config lives in a temporary directory (under
     ``workdir`` if given) for the run."""
     binaries = binaries or find_falco()
-    config = base_config("nodriver") | {"rules_files": [], "config_files": [], "log_stderr": True,
+    config = base_config(Engine(kind="nodriver")) | {"rules_files": [], "config_files": [], "log_stderr": True,
                                         "log_syslog": False}  # fmt: skip
     config["webserver"] = config["webserver"] | {"enabled": False}
     config["metrics"] = config["metrics"] | {"enabled": False}

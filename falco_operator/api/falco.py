@@ -8,11 +8,23 @@ from pydantic import ConfigDict, Field
 
 from .base import KubeModel, KubeObject, LabelSelector
 from .monitoring import FalcoMonitoring
-from .schema_types import Conditions, IntOrString, PodTemplateSpec, cel, validations
+from .schema_types import (
+    Affinity,
+    Conditions,
+    IntOrString,
+    PodTemplateSpec,
+    ResourceRequirements,
+    Tolerations,
+    cel,
+    validations,
+)
 from .services import ExtraServices
 
 WorkloadType = Literal["DaemonSet", "Deployment"]
-EngineKind = Literal["modern_ebpf", "ebpf", "kmod", "nodriver"]
+EngineKind = Literal["modern_ebpf", "kmod", "auto", "nodriver"]
+KERNEL_ENGINES: tuple[EngineKind, ...] = ("modern_ebpf", "kmod", "auto")
+"""The engines that watch the kernel: privileged (or, for modern_ebpf, least privileged), with the host mounted."""
+MAX_BUF_SIZE_PRESET = 10
 
 
 class RollingUpdate(KubeModel):
@@ -37,8 +49,45 @@ class DeploymentStrategy(KubeModel):
 
 
 class Engine(KubeModel):
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.leastPrivileged) || !self.leastPrivileged || self.kind == 'modern_ebpf'",
+                "leastPrivileged applies to kind modern_ebpf only (kmod and auto load a kernel module: privileged)",
+                ".leastPrivileged",
+            ),
+            cel(
+                "!has(self.cpusForEachBuffer) || self.kind == 'modern_ebpf' || self.kind == 'auto'",
+                "cpusForEachBuffer applies to kind modern_ebpf or auto only",
+                ".cpusForEachBuffer",
+            ),
+            cel(
+                "!has(self.bufSizePreset) || self.kind != 'nodriver'",
+                "bufSizePreset applies to a kernel engine (modern_ebpf, kmod, auto), not nodriver",
+                ".bufSizePreset",
+            ),
+            cel(
+                "!has(self.dropFailedExit) || self.kind != 'nodriver'",
+                "dropFailedExit applies to a kernel engine (modern_ebpf, kmod, auto), not nodriver",
+                ".dropFailedExit",
+            ),
+        )
+    )
+
     kind: EngineKind
-    """Falco driver: `modern_ebpf`, `ebpf` or `kmod` (a driver-loader init container loads these two), `nodriver`."""
+    """Falco driver: `modern_ebpf`; `kmod` (a driver-loader init container loads the kernel module); `auto` (the
+    driver loader picks modern_ebpf or kmod on each node); `nodriver` (plugins only). The legacy `ebpf` probe is
+    gone since Falco 0.44."""
+    least_privileged: bool | None = None
+    """modern_ebpf only: the falco container gets the capabilities BPF, SYS_RESOURCE, PERFMON and SYS_PTRACE and an
+    unconfined AppArmor profile instead of running privileged."""
+    buf_size_preset: Annotated[int, Field(ge=0, le=MAX_BUF_SIZE_PRESET)] | None = None
+    """Size preset of the per-CPU ring buffers (Falco's `buf_size_preset`: 4 is 8 MiB, each step doubles it);
+    unset: Falco's default."""
+    cpus_for_each_buffer: Annotated[int, Field(ge=0, le=4096)] | None = None
+    """modern_ebpf and auto: CPUs sharing one ring buffer (0: one buffer for all); unset: Falco's default (2)."""
+    drop_failed_exit: bool | None = None
+    """Drop the exit events of failed system calls in the kernel (fewer events, less detail); unset: false."""
 
 
 class FalcoRulesSelection(KubeModel):
@@ -89,6 +138,18 @@ class FalcoSpec(KubeModel):
     image_defaults: bool | None = None
     """Load what the Falco image ships: its default rules (/etc/falco/falco_rules.yaml) and its container plugin;
     unset or false: nothing but artifacts (the default)."""
+    tolerations: Tolerations | None = None
+    """The pods' tolerations; unset: a DaemonSet tolerates the control-plane and master NoSchedule taints, a
+    Deployment none; `[]`: none."""
+    node_selector: Annotated[dict[str, str], Field(max_length=64)] | None = None
+    """Nodes the pods may run on, by label."""
+    affinity: Affinity | None = None
+    """The pods' affinity (node, pod and anti-affinity)."""
+    priority_class_name: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    """The pods' PriorityClass (a security agent usually deserves a high one, such as `system-node-critical`)."""
+    resources: ResourceRequirements | None = None
+    """The falco container's requests and limits; unset: requests 100m CPU and 512Mi, limits 1 CPU and 1Gi.
+    Replaces the default whole."""
     services: ExtraServices | None = None
     """Extra Services `<falco>-<name>` selecting the Falco's pods, for plugin listeners (k8saudit's webhook on
     9765); a Service removed from the list is deleted."""
@@ -105,9 +166,13 @@ class FalcoSpec(KubeModel):
 
     @property
     def engine_kind(self) -> EngineKind:
+        return self.effective_engine.kind
+
+    @property
+    def effective_engine(self) -> Engine:
         if self.engine:
-            return self.engine.kind
-        return "nodriver" if self.workload_type == "Deployment" else "modern_ebpf"
+            return self.engine
+        return Engine(kind="nodriver" if self.workload_type == "Deployment" else "modern_ebpf")
 
 
 class ArtifactSummary(KubeModel):

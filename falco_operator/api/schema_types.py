@@ -87,6 +87,35 @@ def _check_quantities(resources: Any) -> None:
 PodTemplateSpec = Annotated[dict[str, Any], WithJsonSchema(_pod_template_schema())]
 """A `PodTemplateSpec` overlay, validated by the API server with the Kubernetes pod schema."""
 
+MAX_TOLERATIONS = 64
+"""The most tolerations ``spec.tolerations`` may list."""
+
+
+def pod_spec_field_schema(field: str) -> dict[str, Any]:
+    """The schema of one field of the pinned version's PodSpec (``tolerations``, ``affinity``...)."""
+    schema: dict[str, Any] = copy.deepcopy(_pod_template_schema()["properties"]["spec"]["properties"][field])
+    return schema
+
+
+def _tolerations_schema() -> dict[str, Any]:
+    schema = pod_spec_field_schema("tolerations")
+    schema["maxItems"] = MAX_TOLERATIONS
+    return schema
+
+
+def _container_resources_schema() -> dict[str, Any]:
+    containers = _pod_template_schema()["properties"]["spec"]["properties"]["containers"]
+    schema: dict[str, Any] = copy.deepcopy(containers["items"]["properties"]["resources"])
+    return schema
+
+
+Tolerations = Annotated[list[dict[str, Any]], WithJsonSchema(_tolerations_schema())]
+"""A pod's `tolerations`, with the Kubernetes schema."""
+Affinity = Annotated[dict[str, Any], WithJsonSchema(pod_spec_field_schema("affinity"))]
+"""A pod's `affinity`, with the Kubernetes schema."""
+ResourceRequirements = Annotated[dict[str, Any], WithJsonSchema(_container_resources_schema())]
+"""A container's `resources`, quantities checked by the API server."""
+
 Conditions = Annotated[
     list[Condition],
     Field(json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}),

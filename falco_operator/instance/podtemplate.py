@@ -3,10 +3,12 @@ image's defaults, volumes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..api import Falco
-from .falcoconfig import CONFIG_DIR, IMAGE_RULES_FILE, PLUGINS_DIR, RULES_DIR, WEB_PORT
+from ..api.falco import KERNEL_ENGINES, EngineKind
+from .falcoconfig import CONFIG_DIR, DRIVER_CONFIG_DIR, IMAGE_RULES_FILE, PLUGINS_DIR, RULES_DIR, WEB_PORT
 from .naming import CONFIG_HASH_ANNOTATION, selector_labels
 from .options import DRIVER_LOADER_REPOSITORY, FALCO_IMAGE_REPOSITORY, BuildOptions
 from .version import falco_version, reported_version
@@ -23,23 +25,74 @@ IMAGE_DEFAULTS_VOLUME = "image-defaults"
 IMAGE_DEFAULTS_COPY_DIR = "/image-defaults"
 IMAGE_DEFAULTS_AGENT_DIR = "/etc/falco/image-defaults"
 AGENT_PORT = 8081
+# Canonical quantities, as the API server writes them back, so an unchanged spec compares equal.
+DEFAULT_FALCO_RESOURCES: Json = {
+    "requests": {"cpu": "100m", "memory": "512Mi"},
+    "limits": {"cpu": "1", "memory": "1Gi"},
+}
+CONTROL_PLANE_TOLERATIONS: tuple[Json, ...] = (
+    {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node-role.kubernetes.io/master", "operator": "Exists", "effect": "NoSchedule"},
+)
 TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
-# (volume name, host path, mount path in the falco container, read-only)
-HOST_MOUNTS: tuple[tuple[str, str, str, bool], ...] = (
-    ("boot-fs", "/boot", "/host/boot", True),
-    ("lib-modules", "/lib/modules", "/host/lib/modules", True),
-    ("usr-fs", "/usr", "/host/usr", True),
-    ("proc-fs", "/proc", "/host/proc", True),
-    ("etc-fs", "/etc", "/host/etc", True),
-    ("dev-fs", "/dev", "/host/dev", True),
-    ("sys-module", "/sys/module", "/sys/module", False),
-    ("var-run", "/var/run", "/host/var/run", False),
-    ("containerd-run", "/run/containerd", "/host/run/containerd", False),
-    ("crio-run", "/run/crio", "/host/run/crio", False),
-    ("host-containerd-run", "/run/host-containerd", "/host/run/host-containerd", False),
-    ("k3s-containerd-run", "/run/k3s/containerd", "/host/run/k3s/containerd", False),
+
+@dataclass(frozen=True)
+class HostMount:
+    volume: str
+    host_path: str
+    mount_path: str
+    read_only: bool
+
+    def mount(self) -> Json:
+        return _mount(self.volume, self.mount_path, self.read_only)
+
+
+PROC = HostMount("proc-fs", "/proc", "/host/proc", True)
+ETC = HostMount("etc-fs", "/etc", "/host/etc", True)
+BOOT = HostMount("boot-fs", "/boot", "/host/boot", True)
+USR = HostMount("usr-fs", "/usr", "/host/usr", True)
+LIB_MODULES = HostMount("lib-modules", "/lib/modules", "/host/lib/modules", False)
+DEV = HostMount("dev-fs", "/dev", "/host/dev", True)
+SYS_MODULE = HostMount("sys-module", "/sys/module", "/sys/module", False)
+SYS_KERNEL = HostMount("sys-kernel", "/sys/kernel", "/sys/kernel", True)
+# The container engines' sockets, for the container plugin (and the directories they live in).
+RUNTIME_SOCKETS = (
+    HostMount("var-run", "/var/run", "/host/var/run", False),
+    HostMount("containerd-run", "/run/containerd", "/host/run/containerd", False),
+    HostMount("crio-run", "/run/crio", "/host/run/crio", False),
+    HostMount("host-containerd-run", "/run/host-containerd", "/host/run/host-containerd", False),
+    HostMount("k3s-containerd-run", "/run/k3s/containerd", "/host/run/k3s/containerd", False),
 )
+LOADER_MOUNTS = (PROC, BOOT, LIB_MODULES, USR, ETC)
+"""What the driver loader reads to find (or build) the kernel module for the node's kernel."""
+LEAST_PRIVILEGED_CAPABILITIES = ("BPF", "SYS_RESOURCE", "PERFMON", "SYS_PTRACE")
+"""What modern_ebpf needs instead of privileged: load BPF programs and maps, raise the locked-memory limit, attach
+to perf events, read other processes' /proc entries."""
+# With engine auto the driver loader writes the engine it chose into a fragment Falco reads (see falcoconfig).
+DRIVER_CONFIG_VOLUME = "driver-config"
+LOADER_CONFIG_DIR = "/etc/falco/config.d"
+
+
+def falco_host_mounts(kind: EngineKind) -> tuple[HostMount, ...]:
+    """The host paths the falco container sees, per engine: /proc and /etc for every kernel engine, the runtimes'
+    sockets, /sys/kernel for the eBPF programs (modern_ebpf, auto), /dev and /sys/module for the kernel module (kmod,
+    auto). Nothing with nodriver."""
+    if kind not in KERNEL_ENGINES:
+        return ()
+    mounts = [PROC, ETC, *RUNTIME_SOCKETS]
+    if kind in ("modern_ebpf", "auto"):
+        mounts.append(SYS_KERNEL)
+    if kind in ("kmod", "auto"):
+        mounts += [DEV, SYS_MODULE]
+    return tuple(mounts)
+
+
+def uses_driver_loader(kind: EngineKind) -> bool:
+    """kmod and auto need a kernel module built or downloaded for the node's kernel; modern_ebpf is in Falco."""
+    return kind in ("kmod", "auto")
+
+
 # Shared with the agent: it writes, Falco reads and hot-reloads.
 SHARED_DIRS: tuple[tuple[str, str], ...] = (("rules-d", RULES_DIR), ("config-d", CONFIG_DIR), ("plugins", PLUGINS_DIR))
 DRIVER_MOUNTS = ("boot-fs", "lib-modules", "usr-fs", "proc-fs", "etc-fs", "dev-fs")
@@ -67,8 +120,22 @@ def status_version(falco: Falco, options: BuildOptions) -> str:
 
 
 def needs_host_access(falco: Falco) -> bool:
-    """Every engine but ``nodriver`` watches the kernel: privileged, with the host mounted."""
-    return falco.spec.engine_kind != "nodriver"
+    """Every engine but ``nodriver`` watches the kernel: with the host mounted."""
+    return falco.spec.engine_kind in KERNEL_ENGINES
+
+
+def falco_security_context(falco: Falco) -> Json | None:
+    """Privileged for a kernel engine, but for modern_ebpf in least-privileged mode: its capabilities and an
+    unconfined AppArmor profile (the runtime's default profile denies BPF). None with nodriver."""
+    engine = falco.spec.effective_engine
+    if engine.kind not in KERNEL_ENGINES:
+        return None
+    if engine.kind == "modern_ebpf" and engine.least_privileged:
+        return {
+            "capabilities": {"add": list(LEAST_PRIVILEGED_CAPABILITIES)},
+            "appArmorProfile": {"type": "Unconfined"},
+        }
+    return {"privileged": True}
 
 
 def _mount(name: str, path: str, read_only: bool) -> Json:
@@ -91,8 +158,10 @@ def falco_container(falco: Falco, options: BuildOptions) -> Json:
         {"name": "root-falco", "mountPath": "/root/.falco"},
         {"name": "falco-yaml", "mountPath": "/etc/falco/falco.yaml", "subPath": "falco.yaml", "readOnly": True},
     ]
-    if host:
-        mounts += [_mount(n, p, ro) for n, _, p, ro in HOST_MOUNTS]
+    kind = falco.spec.engine_kind
+    mounts += [host_mount.mount() for host_mount in falco_host_mounts(kind)]
+    if kind == "auto":
+        mounts.append(_mount(DRIVER_CONFIG_VOLUME, DRIVER_CONFIG_DIR, True))
     container: Json = {
         "name": FALCO_CONTAINER,
         "image": f"{FALCO_IMAGE_REPOSITORY}:{version}",
@@ -105,15 +174,15 @@ def falco_container(falco: Falco, options: BuildOptions) -> Json:
             _field_env("FALCO_K8S_NODE_NAME", "spec.nodeName"),
         ],
         "ports": [{"name": "web", "containerPort": WEB_PORT, "protocol": "TCP"}],
-        # Canonical quantities, as the API server writes them back, so an unchanged spec compares equal.
-        "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "resources": falco.spec.resources or DEFAULT_FALCO_RESOURCES,
         "startupProbe": _http_probe("/healthz", WEB_PORT, 5, 20),
         "livenessProbe": _http_probe("/healthz", WEB_PORT, 15),
         "readinessProbe": _http_probe("/healthz", WEB_PORT, 15),
         "volumeMounts": mounts,
     }
-    if host:
-        container["securityContext"] = {"privileged": True}
+    security_context = falco_security_context(falco)
+    if security_context:
+        container["securityContext"] = security_context
     return container
 
 
@@ -168,15 +237,28 @@ def agent_container(falco: Falco, options: BuildOptions) -> Json:
 
 
 def driver_loader_container(falco: Falco, options: BuildOptions) -> Json:
+    """Finds (downloads or builds) and loads the kernel module. With ``auto`` it first picks the driver for the node
+    and writes its choice where Falco reads it; with ``kmod`` the engine is set already, so it writes nothing."""
     version = resolved_version(falco, options)
+    kind = falco.spec.engine_kind
+    mounts: list[Json] = [{"name": "root-falco", "mountPath": "/root/.falco"}] + [m.mount() for m in LOADER_MOUNTS]
+    env: list[Json] = [{"name": "HOST_ROOT", "value": "/host"}]
+    if kind == "auto":
+        # falcoctl reads engine.kind of /etc/falco/falco.yaml (it writes only for a Falco set to a kernel driver) and
+        # writes config.d/ next to it: our falco.yaml, and an emptyDir of its own that Falco mounts read-only.
+        mounts += [
+            {"name": "falco-yaml", "mountPath": "/etc/falco/falco.yaml", "subPath": "falco.yaml", "readOnly": True},
+            _mount(DRIVER_CONFIG_VOLUME, LOADER_CONFIG_DIR, False),
+        ]
+    else:
+        env.append({"name": "FALCOCTL_DRIVER_CONFIG_UPDATE_FALCO", "value": "false"})
     return {
         "name": DRIVER_LOADER_CONTAINER,
         "image": f"{DRIVER_LOADER_REPOSITORY}:{version}",
-        "args": [falco.spec.engine_kind],
-        "env": [{"name": "HOST_ROOT", "value": "/host"}],
+        "args": [kind],
+        "env": env,
         "securityContext": {"privileged": True},
-        "volumeMounts": [{"name": "root-falco", "mountPath": "/root/.falco"}]
-        + [_mount(n, p, ro) for n, _, p, ro in HOST_MOUNTS if n in DRIVER_MOUNTS],
+        "volumeMounts": mounts,
     }
 
 
@@ -226,16 +308,38 @@ def volumes(falco: Falco) -> list[Json]:
     ]  # fmt: skip
     if falco.spec.loads_image_defaults:
         result.append({"name": IMAGE_DEFAULTS_VOLUME, "emptyDir": {}})
-    if needs_host_access(falco):
-        result += [{"name": n, "hostPath": {"path": host}} for n, host, _, _ in HOST_MOUNTS]
+    kind = falco.spec.engine_kind
+    if kind == "auto":
+        result.append({"name": DRIVER_CONFIG_VOLUME, "emptyDir": {}})
+    host_mounts = list(falco_host_mounts(kind))
+    if uses_driver_loader(kind):
+        host_mounts += [m for m in LOADER_MOUNTS if m not in host_mounts]
+    result += [{"name": m.volume, "hostPath": {"path": m.host_path}} for m in host_mounts]
     return result
+
+
+def scheduling(falco: Falco) -> Json:
+    """Where the pods run: the spec's scheduling fields, and by default a DaemonSet on control-plane nodes too."""
+    fields: Json = {}
+    if falco.spec.tolerations is not None:
+        if falco.spec.tolerations:
+            fields["tolerations"] = falco.spec.tolerations
+    elif falco.spec.workload_type == "DaemonSet":
+        fields["tolerations"] = list(CONTROL_PLANE_TOLERATIONS)
+    if falco.spec.node_selector:
+        fields["nodeSelector"] = falco.spec.node_selector
+    if falco.spec.affinity:
+        fields["affinity"] = falco.spec.affinity
+    if falco.spec.priority_class_name:
+        fields["priorityClassName"] = falco.spec.priority_class_name
+    return fields
 
 
 def default_pod_template(falco: Falco, options: BuildOptions, config_hash: str) -> Json:
     """The template before the user's ``podTemplateSpec`` is merged over it."""
     name = falco.metadata.name or ""
     init_containers: list[Json] = []
-    if falco.spec.engine_kind in ("kmod", "ebpf"):
+    if uses_driver_loader(falco.spec.engine_kind):
         init_containers.append(driver_loader_container(falco, options))
     if falco.spec.loads_image_defaults:
         # Before the agent: a native sidecar starts in order, and it checks artifacts against the image's rules.
@@ -254,11 +358,7 @@ def default_pod_template(falco: Falco, options: BuildOptions, config_hash: str) 
     }
     if init_containers:
         spec["initContainers"] = init_containers
-    if falco.spec.workload_type == "DaemonSet":
-        spec["tolerations"] = [
-            {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
-            {"key": "node-role.kubernetes.io/master", "operator": "Exists", "effect": "NoSchedule"},
-        ]
+    spec.update(scheduling(falco))
     return {
         "metadata": {"labels": selector_labels(name), "annotations": {CONFIG_HASH_ANNOTATION: config_hash}},
         "spec": spec,

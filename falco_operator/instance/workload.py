@@ -21,7 +21,7 @@ def _metadata(falco: Falco, raw: Json, options: BuildOptions) -> Json:
 
 
 def falco_yaml(falco: Falco) -> str:
-    return render(base_config(falco.spec.engine_kind, falco.spec.loads_image_defaults))
+    return render(base_config(falco.spec.effective_engine, falco.spec.loads_image_defaults))
 
 
 def build_configmap(falco: Falco, raw: Json, options: BuildOptions) -> Json:

@@ -16,7 +16,7 @@ from artifact_agent.materializer import Directories, Materializer
 from e2e.falco import RELOAD_FAILURE_LINE, SHARED_FALCO, FalcoBinaries, RunningFalco, run_falco, write_yaml
 from e2e.falco_verdict import FalcoVerdict, verdict_from_output
 from e2e.wait import wait_for
-from falco_operator.api import Rulesfile
+from falco_operator.api import Engine, Rulesfile
 from falco_operator.artifacts import (
     CONFIG_DIR,
     PLUGINS_CONFIG_FILE,
@@ -64,7 +64,7 @@ def falco_validates(binaries: FalcoBinaries, result: Plan, workdir: Path) -> Fal
 
 
 def _validation_config(workdir: Path) -> Path:
-    config = base_config("nodriver") | {"rules_files": [], "config_files": [str(workdir / "config.d")],
+    config = base_config(Engine(kind="nodriver")) | {"rules_files": [], "config_files": [str(workdir / "config.d")],
                                         "log_stderr": True, "log_syslog": False}  # fmt: skip
     config["webserver"] = config["webserver"] | {"enabled": False}
     config["metrics"] = config["metrics"] | {"enabled": False}

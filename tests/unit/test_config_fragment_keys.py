@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from falco_operator.api import Engine
 from falco_operator.artifacts import Invalid, parse_config
 from falco_operator.artifacts.kept_config import FALCO_WEB_PORT, duration_ms, kept_config_problem
 from falco_operator.instance.falcoconfig import WEB_PORT, base_config, render
@@ -14,8 +15,8 @@ KEPT_WEB = "webserver:\n  enabled: true\n  prometheus_metrics_enabled: true\n"
 
 def test_the_operators_base_config_keeps_every_key_it_relies_on() -> None:
     assert FALCO_WEB_PORT == WEB_PORT
-    assert kept_config_problem(base_config("nodriver")) is None
-    assert parse_config(render({"webserver": base_config("nodriver")["webserver"]}))
+    assert kept_config_problem(base_config(Engine(kind="nodriver"))) is None
+    assert parse_config(render({"webserver": base_config(Engine(kind="nodriver"))["webserver"]}))
 
 
 @pytest.mark.parametrize(

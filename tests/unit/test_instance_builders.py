@@ -104,13 +104,13 @@ def test_old_api_servers_get_the_agent_as_a_regular_container_with_the_seed_over
     assert "initContainers" not in spec
 
 
-@pytest.mark.parametrize("engine", ["kmod", "ebpf"])
-def test_kernel_drivers_get_a_driver_loader_of_the_falco_version(engine: str) -> None:
+@pytest.mark.parametrize(("engine", "configured"), [("kmod", "kmod"), ("auto", "modern_ebpf")])
+def test_kernel_module_drivers_get_a_driver_loader_of_the_falco_version(engine: str, configured: str) -> None:
     falco, raw = make({"engine": {"kind": engine}, "version": "0.43.0"})
     loader = by_name(pod_spec(build_workload(falco, raw, BuildOptions()))["initContainers"])["driver-loader"]
     assert loader["image"] == "docker.io/falcosecurity/falco-driver-loader:0.43.0"
     assert loader["args"] == [engine]
-    assert f"kind: {engine}" in falco_yaml(falco)
+    assert f"kind: {configured}" in falco_yaml(falco)
 
 
 def test_plugin_only_deployment_is_neither_privileged_nor_host_mounted() -> None:
@@ -340,7 +340,7 @@ def test_image_defaults_copies_from_the_users_falco_image() -> None:
     assert (falco_container["image"], falco_container["imagePullPolicy"]) == ("reg:5000/falco:mine", "Never")
 
 
-@pytest.mark.parametrize("spec", [{}, {"type": "Deployment"}, {"engine": {"kind": "ebpf"}}])
+@pytest.mark.parametrize("spec", [{}, {"type": "Deployment"}, {"engine": {"kind": "kmod"}}])
 @pytest.mark.parametrize("native_sidecar", [True, False])
 def test_a_falco_without_image_defaults_keeps_its_pod_template_and_falco_yaml(spec: Json, native_sidecar: bool) -> None:
     options = BuildOptions(native_sidecar=native_sidecar)
