@@ -278,6 +278,23 @@ async def test_service_monitor_waits_for_its_crd_then_follows_the_field_with_no_
         writes = own_writes(mark, operator, namespace)
         assert writes == [], f"operator writes in steady state: {describe(writes)}"
 
+        # A ServiceMonitor of the same name that someone else made is left alone, and the Falco says so.
+        theirs = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+                  "metadata": {"name": "taken-monitor", "labels": {"team": "observability"}},
+                  "spec": {"endpoints": [{"port": "metrics"}]}}  # fmt: skip
+        await call(api, "POST", f"{MONITOR_API}/namespaces/{namespace}/servicemonitors", body=theirs)
+        wants = {"type": "Deployment", "monitoring": {"serviceMonitor": {}}}
+        await call(api, "POST", f"{FALCO_API}/namespaces/{namespace}/falcos", body=falco("taken-monitor", wants))
+        taken = await wait_for(lambda: get(api, f"{FALCO_API}/namespaces/{namespace}/falcos/taken-monitor"),
+                               lambda f: condition(f, "ServiceMonitor") is not None, what="the condition")  # fmt: skip
+        not_owned = condition(taken, "ServiceMonitor")
+        assert not_owned is not None
+        assert (not_owned["status"], not_owned["reason"]) == ("False", "NotOwned")
+        kept = await get(api, f"{MONITOR_API}/namespaces/{namespace}/servicemonitors/taken-monitor")
+        assert kept is not None
+        assert kept["metadata"]["labels"] == {"team": "observability"}
+        assert not kept["metadata"].get("ownerReferences")
+
         # A changed setting reaches the monitor; removing the field deletes it (and the condition goes).
         await call(api, "PATCH", path, body={"spec": {"monitoring": {"serviceMonitor": {"interval": "1m"}}}},
                    content_type=MERGE)  # fmt: skip
