@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 
 from .api import ALL_KINDS, KindInfo, custom_resource_definition
 from .api.reference import field_reference
+from .falco_dashboard import FALCO_DASHBOARD_FILE, falco_dashboard
 from .instance.options import DEFAULT_AGENT_IMAGE
 from .instance.rbac import OPERATOR_RULES
 from .monitoring import DASHBOARD_FILE, dashboard, grafana_kustomization, metrics_service, prometheus_objects
@@ -280,6 +281,7 @@ def generated_files() -> dict[str, str]:
     )
     files["samples/kustomization.yaml"] = _kustomization(list(KUSTOMIZED_SAMPLES), namespace="default")
     files[f"grafana/{DASHBOARD_FILE}"] = json.dumps(dashboard(), indent=2) + "\n"
+    files[f"grafana/{FALCO_DASHBOARD_FILE}"] = json.dumps(falco_dashboard(), indent=2) + "\n"
     files["grafana/kustomization.yaml"] = render_yaml(grafana_kustomization())
     files["dist/install.yaml"] = HEADER + "".join(
         "---\n" + render_yaml(objects[path]).removeprefix(HEADER) for path in sorted(objects, key=_install_order)

@@ -14,6 +14,8 @@ OPERATOR = "falco-operator"
 LABELS = {"app.kubernetes.io/name": OPERATOR, "app.kubernetes.io/part-of": OPERATOR}
 METRICS_SERVICE = "falco-operator-metrics"
 DASHBOARD_FILE = "falco-operator-dashboard.json"
+FALCO_DASHBOARD_FILE = "falco-dashboard.json"
+"""Falco's own dashboard (``falco_operator.falco_dashboard``): its metrics are Falco's, not the operator's."""
 AGENT_PORT_NAME = "agent-probes"
 
 
@@ -156,13 +158,17 @@ def dashboard() -> Json:
 
 
 def grafana_kustomization() -> Json:
-    """The dashboard as a ConfigMap that Grafana's dashboard sidecar picks up (label ``grafana_dashboard``)."""
+    """The dashboards (the operator's and Falco's) as ConfigMaps that Grafana's dashboard sidecar picks up (label
+    ``grafana_dashboard``)."""
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": NAMESPACE,
         "generatorOptions": {"disableNameSuffixHash": True, "labels": {**LABELS, "grafana_dashboard": "1"}},
-        "configMapGenerator": [{"name": "falco-operator-dashboard", "files": [DASHBOARD_FILE]}],
+        "configMapGenerator": [
+            {"name": "falco-operator-dashboard", "files": [DASHBOARD_FILE]},
+            {"name": "falco-dashboard", "files": [FALCO_DASHBOARD_FILE]},
+        ],
     }
 
 

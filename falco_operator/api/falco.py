@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 from .base import KubeModel, KubeObject, LabelSelector
+from .monitoring import FalcoMonitoring
 from .schema_types import (
     Affinity,
     Conditions,
@@ -17,6 +18,7 @@ from .schema_types import (
     cel,
     validations,
 )
+from .services import ExtraServices
 
 WorkloadType = Literal["DaemonSet", "Deployment"]
 EngineKind = Literal["modern_ebpf", "kmod", "auto", "nodriver"]
@@ -148,6 +150,11 @@ class FalcoSpec(KubeModel):
     resources: ResourceRequirements | None = None
     """The falco container's requests and limits; unset: requests 100m CPU and 512Mi, limits 1 CPU and 1Gi.
     Replaces the default whole."""
+    services: ExtraServices | None = None
+    """Extra Services `<falco>-<name>` selecting the Falco's pods, for plugin listeners (k8saudit's webhook on
+    9765); a Service removed from the list is deleted."""
+    monitoring: FalcoMonitoring | None = None
+    """Monitoring of Falco itself."""
 
     @property
     def workload_type(self) -> WorkloadType:

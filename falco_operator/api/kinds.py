@@ -10,6 +10,7 @@ from .artifacts import ArtifactStatus, ConfigSpec, PluginSpec, RulesfileSpec
 from .falco import FalcoSpec, FalcoStatus
 from .falcorule import FalcoRuleSpec, FalcoRuleStatus
 from .report import ArtifactReportSpec, ArtifactReportStatus
+from .services import SERVICE_NAME_RULE
 
 INSTANCE_GROUP = "instance.falcosecurity.dev"
 ARTIFACT_GROUP = "artifact.falcosecurity.dev"
@@ -88,6 +89,7 @@ FALCO = KindInfo(
             "message": "a Falco's name must be a DNS label: at most 63 lowercase letters, digits and '-', starting "
             "with a letter and ending with a letter or digit (it names the Falco's Service and is a label value)",
         },
+        SERVICE_NAME_RULE,
     ),
 )
 RULESFILE = KindInfo(

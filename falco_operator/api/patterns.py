@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .falcorule import PRIORITY_PATTERN
+from .monitoring import PROMETHEUS_DURATION
 from .oci import DURATION_PATTERN, REFERENCE_PATTERN, REGISTRY_HOST_PATTERN, REPOSITORY_PATTERN, TAG_PATTERN
 from .schema_types import DNS_LABEL, QUANTITY_PATTERN
 
@@ -53,6 +54,9 @@ READABLE: dict[str, tuple[tuple[str, str], ...]] = {
         ),
     ),
     DURATION_PATTERN: (("self.matches(PATTERN)", "must be a duration such as 90s, 5m or 1h30m"),),
+    PROMETHEUS_DURATION: (
+        ("self.matches(PATTERN)", "must be a duration such as 30s, 1m or 1m30s: whole h, m, s, ms, in that order"),
+    ),
     PRIORITY_PATTERN: (
         (
             "self.matches(PATTERN)",

@@ -20,6 +20,7 @@ from .naming import (
     owned_metadata,
 )
 from .options import FALCO_CRD, BuildOptions
+from .servicemonitor import MONITORING_GROUP, SERVICE_MONITOR_CRD
 
 Json = dict[str, Any]
 ARTIFACT_GROUP = "artifact.falcosecurity.dev"
@@ -187,9 +188,13 @@ OPERATOR_RULES: list[Json] = [
     # Only to hand it on: the agent may read the Secrets its artifacts name (RBAC forbids granting what one lacks).
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["nodes"], "verbs": _READ},
-    # The Falco CRD's UID, named as the owner of the per-Falco cluster objects.
+    # Two CRDs by name: the Falco CRD's UID, named as the owner of the per-Falco cluster objects, and the
+    # ServiceMonitor CRD, watched (with a metadata.name selector) to know whether ServiceMonitors are served.
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
-     "resourceNames": [FALCO_CRD], "verbs": ["get"]},
+     "resourceNames": [FALCO_CRD, SERVICE_MONITOR_CRD], "verbs": _READ},
+    # The ServiceMonitors of spec.monitoring.serviceMonitor: read by name, applied, deleted (never listed).
+    {"apiGroups": [MONITORING_GROUP], "resources": ["servicemonitors"],
+     "verbs": ["get", "create", "patch", "delete"]},
     # A Falco selects the namespaces whose FalcoRules it loads by their labels.
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": _READ},
     # Falco pods are the agents an artifact targets (its status counts them).

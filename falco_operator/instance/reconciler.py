@@ -50,6 +50,14 @@ from .rbac import (
     build_role_binding,
     build_service_account,
 )
+from .servicemonitor import (
+    NOT_SERVED,
+    SERVICE_MONITORS,
+    build_service_monitor,
+    monitor_condition,
+    wants_service_monitor,
+)
+from .services import build_extra_services, removable_services
 from .status import (
     PROGRESS_DEADLINE,
     WARNED_REASONS,
@@ -88,6 +96,7 @@ def desired_objects(
         (CLUSTER_ROLE_BINDINGS, build_cluster_role_binding(falco, options)),
         (CONFIG_MAPS, build_configmap(falco, raw, options)),
         (SERVICES, build_service(falco, raw, options)),
+        *((SERVICES, service) for service in build_extra_services(falco, raw, options)),
         (DAEMON_SETS if workload["kind"] == "DaemonSet" else DEPLOYMENTS, workload),
     ]
 
@@ -112,6 +121,7 @@ class FalcoReconciler:
         options: BuildOptions,
         events: EventRecorder,
         clock: Callable[[], str] = _now,
+        service_monitors_served: Callable[[], bool] = lambda: False,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -119,6 +129,8 @@ class FalcoReconciler:
         self.events = events
         self.applier = Applier(client)
         self.clock = clock
+        self.service_monitors_served = service_monitors_served
+        """Whether the cluster serves ServiceMonitors now (the setup reads the CRD from a cache)."""
 
     async def reconcile(self, request: Request) -> Result | None:
         raw = self.cache.get(FALCOS, request.name, request.namespace)
@@ -142,6 +154,8 @@ class FalcoReconciler:
         references, withheld = await self._grantable(artifact_references(falco, artifacts), namespace)
         try:
             error, workload = await self._apply_all(falco, raw, references)
+            await self._remove_unlisted_services(falco, raw)
+            monitor = await self._reconcile_service_monitor(falco, raw)
         except Forbidden as forbidden:
             if namespace_terminating(forbidden):
                 # The namespace is going away and the Falco with it: recreating its objects would only churn.
@@ -152,7 +166,7 @@ class FalcoReconciler:
         await self._remove_other_workload(raw, kind)
         summary = artifact_summary(falco.metadata.name or "", falco.metadata.labels or {}, artifacts,
                                    falco.spec.loads_image_defaults)  # fmt: skip
-        status = await self._write_status(falco, raw, kind, workload, error, summary)
+        status = await self._write_status(falco, raw, kind, workload, error, summary, monitor)
         delays = []
         if any(c["type"] == "Available" and c["reason"] == "RollingOut" for c in status["conditions"]):
             # Look again when the rollout's deadline passes, even if nothing else happens by then.
@@ -200,6 +214,51 @@ class FalcoReconciler:
                 workload = applied or live
         return None, workload
 
+    async def _remove_unlisted_services(self, falco: Falco, raw: Json) -> None:
+        """Delete the extra Services this Falco made that ``spec.services`` no longer lists (only those)."""
+        metadata = raw["metadata"]
+        name = metadata["name"]
+        wanted = {entry.service_name(name) for entry in falco.spec.services or []}
+        live = self.cache.in_namespace(SERVICES, metadata["namespace"])
+        for service in removable_services(live, name, metadata["uid"], wanted):
+            service_name = service["metadata"]["name"]
+            log.info("deleting Service %s: spec.services no longer lists it", service_name)
+            await self.client.delete(SERVICES, service_name, metadata["namespace"], uid=service["metadata"]["uid"])
+            self.applier.forget(SERVICES, metadata["namespace"], service_name)
+
+    async def _reconcile_service_monitor(self, falco: Falco, raw: Json) -> Json | None:
+        """Apply or delete the ServiceMonitor; the ``ServiceMonitor`` condition, None when none is wanted.
+
+        ServiceMonitors are not cached (their informer could not start before the kind is served): while the kind
+        is served, one uncached read per reconcile says what is there.
+        """
+        metadata = raw["metadata"]
+        name, namespace, uid = metadata["name"], metadata["namespace"], metadata["uid"]
+        generation = int(metadata.get("generation") or 0)
+        wanted = wants_service_monitor(falco)
+        if not self.service_monitors_served():
+            self.applier.forget(SERVICE_MONITORS, namespace, name)
+            return monitor_condition(False, "CRDNotServed", NOT_SERVED, generation) if wanted else None
+        live = await self.client.get_or_none(SERVICE_MONITORS, name, namespace)
+        if not wanted:
+            if live is not None and controlled_by(live, uid):
+                log.info("deleting ServiceMonitor %s: spec.monitoring.serviceMonitor is unset", name)
+                await self.client.delete(SERVICE_MONITORS, name, namespace, uid=live["metadata"]["uid"])
+            self.applier.forget(SERVICE_MONITORS, namespace, name)
+            return None
+        if live is not None and not controlled_by(live, uid):
+            message = f"ServiceMonitor {name} already exists and is not owned by this Falco; rename one of them"
+            return monitor_condition(False, "NotOwned", message, generation)
+        try:
+            await self.applier.apply(SERVICE_MONITORS, build_service_monitor(falco, raw, self.options), live)
+        except ApiError as refused:
+            if not permanent(refused) or namespace_terminating(refused):
+                raise
+            message = f"the API server refused the ServiceMonitor {name} ({refused.status}): {refused.message}"
+            return monitor_condition(False, "ApplyFailed", message, generation)
+        message = f"ServiceMonitor {name} scrapes /metrics on the web port of the Service {name}"
+        return monitor_condition(True, "Created", message, generation)
+
     async def _report_unreadable(self, raw: Json, invalid: ValidationError) -> None:
         message = f"the operator cannot read this Falco: {invalid}"[:2000]
         generation = int(raw["metadata"].get("generation") or 0)
@@ -225,8 +284,9 @@ class FalcoReconciler:
             self.applier.forget(other, metadata["namespace"], metadata["name"])
 
     async def _write_status(
-        self, falco: Falco, raw: Json, kind: str, workload: Json | None, error: str | None, artifacts: Json
-    ) -> Json:
+        self, falco: Falco, raw: Json, kind: str, workload: Json | None, error: str | None, artifacts: Json,
+        monitor: Json | None = None,
+    ) -> Json:  # fmt: skip
         old = raw.get("status")
         metadata = raw["metadata"]
         if workload is None:  # an earlier object failed: the counts still come from the live workload
@@ -235,6 +295,7 @@ class FalcoReconciler:
         status = desired_status(
             kind=kind, workload=workload, version=status_version(falco, self.options), error=error,
             generation=int(raw["metadata"].get("generation") or 0), old=old, now=self.clock(), artifacts=artifacts,
+            extra_conditions=[monitor] if monitor else [],
         )  # fmt: skip
         if status == old:
             return status

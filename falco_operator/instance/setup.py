@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..api import Falco
 from ..kube import (
     GENERATION_CHANGED,
     LABELS_CHANGED,
@@ -21,6 +22,7 @@ from ..kube.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
     CONFIG_MAPS,
+    CUSTOM_RESOURCE_DEFINITIONS,
     DAEMON_SETS,
     DEPLOYMENTS,
     ROLE_BINDINGS,
@@ -32,6 +34,7 @@ from ..resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 from .naming import MANAGED_BY, OPERATOR, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
 from .options import FIELD_MANAGER, BuildOptions
 from .reconciler import FalcoReconciler
+from .servicemonitor import SERVICE_MONITOR_CRD, crd_serves_service_monitors, wants_service_monitor
 
 Json = dict[str, Any]
 CONTROLLER_NAME = "falco"
@@ -55,6 +58,9 @@ def _summary_part(obj: Json) -> tuple[object, ...]:
     )
 
 
+SERVED_CHANGED = Predicate(update=lambda old, new: crd_serves_service_monitors(old) != crd_serves_service_monitors(new))
+"""The ServiceMonitor CRD started or stopped serving (an established CRD's other changes matter not)."""
+
 SUMMARY_CHANGED = Predicate(update=lambda old, new: _summary_part(old) != _summary_part(new))
 """What the Falco's artifact summary counts changed on an artifact."""
 
@@ -77,7 +83,13 @@ def setup_falco_controller(
 ) -> FalcoReconciler:
     cache = Cache(manager, namespaces)
     events = EventRecorder(client, FIELD_MANAGER, identity)
-    reconciler = FalcoReconciler(client, cache, options, events)
+    # One CRD, by name: the operator may read only that one (RBAC resourceNames allow a metadata.name selector).
+    monitor_crd = manager.informer(CUSTOM_RESOURCE_DEFINITIONS, field_selector=f"metadata.name={SERVICE_MONITOR_CRD}")
+
+    def service_monitors_served() -> bool:
+        return crd_serves_service_monitors(monitor_crd.store.get_by_name(SERVICE_MONITOR_CRD, None))
+
+    reconciler = FalcoReconciler(client, cache, options, events, service_monitors_served=service_monitors_served)
     controller = Controller(CONTROLLER_NAME, reconciler, metrics=manager.metrics, workers=workers)
 
     falco_predicate = any_of(GENERATION_CHANGED, LABELS_CHANGED, DELETION_OR_FINALIZERS_CHANGED)
@@ -94,6 +106,18 @@ def setup_falco_controller(
     def falcos_in_namespace(obj: Json) -> list[Request]:
         namespace = obj["metadata"].get("namespace") or ""
         return [Request.for_object(falco) for falco in cache.in_namespace(FALCOS, namespace)]
+
+    def falcos_wanting_a_monitor(_: Json) -> list[Request]:
+        wanting = []
+        for raw in cache.objects(FALCOS):
+            try:
+                if wants_service_monitor(Falco.model_validate(raw)):
+                    wanting.append(Request.for_object(raw))
+            except ValueError:
+                continue  # the reconcile of an unreadable Falco reports it
+        return wanting
+
+    controller.watches(monitor_crd, falcos_wanting_a_monitor, SERVED_CHANGED)
 
     # An artifact's references decide what the agents of every Falco in its namespace may read, and its status
     # counts in the Falco's artifact summary.

@@ -153,7 +153,7 @@ def status_patch(old: Json | None, new: Json) -> Json:
 
 def desired_status(
     *, kind: str, workload: Json | None, version: str, error: str | None, generation: int, old: Json | None, now: str,
-    artifacts: Json | None = None, deadline: float = PROGRESS_DEADLINE,
+    artifacts: Json | None = None, deadline: float = PROGRESS_DEADLINE, extra_conditions: list[Json] | None = None,
 ) -> Json:  # fmt: skip
     counts = replica_counts(kind, workload)
     status: Json = {"resourceType": kind, "version": version, "observedGeneration": generation}
@@ -162,8 +162,10 @@ def desired_status(
                    "unavailableReplicas": counts.unavailable, "updatedReplicas": counts.updated}  # fmt: skip
     old_conditions = (old or {}).get("conditions")
     status["conditions"] = with_transition_times(
-        conditions(counts, error, generation, kind, rollout_age(old_conditions, now), deadline), old_conditions, now
-    )
+        [*conditions(counts, error, generation, kind, rollout_age(old_conditions, now), deadline),
+         *(extra_conditions or [])],
+        old_conditions, now,
+    )  # fmt: skip
     if artifacts is not None:
         status["artifacts"] = artifacts
     return status

@@ -115,7 +115,8 @@ async def test_seed_01_daemonset_on_every_node_with_the_documented_objects(
     assert falco_container["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert falco_container["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
     mounts = {m["mountPath"] for m in falco_container["volumeMounts"]}
-    assert {"/host/proc", "/sys/kernel", "/host/run/containerd", "/etc/falco/rules.d", "/etc/falco/falco.yaml"} <= mounts
+    expected = {"/host/proc", "/sys/kernel", "/host/run/containerd", "/etc/falco/rules.d", "/etc/falco/falco.yaml"}
+    assert expected <= mounts
     agent = containers_by_name(pod, "initContainers")["artifact-operator"]
     assert agent["restartPolicy"] == "Always"
     assert agent["startupProbe"]["httpGet"]["path"] == "/readyz"

@@ -26,6 +26,9 @@ def test_every_base_builds(control_plane: ControlPlane, base: str) -> None:
     built = _objects(control_plane.kubectl("kustomize", str(MANIFESTS / base)).stdout)
     assert built
     if base == "grafana":
-        (dashboard,) = built.values()
-        assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
-        assert "falco-operator-dashboard.json" in dashboard["data"]
+        # The operator's dashboard and Falco's own, one ConfigMap each, both picked up by Grafana's sidecar.
+        assert {name: set(d["data"]) for (_, _, name), d in built.items()} == {
+            "falco-operator-dashboard": {"falco-operator-dashboard.json"},
+            "falco-dashboard": {"falco-dashboard.json"},
+        }
+        assert all(d["metadata"]["labels"]["grafana_dashboard"] == "1" for d in built.values())
