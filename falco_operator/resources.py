@@ -12,6 +12,7 @@ def as_resource(info: KindInfo) -> Resource:
 
 _BY_KIND = {info.kind: as_resource(info) for info in ALL_KINDS}
 FALCOS = _BY_KIND["Falco"]
+COMPONENTS = _BY_KIND["Component"]
 RULESFILES = _BY_KIND["Rulesfile"]
 PLUGINS = _BY_KIND["Plugin"]
 CONFIGS = _BY_KIND["Config"]

@@ -14,6 +14,7 @@ from .artifacts import (
     RulesfileSpec,
 )
 from .base import Condition, KubeModel, KubeObject, LabelSelector, LabelSelectorRequirement, ObjectMeta
+from .component import Component, ComponentSpec, ComponentStatus, ComponentType
 from .falco import ArtifactSummary, Engine, Falco, FalcoRulesSelection, FalcoSpec, FalcoStatus
 from .falcorule import FalcoRule, FalcoRuleSpec, FalcoRuleStatus
 from .kinds import ALL_KINDS, ARTIFACT_GROUP, INSTANCE_GROUP, VERSION, KindInfo
@@ -31,6 +32,10 @@ __all__ = [
     "ArtifactReportStatus",
     "ArtifactStatus",
     "ArtifactSummary",
+    "Component",
+    "ComponentSpec",
+    "ComponentStatus",
+    "ComponentType",
     "Condition",
     "Config",
     "ConfigConfigMapRef",

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field
 from .base import KubeModel, KubeObject, LabelSelector
 from .monitoring import FalcoMonitoring
 from .schema_types import (
+    DNS_LABEL,
     Affinity,
     Conditions,
     IntOrString,
@@ -90,6 +91,11 @@ class Engine(KubeModel):
     """Drop the exit events of failed system calls in the kernel (fewer events, less detail); unset: false."""
 
 
+class ComponentReference(KubeModel):
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+    """A Component in the Falco's namespace."""
+
+
 class FalcoRulesSelection(KubeModel):
     namespace_selector: LabelSelector | None = None
     """Namespaces whose FalcoRules this Falco loads: unset selects none, `{}` selects all."""
@@ -155,6 +161,14 @@ class FalcoSpec(KubeModel):
     9765); a Service removed from the list is deleted."""
     monitoring: FalcoMonitoring | None = None
     """Monitoring of Falco itself."""
+
+    sidekick: ComponentReference | None = None
+    """A `falcosidekick` Component of this namespace: Falco sends every alert to it as JSON (the operator delivers
+    the `http_output` configuration as an artifact)."""
+    metacollector: ComponentReference | None = None
+    """A `metacollector` Component of this namespace: Falco's k8smeta plugin gets Kubernetes metadata from it (the
+    operator delivers the plugin's configuration as an artifact; the plugin library must come from a Plugin or the
+    image)."""
 
     @property
     def workload_type(self) -> WorkloadType:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from .artifacts import ArtifactStatus, ConfigSpec, PluginSpec, RulesfileSpec
+from .component import ComponentSpec, ComponentStatus
 from .falco import FalcoSpec, FalcoStatus
 from .falcorule import FalcoRuleSpec, FalcoRuleStatus
 from .report import ArtifactReportSpec, ArtifactReportStatus
@@ -156,4 +157,31 @@ ARTIFACTREPORT = KindInfo(
     description="What the artifact agent of one Falco pod materialized; written by that agent only.",
 )
 
-ALL_KINDS: tuple[KindInfo, ...] = (FALCO, RULESFILE, PLUGIN, CONFIG, FALCORULE, ARTIFACTREPORT)
+COMPONENT = KindInfo(
+    group=INSTANCE_GROUP,
+    kind="Component",
+    plural="components",
+    spec_model=ComponentSpec,
+    status_model=ComponentStatus,
+    columns=(
+        PrinterColumn("Component", ".spec.component.type"),
+        PrinterColumn("Version", ".status.version"),
+        PrinterColumn("Desired", ".status.desiredReplicas", "integer"),
+        PrinterColumn("Ready", ".status.availableReplicas", "integer"),
+        PrinterColumn("Updated", ".status.updatedReplicas", "integer"),
+        _condition("Reconciled"),
+        _condition("Available"),
+        AGE,
+    ),
+    categories=("falcosecurity", "instances"),
+    short_names=("fcomp",),
+    description="What runs next to Falco: the k8s-metacollector, Falcosidekick or its UI, as a Deployment.",
+    object_rules=(
+        {
+            "rule": "self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+            "message": "a Component's name must be a DNS label: at most 63 lowercase letters, digits and '-', "
+            "starting with a letter and ending with a letter or digit (it names the Component's Service)",
+        },
+    ),
+)
+ALL_KINDS: tuple[KindInfo, ...] = (FALCO, COMPONENT, RULESFILE, PLUGIN, CONFIG, FALCORULE, ARTIFACTREPORT)
