@@ -233,6 +233,11 @@ async def test_real_falco_sends_json_alerts_to_the_sidekick_service_and_reloads_
             await falco.wait_reload_failures(failures)
             assert "cannot load plugin /usr/share/falco/plugins/libk8smeta.so" in falco.log()
             assert falco.alive()  # a refused reload keeps Falco running as it was
+            plugin_name = "falco-wiring-metacollector"
+            refused = await wait_for(lambda: report(api, agent),
+                                     lambda r: entry(r, "Plugin", plugin_name).get("state") == "Refused",
+                                     timeout=45, what="the k8smeta Plugin refused in the agent's report")  # fmt: skip
+            assert "hot restart failure" in entry(refused, "Plugin", plugin_name)["message"]
 
             # With a library at the image's path (a stand-in: the json plugin under k8smeta's file name), Falco
             # parses the entry and expands the node name from the falco container's environment.
