@@ -8,6 +8,7 @@ from typing import Any
 
 from ..api import Falco
 from ..api.falco import KERNEL_ENGINES, EngineKind
+from ..wiring.render import K8SMETA_CA_DIR, CASource
 from .falcoconfig import CONFIG_DIR, DRIVER_CONFIG_DIR, IMAGE_RULES_FILE, PLUGINS_DIR, RULES_DIR, WEB_PORT
 from .naming import CONFIG_HASH_ANNOTATION, selector_labels
 from .options import DRIVER_LOADER_REPOSITORY, FALCO_IMAGE_REPOSITORY, BuildOptions
@@ -21,6 +22,7 @@ DRIVER_LOADER_CONTAINER = "driver-loader"
 IMAGE_DEFAULTS_CONTAINER = "image-defaults"
 RESERVED_CONTAINERS = (FALCO_CONTAINER, AGENT_CONTAINER, DRIVER_LOADER_CONTAINER, IMAGE_DEFAULTS_CONTAINER)
 # imageDefaults: an init container copies the image's rules into this emptyDir, the agent reads them from it.
+K8SMETA_CA_VOLUME = "k8smeta-ca"
 IMAGE_DEFAULTS_VOLUME = "image-defaults"
 IMAGE_DEFAULTS_COPY_DIR = "/image-defaults"
 IMAGE_DEFAULTS_AGENT_DIR = "/etc/falco/image-defaults"
@@ -335,7 +337,17 @@ def scheduling(falco: Falco) -> Json:
     return fields
 
 
-def default_pod_template(falco: Falco, options: BuildOptions, config_hash: str) -> Json:
+def k8smeta_ca_volume(source: CASource) -> Json:
+    """The metacollector's CA bundle as a volume of the pod (one file, ``ca.crt``)."""
+    items = [{"key": source.key, "path": "ca.crt"}]
+    if source.kind == "secret":
+        return {"name": K8SMETA_CA_VOLUME, "secret": {"secretName": source.name, "items": items}}
+    return {"name": K8SMETA_CA_VOLUME, "configMap": {"name": source.name, "items": items}}
+
+
+def default_pod_template(
+    falco: Falco, options: BuildOptions, config_hash: str, k8smeta_ca: CASource | None = None
+) -> Json:
     """The template before the user's ``podTemplateSpec`` is merged over it."""
     name = falco.metadata.name or ""
     init_containers: list[Json] = []
@@ -345,6 +357,10 @@ def default_pod_template(falco: Falco, options: BuildOptions, config_hash: str) 
         # Before the agent: a native sidecar starts in order, and it checks artifacts against the image's rules.
         init_containers.append(image_defaults_container(falco, options))
     containers = [falco_container(falco, options)]
+    volume_list = volumes(falco)
+    if k8smeta_ca is not None:
+        volume_list.append(k8smeta_ca_volume(k8smeta_ca))
+        containers[0]["volumeMounts"].append(_mount(K8SMETA_CA_VOLUME, K8SMETA_CA_DIR, True))
     if options.native_sidecar:
         init_containers.append(agent_container(falco, options))
     else:
@@ -354,7 +370,7 @@ def default_pod_template(falco: Falco, options: BuildOptions, config_hash: str) 
         # Only the agent gets API credentials (a projected token); the falco process holds none.
         "automountServiceAccountToken": False,
         "containers": containers,
-        "volumes": volumes(falco),
+        "volumes": volume_list,
     }
     if init_containers:
         spec["initContainers"] = init_containers

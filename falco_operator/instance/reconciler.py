@@ -39,6 +39,7 @@ from ..kube.resources import (
 )
 from ..resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 from ..wiring.reconcile import ComponentWiring
+from ..wiring.render import CASource
 from .naming import cluster_object_name
 from .options import LEGACY_FINALIZER, BuildOptions
 from .podtemplate import status_version
@@ -85,10 +86,10 @@ def controlled_by(obj: Json, uid: str) -> bool:
 
 
 def desired_objects(
-    falco: Falco, raw: Json, options: BuildOptions, references: References
+    falco: Falco, raw: Json, options: BuildOptions, references: References, k8smeta_ca: CASource | None = None
 ) -> list[tuple[Resource, Json]]:
     """Everything one Falco needs, in the order it is applied (identity and RBAC before the pods that use them)."""
-    workload = build_workload(falco, raw, options)
+    workload = build_workload(falco, raw, options, k8smeta_ca)
     return [
         (SERVICE_ACCOUNTS, build_service_account(falco, raw, options)),
         (ROLES, build_role(falco, raw, options, references)),
@@ -199,7 +200,8 @@ class FalcoReconciler:
     async def _apply_all(self, falco: Falco, raw: Json, references: References) -> tuple[str | None, Json | None]:
         uid = raw["metadata"]["uid"]
         workload: Json | None = None
-        for resource, desired in desired_objects(falco, raw, self.options, references):
+        k8smeta_ca = self.wiring.metacollector_ca(falco)
+        for resource, desired in desired_objects(falco, raw, self.options, references, k8smeta_ca):
             name, namespace = desired["metadata"]["name"], desired["metadata"].get("namespace")
             live = self.cache.get(resource, name, namespace)
             if live is None and resource.namespaced:

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from ..api import Falco
+from ..wiring.render import CASource
 from .falcoconfig import WEB_PORT, base_config, config_hash, render
 from .merge import merge_pod_template
 from .naming import owned_metadata, selector_labels
@@ -85,14 +86,16 @@ def with_pull_policies(template: Json) -> Json:
     return template
 
 
-def build_pod_template(falco: Falco, options: BuildOptions) -> Json:
-    default = default_pod_template(falco, options, config_hash(falco_yaml(falco)))
+def build_pod_template(falco: Falco, options: BuildOptions, k8smeta_ca: CASource | None = None) -> Json:
+    default = default_pod_template(falco, options, config_hash(falco_yaml(falco)), k8smeta_ca)
     return with_pull_policies(merge_pod_template(default, user_overlay(falco, options)))
 
 
-def build_workload(falco: Falco, raw: Json, options: BuildOptions) -> Json:
+def build_workload(falco: Falco, raw: Json, options: BuildOptions, k8smeta_ca: CASource | None = None) -> Json:
+    """``k8smeta_ca``: the CA bundle of the TLS metacollector the Falco names, mounted for its k8smeta plugin."""
     name = falco.metadata.name or ""
-    spec: Json = {"selector": {"matchLabels": selector_labels(name)}, "template": build_pod_template(falco, options)}
+    template = build_pod_template(falco, options, k8smeta_ca)
+    spec: Json = {"selector": {"matchLabels": selector_labels(name)}, "template": template}
     if falco.spec.workload_type == "Deployment":
         spec["replicas"] = falco.spec.replicas or 1
         if falco.spec.strategy:

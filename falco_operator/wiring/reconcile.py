@@ -23,12 +23,14 @@ from .render import (
     COMPONENT_LABEL,
     K8SMETA,
     WIRING_LABEL,
+    CASource,
     Role,
     Verdict,
     artifact_spec,
     condition,
     generated_name,
     judge,
+    metacollector_ca,
 )
 
 Json = dict[str, Any]
@@ -53,7 +55,7 @@ def owned_by(obj: Json, raw_falco: Json) -> bool:
                for reference in (obj.get("metadata") or {}).get("ownerReferences") or [])  # fmt: skip
 
 
-def generated_object(raw_falco: Json, role: Role, component: str) -> Json:
+def generated_object(raw_falco: Json, role: Role, component: str, tls: bool = False) -> Json:
     metadata = raw_falco["metadata"]
     namespace, falco = metadata["namespace"], metadata["name"]
     labels = {MANAGED_BY: OPERATOR, FOR_FALCO_LABEL: falco, WIRING_LABEL: role, COMPONENT_LABEL: component}
@@ -66,7 +68,7 @@ def generated_object(raw_falco: Json, role: Role, component: str) -> Json:
             "labels": labels,
             "ownerReferences": [owner_reference(raw_falco)],
         },
-        "spec": artifact_spec(role, component, namespace),
+        "spec": artifact_spec(role, component, namespace, tls),
     }
 
 
@@ -99,7 +101,8 @@ class ComponentWiring:
                                f"(Falco loads one plugin of a name): remove it or spec.metacollector")  # fmt: skip
                     verdict = replace(verdict, ready=False, reason="PluginNameTaken", message=message)
             if verdict.ready:
-                await self.applier.apply(RESOURCE[role], generated_object(raw, role, component), live)
+                tls = role == "metacollector" and self.metacollector_ca(falco) is not None
+                await self.applier.apply(RESOURCE[role], generated_object(raw, role, component, tls), live)
                 keep.add(name)
             elif (
                 verdict.keep
@@ -111,6 +114,12 @@ class ComponentWiring:
             verdicts.append(verdict)
         await self._remove_unneeded(raw, keep)
         return condition(verdicts, int(metadata.get("generation") or 0), frozenset(kept))
+
+    def metacollector_ca(self, falco: Falco) -> CASource | None:
+        """The CA bundle the Falco's pods mount: that of the metacollector Component it names, if it serves TLS."""
+        if falco.spec.metacollector is None:
+            return None
+        return metacollector_ca(self.cache.get(COMPONENTS, falco.spec.metacollector.name, falco.metadata.namespace))
 
     def _plugin_name_taken(self, raw_falco: Json) -> str | None:
         """A user's Plugin (not generated) that gives this Falco an entry named k8smeta."""

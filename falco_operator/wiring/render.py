@@ -9,6 +9,9 @@ and is Available; until then nothing is rendered for it (never a half-applied co
 before stays while its Component is only unavailable for a while (a sidekick restarting): Falco keeps sending
 there and alerts flow again as soon as it is back, instead of two reloads and alerts lost to stdout in between.
 A deleted Component, one of another type, or a removed reference takes the wiring away.
+
+A metacollector that serves TLS: the pod template mounts its CA bundle (a Secret or ConfigMap key) at
+``K8SMETA_CA_FILE`` as soon as the Falco names it, and the k8smeta entry names that file.
 """
 
 from __future__ import annotations
@@ -38,6 +41,33 @@ WIRING_LABEL = "instance.falcosecurity.dev/wiring"
 COMPONENT_LABEL = "instance.falcosecurity.dev/component"
 """On a generated artifact: the Component it points Falco at."""
 CONDITION = "ComponentsReady"
+K8SMETA_CA_DIR = "/etc/falco/k8smeta-ca"
+"""Where the falco container sees the CA bundle of a metacollector that serves TLS (a volume of the pod template)."""
+K8SMETA_CA_FILE = f"{K8SMETA_CA_DIR}/ca.crt"
+DEFAULT_CA_KEY = "ca.crt"
+
+
+@dataclass(frozen=True)
+class CASource:
+    """The Secret or ConfigMap key, in the Falco's namespace, that holds a metacollector's CA bundle."""
+
+    kind: Literal["secret", "configMap"]
+    name: str
+    key: str
+
+
+def metacollector_ca(component: Json | None) -> CASource | None:
+    """The CA bundle a metacollector Component's clients need (``spec.metacollector.tls.caBundle``), if it serves
+    TLS."""
+    if component is None or ((component.get("spec") or {}).get("component") or {}).get("type") != "metacollector":
+        return None
+    tls = ((component.get("spec") or {}).get("metacollector") or {}).get("tls") or {}
+    bundle = tls.get("caBundle") or {}
+    for field, kind in (("secretRef", "secret"), ("configMapRef", "configMap")):
+        reference = bundle.get(field)
+        if isinstance(reference, dict) and reference.get("name"):
+            return CASource(kind, str(reference["name"]), str(reference.get("key") or DEFAULT_CA_KEY))  # type: ignore[arg-type]
+    return None
 
 
 def generated_name(falco: str, role: Role) -> str:
@@ -64,20 +94,23 @@ def sidekick_fragment(component: str, namespace: str) -> Json:
     }
 
 
-def k8smeta_plugin_config(component: str, namespace: str) -> Json:
-    """The Plugin's ``spec.config``: the k8smeta entry (its init_config as the plugin's schema names the keys)."""
+def k8smeta_plugin_config(component: str, namespace: str, tls: bool = False) -> Json:
+    """The Plugin's ``spec.config``: the k8smeta entry (its init_config as the plugin's schema names the keys); with
+    ``tls``, the CA bundle the pod template mounts."""
     init_config: Json = {
         "collectorHostname": service_host(component, namespace),
         "collectorPort": METACOLLECTOR_PORT,
         "nodeName": NODE_NAME,
     }
+    if tls:
+        init_config["caPEMBundle"] = K8SMETA_CA_FILE
     return {"name": K8SMETA, "libraryPath": K8SMETA_LIBRARY, "initConfig": init_config}
 
 
-def artifact_spec(role: Role, component: str, namespace: str) -> Json:
+def artifact_spec(role: Role, component: str, namespace: str, tls: bool = False) -> Json:
     if role == "sidekick":
         return {"priority": CONFIG_PRIORITY, "config": sidekick_fragment(component, namespace)}
-    return {"config": k8smeta_plugin_config(component, namespace)}
+    return {"config": k8smeta_plugin_config(component, namespace, tls)}
 
 
 @dataclass(frozen=True)
@@ -108,10 +141,6 @@ def judge(role: Role, name: str, namespace: str, component: Json | None) -> Verd
     kind = ((component.get("spec") or {}).get("component") or {}).get("type")
     if kind != needed:
         return Verdict(role, name, False, "WrongComponentType", f"{label} is of type {kind}, not {needed}")
-    if role == "metacollector" and ((component.get("spec") or {}).get("metacollector") or {}).get("tls"):
-        message = (f"{label} serves TLS; the operator cannot wire it yet (k8smeta's caPEMBundle is a file in the "
-                   "Falco pod, which the operator does not mount): nothing is delivered")  # fmt: skip
-        return Verdict(role, name, False, "TLSNotSupported", message)
     available, detail = _available(component)
     if not available:
         message = f"{label} is not Available ({detail})"
@@ -120,7 +149,8 @@ def judge(role: Role, name: str, namespace: str, component: Json | None) -> Verd
         message = f"{label}: alerts go as JSON to {sidekick_url(name, namespace)}"
     else:
         host = service_host(name, namespace)
-        message = f"{label}: plugin {K8SMETA} reads metadata from {host}:{METACOLLECTOR_PORT}"
+        over = " over TLS" if metacollector_ca(component) else ""
+        message = f"{label}: plugin {K8SMETA} reads metadata from {host}:{METACOLLECTOR_PORT}{over}"
     return Verdict(role, name, True, "Wired", message)
 
 

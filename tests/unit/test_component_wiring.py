@@ -91,8 +91,6 @@ def test_a_generated_artifact_is_owned_by_its_falco_and_reaches_no_other() -> No
         ("metacollector", component("x", "falcosidekick"), "WrongComponentType", False),
         ("sidekick", component("x", "falcosidekick", available="False"), "ComponentNotAvailable", True),
         ("sidekick", component("x", "falcosidekick", available=None), "ComponentNotAvailable", True),
-        ("metacollector", component("x", "metacollector", metacollector={"tls": {
-            "secretRef": {"name": "t"}, "caBundle": {"secretRef": {"name": "ca"}}}}), "TLSNotSupported", False),
     ],
 )  # fmt: skip
 def test_a_component_that_cannot_be_wired_says_why(role: Any, found: Json | None, reason: str, keep: bool) -> None:
@@ -148,3 +146,42 @@ def test_only_a_change_of_availability_passes_the_component_predicate() -> None:
     counts = component("x", "falcosidekick", "True")
     counts["status"]["availableReplicas"] = 2
     assert not AVAILABILITY_CHANGED.update(after, counts)
+
+
+TLS = {"tls": {"secretRef": {"name": "serving"}, "caBundle": {"configMapRef": {"name": "ca", "key": "bundle.pem"}}}}
+
+
+def test_a_tls_metacollector_is_wired_with_its_ca_bundle_mounted_and_named_in_the_k8smeta_entry() -> None:
+    from falco_operator.api import Falco
+    from falco_operator.instance.options import BuildOptions
+    from falco_operator.instance.workload import build_workload
+    from falco_operator.wiring.render import K8SMETA_CA_FILE, CASource, k8smeta_plugin_config, metacollector_ca
+
+    tls_collector = component("x", "metacollector", metacollector=TLS)
+    assert judge("metacollector", "x", "sec", tls_collector).ready
+    assert "over TLS" in judge("metacollector", "x", "sec", tls_collector).message
+    source = metacollector_ca(tls_collector)
+    assert source == CASource("configMap", "ca", "bundle.pem")
+    assert metacollector_ca(component("x", "metacollector")) is None
+    secret_bundle = {"tls": {"secretRef": {"name": "serving"}, "caBundle": {"secretRef": {"name": "ca"}}}}
+    assert metacollector_ca(component("x", "metacollector", metacollector=secret_bundle)) == CASource(
+        "secret", "ca", "ca.crt"
+    )
+    assert k8smeta_plugin_config("x", "sec", tls=True)["initConfig"]["caPEMBundle"] == K8SMETA_CA_FILE
+    assert "caPEMBundle" not in k8smeta_plugin_config("x", "sec")["initConfig"]
+
+    falco = Falco.model_validate({"metadata": {"name": "f", "namespace": "sec", "uid": "u"},
+                                  "spec": {"metacollector": {"name": "x"}}})  # fmt: skip
+    raw = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco",
+           "metadata": {"name": "f", "namespace": "sec", "uid": "u"}}  # fmt: skip
+    pod = build_workload(falco, raw, BuildOptions(), source)
+    spec = pod["spec"]["template"]["spec"]
+    volume = next(v for v in spec["volumes"] if v["name"] == "k8smeta-ca")
+    assert volume == {
+        "name": "k8smeta-ca",
+        "configMap": {"name": "ca", "items": [{"key": "bundle.pem", "path": "ca.crt"}]},
+    }
+    falco_container = next(c for c in spec["containers"] if c["name"] == "falco")
+    mount = next(m for m in falco_container["volumeMounts"] if m["name"] == "k8smeta-ca")
+    assert f"{mount['mountPath']}/ca.crt" == K8SMETA_CA_FILE
+    assert mount["readOnly"] is True
