@@ -21,7 +21,7 @@ from falco_operator.component.builders import (
 )
 from falco_operator.component.reconciler import redis_held_back
 from falco_operator.instance.rbac import OPERATOR_RULES
-from falco_operator.instance.status import desired_status
+from falco_operator.instance.status import desired_status, unreadable_status
 
 Json = dict[str, Any]
 SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
@@ -270,3 +270,16 @@ def test_samples_are_components_of_each_type(sample: str) -> None:
     document = YAML(typ="safe").load((SAMPLES / sample).read_text())
     parsed = Component.model_validate({**document, "metadata": {**document["metadata"], "namespace": "ns"}})
     assert parsed.spec.type == document["metadata"]["name"]
+
+
+def test_an_unreadable_spec_keeps_the_status_and_says_why() -> None:
+    old = {"version": "2.2.0", "conditions": [
+        {"type": "Available", "status": "True", "reason": "PodsAvailable", "message": "1/1 pods available",
+         "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}  # fmt: skip
+    status = unreadable_status(old, "the operator cannot read this Component: bad", 2, "2026-01-02T00:00:00Z")
+    assert status["version"] == "2.2.0"
+    assert status["conditions"][0] == old["conditions"][0]
+    reconciled = status["conditions"][1]
+    assert (reconciled["type"], reconciled["status"], reconciled["reason"]) == ("Reconciled", "False", "InvalidSpec")
+    assert (reconciled["observedGeneration"], reconciled["lastTransitionTime"]) == (2, "2026-01-02T00:00:00Z")
+    assert unreadable_status(status, reconciled["message"], 2, "2026-01-03T00:00:00Z") == status, "no churn"
