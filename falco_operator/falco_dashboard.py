@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .grafana import dashboard_document, panel
 from .monitoring import FALCO_DASHBOARD_FILE
 
 Json = dict[str, Any]
@@ -19,19 +20,7 @@ SCOPE = '{namespace=~"$namespace", pod=~"$pod"}'
 
 def _panel(panel_id: int, title: str, unit: str, grid: tuple[int, int, int, int], *targets: tuple[str, str],
            kind: str = "timeseries", description: str = "") -> Json:  # fmt: skip
-    x, y, w, h = grid
-    panel: Json = {
-        "id": panel_id, "type": kind, "title": title, "description": description,
-        "datasource": {"type": "prometheus", "uid": "${datasource}"},
-        "gridPos": {"h": h, "w": w, "x": x, "y": y},
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "targets": [{"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend,
-                     **({"instant": True, "format": "table"} if kind == "table" else {})}
-                    for i, (expr, legend) in enumerate(targets)],
-    }  # fmt: skip
-    if kind == "timeseries":
-        panel["options"] = {"legend": {"displayMode": "list", "placement": "bottom"}}
-    return panel
+    return panel(panel_id, title, unit, grid, targets, kind, description)
 
 
 def _rate(metric: str, by: str = "pod") -> str:
@@ -77,30 +66,11 @@ def falco_dashboard() -> Json:
                description="One line per rules file and content: two lines for one file mean that pods run "
                "different versions of it (a rollout in progress, or a pod that refused a reload)."),
     ]  # fmt: skip
-    return {
-        "title": "Falco",
-        "uid": "falco",
-        "schemaVersion": 39,
-        "version": 1,
-        "editable": True,
-        "time": {"from": "now-6h", "to": "now"},
-        "refresh": "30s",
-        "tags": ["falco", "kubernetes"],
-        "templating": {
-            "list": [
-                {
-                    "name": "datasource",
-                    "type": "datasource",
-                    "query": "prometheus",
-                    "label": "Prometheus",
-                    "current": {},
-                },
-                _variable("namespace", "Namespace", "label_values(falcosecurity_falco_version_info, namespace)"),
-                _variable("pod", "Pod", 'label_values(falcosecurity_falco_version_info{namespace=~"$namespace"}, pod)'),
-            ]
-        },
-        "panels": panels,
-    }
+    variables = [
+        _variable("namespace", "Namespace", "label_values(falcosecurity_falco_version_info, namespace)"),
+        _variable("pod", "Pod", 'label_values(falcosecurity_falco_version_info{namespace=~"$namespace"}, pod)'),
+    ]
+    return dashboard_document("Falco", "falco", panels, variables)
 
 
 def falco_dashboard_promql() -> list[str]:

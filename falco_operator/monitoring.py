@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .grafana import dashboard_document, panel
+
 Json = dict[str, Any]
 NAMESPACE = "falco-operator-system"
 OPERATOR = "falco-operator"
@@ -89,15 +91,7 @@ def prometheus_objects() -> dict[str, Json]:
 
 
 def _panel(panel_id: int, title: str, unit: str, x: int, y: int, *targets: tuple[str, str]) -> Json:
-    return {
-        "id": panel_id, "type": "timeseries", "title": title,
-        "datasource": {"type": "prometheus", "uid": "${datasource}"},
-        "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
-        "targets": [{"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend}
-                    for i, (expr, legend) in enumerate(targets)],
-    }  # fmt: skip
+    return panel(panel_id, title, unit, (x, y, 12, 8), targets)
 
 
 def _quantile(q: float, metric: str, by: str = "") -> str:
@@ -133,28 +127,7 @@ def dashboard() -> Json:
                ("sum by (method, code) (rate(rest_client_requests_total[5m]))", "{{method}} {{code}}")),
         _panel(10, "Leader", "short", 12, 32, ("max(leader_election_master_status)", "leader")),
     ]  # fmt: skip
-    return {
-        "title": "Falco operator",
-        "uid": "falco-operator",
-        "schemaVersion": 39,
-        "version": 1,
-        "editable": True,
-        "time": {"from": "now-6h", "to": "now"},
-        "refresh": "30s",
-        "tags": ["falco", "kubernetes"],
-        "templating": {
-            "list": [
-                {
-                    "name": "datasource",
-                    "type": "datasource",
-                    "query": "prometheus",
-                    "label": "Prometheus",
-                    "current": {},
-                }
-            ]
-        },
-        "panels": panels,
-    }
+    return dashboard_document("Falco operator", "falco-operator", panels)
 
 
 def grafana_kustomization() -> Json:

@@ -163,12 +163,12 @@ class FalcoSpec(KubeModel):
     """Monitoring of Falco itself."""
 
     sidekick: ComponentReference | None = None
-    """A `falcosidekick` Component of this namespace: Falco sends every alert to it as JSON (the operator delivers
-    the `http_output` configuration as an artifact)."""
+    """A `falcosidekick` Component of this namespace: Falco sends every alert to it as JSON (once it is Available,
+    the operator generates the Config `<falco>-wiring-sidekick` with `http_output`; condition ComponentsReady)."""
     metacollector: ComponentReference | None = None
-    """A `metacollector` Component of this namespace: Falco's k8smeta plugin gets Kubernetes metadata from it (the
-    operator delivers the plugin's configuration as an artifact; the plugin library must come from a Plugin or the
-    image)."""
+    """A `metacollector` Component of this namespace: Falco's k8smeta plugin gets Kubernetes metadata from it (once
+    it is Available, the operator generates the Plugin `<falco>-wiring-metacollector`; the library
+    `libk8smeta.so` must be in the Falco image; condition ComponentsReady)."""
 
     @property
     def workload_type(self) -> WorkloadType:
@@ -226,7 +226,7 @@ class FalcoStatus(KubeModel):
     observed_generation: int | None = None
     """The generation this status describes."""
     conditions: Conditions | None = None
-    """Reconciled, Available, Progressing."""
+    """Reconciled, Available, Progressing; ServiceMonitor and ComponentsReady when the spec asks for them."""
     artifacts: ArtifactSummary | None = None
     """How many of the artifacts that select this Falco are programmed, and how many failed."""
 

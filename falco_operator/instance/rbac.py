@@ -175,12 +175,15 @@ OPERATOR_RULES: list[Json] = [
     {"apiGroups": [INSTANCE_GROUP], "resources": ["falcos"], "verbs": ["get", "list", "watch", "update", "patch"]},
     {"apiGroups": [INSTANCE_GROUP], "resources": ["falcos/status"], "verbs": ["get", "update", "patch"]},
     {"apiGroups": [INSTANCE_GROUP], "resources": ["falcos/finalizers"], "verbs": ["update"]},
+    {"apiGroups": [ARTIFACT_GROUP], "resources": ["falcorules"], "verbs": _READ},
+    # Read all; write the Rulesfile generated for each Falco from the FalcoRules it selects, and the Config and
+    # Plugin that wire a Falco to the Components it names.
+    {"apiGroups": [ARTIFACT_GROUP], "resources": ["rulesfiles", "plugins", "configs"], "verbs": _CRUD},
+    # The Component controller's own kind; a Falco's spec.sidekick and spec.metacollector name Components too
+    # (their type and availability decide the wiring).
     {"apiGroups": [INSTANCE_GROUP], "resources": ["components"], "verbs": _READ},
     {"apiGroups": [INSTANCE_GROUP], "resources": ["components/status"], "verbs": ["get", "update", "patch"]},
     {"apiGroups": [INSTANCE_GROUP], "resources": ["components/finalizers"], "verbs": ["update"]},
-    {"apiGroups": [ARTIFACT_GROUP], "resources": ["plugins", "configs", "falcorules"], "verbs": _READ},
-    # Read all; write the Rulesfile generated for each Falco from the FalcoRules it selects.
-    {"apiGroups": [ARTIFACT_GROUP], "resources": ["rulesfiles"], "verbs": _CRUD},
     {"apiGroups": [ARTIFACT_GROUP],
      "resources": ["rulesfiles/status", "plugins/status", "configs/status", "falcorules/status"],
      "verbs": ["get", "update", "patch"]},

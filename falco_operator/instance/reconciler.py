@@ -37,6 +37,7 @@ from ..kube.resources import (
     SERVICES,
 )
 from ..resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
+from ..wiring.reconcile import ComponentWiring
 from .naming import cluster_object_name
 from .options import LEGACY_FINALIZER, BuildOptions
 from .podtemplate import status_version
@@ -130,6 +131,8 @@ class FalcoReconciler:
         self.clock = clock
         self.service_monitors_served = service_monitors_served
         """Whether the cluster serves ServiceMonitors now (the setup reads the CRD from a cache)."""
+        self.wiring = ComponentWiring(client, cache, self.applier)
+        """The artifacts that wire a Falco to the Components it names."""
 
     async def reconcile(self, request: Request) -> Result | None:
         raw = self.cache.get(FALCOS, request.name, request.namespace)
@@ -155,6 +158,7 @@ class FalcoReconciler:
             error, workload = await self._apply_all(falco, raw, references)
             await self._remove_unlisted_services(falco, raw)
             monitor = await self._reconcile_service_monitor(falco, raw)
+            wired = await self.wiring.reconcile(falco, raw)
         except Forbidden as forbidden:
             if namespace_terminating(forbidden):
                 # The namespace is going away and the Falco with it: recreating its objects would only churn.
@@ -165,7 +169,8 @@ class FalcoReconciler:
         await self._remove_other_workload(raw, kind)
         summary = artifact_summary(falco.metadata.name or "", falco.metadata.labels or {}, artifacts,
                                    falco.spec.loads_image_defaults)  # fmt: skip
-        status = await self._write_status(falco, raw, kind, workload, error, summary, monitor)
+        extra = [condition for condition in (monitor, wired) if condition]
+        status = await self._write_status(falco, raw, kind, workload, error, summary, extra)
         delays = []
         if any(c["type"] == "Available" and c["reason"] == "RollingOut" for c in status["conditions"]):
             # Look again when the rollout's deadline passes, even if nothing else happens by then.
@@ -278,7 +283,7 @@ class FalcoReconciler:
 
     async def _write_status(
         self, falco: Falco, raw: Json, kind: str, workload: Json | None, error: str | None, artifacts: Json,
-        monitor: Json | None = None,
+        extra_conditions: list[Json] | None = None,
     ) -> Json:  # fmt: skip
         old = raw.get("status")
         metadata = raw["metadata"]
@@ -288,7 +293,7 @@ class FalcoReconciler:
         status = desired_status(
             kind=kind, workload=workload, version=status_version(falco, self.options), error=error,
             generation=int(raw["metadata"].get("generation") or 0), old=old, now=self.clock(), artifacts=artifacts,
-            extra_conditions=[monitor] if monitor else [],
+            extra_conditions=extra_conditions or [],
         )  # fmt: skip
         if status == old:
             return status

@@ -30,7 +30,8 @@ from ..kube.resources import (
     SERVICE_ACCOUNTS,
     SERVICES,
 )
-from ..resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
+from ..resources import COMPONENTS, CONFIGS, FALCOS, PLUGINS, RULESFILES
+from ..wiring.setup import AVAILABILITY_CHANGED, falcos_naming
 from .naming import MANAGED_BY, OPERATOR, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
 from .options import FIELD_MANAGER, BuildOptions
 from .reconciler import FalcoReconciler
@@ -124,5 +125,8 @@ def setup_falco_controller(
     for resource in (RULESFILES, PLUGINS, CONFIGS):
         for informer in cache.watch(resource):
             controller.watches(informer, falcos_in_namespace, any_of(GENERATION_CHANGED, SUMMARY_CHANGED))
+    # A Component that appears, goes, changes or becomes (un)available re-renders the Falcos that name it.
+    for informer in cache.watch(COMPONENTS):
+        controller.watches(informer, falcos_naming(cache), any_of(GENERATION_CHANGED, AVAILABILITY_CHANGED))
     manager.add_controller(controller)
     return reconciler
