@@ -299,3 +299,18 @@ async def test_components_in_steady_state_make_no_writes(
     reconciles = value(await scrape(operator.metrics_url), "controller_runtime_reconcile_total",
                        controller="component") - reconciles_before  # fmt: skip
     assert reconciles >= 4 * 4, f"only {reconciles} reconciles: resyncs did not run"
+
+
+async def test_a_ui_deploying_its_redis_needs_a_name_its_redis_service_can_take(
+    api: kr8s.asyncio.Api, namespace: str
+) -> None:
+    name = "u" * 58
+    status, body = await request(api, "POST", f"{API}/namespaces/{namespace}/components",
+                                 body=component(name, {"component": {"type": "falcosidekick-ui"}}))  # fmt: skip
+    assert status == 422, body
+    assert "at most 57 characters" in body["message"]
+    own_redis = {"component": {"type": "falcosidekick-ui"}, "falcosidekickUI": {"redis": {"address": "r.db:6379"}}}
+    created, _ = await request(api, "POST", f"{API}/namespaces/{namespace}/components", body=component(name, own_redis))
+    assert created == 201
+    sidekick = component("s" * 63, {"component": {"type": "falcosidekick"}})
+    assert (await request(api, "POST", f"{API}/namespaces/{namespace}/components", body=sidekick))[0] == 201
