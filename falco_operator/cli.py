@@ -9,8 +9,11 @@ import sys
 import warnings
 
 from . import __version__
+from .component.builders import ComponentOptions
+from .component.setup import setup_component_controller
 from .falcorules.setup import setup_falcorules_controller
 from .instance.options import (
+    COMPONENT_CRD,
     DEFAULT_AGENT_IMAGE,
     DEFAULT_FALCO_VERSION,
     FALCO_CRD,
@@ -93,7 +96,8 @@ async def run(args: argparse.Namespace) -> None:
     options = BuildOptions(agent_image=args.agent_image, default_falco_version=args.default_falco_version,
                            native_sidecar=native, excluded_labels=excluded,
                            allow_private_registries=args.allow_private_registries,
-                           falco_crd_uid=await falco_crd_uid(client))  # fmt: skip
+                           falco_crd_uid=await crd_uid(client, FALCO_CRD))  # fmt: skip
+    component_options = ComponentOptions(excluded_labels=excluded, crd_uid=await crd_uid(client, COMPONENT_CRD))
     identity = unique_identity()
     manager = Manager(
         client,
@@ -108,6 +112,8 @@ async def run(args: argparse.Namespace) -> None:
     )  # fmt: skip
     setup_falco_controller(manager, client, options, namespaces=tuple(args.namespaces), workers=args.workers,
                            resync_period=args.sync_period, identity=identity)  # fmt: skip
+    setup_component_controller(manager, client, component_options, namespaces=tuple(args.namespaces),
+                               resync_period=args.sync_period, identity=identity)  # fmt: skip
     setup_status_controllers(manager, client, namespaces=tuple(args.namespaces), identity=identity)
     setup_falcorules_controller(manager, client, namespaces=tuple(args.namespaces))
     log.info("starting", extra={"native_sidecar": native, "namespaces": args.namespaces or "all"})
@@ -117,13 +123,14 @@ async def run(args: argparse.Namespace) -> None:
         await client.close()
 
 
-async def falco_crd_uid(client: Client) -> str | None:
-    """The Falco CRD's UID, or None (with a warning) when this operator may not read it."""
+async def crd_uid(client: Client, name: str) -> str | None:
+    """The UID of the CRD ``name`` (Falco's, Component's), or None (with a warning) when this operator may not
+    read it."""
     try:
-        crd = await client.get(CUSTOM_RESOURCE_DEFINITIONS, FALCO_CRD)
+        crd = await client.get(CUSTOM_RESOURCE_DEFINITIONS, name)
     except ApiError as error:
-        log.warning("cannot read the Falco CRD (%s): per-Falco cluster objects will have no owner, so an uninstall "
-                    "that finds no operator running leaves them", error)  # fmt: skip
+        log.warning("cannot read the CRD %s (%s): the cluster objects made for its objects will have no owner, so "
+                    "an uninstall that finds no operator running leaves them", name, error)  # fmt: skip
         return None
     return str(crd["metadata"]["uid"])
 

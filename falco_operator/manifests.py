@@ -256,7 +256,8 @@ def manager_objects() -> dict[str, dict[str, Any]]:
 # The samples a kustomization applies together: one per name (04 and 05 are two forms of one Rulesfile, 03
 # changes 02, which needs its own namespace) and none that the API server must refuse (08).
 KUSTOMIZED_SAMPLES = ("01-falco-sample.yaml", "04-rulesfile-oci.yaml", "06-plugin-container.yaml",
-                      "07-config-label-selector.yaml", "09-falcorule-bash.yaml")  # fmt: skip
+                      "07-config-label-selector.yaml", "09-falcorule-bash.yaml", "11-component-metacollector.yaml",
+                      "12-component-falcosidekick.yaml", "13-component-falcosidekick-ui.yaml")  # fmt: skip
 
 
 def _kustomization(resources: list[str], **extra: Any) -> str:

@@ -71,7 +71,7 @@ class SidekickOptions(KubeModel):
     config_secret_ref: LocalObjectReference | None = None
     """A Secret whose keys become Falcosidekick's environment (its outputs: `SLACK_WEBHOOKURL`...): nothing secret
     is written in the Component."""
-    web_ui: LocalObjectReference | None = None
+    web_ui: Annotated[LocalObjectReference | None, Field(alias="webUI")] = None
     """A `falcosidekick-ui` Component of this namespace to forward every event to."""
 
 

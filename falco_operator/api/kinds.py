@@ -182,6 +182,13 @@ COMPONENT = KindInfo(
             "message": "a Component's name must be a DNS label: at most 63 lowercase letters, digits and '-', "
             "starting with a letter and ending with a letter or digit (it names the Component's Service)",
         },
+        {
+            "rule": "self.spec.component.type != 'falcosidekick-ui' || has(self.spec.falcosidekickUI) && "
+            "has(self.spec.falcosidekickUI.redis) && has(self.spec.falcosidekickUI.redis.address) || "
+            "self.metadata.name.size() <= 57",
+            "message": "a falcosidekick-ui Component that deploys its Redis has a name of at most 57 characters "
+            "(its Redis Service is named <name>-redis, a DNS label of at most 63)",
+        },
     ),
 )
 ALL_KINDS: tuple[KindInfo, ...] = (FALCO, COMPONENT, RULESFILE, PLUGIN, CONFIG, FALCORULE, ARTIFACTREPORT)

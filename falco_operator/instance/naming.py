@@ -20,9 +20,10 @@ def cluster_object_name(namespace: str, name: str) -> str:
     return f"falco:{namespace}:{name}"
 
 
-def selector_labels(name: str) -> dict[str, str]:
-    """The workload selector: immutable, so only what never changes."""
-    return {NAME_LABEL: "falco", INSTANCE_LABEL: name}
+def selector_labels(name: str, app: str = "falco") -> dict[str, str]:
+    """The workload selector: immutable, so only what never changes (``app``: what runs, ``falco`` or a
+    Component's type)."""
+    return {NAME_LABEL: app, INSTANCE_LABEL: name}
 
 
 def propagated_labels(labels: dict[str, str] | None, excluded: tuple[str, ...]) -> dict[str, str]:
@@ -33,15 +34,18 @@ def propagated_labels(labels: dict[str, str] | None, excluded: tuple[str, ...]) 
     }
 
 
-def object_labels(name: str, falco_labels: dict[str, str] | None, excluded: tuple[str, ...]) -> dict[str, str]:
-    return {**propagated_labels(falco_labels, excluded), **selector_labels(name), MANAGED_BY: OPERATOR}
+def object_labels(
+    name: str, falco_labels: dict[str, str] | None, excluded: tuple[str, ...], app: str = "falco"
+) -> dict[str, str]:
+    return {**propagated_labels(falco_labels, excluded), **selector_labels(name, app), MANAGED_BY: OPERATOR}
 
 
 def owner_reference(falco: dict[str, Any]) -> dict[str, Any]:
+    """The controller reference to ``falco``, a Falco or any other object of the operator (a Component)."""
     metadata = falco["metadata"]
     return {
         "apiVersion": falco["apiVersion"],
-        "kind": "Falco",
+        "kind": falco.get("kind") or "Falco",
         "name": metadata["name"],
         "uid": metadata["uid"],
         "controller": True,
@@ -50,11 +54,11 @@ def owner_reference(falco: dict[str, Any]) -> dict[str, Any]:
 
 
 def owned_metadata(name: str, namespace: str, falco_labels: dict[str, str] | None, excluded: tuple[str, ...],
-                   raw_falco: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """Metadata of a namespaced object owned (and garbage-collected) with its Falco."""
+                   raw_falco: dict[str, Any], app: str = "falco") -> dict[str, Any]:  # fmt: skip
+    """Metadata of a namespaced object owned (and garbage-collected) with its Falco (or Component)."""
     return {
         "name": name,
         "namespace": namespace,
-        "labels": object_labels(name, falco_labels, excluded),
+        "labels": object_labels(name, falco_labels, excluded, app),
         "ownerReferences": [owner_reference(raw_falco)],
     }

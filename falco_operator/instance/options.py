@@ -13,6 +13,7 @@ FIELD_MANAGER = "falco-operator"
 # Earlier versions held each Falco with this finalizer; the operator now removes it wherever it finds it.
 LEGACY_FINALIZER = "instance.falcosecurity.dev/cluster-rbac"
 FALCO_CRD = "falcos.instance.falcosecurity.dev"
+COMPONENT_CRD = "components.instance.falcosecurity.dev"
 
 
 @dataclass(frozen=True)

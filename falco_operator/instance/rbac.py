@@ -19,7 +19,7 @@ from .naming import (
     object_labels,
     owned_metadata,
 )
-from .options import FALCO_CRD, BuildOptions
+from .options import COMPONENT_CRD, FALCO_CRD, BuildOptions
 from .servicemonitor import MONITORING_GROUP, SERVICE_MONITOR_CRD
 
 Json = dict[str, Any]
@@ -179,8 +179,11 @@ OPERATOR_RULES: list[Json] = [
     # Read all; write the Rulesfile generated for each Falco from the FalcoRules it selects, and the Config and
     # Plugin that wire a Falco to the Components it names.
     {"apiGroups": [ARTIFACT_GROUP], "resources": ["rulesfiles", "plugins", "configs"], "verbs": _CRUD},
-    # A Falco's spec.sidekick and spec.metacollector name Components: their type and availability decide the wiring.
+    # The Component controller's own kind; a Falco's spec.sidekick and spec.metacollector name Components too
+    # (their type and availability decide the wiring).
     {"apiGroups": [INSTANCE_GROUP], "resources": ["components"], "verbs": _READ},
+    {"apiGroups": [INSTANCE_GROUP], "resources": ["components/status"], "verbs": ["get", "update", "patch"]},
+    {"apiGroups": [INSTANCE_GROUP], "resources": ["components/finalizers"], "verbs": ["update"]},
     {"apiGroups": [ARTIFACT_GROUP],
      "resources": ["rulesfiles/status", "plugins/status", "configs/status", "falcorules/status"],
      "verbs": ["get", "update", "patch"]},
@@ -191,10 +194,11 @@ OPERATOR_RULES: list[Json] = [
     # Only to hand it on: the agent may read the Secrets its artifacts name (RBAC forbids granting what one lacks).
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["nodes"], "verbs": _READ},
-    # Two CRDs by name: the Falco CRD's UID, named as the owner of the per-Falco cluster objects, and the
-    # ServiceMonitor CRD, watched (with a metadata.name selector) to know whether ServiceMonitors are served.
+    # Three CRDs by name: the Falco and Component CRDs' UIDs, named as the owners of the per-Falco and
+    # per-Component cluster objects, and the ServiceMonitor CRD, watched (with a metadata.name selector) to know
+    # whether ServiceMonitors are served.
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
-     "resourceNames": [FALCO_CRD, SERVICE_MONITOR_CRD], "verbs": _READ},
+     "resourceNames": [FALCO_CRD, COMPONENT_CRD, SERVICE_MONITOR_CRD], "verbs": _READ},
     # The ServiceMonitors of spec.monitoring.serviceMonitor: read by name, applied, deleted (never listed).
     {"apiGroups": [MONITORING_GROUP], "resources": ["servicemonitors"],
      "verbs": ["get", "create", "patch", "delete"]},
@@ -203,6 +207,14 @@ OPERATOR_RULES: list[Json] = [
     # Falco pods are the agents an artifact targets (its status counts them).
     {"apiGroups": [""], "resources": ["pods"], "verbs": _READ},
     {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments"], "verbs": _CRUD},
+    # The claim of the Redis a falcosidekick-ui Component deploys with storage: applied, never deleted (its data
+    # goes with the Component, by garbage collection).
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", "watch", "create", "patch"]},
+    # Held only to grant them: the metacollector's ClusterRole reads these (with daemonsets, deployments,
+    # namespaces, pods and services, held above); RBAC forbids granting what one lacks.
+    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": _READ},
+    {"apiGroups": [""], "resources": ["endpoints", "replicationcontrollers"], "verbs": _READ},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": _READ},
     {"apiGroups": [RBAC_GROUP], "resources": ["roles", "rolebindings", "clusterroles", "clusterrolebindings"],
      "verbs": _CRUD},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},

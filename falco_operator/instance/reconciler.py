@@ -24,7 +24,6 @@ from ..kube import (
     Result,
     TerminalError,
 )
-from ..kube.conditions import with_transition_times
 from ..kube.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
@@ -62,12 +61,12 @@ from .servicemonitor import (
 from .services import build_extra_services, removable_services
 from .status import (
     PROGRESS_DEADLINE,
-    WARNED_REASONS,
     artifact_summary,
     desired_status,
+    report_transitions,
     rollout_age,
     status_patch,
-    transitions,
+    unreadable_status,
 )
 from .workload import build_configmap, build_service, build_workload
 
@@ -270,13 +269,7 @@ class FalcoReconciler:
         message = f"the operator cannot read this Falco: {invalid}"[:2000]
         generation = int(raw["metadata"].get("generation") or 0)
         old = raw.get("status") or {}
-        condition = {"type": "Reconciled", "status": "False", "reason": "InvalidSpec", "message": message,
-                     "observedGeneration": generation}  # fmt: skip
-        kept = [c for c in old.get("conditions") or [] if c.get("type") != "Reconciled"]
-        status = {
-            **old,
-            "conditions": [*kept, *with_transition_times([condition], old.get("conditions"), self.clock())],
-        }
+        status = unreadable_status(old, message, generation, self.clock())
         if status != old:
             await self.client.patch_status(FALCOS, raw["metadata"]["name"], status, raw["metadata"]["namespace"])
             await self.events.emit(raw, "Warning", "InvalidSpec", message)
@@ -307,14 +300,7 @@ class FalcoReconciler:
         if status == old:
             return status
         await self.client.patch_status(FALCOS, metadata["name"], status_patch(old, status), metadata["namespace"])
-        before = {c.get("type") for c in (old or {}).get("conditions") or []}
-        for kind_, state, reason, message in transitions(old, status):
-            # Rollouts show on the workload itself; a first status is no transition, unless it is a failure.
-            if kind_ == "Progressing" or (kind_ not in before and (state == "True" or kind_ == "Available")):
-                continue
-            if kind_ == "Available" and state == "False" and reason not in WARNED_REASONS:
-                continue  # a rollout in progress: pods are replaced, nothing is wrong (yet)
-            await self.events.emit(raw, "Normal" if state == "True" else "Warning", reason, message)
+        await report_transitions(self.events, raw, old, status)
         return status
 
     async def _drop_legacy_finalizer(self, raw: Json) -> Json:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..artifacts.audience import Audience
 from ..artifacts.image_defaults import CONTAINER_PLUGIN
+from ..kube import EventRecorder
 from ..kube.conditions import with_transition_times
 from .falcoconfig import IMAGE_RULES_FILE
 
@@ -72,8 +73,10 @@ def _parse_time(text: str) -> datetime.datetime:
 
 def conditions(
     counts: ReplicaCounts | None, error: str | None, generation: int, kind: str, rollout_seconds: float = 0.0,
-    deadline: float = PROGRESS_DEADLINE,
+    deadline: float = PROGRESS_DEADLINE, held_back: tuple[str, str] | None = None,
 ) -> list[Json]:  # fmt: skip
+    """Reconciled, Available, Progressing; ``held_back`` (reason, message): what keeps an object whose own pods
+    are all available from being Available (a dependency it deployed, not ready yet)."""
     reconciled = (
         _condition("Reconciled", False, "ApplyFailed", error, generation)
         if error
@@ -90,7 +93,11 @@ def conditions(
             "Available", False, "NoPods", f"the {kind} wants no pods (no matching node?)", generation
         )
     elif counts.available >= counts.desired and counts.unavailable == 0:
-        available = _condition("Available", True, "PodsAvailable", ratio, generation)
+        available = (
+            _condition("Available", False, held_back[0], f"{ratio}; {held_back[1]}", generation)
+            if held_back
+            else _condition("Available", True, "PodsAvailable", ratio, generation)
+        )
     elif rolling and rollout_seconds < deadline:
         # Pods being replaced are unavailable for a moment: that is the rollout, not a problem (yet).
         available = _condition("Available", False, "RollingOut", f"{ratio} while the rollout progresses", generation)
@@ -154,7 +161,10 @@ def status_patch(old: Json | None, new: Json) -> Json:
 def desired_status(
     *, kind: str, workload: Json | None, version: str, error: str | None, generation: int, old: Json | None, now: str,
     artifacts: Json | None = None, deadline: float = PROGRESS_DEADLINE, extra_conditions: list[Json] | None = None,
+    held_back: tuple[str, str] | None = None, extra_fields: Json | None = None,
 ) -> Json:  # fmt: skip
+    """The status of an object run by one workload (a Falco, a Component); ``extra_fields`` are added as they are
+    (a Component's ``service``)."""
     counts = replica_counts(kind, workload)
     status: Json = {"resourceType": kind, "version": version, "observedGeneration": generation}
     if counts is not None:
@@ -162,13 +172,36 @@ def desired_status(
                    "unavailableReplicas": counts.unavailable, "updatedReplicas": counts.updated}  # fmt: skip
     old_conditions = (old or {}).get("conditions")
     status["conditions"] = with_transition_times(
-        [*conditions(counts, error, generation, kind, rollout_age(old_conditions, now), deadline),
+        [*conditions(counts, error, generation, kind, rollout_age(old_conditions, now), deadline, held_back),
          *(extra_conditions or [])],
         old_conditions, now,
     )  # fmt: skip
     if artifacts is not None:
         status["artifacts"] = artifacts
+    status |= extra_fields or {}
     return status
+
+
+def unreadable_status(old: Json | None, message: str, generation: int, now: str) -> Json:
+    """``old`` with Reconciled False (InvalidSpec): the operator cannot read the object's spec."""
+    condition = _condition("Reconciled", False, "InvalidSpec", message, generation)
+    kept = [c for c in (old or {}).get("conditions") or [] if c.get("type") != "Reconciled"]
+    return {
+        **(old or {}),
+        "conditions": [*kept, *with_transition_times([condition], (old or {}).get("conditions"), now)],
+    }
+
+
+async def report_transitions(events: EventRecorder, raw: Json, old: Json | None, new: Json) -> None:
+    """Events for the condition changes from ``old`` to ``new`` worth telling: no Event for rollouts (they show on
+    the workload itself), for a first status unless it is a failure, or for a rollout in progress."""
+    before = {c.get("type") for c in (old or {}).get("conditions") or []}
+    for kind, state, reason, message in transitions(old, new):
+        if kind == "Progressing" or (kind not in before and (state == "True" or kind == "Available")):
+            continue
+        if kind == "Available" and state == "False" and reason not in WARNED_REASONS:
+            continue  # a rollout in progress: pods are replaced, nothing is wrong (yet)
+        await events.emit(raw, "Normal" if state == "True" else "Warning", reason, message)
 
 
 def transitions(old: Json | None, new: Json) -> list[tuple[str, str, str, str]]:

@@ -44,6 +44,7 @@ SECRETS = _core("Secret", "secrets")
 SERVICE_ACCOUNTS = _core("ServiceAccount", "serviceaccounts")
 SERVICES = _core("Service", "services")
 PODS = _core("Pod", "pods")
+PERSISTENT_VOLUME_CLAIMS = _core("PersistentVolumeClaim", "persistentvolumeclaims")
 NODES = _core("Node", "nodes", namespaced=False)
 NAMESPACES = _core("Namespace", "namespaces", namespaced=False)
 DAEMON_SETS = Resource("apps", "v1", "DaemonSet", "daemonsets", True)
@@ -60,7 +61,7 @@ CUSTOM_RESOURCE_DEFINITIONS = Resource(
 
 BUILTIN: tuple[Resource, ...] = (
     CONFIG_MAPS, SECRETS, SERVICE_ACCOUNTS, SERVICES, PODS, NODES, NAMESPACES, DAEMON_SETS, DEPLOYMENTS, ROLES,
-    ROLE_BINDINGS, CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS, LEASES, EVENTS,
+    ROLE_BINDINGS, PERSISTENT_VOLUME_CLAIMS, CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS, LEASES, EVENTS,
 )  # fmt: skip
 
 

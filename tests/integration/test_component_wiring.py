@@ -1,6 +1,6 @@
 """A Falco wired to its Components on the local control plane: the operator (its own token) generates the Config
-and Plugin, the agent delivers them, real Falco loads them. Components are created here and their status is written
-as the Component controller would."""
+and Plugin, the agent delivers them, real Falco loads them. The Component controller runs the Components (their pods
+are simulated); a Component is made unavailable by scaling it to no pods."""
 
 from __future__ import annotations
 
@@ -46,8 +46,9 @@ def operator(
 
 
 def component(name: str, kind: str) -> Json:
+    # No pods until set_available: the Component controller reports it Available=False (NoPods) meanwhile.
     return {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Component", "metadata": {"name": name},
-            "spec": {"component": {"type": kind}}}  # fmt: skip
+            "spec": {"component": {"type": kind}, "replicas": 0}}  # fmt: skip
 
 
 async def create_component(api: kr8s.asyncio.Api, namespace: str, name: str, kind: str) -> None:
@@ -55,13 +56,19 @@ async def create_component(api: kr8s.asyncio.Api, namespace: str, name: str, kin
 
 
 async def set_available(api: kr8s.asyncio.Api, namespace: str, name: str, available: bool) -> None:
-    """What the Component controller writes: the Available condition of its pods."""
-    state = "True" if available else "False"
-    condition = {"type": "Available", "status": state, "reason": "PodsAvailable" if available else "PodsUnavailable",
-                 "message": "1/1 pods available" if available else "0/1 pods available",
-                 "lastTransitionTime": "2026-12-06T00:00:00Z"}  # fmt: skip
-    await call(api, "PATCH", f"{FALCO_API}/namespaces/{namespace}/components/{name}/status",
-               body={"status": {"conditions": [condition]}}, content_type=MERGE)  # fmt: skip
+    """Scale the Component to one pod (or none) and wait until the Component controller reports it Available (or
+    not)."""
+    path = f"{FALCO_API}/namespaces/{namespace}/components/{name}"
+    await call(api, "PATCH", path, body={"spec": {"replicas": 1 if available else 0}}, content_type=MERGE)
+
+    async def available_condition() -> str | None:
+        _, body = await request(api, "GET", path)
+        states = [c["status"] for c in ((body or {}).get("status") or {}).get("conditions") or []
+                  if c["type"] == "Available"]  # fmt: skip
+        return states[0] if states else None
+
+    await wait_for(available_condition, lambda state: state == ("True" if available else "False"), timeout=60,
+                   what=f"Component {name} Available={available}")  # fmt: skip
 
 
 async def refer(api: kr8s.asyncio.Api, namespace: str, falco: str, **references: str | None) -> None:
