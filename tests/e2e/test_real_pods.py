@@ -428,6 +428,97 @@ def test_a_least_privileged_falco_with_image_defaults_detects_with_no_artifacts(
     cluster.kubectl("delete", "namespace", namespace, "--timeout=180s")
 
 
+# A stand-in for Falcosidekick (no image registry here): the product image's Python answers /ping as Falcosidekick
+# does and prints every alert Falco posts, one JSON line each.
+SIDEKICK_STAND_IN = """
+import http.server, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == '/ping' else 404); self.end_headers(); self.wfile.write(b'pong')
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
+        print('ALERT ' + body.decode(errors='replace').replace(chr(10), ' '), flush=True)
+        self.send_response(200); self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(('', 2801), Handler).serve_forever()
+"""
+
+
+def test_a_falco_wired_to_a_sidekick_component_posts_its_alerts_to_the_sidekick_service(cluster: PodCluster) -> None:
+    """``spec.sidekick``: the operator delivers Falco's http_output as an artifact; a real alert reaches the
+    Component's Service; removing the reference stops it."""
+    if cluster.modern_ebpf is not None:
+        pytest.skip(f"modern_ebpf cannot run on this machine: {cluster.modern_ebpf} (docs/testing.md)")
+    namespace = "falco-e2e-sidekick"
+    cluster.kubectl("create", "namespace", namespace)
+    component: Json = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Component",
+                       "metadata": {"name": "sidekick", "namespace": namespace},
+                       "spec": {"component": {"type": "falcosidekick"}, "podTemplateSpec": {"spec": {"containers": [
+                           {"name": "falcosidekick", "image": "falco-operator:0.1.0",
+                            "command": ["python3", "-c", SIDEKICK_STAND_IN]}]}}}}  # fmt: skip
+    apply(cluster.kubectl, component)
+    cluster.kubectl("-n", namespace, "wait", "component/sidekick", "--for=condition=Available", "--timeout=110s")
+    service_ip = get_json(cluster.kubectl, "service", "-n", namespace, "sidekick")["spec"]["clusterIP"]
+    # No cluster DNS on this node: the Service's name resolves through the pod's /etc/hosts.
+    host_alias = {"ip": service_ip, "hostnames": [f"sidekick.{namespace}.svc"]}
+    falco: Json = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco",
+                   "metadata": {"name": "wired", "namespace": namespace},
+                   "spec": {"imageDefaults": True, "sidekick": {"name": "sidekick"},
+                            "podTemplateSpec": {"spec": {"hostAliases": [host_alias]}}}}  # fmt: skip
+    apply(cluster.kubectl, falco)
+    wait_available(cluster.kubectl, "wired", namespace)
+    cluster.kubectl("-n", namespace, "wait", "falco/wired", "--for=condition=ComponentsReady", "--timeout=60s")
+    (pod,) = falco_pods(cluster.kubectl, "wired", namespace)
+    pod_name = pod["metadata"]["name"]
+    selector = "app.kubernetes.io/name=falcosidekick,app.kubernetes.io/instance=sidekick"
+    (sidekick_pod,) = get_json(cluster.kubectl, "pods", "-n", namespace, "-l", selector)["items"]
+    cluster.kubectl("-n", namespace, "run", "reader", "--image=falco-operator:0.1.0", "--restart=Never",
+                    '--overrides={"spec": {"containers": [{"name": "reader", "image": "falco-operator:0.1.0", '
+                    '"command": ["sleep", "3600"], "securityContext": {"runAsUser": 0}}]}}')  # fmt: skip
+    cluster.kubectl("-n", namespace, "wait", "pod/reader", "--for=condition=Ready", "--timeout=120s")
+
+    def received() -> list[str]:
+        text = logs(cluster.kubectl, namespace, sidekick_pod["metadata"]["name"], "falcosidekick")
+        return [line for line in text.splitlines() if line.startswith("ALERT ")]
+
+    def alert_reached_the_sidekick() -> bool:
+        cluster.kubectl("-n", namespace, "exec", "reader", "--", "cat", "/etc/shadow", check=False)
+        return any("Sensitive file opened for reading" in line for line in received())
+
+    poll("Falco's alert for cat /etc/shadow reached the sidekick Service", alert_reached_the_sidekick, timeout=150,
+         interval=3)  # fmt: skip
+    alert = json.loads(next(line for line in received() if "Sensitive file" in line).removeprefix("ALERT "))
+    assert alert["rule"] == "Read sensitive file untrusted", alert
+    assert "Sensitive file opened for reading" in alert["output"], alert
+
+    before = reload_timestamp(cluster.pod_get(namespace, pod_name, WEB_PORT, "/metrics"))
+    cluster.kubectl("-n", namespace, "patch", "falco", "wired", "--type=merge", "-p", '{"spec": {"sidekick": null}}')
+
+    def config_gone() -> bool:
+        return cluster.kubectl("-n", namespace, "get", "config", "wired-wiring-sidekick", check=False).returncode != 0
+
+    poll("the generated Config is gone", config_gone, timeout=60)
+
+    def reloaded() -> bool:
+        try:
+            return reload_timestamp(cluster.pod_get(namespace, pod_name, WEB_PORT, "/metrics")) not in (None, before)
+        except (OSError, subprocess.CalledProcessError, AssertionError):
+            return False
+
+    poll("Falco reloaded without the http output", reloaded, timeout=60)
+    count = len(received())
+    falco_alerts = logs(cluster.kubectl, namespace, pod_name, FALCO).count("Sensitive file opened for reading")
+
+    def falco_alerted_again() -> bool:
+        cluster.kubectl("-n", namespace, "exec", "reader", "--", "cat", "/etc/shadow", check=False)
+        return logs(cluster.kubectl, namespace, pod_name, FALCO).count("Sensitive file opened") > falco_alerts
+
+    poll("Falco alerted again (to stdout only)", falco_alerted_again, timeout=60, interval=3)
+    assert len(received()) == count, "no alert reaches the sidekick once the reference is gone"
+    cluster.kubectl("delete", "namespace", namespace, "--timeout=180s")
+
+
 # --- 6. uninstall ---------------------------------------------------------------------------------------------------
 
 
