@@ -104,7 +104,7 @@ class Agent:
         ) if identity.instance else None  # fmt: skip
         self.config_maps = ConfigMapWatches(client, namespace, self._mark_dirty)
         pulls = settings.pulls or PullSettings(cache_dir=settings.directories.plugins / OCI_CACHE)
-        self.pulls = OCIPulls(client, namespace, pulls, self.metrics, self._mark_dirty)
+        self.pulls = OCIPulls(client, namespace, pulls, self.metrics, self._mark_dirty, instance=identity.instance)
         self.falco_view = UNKNOWN
         self.engine_version: str | None = None
         """The engine version Falco last reported: kept while Falco does not answer (it changes only with Falco's
@@ -229,7 +229,8 @@ class Agent:
                             time.time()) if self.settings.falco_url else result.outcomes)  # fmt: skip
         self._count_states(outcomes)
         status = report_status(outcomes, self.settings.directories.by_kind(), self._falco_probe(),
-                               self.pulls.refresh_problems(), result.image_defaults)  # fmt: skip
+                               self.pulls.refresh_problems(), result.image_defaults,
+                               self.pulls.signers())  # fmt: skip
         if await self.reporter.publish(status):
             self.metrics.report_writes.inc()
 

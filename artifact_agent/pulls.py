@@ -34,6 +34,7 @@ registry would still take the credentials read before.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -47,7 +48,14 @@ import anyio.abc
 import httpx
 
 from falco_operator.api import Plugin, Rulesfile
-from falco_operator.api.oci import MIN_REFRESH_SECONDS, CredentialsRef, OCIArtifact, OCILocation
+from falco_operator.api.oci import (
+    MIN_REFRESH_SECONDS,
+    CredentialsRef,
+    KeySource,
+    OCIArtifact,
+    OCILocation,
+    Verification,
+)
 from falco_operator.artifacts import Artifact, ArtifactKey, Content, Resolution, Unavailable, artifact_key
 from falco_operator.artifacts.needs import ArtifactNeeds, artifact_needs
 from falco_operator.artifacts.oci import (
@@ -66,8 +74,19 @@ from falco_operator.artifacts.oci import (
     machine_architecture,
     withdraws,
 )
-from falco_operator.kube import Backoff, Client, Forbidden, NotFound
-from falco_operator.kube.resources import SECRETS
+from falco_operator.artifacts.oci.signatures import (
+    KEY_UNAVAILABLE,
+    SIGNATURE_INVALID,
+    SIGNATURE_MISSING,
+    KeyProblem,
+    VerificationKey,
+    judge,
+    load_key,
+    signature_tag,
+)
+from falco_operator.kube import ApiError, Backoff, Client, Forbidden, NotFound
+from falco_operator.kube.resources import CONFIG_MAPS, SECRETS
+from falco_operator.resources import FALCOS
 
 from .metrics import AgentMetrics
 from .oci_cache import CONFIG, CacheUse, DigestCache
@@ -116,6 +135,8 @@ class PullRequest:
     credentials: CredentialsRef | None
     refresh: float | None
     generation: int | None
+    verify: KeySource | None = None
+    """The artifact's own verification key (a Falco's ``artifactVerification`` is read at every pull)."""
 
     def same_source(self, other: PullRequest) -> bool:
         return replace(self, generation=None, refresh=None) == replace(other, generation=None, refresh=None)
@@ -138,7 +159,8 @@ def pull_request(artifact: Artifact, min_refresh: float = MIN_REFRESH_SECONDS) -
         return None
     location = oci.location()
     refresh = oci.refresh_seconds(min_refresh) if location.digest is None else None
-    return PullRequest(kind, location, oci.credentials(), refresh, artifact.metadata.generation)
+    verify = oci.verify.key_source() if oci.verify else None
+    return PullRequest(kind, location, oci.credentials(), refresh, artifact.metadata.generation, verify)
 
 
 @dataclass
@@ -167,8 +189,12 @@ class OCIPulls:
         settings: PullSettings,
         metrics: AgentMetrics,
         on_change: Callable[[], None],
+        *,
+        instance: str | None = None,
     ) -> None:
         self._client = client
+        self._instance = instance
+        """The agent's Falco, whose ``artifactVerification`` every pull also applies."""
         self._namespace = namespace
         self._settings = settings
         self._metrics = metrics
@@ -193,6 +219,8 @@ class OCIPulls:
         self._unkept_configs: dict[str, bytes] = {}
         """Configs downloaded whose artifact is not in the cache yet, by the artifact's digest."""
         self._pulling: set[_Pulling] = set()
+        self._signers: dict[str, str] = {}
+        """The fingerprints of the keys whose signatures were verified, by the digest delivered."""
         self._group: anyio.abc.TaskGroup | None = None
         self._settled = anyio.Event()
 
@@ -246,6 +274,11 @@ class OCIPulls:
         """The version of each plugin pulled, as its OCI config says, by the digest delivered (the agent checks it
         against the version Falco runs)."""
         return dict(self._versions)
+
+    def signers(self) -> dict[str, str]:
+        """The verification keys (fingerprints) whose cosign signatures each digest carried when it was last
+        pulled, by digest; digests pulled with no verification policy are left out."""
+        return dict(self._signers)
 
     def settled(self) -> bool:
         """Every followed artifact has had a first answer (bytes or a failure)."""
@@ -363,6 +396,9 @@ class OCIPulls:
         session = RegistrySession(self._http(location.insecure_skip_verify), location, credentials)
         resolved = await session.resolve(request.type, self._settings.architecture)
         pulling.digest = resolved.digest
+        # Before anything of this digest is read or served, cache included: the manifest verified is the one
+        # whose config and layer are then fetched by the digests it lists.
+        await self._verify(session, request, resolved.digest)
         if resolved.digest not in self._configs_read:
             await self._read_config(session, resolved, request.type == PLUGIN)
         cached = await self._cached(resolved.digest, request.type.label)
@@ -489,6 +525,72 @@ class OCIPulls:
             log.warning("cannot read the cached %s: %s", digest, error)
             return None
 
+    # -- signatures ----------------------------------------------------------------------------------------
+
+    async def _verify(self, session: RegistrySession, request: PullRequest, digest: str) -> None:
+        """Hold ``digest`` to every verification policy that applies (the artifact's ``verify`` and the Falco's
+        ``artifactVerification``: each key must have signed it); raise ``SignatureMissing``/``SignatureInvalid``."""
+        policy = await self._falco_policy()
+        sources = list(dict.fromkeys(source for source in (request.verify, policy) if source is not None))
+        if not sources:
+            self._signers.pop(digest, None)
+            return
+        keys = [await self._verification_key(source) for source in sources]
+        signed = await session.signatures(digest)
+        if signed is None:
+            raise PullFailed(SIGNATURE_MISSING, f"{session.reference} resolves to {digest}, which has no cosign "
+                             f"signature (no tag {signature_tag(digest)} in {request.location.registry}/"
+                             f"{request.location.repository}): it is not delivered")  # fmt: skip
+        for key in keys:
+            verified, why = judge(digest, session.reference, signed, key)
+            if not verified:
+                raise PullFailed(SIGNATURE_INVALID, why)
+        self._signers[digest] = ", ".join(key.fingerprint for key in keys)
+
+    async def _falco_policy(self) -> KeySource | None:
+        if self._instance is None:
+            return None
+        try:
+            falco = await self._client.get(FALCOS, self._instance, self._namespace)
+        except NotFound:
+            return None  # no Falco, no pods to serve: nothing to hold the pull to
+        except ApiError as error:
+            raise PullFailed(
+                "PolicyUnreadable",
+                f"cannot read Falco {self._instance} for its "
+                f"artifactVerification ({error}); nothing is delivered until it can be read",
+            ) from None
+        raw = (falco.get("spec") or {}).get("artifactVerification")
+        if not raw:
+            return None
+        try:
+            return Verification.model_validate(raw).key_source()
+        except ValueError as error:
+            raise PullFailed(
+                "PolicyUnreadable", f"Falco {self._instance}'s artifactVerification cannot be read: {error}"
+            ) from None
+
+    async def _verification_key(self, source: KeySource) -> VerificationKey:
+        resource = CONFIG_MAPS if source.kind == "ConfigMap" else SECRETS
+        try:
+            obj = await self._client.get(resource, source.name, self._namespace)
+        except Forbidden:
+            grant = "" if source.kind == "ConfigMap" else f" ({GRANT_RULE})"
+            raise PullFailed(KEY_UNAVAILABLE, f"the agent may not read the verification key {source}{grant}; "
+                             "nothing is delivered until it can") from None  # fmt: skip
+        except NotFound:
+            raise PullFailed(KEY_UNAVAILABLE, f"the verification key {source} does not exist in {self._namespace}; "
+                             "nothing is delivered until it does") from None  # fmt: skip
+        pem = _key_bytes(obj, source)
+        if pem is None:
+            raise PullFailed(KEY_UNAVAILABLE, f"the verification key {source} has no such key holding a PEM public "
+                             "key; nothing is delivered until it does")  # fmt: skip
+        try:
+            return load_key(pem, str(source))
+        except KeyProblem as problem:
+            raise PullFailed(KEY_UNAVAILABLE, f"{problem}; nothing is delivered until it holds a cosign public "
+                             "key") from None  # fmt: skip
+
     # -- credentials ---------------------------------------------------------------------------------------
 
     async def _credentials(self, request: PullRequest) -> Credentials | None:
@@ -548,10 +650,24 @@ class OCIPulls:
         self._unkept_configs = {digest: config for digest, config in self._unkept_configs.items() if digest in used}
         self._versions = {digest: version for digest, version in self._versions.items() if digest in used}
         self._needs = {digest: needs for digest, needs in self._needs.items() if digest in used}
+        self._signers = {digest: signer for digest, signer in self._signers.items() if digest in used}
         sources = {use.source for use in uses}
         # A source no longer followed lost its resolution on disk: it must be written again if it comes back.
         self._resolutions = {source: d for source, d in self._resolutions.items() if source in sources}
         self._withdrawn &= sources
+
+
+def _key_bytes(obj: Json, source: KeySource) -> bytes | None:
+    """The bytes of the key's entry: a Secret's ``data`` and a ConfigMap's ``binaryData`` are base64, a
+    ConfigMap's ``data`` is text."""
+    text = (obj.get("data") or {}).get(source.key)
+    encoded = text if source.kind == "Secret" else (obj.get("binaryData") or {}).get(source.key)
+    if isinstance(encoded, str):
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except ValueError:
+            return None
+    return text.encode() if isinstance(text, str) and source.kind == "ConfigMap" else None
 
 
 def _not_delivered(cause: str) -> str:

@@ -24,17 +24,20 @@ Json = dict[str, Any]
 def report_status(
     outcomes: Iterable[Outcome], directories: Mapping[str, Path], falco: FalcoProbe | None = None,
     refresh_problems: Mapping[ArtifactKey, Unavailable] | None = None, image_defaults: ImageDefaultsInUse | None = None,
+    signers: Mapping[str, str] | None = None,
 ) -> Json:  # fmt: skip
     """The ``status`` of the report: one entry per applicable artifact, in a stable order; what Falco says; why an
     OCI source could not be resolved again (``refresh_problems``), apart from the state of what is delivered; what
-    Falco loads from its image (``image_defaults``)."""
+    Falco loads from its image (``image_defaults``); who signed each verified OCI digest (``signers``)."""
     problems = refresh_problems or {}
+    signed_by = signers or {}
     entries = [
         ReportedArtifact(
             kind=outcome.key.kind,
             name=outcome.key.name,
             generation=outcome.generation,
             digest=outcome.delivered.digest,
+            signer=signed_by.get(outcome.delivered.digest or ""),
             sha256=outcome.sha256,
             config_map_sha256=config_map_sha256(outcome),
             files=sorted(str(directories[directory] / name) for directory, name in outcome.delivered.files) or None,

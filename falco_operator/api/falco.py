@@ -8,6 +8,7 @@ from pydantic import ConfigDict, Field
 
 from .base import KubeModel, KubeObject, LabelSelector
 from .monitoring import FalcoMonitoring
+from .oci import Verification
 from .schema_types import (
     DNS_LABEL,
     Affinity,
@@ -161,6 +162,11 @@ class FalcoSpec(KubeModel):
     9765); a Service removed from the list is deleted."""
     monitoring: FalcoMonitoring | None = None
     """Monitoring of Falco itself."""
+
+    artifact_verification: Verification | None = None
+    """The administrator's signature policy for every OCI artifact this Falco's agents load (Rulesfiles and
+    Plugins): each digest must carry a cosign signature of this key, whatever the artifact's own `verify` says
+    (when both are set, both must pass). An artifact author cannot weaken it. Read by the agents at every pull."""
 
     sidekick: ComponentReference | None = None
     """A `falcosidekick` Component of this namespace: Falco sends every alert to it as JSON (once it is Available,

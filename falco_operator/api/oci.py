@@ -81,6 +81,62 @@ class PullSecret(KubeModel):
     """Key of the password in the Secret."""
 
 
+DEFAULT_KEY_ENTRY = "cosign.pub"
+
+
+class KeyEntryRef(KubeModel):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    """Name of the object, in the artifact's (or the Falco's) namespace."""
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")] = DEFAULT_KEY_ENTRY
+    """Key of the PEM public key in the object; unset means `cosign.pub` (the file `cosign generate-key-pair`
+    writes)."""
+
+
+class SignatureKey(KubeModel):
+    """A cosign public key (PEM, ECDSA P-256 or Ed25519), from a ConfigMap or a Secret: exactly one."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.secretRef) != has(self.configMapRef)",
+                "set exactly one of secretRef and configMapRef",
+            )
+        )
+    )
+
+    config_map_ref: KeyEntryRef | None = None
+    """A ConfigMap that holds the public key (a public key is no secret: the simplest choice)."""
+    secret_ref: KeyEntryRef | None = None
+    """A Secret that holds the public key; agents are granted it only when it is labelled
+    `artifact.falcosecurity.dev/verification-key: "true"` (or is a pull secret)."""
+
+
+class Verification(KubeModel):
+    """Who must have signed an OCI artifact before any node loads it (cosign's signature, verified offline by the
+    digest the reference resolves to)."""
+
+    key: SignatureKey
+    """The public key whose signature the artifact's digest must carry."""
+
+    def key_source(self) -> KeySource:
+        ref = self.key.config_map_ref or self.key.secret_ref
+        assert ref is not None  # the CRD requires exactly one
+        return KeySource("ConfigMap" if self.key.config_map_ref else "Secret", ref.name, ref.key)
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """Where one verification key is read from (by name, in the namespace of the object that names it)."""
+
+    kind: str
+    """`ConfigMap` or `Secret`."""
+    name: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} (key {self.key})"
+
+
 _OCI_RULES = (
     cel(
         "!(has(self.reference) && has(self.image))",
@@ -122,6 +178,10 @@ class OCIArtifact(KubeModel):
     )))] | None = None  # fmt: skip
     """Re-resolve the tag this often (at least 1m) and follow it when it moves; unset resolves once per spec
     change."""
+    verify: Verification | None = None
+    """Load only what this key signed: the digest the reference resolves to must carry its cosign signature
+    (`SignatureMissing`, `SignatureInvalid` otherwise; the last good files stay). A Falco's
+    `spec.artifactVerification` applies as well: both must pass."""
 
     def location(self) -> OCILocation:
         """The registry, repository and tag or digest, whichever form the user wrote."""

@@ -34,6 +34,9 @@ class ReportedArtifact(KubeModel):
     """Generation of the artifact that was materialized."""
     digest: str | None = None
     """OCI digest pulled, for OCI sources."""
+    signer: str | None = None
+    """OCI sources under a verification policy: the fingerprint (`sha256:` of the DER public key) of each key whose
+    cosign signature the digest carries, comma-separated."""
     sha256: str | None = None
     """SHA-256 of the content written."""
     config_map_sha256: str | None = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api import Config, Falco, Plugin, Rulesfile
+from ..api.oci import Verification
 from ..artifacts.audience import Audience
 from .naming import (
     OWNER_NAME_LABEL,
@@ -39,9 +40,17 @@ def _applies_to(artifact: Rulesfile | Plugin | Config, falco: Falco) -> bool:
 
 
 def artifact_references(falco: Falco, artifacts: list[Json]) -> References:
-    """ConfigMaps and Secrets named by the artifacts (raw Rulesfile/Plugin/Config objects) that apply to ``falco``."""
+    """ConfigMaps and Secrets named by the artifacts (raw Rulesfile/Plugin/Config objects) that apply to ``falco``,
+    and by the Falco's own ``artifactVerification`` (its verification key)."""
     configmaps: set[str] = set()
     secrets: set[str] = set()
+
+    def add_key(verification: Verification | None) -> None:
+        if verification is not None:
+            source = verification.key_source()
+            (configmaps if source.kind == "ConfigMap" else secrets).add(source.name)
+
+    add_key(falco.spec.artifact_verification)
     for raw in artifacts:
         kind = raw.get("kind")
         try:
@@ -53,11 +62,13 @@ def artifact_references(falco: Falco, artifacts: list[Json]) -> References:
                     configmaps.add(rulesfile.spec.config_map_ref.name)
                 oci = rulesfile.spec.oci()
                 credentials = oci.credentials() if oci else None
+                add_key(oci.verify if oci else None)
             elif kind == "Plugin":
                 plugin = Plugin.model_validate(raw)
                 if not _applies_to(plugin, falco):
                     continue
                 credentials = plugin.spec.oci_artifact.credentials() if plugin.spec.oci_artifact else None
+                add_key(plugin.spec.oci_artifact.verify if plugin.spec.oci_artifact else None)
             elif kind == "Config":
                 config = Config.model_validate(raw)
                 if not _applies_to(config, falco):

@@ -20,6 +20,8 @@ from typing import Any
 DOCKER_CONFIG_JSON = "kubernetes.io/dockerconfigjson"
 BASIC_AUTH = "kubernetes.io/basic-auth"
 PULL_SECRET_LABEL = "artifact.falcosecurity.dev/pull-secret"
+VERIFICATION_KEY_LABEL = "artifact.falcosecurity.dev/verification-key"
+"""A Secret labelled so holds a signature verification key (a public key): the operator grants agents `get` on it."""
 REGISTRY_HOSTS_ANNOTATION = "artifact.falcosecurity.dev/registry-hosts"
 _DOCKER_HUB = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 
@@ -47,12 +49,13 @@ def grantable(secret: dict[str, Any]) -> bool:
     owner opted in with the label): a user who may create artifacts but not read Secrets must not be able to
     point an agent at any Secret of the namespace and have its contents sent to a registry of their choosing."""
     labels = (secret.get("metadata") or {}).get("labels") or {}
-    return secret.get("type") in (DOCKER_CONFIG_JSON, BASIC_AUTH) or labels.get(PULL_SECRET_LABEL) == "true"
+    opted_in = labels.get(PULL_SECRET_LABEL) == "true" or labels.get(VERIFICATION_KEY_LABEL) == "true"
+    return secret.get("type") in (DOCKER_CONFIG_JSON, BASIC_AUTH) or opted_in
 
 
 GRANT_RULE = (
     f"the operator grants agents only Secrets of type {DOCKER_CONFIG_JSON} or {BASIC_AUTH}, or labelled "
-    f"{PULL_SECRET_LABEL}=true"
+    f"{PULL_SECRET_LABEL}=true (or {VERIFICATION_KEY_LABEL}=true for a verification key)"
 )
 
 

@@ -30,6 +30,8 @@ PASSING = frozenset({
     "InvalidSecret",     # ... the Secret cannot be read as credentials (an edit in progress)
     "Unauthorized",      # the registry refuses the credentials, or asks for some (401): tokens lapse
     "Forbidden",         # the registry denies access (403): as above
+    "VerificationKeyUnavailable",  # a verification key (ConfigMap, Secret) missing, not granted or malformed
+    "PolicyUnreadable",  # the agent cannot read its Falco's artifactVerification: it cannot tell what to check
 })  # fmt: skip
 """The registry could not be asked, did not answer, or refused credentials that may lapse on their own: nothing
 says that the content must go."""
@@ -38,6 +40,8 @@ REFUSED_CONTENT = frozenset({
     "DigestMismatch", "InvalidManifest", "TooLarge", "RefusedArchive", "NoPlatform", "WrongMediaType",
     "ConfigUnreadable",
     "BlobNotFound",  # a layer or config the manifest names is missing (404): the tag still names that manifest
+    "SignatureMissing",  # the digest the source names now has no cosign signature (a tag moved to unsigned content)
+    "SignatureInvalid",  # ... has signatures, none by the required key for that digest
 })  # fmt: skip
 """What the source names now is refused, not what it named before: that stays, as for an invalid generation."""
 

@@ -34,6 +34,7 @@ from .addresses import AddressRefused, guarded_pool
 from .archive import ArchiveFile, ArchiveRefused, extract_single_file
 from .credentials import Credentials
 from .media import INDEXES, MANIFESTS, ArtifactType, type_of_layer
+from .signatures import MAX_PAYLOAD_BYTES, SignedPayload, signature_layers, signature_tag
 
 Json = dict[str, Any]
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -185,6 +186,28 @@ class RegistrySession:
                 for path in (layer_path, file_path):
                     await anyio.Path(path).unlink(missing_ok=True)
         return Pulled(resolved.digest, ArchiveFile(name, data), layer.size)
+
+    async def signatures(self, digest: str) -> list[SignedPayload] | None:
+        """The cosign signatures of ``digest`` (the ``sha256-<hex>.sig`` tag's simple signing layers, each
+        payload digest checked); None when the registry has no such tag."""
+        try:
+            _, manifest = await self._manifest(signature_tag(digest), expected=None)
+        except PullFailed as failed:
+            if failed.reason == "NotFound":
+                return None
+            raise
+        signed: list[SignedPayload] = []
+        for layer_digest, size, signature in signature_layers(manifest):
+            if size > MAX_PAYLOAD_BYTES:
+                continue
+            async with self._request("GET", f"{self._base}/blobs/{layer_digest}", {}) as response:
+                _raise_for_status(response, self.reference)
+                body = await _read_capped(response, size, "signature payload")
+            if "sha256:" + hashlib.sha256(body).hexdigest() != layer_digest:
+                raise PullFailed("DigestMismatch", f"a signature payload of {self.reference} does not have digest "
+                                                   f"{layer_digest}")  # fmt: skip
+            signed.append(SignedPayload(body, signature))
+        return signed
 
     # -- protocol -----------------------------------------------------------------------------------------
 
