@@ -536,11 +536,13 @@ class OCIPulls:
             self._signers.pop(digest, None)
             return
         keys = [await self._verification_key(source) for source in sources]
-        signed = await session.signatures(digest)
-        if signed is None:
+        tagged, bundled = await session.signatures(digest), await session.bundle_signatures(digest)
+        if tagged is None and bundled is None:
             raise PullFailed(SIGNATURE_MISSING, f"{session.reference} resolves to {digest}, which has no cosign "
-                             f"signature (no tag {signature_tag(digest)} in {request.location.registry}/"
-                             f"{request.location.repository}): it is not delivered")  # fmt: skip
+                             f"signature (no tag {signature_tag(digest)}, no Sigstore bundle referring to it, in "
+                             f"{request.location.registry}/{request.location.repository}): it is not "
+                             "delivered")  # fmt: skip
+        signed = [*(tagged or []), *(bundled or [])]
         for key in keys:
             verified, why = judge(digest, session.reference, signed, key)
             if not verified:

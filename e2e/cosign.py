@@ -105,6 +105,14 @@ class Cosign:
             "--new-bundle-format=false", "--allow-insecure-registry", image, ca=ca,
         )  # fmt: skip
 
+    def sign_bundle(self, key: KeyPair, image: str, *, ca: Path | None = None) -> None:
+        """Sign ``image`` as cosign v3 does by default: a Sigstore bundle (DSSE) pushed as an OCI 1.1 referrer (the
+        referrers tag schema where the registry has no referrers API); no transparency log."""
+        self.run(
+            "sign", "--key", str(key.private), "--tlog-upload=false", "--use-signing-config=false",
+            "--allow-insecure-registry", image, ca=ca,
+        )  # fmt: skip
+
 
 if __name__ == "__main__":
     print(ensure_cosign())

@@ -186,6 +186,30 @@ async def test_only_what_the_key_signed_for_that_digest_is_pulled(
         await answer(pulls, "signed", kept_with_problem, "the last good content kept, SignatureMissing")
 
 
+async def test_cosign_v3_bundles_found_through_the_referrers_tag_schema_are_verified(
+    control_plane: ControlPlane, api: kr8s.asyncio.Api, namespace: str, tmp_path: Path, registry: Registry,
+    cosign: Cosign, signer: KeyPair, stranger: KeyPair,
+) -> None:  # fmt: skip
+    """cosign v3's default layout against a registry without a referrers API (Debian's distribution answers 404):
+    the bundle's index is tagged sha256-<hex>, and the DSSE envelope's in-toto subject names the digest."""
+    await key_config_map(api, namespace, "bundle-key", signer)
+    repository = f"t{secrets.token_hex(3)}/rules"
+    data = b"- list: bundled\n  items: []\n"
+    digest = push_rules(registry, repository, "bundled", data)
+    cosign.sign_bundle(signer, f"{registry.host}/{repository}@{digest}", ca=registry.ca)
+    by_stranger = push_rules(registry, repository, "stranger", b"- list: stranger\n  items: []\n")
+    cosign.sign_bundle(stranger, f"{registry.host}/{repository}@{by_stranger}", ca=registry.ca)
+    artifacts = [Rulesfile.model_validate(signed_rulesfile(tag, registry, repository, tag, "bundle-key"))
+                 for tag in ("bundled", "stranger")]  # fmt: skip
+    async with running_pulls(control_plane, namespace, tmp_path / "cache", registry) as pulls:
+        pulls.want(artifacts)
+        await answer(pulls, "bundled", holds(data), "the bundle-signed artifact")
+        assert pulls.signers()[digest] == fingerprint(signer)
+        refused = await answer(pulls, "stranger", failed("SignatureInvalid"), "another key's bundle refused")
+        assert isinstance(refused, Unavailable)
+        assert fingerprint(signer) in refused.message
+
+
 async def test_the_falco_policy_applies_too_and_both_keys_must_have_signed(
     control_plane: ControlPlane, api: kr8s.asyncio.Api, namespace: str, tmp_path: Path, registry: Registry,
     cosign: Cosign, signer: KeyPair, stranger: KeyPair,

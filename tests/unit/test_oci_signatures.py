@@ -11,13 +11,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from falco_operator.api import Falco, Rulesfile
 from falco_operator.artifacts.oci.signatures import (
+    BUNDLE,
     SIGNATURE_ANNOTATION,
     SIMPLE_SIGNING,
     KeyProblem,
     SignedPayload,
+    bundle_signatures,
     judge,
     key_fingerprint,
     load_key,
+    pae,
+    referrers_tag,
     signature_layers,
     signature_tag,
     signed_digest,
@@ -122,3 +126,27 @@ def test_the_agents_are_granted_the_keys_named_by_artifacts_and_by_the_falco_pol
     assert parsed is not None
     assert parsed.verify is not None
     assert str(parsed.verify.key_source()) == "Secret team-key (key k.pem)"
+
+
+def bundle(key: PrivateKey, digest: str, predicate: str = "https://sigstore.dev/cosign/sign/v1") -> bytes:
+    statement = json.dumps({"_type": "https://in-toto.io/Statement/v1", "predicateType": predicate, "predicate": {},
+                            "subject": [{"digest": {"sha256": digest.partition(":")[2]}}]}).encode()  # fmt: skip
+    signature = sign(key, pae("application/vnd.in-toto+json", statement))
+    envelope = {"payload": base64.b64encode(statement).decode(), "payloadType": "application/vnd.in-toto+json",
+                "signatures": [{"sig": signature}]}  # fmt: skip
+    return json.dumps({"mediaType": BUNDLE, "dsseEnvelope": envelope}).encode()
+
+
+@pytest.mark.parametrize("algorithm", KEYS)
+def test_a_sigstore_bundle_verifies_over_the_dsse_encoding_for_the_digest_its_subject_names(algorithm: str) -> None:
+    signer = new_key(algorithm)
+    key = load_key(pem(signer), "k")
+    assert pae("t", b"ab") == b"DSSEv1 1 t 2 ab"
+    assert judge(DIGEST, "r/x:1", bundle_signatures(bundle(signer, DIGEST)), key) == (True, "")
+    verified, why = judge(DIGEST, "r/x:1", bundle_signatures(bundle(signer, OTHER)), key)
+    assert not verified
+    assert f"is of {OTHER}" in why
+    assert bundle_signatures(bundle(signer, DIGEST, predicate="https://slsa.dev/provenance/v1")) == [], (
+        "an attestation is no signature of the image"
+    )
+    assert referrers_tag(DIGEST) == f"sha256-{'ab' * 32}"

@@ -34,7 +34,16 @@ from .addresses import AddressRefused, guarded_pool
 from .archive import ArchiveFile, ArchiveRefused, extract_single_file
 from .credentials import Credentials
 from .media import INDEXES, MANIFESTS, ArtifactType, type_of_layer
-from .signatures import MAX_PAYLOAD_BYTES, SignedPayload, signature_layers, signature_tag
+from .signatures import (
+    BUNDLE,
+    MAX_PAYLOAD_BYTES,
+    MAX_SIGNATURE_LAYERS,
+    SignedPayload,
+    bundle_signatures,
+    referrers_tag,
+    signature_layers,
+    signature_tag,
+)
 
 Json = dict[str, Any]
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -200,14 +209,62 @@ class RegistrySession:
         for layer_digest, size, signature in signature_layers(manifest):
             if size > MAX_PAYLOAD_BYTES:
                 continue
-            async with self._request("GET", f"{self._base}/blobs/{layer_digest}", {}) as response:
-                _raise_for_status(response, self.reference)
-                body = await _read_capped(response, size, "signature payload")
-            if "sha256:" + hashlib.sha256(body).hexdigest() != layer_digest:
-                raise PullFailed("DigestMismatch", f"a signature payload of {self.reference} does not have digest "
-                                                   f"{layer_digest}")  # fmt: skip
-            signed.append(SignedPayload(body, signature))
+            signed.append(SignedPayload(await self._small_blob(layer_digest, size, "signature payload"), signature))
         return signed
+
+    async def bundle_signatures(self, digest: str) -> list[SignedPayload] | None:
+        """The signatures in the Sigstore bundles that refer to ``digest`` (OCI 1.1 referrers: the referrers API,
+        else the referrers tag schema); None when the registry lists no referrer of it at all."""
+        index = await self._referrers(digest)
+        if index is None:
+            return None
+        signed: list[SignedPayload] = []
+        entries = [entry for entry in index.get("manifests") or [] if isinstance(entry, dict)]
+        bundles = [entry for entry in entries if entry.get("artifactType") == BUNDLE and entry.get("digest")]
+        for entry in bundles[:MAX_SIGNATURE_LAYERS]:
+            _, manifest = await self._manifest(str(entry["digest"]), expected=str(entry["digest"]))
+            if (manifest.get("subject") or {}).get("digest") != digest:
+                continue  # a referrer of another digest listed here proves nothing about this one
+            for layer in manifest.get("layers") or []:
+                if not isinstance(layer, dict) or layer.get("mediaType") != BUNDLE:
+                    continue
+                try:
+                    layer_digest, size = str(layer["digest"]), int(layer["size"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if size <= MAX_PAYLOAD_BYTES:
+                    signed += bundle_signatures(await self._small_blob(layer_digest, size, "signature bundle"))
+        return signed if bundles else None
+
+    async def _referrers(self, digest: str) -> Json | None:
+        url = f"{self._base}/referrers/{digest}?{urlencode({'artifactType': BUNDLE})}"
+        async with self._request("GET", url, {"Accept": INDEXES[0]}) as response:
+            if response.is_success:
+                body = await _read_capped(response, MAX_MANIFEST_BYTES, "referrers index")
+                try:
+                    index = json.loads(body)
+                except ValueError:
+                    index = None
+                if isinstance(index, dict):
+                    return index
+                raise PullFailed("InvalidManifest", f"the referrers of {self.reference} are not a JSON index")
+            if response.status_code not in (400, 404, 405):
+                _raise_for_status(response, self.reference)
+        try:  # no referrers API: the referrers tag schema
+            _, index = await self._manifest(referrers_tag(digest), expected=None)
+        except PullFailed as failed:
+            if failed.reason == "NotFound":
+                return None
+            raise
+        return index
+
+    async def _small_blob(self, digest: str, size: int, what: str) -> bytes:
+        async with self._request("GET", f"{self._base}/blobs/{digest}", {}) as response:
+            _raise_for_status(response, self.reference)
+            body = await _read_capped(response, size, what)
+        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+            raise PullFailed("DigestMismatch", f"a {what} of {self.reference} does not have digest {digest}")
+        return body
 
     # -- protocol -----------------------------------------------------------------------------------------
 

@@ -52,8 +52,57 @@ class VerificationKey:
 @dataclass(frozen=True)
 class SignedPayload:
     payload: bytes
+    """The bytes signed: a simple signing payload, or a DSSE envelope's pre-authentication encoding."""
     signature: str
-    """The annotation's value (base64)."""
+    """The signature over ``payload`` (base64)."""
+    names: str | None = None
+    """The digest the signed statement names (a bundle's in-toto subject); None: read it from a simple signing
+    ``payload``."""
+
+    @property
+    def signed_digest(self) -> str | None:
+        return self.names if self.names is not None else signed_digest(self.payload)
+
+
+BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+"""A Sigstore bundle, cosign v3's default: an OCI 1.1 referrer of the signed digest (``subject``), found through the
+referrers API or, where the registry has none, the referrers tag schema (an index tagged ``sha256-<hex>``)."""
+IN_TOTO = "application/vnd.in-toto+json"
+COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+
+
+def referrers_tag(digest: str) -> str:
+    """The referrers tag schema's tag for ``digest``: ``sha256-<hex>``."""
+    algorithm, _, hex_ = digest.partition(":")
+    return f"{algorithm}-{hex_}"
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE's pre-authentication encoding: what a DSSE signature signs."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+
+
+def bundle_signatures(bundle: bytes) -> list[SignedPayload]:
+    """The DSSE signatures of a Sigstore bundle whose statement is cosign's signature of an image (key-based:
+    no certificate is looked at), each with the digest its in-toto subject names; [] for anything else."""
+    try:
+        document = json.loads(bundle)
+        envelope = document["dsseEnvelope"]
+        if envelope.get("payloadType") != IN_TOTO:
+            return []
+        payload = base64.b64decode(envelope["payload"], validate=True)
+        statement = json.loads(payload)
+        if statement.get("predicateType") != COSIGN_SIGN_PREDICATE:
+            return []
+        subjects = [s["digest"]["sha256"] for s in statement.get("subject") or [] if isinstance(s, dict)]
+        signatures = [str(entry["sig"]) for entry in envelope.get("signatures") or [] if isinstance(entry, dict)]
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        return []
+    if len(subjects) != 1:
+        return []
+    message = pae(IN_TOTO, payload)
+    return [SignedPayload(message, signature, f"sha256:{subjects[0]}") for signature in signatures]
 
 
 def load_key(pem: bytes, source: str) -> VerificationKey:
@@ -129,7 +178,7 @@ def judge(digest: str, reference: str, signed: list[SignedPayload], key: Verific
     for item in signed:
         if not signature_verifies(key.public_key, item.payload, item.signature):
             continue
-        named = signed_digest(item.payload)
+        named = item.signed_digest
         if named == digest:
             return True, ""
         if named:
