@@ -17,6 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
 from .controlplane.build import cache_root, go_env, go_version, pip_go
 
 COSIGN_MODULE = "github.com/sigstore/cosign/v3"
@@ -95,6 +98,18 @@ class Cosign:
         directory = self.home / name
         directory.mkdir(parents=True, exist_ok=True)
         self.run("generate-key-pair", cwd=directory)
+        return KeyPair(directory / "cosign.key", directory / "cosign.pub")
+
+    def import_ed25519_key_pair(self, name: str) -> KeyPair:
+        """An Ed25519 key pair (``generate-key-pair`` makes ECDSA P-256 only), made here and imported into cosign's
+        encrypted key format with ``cosign import-key-pair``."""
+        directory = self.home / name
+        directory.mkdir(parents=True, exist_ok=True)
+        private = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        (directory / "ed25519.pem").write_bytes(private)
+        self.run("import-key-pair", "--key", "ed25519.pem", "--output-key-prefix", "cosign", cwd=directory)
         return KeyPair(directory / "cosign.key", directory / "cosign.pub")
 
     def sign(self, key: KeyPair, image: str, *, ca: Path | None = None) -> None:

@@ -28,11 +28,11 @@ from e2e.controlplane.cluster import free_port
 from e2e.cosign import Cosign, KeyPair, ensure_cosign
 from e2e.falco import FalcoBinaries, run_falco
 from e2e.kube import call
-from e2e.oci_artifacts import push_rules
+from e2e.oci_artifacts import push_plugin, push_rules
 from e2e.operator import RunningOperator
 from e2e.registry import OCI_MANIFEST, Registry, start_registry
 from e2e.wait import wait_for
-from falco_operator.api import Rulesfile
+from falco_operator.api import Plugin, Rulesfile
 from falco_operator.artifacts import ArtifactKey, Content, Resolution, Unavailable
 from falco_operator.artifacts.oci.signatures import load_key, signature_tag
 from falco_operator.kube import Client
@@ -120,9 +120,11 @@ async def running_pulls(
             await client.close()
 
 
-async def answer(pulls: OCIPulls, name: str, accept: Callable[[Resolution | None], bool], what: str) -> Resolution:
+async def answer(
+    pulls: OCIPulls, name: str, accept: Callable[[Resolution | None], bool], what: str, kind: str = "Rulesfile"
+) -> Resolution:
     async def probe() -> Resolution | None:
-        return pulls.resolve(ArtifactKey("Rulesfile", name))
+        return pulls.resolve(ArtifactKey(kind, name))
 
     result = await wait_for(probe, accept, timeout=30, interval=0.05, what=what)
     assert result is not None
@@ -208,6 +210,39 @@ async def test_cosign_v3_bundles_found_through_the_referrers_tag_schema_are_veri
         refused = await answer(pulls, "stranger", failed("SignatureInvalid"), "another key's bundle refused")
         assert isinstance(refused, Unavailable)
         assert fingerprint(signer) in refused.message
+
+
+async def test_a_multi_platform_plugin_signed_with_an_ed25519_key_in_both_layouts(
+    control_plane: ControlPlane, api: kr8s.asyncio.Api, namespace: str, tmp_path: Path, registry: Registry,
+    cosign: Cosign,
+) -> None:  # fmt: skip
+    """The index digest a plugin's tag resolves to is what is signed and verified; cosign signs with an Ed25519
+    key imported into its key format, in the .sig layout and as a bundle referrer."""
+    ed_key = cosign.import_ed25519_key_pair("ed25519")
+    assert "BEGIN PUBLIC KEY" in ed_key.public_pem
+    await key_config_map(api, namespace, "ed25519-key", ed_key)
+    repository = f"t{secrets.token_hex(3)}/plugin"
+    library = b"\x7fELF a plugin"
+    tagged = push_plugin(registry, repository, "tagged", {"amd64": library, "arm64": library})
+    cosign.sign(ed_key, f"{registry.host}/{repository}@{tagged}", ca=registry.ca)
+    bundled = push_plugin(registry, repository, "bundled", {"amd64": library, "arm64": library + b"\0"})
+    cosign.sign_bundle(ed_key, f"{registry.host}/{repository}@{bundled}", ca=registry.ca)
+    unsigned = push_plugin(registry, repository, "unsigned", {"amd64": library + b"\1", "arm64": library})
+    assert len({tagged, bundled, unsigned}) == 3
+
+    def plugin(tag: str) -> Plugin:
+        return Plugin.model_validate({"metadata": {"name": tag}, "spec": {"ociArtifact": {
+            "image": {"repository": repository, "tag": tag}, "registry": {"name": registry.host},
+            "verify": {"key": {"configMapRef": {"name": "ed25519-key"}}}}}})  # fmt: skip
+
+    async with running_pulls(control_plane, namespace, tmp_path / "cache", registry) as pulls:
+        pulls.want([plugin("tagged"), plugin("bundled"), plugin("unsigned")])
+        for tag, digest in (("tagged", tagged), ("bundled", bundled)):
+            result = await answer(pulls, tag, lambda r: isinstance(r, Content), f"the {tag} plugin", kind="Plugin")
+            assert isinstance(result, Content)
+            assert (result.digest, result.data) == (digest, library)
+            assert pulls.signers()[digest] == fingerprint(ed_key)
+        await answer(pulls, "unsigned", failed("SignatureMissing"), "the unsigned plugin", kind="Plugin")
 
 
 async def test_the_falco_policy_applies_too_and_both_keys_must_have_signed(

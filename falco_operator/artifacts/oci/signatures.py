@@ -4,7 +4,8 @@ cosign's key-based layout: the signatures of ``<repo>@sha256:<hex>`` are the lay
 ``sha256-<hex>.sig`` in the same repository. Each layer is a *simple signing* payload
 (``application/vnd.dev.cosign.simplesigning.v1+json``) whose ``critical.image.docker-manifest-digest`` names the
 signed digest; its ``dev.cosignproject.cosign/signature`` annotation holds the base64 signature of the payload's
-bytes (ECDSA P-256 with SHA-256, DER; or Ed25519 over the bytes themselves).
+bytes (ECDSA P-256 with SHA-256, DER; or Ed25519ph, Ed25519 over the bytes' SHA-512, as cosign signs with an
+Ed25519 key; pure Ed25519 is accepted too).
 
 A key is satisfied when one layer's signature verifies with it *and* its payload names the digest verified. The
 verdicts are reasons of a failed pull: ``SignatureMissing`` (no signature manifest for the digest) and
@@ -23,6 +24,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from .ed25519ph import verify_ed25519ph
 
 SIGNATURE_MISSING = "SignatureMissing"
 SIGNATURE_INVALID = "SignatureInvalid"
@@ -168,7 +171,9 @@ def signature_verifies(key: PublicKey, payload: bytes, signature_b64: str) -> bo
         else:
             key.verify(signature, payload)
     except InvalidSignature:
-        return False
+        # cosign signs with Ed25519ph (pre-hashed) for Ed25519 keys; pure Ed25519 is accepted too.
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return isinstance(key, ed25519.Ed25519PublicKey) and verify_ed25519ph(raw, signature, payload)
     return True
 
 
