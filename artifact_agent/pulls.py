@@ -170,6 +170,8 @@ class _Tracked:
     result: Resolution
     refresh_problem: Unavailable | None = None
     """Why resolving the source again failed while ``result`` still holds what it resolved to before."""
+    signer: str | None = None
+    """The fingerprints of the keys that signed ``result``'s digest (None: no signature policy)."""
 
 
 @dataclass(eq=False)
@@ -179,6 +181,8 @@ class _Pulling:
 
     label: str
     digest: str | None = None
+    signer: str | None = None
+    """The fingerprints of the keys whose signatures of ``digest`` were verified (None: no policy)."""
 
 
 class OCIPulls:
@@ -219,8 +223,6 @@ class OCIPulls:
         self._unkept_configs: dict[str, bytes] = {}
         """Configs downloaded whose artifact is not in the cache yet, by the artifact's digest."""
         self._pulling: set[_Pulling] = set()
-        self._signers: dict[str, str] = {}
-        """The fingerprints of the keys whose signatures were verified, by the digest delivered."""
         self._group: anyio.abc.TaskGroup | None = None
         self._settled = anyio.Event()
 
@@ -252,7 +254,7 @@ class OCIPulls:
             result = tracked.result if tracked is not None and keep else _pending(request)
             if tracked is not None:
                 tracked.scope.cancel()
-            self._start(key, request, result)
+            self._start(key, request, result, tracked.signer if tracked is not None and keep else None)
         if stopped:  # no pull of theirs will answer and prune: what only they used goes now
             self._keep_cached()
 
@@ -275,10 +277,14 @@ class OCIPulls:
         against the version Falco runs)."""
         return dict(self._versions)
 
-    def signers(self) -> dict[str, str]:
-        """The verification keys (fingerprints) whose cosign signatures each digest carried when it was last
-        pulled, by digest; digests pulled with no verification policy are left out."""
-        return dict(self._signers)
+    def signers(self) -> dict[ArtifactKey, tuple[str, str]]:
+        """For each artifact whose content was verified: its digest, and the fingerprints of the keys whose cosign
+        signatures that digest carried (artifacts of one digest may be held to different keys)."""
+        signed: dict[ArtifactKey, tuple[str, str]] = {}
+        for key, tracked in self._tracked.items():
+            if tracked.signer and isinstance(tracked.result, Content) and tracked.result.digest:
+                signed[key] = (tracked.result.digest, tracked.signer)
+        return signed
 
     def settled(self) -> bool:
         """Every followed artifact has had a first answer (bytes or a failure)."""
@@ -291,10 +297,10 @@ class OCIPulls:
 
     # -- one artifact ---------------------------------------------------------------------------------------
 
-    def _start(self, key: ArtifactKey, request: PullRequest, result: Resolution) -> None:
+    def _start(self, key: ArtifactKey, request: PullRequest, result: Resolution, signer: str | None = None) -> None:
         assert self._group is not None, "run() first"
         scope = anyio.CancelScope()
-        self._tracked[key] = _Tracked(request, scope, result)
+        self._tracked[key] = _Tracked(request, scope, result, signer=signer)
         self._group.start_soon(self._follow, key, request, scope)
 
     async def _follow(self, key: ArtifactKey, request: PullRequest, scope: anyio.CancelScope) -> None:
@@ -311,6 +317,8 @@ class OCIPulls:
                     problem: Unavailable | None = None
                     if isinstance(result, Unavailable):
                         result, problem = await self._failed(request, tracked.result, result)
+                    else:
+                        tracked.signer = pulling.signer
                     if (result, problem) != (tracked.result, tracked.refresh_problem):
                         tracked.result, tracked.refresh_problem = result, problem
                         self._on_change()
@@ -398,7 +406,7 @@ class OCIPulls:
         pulling.digest = resolved.digest
         # Before anything of this digest is read or served, cache included: the manifest verified is the one
         # whose config and layer are then fetched by the digests it lists.
-        await self._verify(session, request, resolved.digest)
+        pulling.signer = await self._verify(session, request, resolved.digest)
         if resolved.digest not in self._configs_read:
             await self._read_config(session, resolved, request.type == PLUGIN)
         cached = await self._cached(resolved.digest, request.type.label)
@@ -527,14 +535,14 @@ class OCIPulls:
 
     # -- signatures ----------------------------------------------------------------------------------------
 
-    async def _verify(self, session: RegistrySession, request: PullRequest, digest: str) -> None:
+    async def _verify(self, session: RegistrySession, request: PullRequest, digest: str) -> str | None:
         """Hold ``digest`` to every verification policy that applies (the artifact's ``verify`` and the Falco's
-        ``artifactVerification``: each key must have signed it); raise ``SignatureMissing``/``SignatureInvalid``."""
+        ``artifactVerification``: each key must have signed it); raise ``SignatureMissing``/``SignatureInvalid``. The
+        fingerprints of the keys, or None when no policy applies."""
         policy = await self._falco_policy()
         sources = list(dict.fromkeys(source for source in (request.verify, policy) if source is not None))
         if not sources:
-            self._signers.pop(digest, None)
-            return
+            return None
         keys = [await self._verification_key(source) for source in sources]
         tagged, bundled = await session.signatures(digest), await session.bundle_signatures(digest)
         if tagged is None and bundled is None:
@@ -547,7 +555,7 @@ class OCIPulls:
             verified, why = judge(digest, session.reference, signed, key)
             if not verified:
                 raise PullFailed(SIGNATURE_INVALID, why)
-        self._signers[digest] = ", ".join(key.fingerprint for key in keys)
+        return ", ".join(key.fingerprint for key in keys)
 
     async def _falco_policy(self) -> KeySource | None:
         if self._instance is None:
@@ -652,7 +660,6 @@ class OCIPulls:
         self._unkept_configs = {digest: config for digest, config in self._unkept_configs.items() if digest in used}
         self._versions = {digest: version for digest, version in self._versions.items() if digest in used}
         self._needs = {digest: needs for digest, needs in self._needs.items() if digest in used}
-        self._signers = {digest: signer for digest, signer in self._signers.items() if digest in used}
         sources = {use.source for use in uses}
         # A source no longer followed lost its resolution on disk: it must be written again if it comes back.
         self._resolutions = {source: d for source, d in self._resolutions.items() if source in sources}

@@ -24,11 +24,12 @@ Json = dict[str, Any]
 def report_status(
     outcomes: Iterable[Outcome], directories: Mapping[str, Path], falco: FalcoProbe | None = None,
     refresh_problems: Mapping[ArtifactKey, Unavailable] | None = None, image_defaults: ImageDefaultsInUse | None = None,
-    signers: Mapping[str, str] | None = None,
+    signers: Mapping[ArtifactKey, tuple[str, str]] | None = None,
 ) -> Json:  # fmt: skip
     """The ``status`` of the report: one entry per applicable artifact, in a stable order; what Falco says; why an
     OCI source could not be resolved again (``refresh_problems``), apart from the state of what is delivered; what
-    Falco loads from its image (``image_defaults``); who signed each verified OCI digest (``signers``)."""
+    Falco loads from its image (``image_defaults``); who signed each verified OCI artifact (``signers``: its
+    digest and the keys' fingerprints), shown while that digest is the one delivered."""
     problems = refresh_problems or {}
     signed_by = signers or {}
     entries = [
@@ -37,7 +38,7 @@ def report_status(
             name=outcome.key.name,
             generation=outcome.generation,
             digest=outcome.delivered.digest,
-            signer=signed_by.get(outcome.delivered.digest or ""),
+            signer=_signer(signed_by.get(outcome.key), outcome.delivered.digest),
             sha256=outcome.sha256,
             config_map_sha256=config_map_sha256(outcome),
             files=sorted(str(directories[directory] / name) for directory, name in outcome.delivered.files) or None,
@@ -50,6 +51,10 @@ def report_status(
     ]
     image = reported_image_defaults(image_defaults) if image_defaults is not None else None
     return ArtifactReportStatus(artifacts=entries, falco=falco, image_defaults=image).to_wire()
+
+
+def _signer(signed: tuple[str, str] | None, delivered: str | None) -> str | None:
+    return signed[1] if signed is not None and signed[0] == delivered else None
 
 
 def reported_image_defaults(in_use: ImageDefaultsInUse) -> ReportedImageDefaults:

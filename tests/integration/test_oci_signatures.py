@@ -162,7 +162,7 @@ async def test_only_what_the_key_signed_for_that_digest_is_pulled(
         result = await answer(pulls, "signed", holds(version_1), "the signed artifact")
         assert isinstance(result, Content)
         assert result.digest == signed
-        assert pulls.signers()[signed] == fingerprint(signer)
+        assert pulls.signers()[ArtifactKey("Rulesfile", "signed")] == (signed, fingerprint(signer))
 
         missing = await answer(pulls, "unsigned", failed("SignatureMissing"), "the unsigned artifact refused")
         assert isinstance(missing, Unavailable)
@@ -206,7 +206,7 @@ async def test_cosign_v3_bundles_found_through_the_referrers_tag_schema_are_veri
     async with running_pulls(control_plane, namespace, tmp_path / "cache", registry) as pulls:
         pulls.want(artifacts)
         await answer(pulls, "bundled", holds(data), "the bundle-signed artifact")
-        assert pulls.signers()[digest] == fingerprint(signer)
+        assert pulls.signers()[ArtifactKey("Rulesfile", "bundled")] == (digest, fingerprint(signer))
         refused = await answer(pulls, "stranger", failed("SignatureInvalid"), "another key's bundle refused")
         assert isinstance(refused, Unavailable)
         assert fingerprint(signer) in refused.message
@@ -241,7 +241,7 @@ async def test_a_multi_platform_plugin_signed_with_an_ed25519_key_in_both_layout
             result = await answer(pulls, tag, lambda r: isinstance(r, Content), f"the {tag} plugin", kind="Plugin")
             assert isinstance(result, Content)
             assert (result.digest, result.data) == (digest, library)
-            assert pulls.signers()[digest] == fingerprint(ed_key)
+            assert pulls.signers()[ArtifactKey("Plugin", tag)] == (digest, fingerprint(ed_key))
         await answer(pulls, "unsigned", failed("SignatureMissing"), "the unsigned plugin", kind="Plugin")
 
 
@@ -268,7 +268,12 @@ async def test_the_falco_policy_applies_too_and_both_keys_must_have_signed(
         await answer(pulls, "bare", failed("SignatureInvalid"), "an artifact without verify is held to the policy")
         sign(cosign, stranger, registry, repository, digest)
         await answer(pulls, "team", holds(data), "signed by both keys")
-        assert pulls.signers()[digest] == f"{fingerprint(signer)}, {fingerprint(stranger)}"
+        assert pulls.signers()[ArtifactKey("Rulesfile", "team")] == (
+            digest,
+            f"{fingerprint(signer)}, {fingerprint(stranger)}",
+        )
+        await answer(pulls, "bare", holds(data), "the artifact without verify, once the administrator's key signed")
+        assert pulls.signers()[ArtifactKey("Rulesfile", "bare")] == (digest, fingerprint(stranger)), "its own policy"
 
 
 async def test_a_node_loads_only_signed_rules_and_keeps_them_when_the_tag_moves_to_unsigned_ones(

@@ -172,8 +172,10 @@ def signature_verifies(key: PublicKey, payload: bytes, signature_b64: str) -> bo
             key.verify(signature, payload)
     except InvalidSignature:
         # cosign signs with Ed25519ph (pre-hashed) for Ed25519 keys; pure Ed25519 is accepted too.
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            return False
         raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return isinstance(key, ed25519.Ed25519PublicKey) and verify_ed25519ph(raw, signature, payload)
+        return verify_ed25519ph(raw, signature, payload)
     return True
 
 
