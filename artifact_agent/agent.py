@@ -193,7 +193,8 @@ class Agent:
         changed_at, self._first_change_at = self._first_change_at, None
         artifacts = self._selected()
         self.config_maps.watch_only({ref[0] for ref in map(config_map_reference, artifacts) if ref})
-        self.pulls.want(artifacts)
+        # A new generation of the Falco may change its artifactVerification: every source is checked again.
+        self.pulls.want(artifacts, policy_generation=_generation(self.falco_informer))
         if first:
             with anyio.move_on_after(self.settings.first_pass_wait):
                 await self.config_maps.wait_settled()
@@ -326,6 +327,12 @@ def _labels(informer: Informer | None) -> dict[str, str]:
         return {}
     objects = informer.store.objects()
     return dict((objects[0].get("metadata") or {}).get("labels") or {}) if objects else {}
+
+
+def _generation(informer: Informer | None) -> int | None:
+    objects = informer.store.objects() if informer is not None else []
+    generation = (objects[0].get("metadata") or {}).get("generation") if objects else None
+    return generation if isinstance(generation, int) else None
 
 
 def _healthy_check(informer: Informer) -> Callable[[], bool]:

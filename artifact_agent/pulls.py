@@ -137,9 +137,15 @@ class PullRequest:
     generation: int | None
     verify: KeySource | None = None
     """The artifact's own verification key (a Falco's ``artifactVerification`` is read at every pull)."""
+    policy_generation: int | None = None
+    """The generation of the agent's Falco: a new one may change its ``artifactVerification``, so the source is
+    pulled (and verified) again, what it delivers kept meanwhile."""
 
     def same_source(self, other: PullRequest) -> bool:
-        return replace(self, generation=None, refresh=None) == replace(other, generation=None, refresh=None)
+        def bare(request: PullRequest) -> PullRequest:
+            return replace(request, generation=None, refresh=None, policy_generation=None)
+
+        return bare(self) == bare(other)
 
     @property
     def source(self) -> str:
@@ -239,10 +245,12 @@ class OCIPulls:
 
     # -- what the agent's pass uses -----------------------------------------------------------------------
 
-    def want(self, artifacts: Iterable[Artifact]) -> None:
-        """Start, restart or stop pulls so that exactly these artifacts' OCI sources are followed."""
+    def want(self, artifacts: Iterable[Artifact], *, policy_generation: int | None = None) -> None:
+        """Start, restart or stop pulls so that exactly these artifacts' OCI sources are followed; a new
+        ``policy_generation`` (the agent's Falco's) pulls every source again."""
         floor = self._settings.min_refresh
-        wanted = {artifact_key(a): request for a in artifacts if (request := pull_request(a, floor)) is not None}
+        wanted = {artifact_key(a): replace(request, policy_generation=policy_generation)
+                  for a in artifacts if (request := pull_request(a, floor)) is not None}  # fmt: skip
         stopped = set(self._tracked) - set(wanted)
         for key in stopped:
             self._tracked.pop(key).scope.cancel()

@@ -278,23 +278,31 @@ async def test_the_falco_policy_applies_too_and_both_keys_must_have_signed(
 
 async def test_a_node_loads_only_signed_rules_and_keeps_them_when_the_tag_moves_to_unsigned_ones(
     api: kr8s.asyncio.Api, namespace: str, operator: RunningOperator, control_plane: ControlPlane, tmp_path: Path,
-    registry: Registry, falco_binaries: FalcoBinaries, cosign: Cosign, signer: KeyPair,
+    registry: Registry, falco_binaries: FalcoBinaries, cosign: Cosign, signer: KeyPair, stranger: KeyPair,
 ) -> None:  # fmt: skip
     await key_config_map(api, namespace, "signing-key", signer)
+    await key_config_map(api, namespace, "admin-key", stranger)
     repository = f"t{secrets.token_hex(3)}/rules"
     signed_rules, unsigned_rules = rules_text("signed_rule"), rules_text("unsigned_rule")
     digest = push_rules(registry, repository, "stable", signed_rules)
     sign(cosign, signer, registry, repository, digest)
     push_rules(registry, repository, "unsigned", rules_text("never_loaded"))
+    pinned_rules = rules_text("pinned_rule")
+    pinned = push_rules(registry, repository, "pinned", pinned_rules)
+    sign(cosign, signer, registry, repository, pinned)
     pods = await falco_pods(api, namespace, "falco")
     await create(api, namespace, signed_rulesfile("signed", registry, repository, "stable", "signing-key"))
     await create(api, namespace, signed_rulesfile("unsigned", registry, repository, "unsigned", "signing-key"))
-    name = "50-01-signed-oci.yaml"
+    pinned_rulesfile = signed_rulesfile("pinned", registry, repository, pinned, "signing-key")
+    del pinned_rulesfile["spec"]["ociArtifact"]["refreshInterval"]  # a digest is never resolved again on its own
+    await create(api, namespace, pinned_rulesfile)
+    name, pinned_name = "50-01-signed-oci.yaml", "50-01-pinned-oci.yaml"
     port = free_port()
     async with running_agents(control_plane, tmp_path, namespace, "falco", pods, ["node1"],
                               {"node1": f"http://127.0.0.1:{port}"}, agent_args(registry)) as agents:  # fmt: skip
         agent = agents["node1"]
-        await wait_files(agent, agent.rules_dir, lambda f: f.get(name) == signed_rules, "the signed rules", timeout=30)
+        await wait_files(agent, agent.rules_dir, lambda f: f == {name: signed_rules, pinned_name: pinned_rules},
+                         "the signed rules", timeout=30)  # fmt: skip
         with run_falco(tmp_path / "falco", agent.rules_dir, agent.config_dir, agent.plugins_dir,
                        binaries=falco_binaries, web_port=port) as falco:  # fmt: skip
             await falco.wait_healthy()
@@ -304,7 +312,7 @@ async def test_a_node_loads_only_signed_rules_and_keeps_them_when_the_tag_moves_
             refused = await wait_entry(api, agent, "Rulesfile", "unsigned",
                                        lambda e: e.get("reason") == "SignatureMissing", "unsigned refused")  # fmt: skip
             assert refused["state"] == "Failed"
-            assert set(agent.files(agent.rules_dir)) == {name}, "nothing written for the unsigned artifact"
+            assert set(agent.files(agent.rules_dir)) == {name, pinned_name}, "nothing written for the unsigned one"
             status = await wait_for(partial(artifact_status, api, namespace, "rulesfiles", "unsigned"),
                                     lambda s: condition(s, "ResolvedRefs").get("reason") == "SignatureMissing",
                                     what="ResolvedRefs=False, SignatureMissing")  # fmt: skip
@@ -317,9 +325,21 @@ async def test_a_node_loads_only_signed_rules_and_keeps_them_when_the_tag_moves_
                                     lambda e: (e.get("refreshProblem") or {}).get("reason") == "SignatureMissing",
                                     "the moved tag refused")  # fmt: skip
             assert (kept["digest"], kept["state"]) == (digest, "Loaded")
-            assert agent.files(agent.rules_dir) == {name: signed_rules}
+            assert agent.files(agent.rules_dir)[name] == signed_rules
             moved = await wait_for(partial(artifact_status, api, namespace, "rulesfiles", "signed"),
                                    lambda s: condition(s, "ResolvedRefs").get("reason") == "SignatureMissing",
                                    what="the signed Rulesfile's ResolvedRefs says why")  # fmt: skip
             assert "no cosign signature" in condition(moved, "ResolvedRefs")["message"]
             assert falco.reload_failures() == 0
+
+            # The administrator's policy on the Falco names another key: with no change to the artifact, its agents
+            # check it again at once; what they load stays (refused new checks keep the last good files).
+            await call(api, "PATCH", f"/apis/instance.falcosecurity.dev/v1alpha1/namespaces/{namespace}/falcos/falco",
+                       body={"spec": {"artifactVerification": {"key": {"configMapRef": {"name": "admin-key"}}}}},
+                       content_type="application/merge-patch+json")  # fmt: skip
+            held = await wait_entry(api, agent, "Rulesfile", "pinned",
+                                    lambda e: (e.get("refreshProblem") or {}).get("reason") == "SignatureInvalid",
+                                    "the Falco's policy applied without any change to the artifact")  # fmt: skip
+            assert fingerprint(stranger) in held["refreshProblem"]["message"]
+            assert held["state"] == "Loaded"
+            assert agent.files(agent.rules_dir) == {name: signed_rules, pinned_name: pinned_rules}
