@@ -37,6 +37,7 @@ from falco_operator.artifacts import ArtifactKey, Content, Resolution, Unavailab
 from falco_operator.artifacts.oci.signatures import load_key, signature_tag
 from falco_operator.kube import Client
 from tests.integration.agent_support import create, patch, running_agents, wait_entry, wait_files
+from tests.integration.test_artifact_status import rulesfile_warnings
 from tests.integration.test_oci_agent import agent_args, artifact_status, condition, rules_text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds")]
@@ -317,6 +318,10 @@ async def test_a_node_loads_only_signed_rules_and_keeps_them_when_the_tag_moves_
                                     lambda s: condition(s, "ResolvedRefs").get("reason") == "SignatureMissing",
                                     what="ResolvedRefs=False, SignatureMissing")  # fmt: skip
             assert condition(status, "ResolvedRefs")["status"] == "False"
+            warnings = await wait_for(partial(rulesfile_warnings, api, namespace, "unsigned"),
+                                      lambda events: any(e.get("reason") == "SignatureMissing" for e in events),
+                                      what="a Warning Event SignatureMissing")  # fmt: skip
+            assert any("no cosign signature" in (e.get("note") or "") for e in warnings)
 
             # The tag moves to unsigned rules: the node keeps the signed ones, and the status says why.
             push_rules(registry, repository, "stable", unsigned_rules)
