@@ -5,6 +5,7 @@ and real Falco for what a node ends up loading."""
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import ssl
@@ -27,16 +28,17 @@ from e2e.controlplane import ControlPlane
 from e2e.controlplane.cluster import free_port
 from e2e.cosign import Cosign, KeyPair, ensure_cosign
 from e2e.falco import FalcoBinaries, run_falco
-from e2e.kube import call
+from e2e.kube import call, request
 from e2e.oci_artifacts import push_plugin, push_rules
 from e2e.operator import RunningOperator
 from e2e.registry import OCI_MANIFEST, Registry, start_registry
 from e2e.wait import wait_for
 from falco_operator.api import Plugin, Rulesfile
 from falco_operator.artifacts import ArtifactKey, Content, Resolution, Unavailable
+from falco_operator.artifacts.oci import VERIFICATION_KEY_LABEL, grantable
 from falco_operator.artifacts.oci.signatures import load_key, signature_tag
 from falco_operator.kube import Client
-from tests.integration.agent_support import create, patch, running_agents, wait_entry, wait_files
+from tests.integration.agent_support import ARTIFACT_API, create, patch, running_agents, wait_entry, wait_files
 from tests.integration.test_artifact_status import rulesfile_warnings
 from tests.integration.test_oci_agent import agent_args, artifact_status, condition, rules_text
 
@@ -187,6 +189,37 @@ async def test_only_what_the_key_signed_for_that_digest_is_pulled(
             return holds(version_1)(result) and problem is not None and problem.reason == "SignatureMissing"
 
         await answer(pulls, "signed", kept_with_problem, "the last good content kept, SignatureMissing")
+
+
+async def test_a_key_in_a_secret_and_the_shapes_the_api_server_refuses(
+    control_plane: ControlPlane, api: kr8s.asyncio.Api, namespace: str, tmp_path: Path, registry: Registry,
+    cosign: Cosign, signer: KeyPair,
+) -> None:  # fmt: skip
+    secret = {"metadata": {"name": "signing-secret", "labels": {VERIFICATION_KEY_LABEL: "true"}},
+              "data": {"key.pem": base64.b64encode(signer.public.read_bytes()).decode()}}  # fmt: skip
+    await call(api, "POST", f"/api/v1/namespaces/{namespace}/secrets", body=secret)
+    assert grantable(await call(api, "GET", f"/api/v1/namespaces/{namespace}/secrets/signing-secret"))
+    repository = f"t{secrets.token_hex(3)}/rules"
+    data = b"- list: from_secret\n  items: []\n"
+    digest = push_rules(registry, repository, "1", data)
+    sign(cosign, signer, registry, repository, digest)
+    rulesfile = signed_rulesfile("secret-key", registry, repository, "1", None)
+    rulesfile["spec"]["ociArtifact"]["verify"] = {"key": {"secretRef": {"name": "signing-secret", "key": "key.pem"}}}
+    missing = signed_rulesfile("no-key", registry, repository, "1", "no-such-config-map")
+    async with running_pulls(control_plane, namespace, tmp_path / "cache", registry) as pulls:
+        pulls.want([Rulesfile.model_validate(rulesfile), Rulesfile.model_validate(missing)])
+        await answer(pulls, "secret-key", holds(data), "verified with the key from the Secret")
+        gone = await answer(pulls, "no-key", failed("VerificationKeyUnavailable"), "a missing key ConfigMap")
+        assert isinstance(gone, Unavailable)
+        assert "ConfigMap no-such-config-map (key cosign.pub) does not exist" in gone.message
+
+    for key, message in (({"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}, "exactly one"),
+                         ({}, "exactly one")):  # fmt: skip
+        body = signed_rulesfile("refused", registry, repository, "1", None)
+        body["spec"]["ociArtifact"]["verify"] = {"key": key}
+        status, answer_body = await request(api, "POST", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles", body=body)
+        assert status == 422, answer_body
+        assert message in json.dumps(answer_body)
 
 
 async def test_cosign_v3_bundles_found_through_the_referrers_tag_schema_are_verified(
