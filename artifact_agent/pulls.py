@@ -229,6 +229,8 @@ class OCIPulls:
         self._unkept_configs: dict[str, bytes] = {}
         """Configs downloaded whose artifact is not in the cache yet, by the artifact's digest."""
         self._pulling: set[_Pulling] = set()
+        self._policy: tuple[int, KeySource | None] | None = None
+        """The Falco's ``artifactVerification`` as last read, with the Falco's generation then."""
         self._group: anyio.abc.TaskGroup | None = None
         self._settled = anyio.Event()
 
@@ -547,7 +549,7 @@ class OCIPulls:
         """Hold ``digest`` to every verification policy that applies (the artifact's ``verify`` and the Falco's
         ``artifactVerification``: each key must have signed it); raise ``SignatureMissing``/``SignatureInvalid``. The
         fingerprints of the keys, or None when no policy applies."""
-        policy = await self._falco_policy()
+        policy = await self._falco_policy(request.policy_generation)
         sources = list(dict.fromkeys(source for source in (request.verify, policy) if source is not None))
         if not sources:
             return None
@@ -565,9 +567,14 @@ class OCIPulls:
                 raise PullFailed(SIGNATURE_INVALID, why)
         return ", ".join(key.fingerprint for key in keys)
 
-    async def _falco_policy(self) -> KeySource | None:
+    async def _falco_policy(self, generation: int | None) -> KeySource | None:
+        """The Falco's ``artifactVerification``, read once per generation of the Falco (the agent's watch of its
+        Falco gives the generation; a pull that does not know it reads the Falco)."""
         if self._instance is None:
             return None
+        known = self._policy
+        if generation is not None and known is not None and known[0] == generation:
+            return known[1]
         try:
             falco = await self._client.get(FALCOS, self._instance, self._namespace)
         except NotFound:
@@ -579,14 +586,16 @@ class OCIPulls:
                 f"artifactVerification ({error}); nothing is delivered until it can be read",
             ) from None
         raw = (falco.get("spec") or {}).get("artifactVerification")
-        if not raw:
-            return None
         try:
-            return Verification.model_validate(raw).key_source()
+            policy = Verification.model_validate(raw).key_source() if raw else None
         except ValueError as error:
             raise PullFailed(
                 "PolicyUnreadable", f"Falco {self._instance}'s artifactVerification cannot be read: {error}"
             ) from None
+        read_generation = (falco.get("metadata") or {}).get("generation")
+        if isinstance(read_generation, int):
+            self._policy = (read_generation, policy)
+        return policy
 
     async def _verification_key(self, source: KeySource) -> VerificationKey:
         resource = CONFIG_MAPS if source.kind == "ConfigMap" else SECRETS
