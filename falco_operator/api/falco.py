@@ -8,6 +8,7 @@ from pydantic import ConfigDict, Field
 
 from .base import KubeModel, KubeObject, LabelSelector
 from .monitoring import FalcoMonitoring
+from .registries import Registries
 from .schema_types import (
     DNS_LABEL,
     Affinity,
@@ -161,6 +162,9 @@ class FalcoSpec(KubeModel):
     9765); a Service removed from the list is deleted."""
     monitoring: FalcoMonitoring | None = None
     """Monitoring of Falco itself."""
+    registries: Registries | None = None
+    """Registry hosts the artifact agents reach: a CA bundle for a host (from a ConfigMap of this namespace, mounted
+    into the agent), and mirrors tried before it (air-gapped clusters). At most 16 entries, one per host."""
 
     sidekick: ComponentReference | None = None
     """A `falcosidekick` Component of this namespace: Falco sends every alert to it as JSON (once it is Available,

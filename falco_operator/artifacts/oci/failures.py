@@ -30,6 +30,8 @@ PASSING = frozenset({
     "InvalidSecret",     # ... the Secret cannot be read as credentials (an edit in progress)
     "Unauthorized",      # the registry refuses the credentials, or asks for some (401): tokens lapse
     "Forbidden",         # the registry denies access (403): as above
+    "UntrustedCertificate",  # the CA for the host is missing or rotated ahead of the registry: the agent's trust
+    "RegistryCAUnusable",    # ... its CA bundle file is absent or no PEM (a ConfigMap or key missing, being edited)
 })  # fmt: skip
 """The registry could not be asked, did not answer, or refused credentials that may lapse on their own: nothing
 says that the content must go."""
