@@ -358,7 +358,7 @@ class OCIPulls:
         try:
             return await self._pull_with(request, credentials, pulling)
         except PullFailed as failed:
-            if failed.reason != "Unauthorized" or request.credentials is None:
+            if failed.reason != "Unauthorized" or request.credentials is None or isinstance(failed, _NoHostServes):
                 raise
             name, registry = request.credentials.secret_name, request.location.registry
             message = f"{failed.message}: Secret {name} does not authenticate to {registry}; check its credentials"
@@ -406,10 +406,14 @@ class OCIPulls:
                     raise
                 log.info("%s: %s failed (%s), trying the next host", request.location.reference, location.registry,
                          failed.reason)  # fmt: skip
+                if failed.reason == "Unauthorized" and credentials is not None and not endpoint.send_credentials:
+                    failed = PullFailed(failed.reason, f"{failed.message} (the artifact's credentials are for "
+                                        f"{request.location.registry}: its spec.registries entry sends them to mirrors "
+                                        "only with credentialsToMirrors)")  # fmt: skip
                 failures.append((location.registry, failed))
         last = failures[-1][1]
         tried = "; ".join(f"{host}: {failed.message}" for host, failed in failures)
-        raise PullFailed(last.reason, f"no host serves {request.location.reference} (tried in order: {tried})")
+        raise _NoHostServes(last.reason, f"no host serves {request.location.reference} (tried in order: {tried})")
 
     async def _remember(self, request: PullRequest, digest: str) -> None:
         self._withdrawn.discard(request.source)
@@ -600,6 +604,10 @@ class OCIPulls:
         # A source no longer followed lost its resolution on disk: it must be written again if it comes back.
         self._resolutions = {source: d for source, d in self._resolutions.items() if source in sources}
         self._withdrawn &= sources
+
+
+class _NoHostServes(PullFailed):
+    """Every host of a mirrored reference failed: the reason is the last host's, the message says each one's."""
 
 
 def _not_delivered(cause: str) -> str:
