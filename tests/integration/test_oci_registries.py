@@ -4,6 +4,7 @@ from a registry with a private CA, and from mirrors of a host that does not exis
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,17 @@ from e2e.kube import call
 from e2e.oci_artifacts import push_rules
 from e2e.operator import RunningOperator
 from e2e.registry import Registry, start_registry
+from e2e.wait import wait_for
 from falco_operator.instance.podtemplate import AGENT_CONTAINER
 from falco_operator.instance.registries import REGISTRY_CA_DIR, REGISTRY_CA_VOLUME
 from tests.integration.agent_support import create, running_agents, wait_entry, wait_files
-from tests.integration.test_oci_agent import PLAIN_REGISTRY_ARGS, create_secret, rules_text
+from tests.integration.test_oci_agent import (
+    PLAIN_REGISTRY_ARGS,
+    artifact_status,
+    condition,
+    create_secret,
+    rules_text,
+)
 
 Json = dict[str, Any]
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("crds")]
@@ -96,6 +104,25 @@ async def test_a_registry_with_a_private_ca_is_trusted_through_its_ca_bundle_and
             assert f"TLS: {corp.host} presents a certificate the agent does not trust" in message
             assert "spec.registries" in message
             assert untrusting["node2"].files(untrusting["node2"].rules_dir) == {}
+            status = await wait_for(partial(artifact_status, api, namespace, "rulesfiles", "corp"),
+                                    lambda s: condition(s, "ResolvedRefs").get("reason") == "UntrustedCertificate",
+                                    what="ResolvedRefs=False UntrustedCertificate")  # fmt: skip
+            assert condition(status, "ResolvedRefs")["status"] == "False"
+
+        # The bundle's file absent (its ConfigMap not there yet): that host's artifacts say so; once the kubelet
+        # writes the file, the next retry trusts it, with no restart.
+        late = tmp_path / "late-volume"
+        late_args = tuple(arg.replace(str(tmp_path / "volume"), str(late)) for arg in args)
+        async with running_agents(control_plane, tmp_path / "late", namespace, "falco", pods, ["node3"],
+                                  extra_args=(*PLAIN_REGISTRY_ARGS, *late_args)) as agents:  # fmt: skip
+            agent = agents["node3"]
+            missing = await wait_entry(api, agent, "Rulesfile", "corp", lambda e: e.get("state") == "Failed", "Failed")
+            assert missing["reason"] == "RegistryCAUnusable"
+            assert f"the CA bundle for {corp.host} ({late}/0.pem) is missing" in missing["message"]
+            await anyio.Path(late).mkdir()
+            await anyio.Path(late / "0.pem").write_bytes(await anyio.Path(tmp_path / "volume" / "0.pem").read_bytes())
+            files = await wait_files(agent, agent.rules_dir, bool, "rules once the CA file appears", timeout=20)
+            assert files == {"50-01-corp-oci.yaml": rules}
     finally:
         corp.stop()
 
