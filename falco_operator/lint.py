@@ -51,7 +51,6 @@ def load_context(args: argparse.Namespace) -> LoadContext | None:
 
 
 def run_lint(args: argparse.Namespace, out: TextIO) -> int:
-    files: list[RulesFile] = []
     failed = False
     inputs = [(str(path), path.read_bytes()) for path in args.files]
     for path in args.rulesfiles:
@@ -60,18 +59,27 @@ def run_lint(args: argparse.Namespace, out: TextIO) -> int:
         except (ValueError, YamlProblem) as error:
             print(f"{path}: error: {error}", file=out)
             failed = True
+    failed = not lint_rules(inputs, load_context(args), out) or failed
+    return 1 if failed else 0
+
+
+def lint_rules(inputs: list[tuple[str, bytes]], context: LoadContext | None, out: TextIO) -> bool:
+    """Print every finding of the rules ``(name, bytes)`` loaded in order; whether Falco would load them (no
+    error; warnings pass)."""
+    files: list[RulesFile] = []
+    passed = True
     for name, data in inputs:
         try:
             document = load_yaml(data)
         except YamlProblem as error:
             print(f"{name}:{error.problem.line or 1}: error: {error.problem.message}", file=out)
-            failed = True
+            passed = False
             continue
         files.append(RulesFile(name, document, data.decode(errors="replace")))
-    for finding in check_rule_set(files, context=load_context(args)):
+    for finding in check_rule_set(files, context=context):
         print(finding, file=out)
-        failed = failed or finding.severity == "error"
-    return 1 if failed else 0
+        passed = passed and finding.severity != "error"
+    return passed
 
 
 def _inline_rules(path: Path) -> tuple[str, bytes]:
