@@ -74,6 +74,10 @@ class Publisher:
                 response = self._client.upload_blob(file.name, container, blob.descriptor())
             except requests.RequestException as error:
                 raise PublishFailed(f"uploading {blob.digest} ({blob.media_type}) failed: {error}") from None
+            except ValueError as error:  # oras-py's word for a registry that refused to open an upload
+                text = str(error)
+                hint = _CREDENTIALS_HINT if "UNAUTHORIZED" in text or "DENIED" in text else ""
+                raise PublishFailed(f"the registry refused the upload of blob {blob.digest}{hint}: {text}") from None
         if response.status_code not in (200, 201, 202):
             raise PublishFailed(_refusal(f"the upload of blob {blob.digest} ({blob.media_type})", response))
 
@@ -98,9 +102,10 @@ class Publisher:
                                           f"{reference}")  # fmt: skip
 
 
+_CREDENTIALS_HINT = " (check the credentials for this registry in the docker config file)"
+
+
 def _refusal(what: str, response: Any) -> str:
     detail = " ".join(str(response.text or "").split())[:500]
-    hint = ""
-    if response.status_code in (401, 403):
-        hint = " (check the credentials in the docker config file for this registry)"
+    hint = _CREDENTIALS_HINT if response.status_code in (401, 403) else ""
     return f"the registry refused {what}: HTTP {response.status_code}{hint}: {detail}"
