@@ -9,12 +9,15 @@ import json
 import tarfile
 from typing import Literal
 
-from falco_operator.artifacts.oci.media import PLUGIN_CONFIG, PLUGIN_LAYER, RULES_CONFIG, RULES_LAYER
-from falco_operator.artifacts.oci.packing import canonical_json, pack_plugin, pack_rules, plugin_config, tar_gz
+from falco_operator.artifacts.oci.media import PLUGIN_CONFIG as PLUGIN_CONFIG
+from falco_operator.artifacts.oci.media import PLUGIN_LAYER as PLUGIN_LAYER
+from falco_operator.artifacts.oci.media import RULES_CONFIG as RULES_CONFIG
+from falco_operator.artifacts.oci.media import RULES_LAYER as RULES_LAYER
+from falco_operator.artifacts.oci.packing import Platform, pack_plugin, pack_rules
+from falco_operator.artifacts.oci.packing import tar_gz as tar_gz
+from falco_operator.artifacts.yamldoc import YamlProblem, load_yaml
 
 from .registry import Registry
-
-__all__ = ["PLUGIN_CONFIG", "PLUGIN_LAYER", "RULES_CONFIG", "RULES_LAYER", "tar_gz"]
 
 Hostility = Literal["symlink", "hardlink", "parent", "absolute", "device", "two-files", "not-gzip"]
 
@@ -59,8 +62,6 @@ def rules_config(name: str = "falco-rules", version: str = "1.0.0") -> bytes:
 
 def push_rules(registry: Registry, repository: str, tag: str, rules: bytes, file_name: str = "falco_rules.yaml") -> str:
     """A rules artifact (one manifest) packed as `falco-operator push` packs it; returns its digest."""
-    from falco_operator.artifacts.yamldoc import YamlProblem, load_yaml
-
     try:
         document: object = load_yaml(rules)
     except YamlProblem:  # tests publish unreadable rules on purpose: a config without requirements
@@ -79,15 +80,9 @@ def push_plugin(
 ) -> str:  # fmt: skip
     """A plugin artifact packed as `falco-operator push --type plugin` packs it: an image index with one manifest per
     ``linux/<architecture>``, each holding ``lib<name>.so``; returns the index digest."""
-    from falco_operator.artifacts.oci.packing import Platform
-
     entries = [(Platform("linux", architecture), f"lib{name}.so", library)
                for architecture, library in libraries.items()]  # fmt: skip
     return registry.publisher(repository).push_index(pack_plugin(entries, name, version), tag)
-
-
-def plugin_config_bytes(name: str = "container", version: str = "0.7.1") -> bytes:
-    return canonical_json(plugin_config(name, version))
 
 
 def gzip_bomb(size: int, file_name: str = "falco_rules.yaml") -> bytes:

@@ -33,7 +33,7 @@ from falco_operator.artifacts.oci.packing import (
 )
 from falco_operator.artifacts.yamldoc import load_yaml
 from falco_operator.cli import main
-from falco_operator.push import REFUSED, USAGE, UsageProblem, default_version, docker_credentials
+from falco_operator.push import REFUSED, REGISTRY_FAILED, USAGE, UsageProblem, default_version, docker_credentials
 
 RULES_TEXT = b"""\
 - required_engine_version: 0.50.0
@@ -191,3 +191,12 @@ def test_help_says_what_push_does(capsys: pytest.CaptureFixture[str]) -> None:
                    "required_plugin_versions", "--platform", "config.json", "Credential helpers", "--plain-http",
                    "REF@sha256:", "Exit codes", "plugin_api_version", "--name", "--version"):  # fmt: skip
         assert needed in text, needed
+
+
+def test_a_registry_that_cannot_be_reached_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "ok.yaml"
+    rules.write_text("- list: ok\n  items: [a]\n")
+    # Nothing listens on loopback port 9 (discard): the connection is refused at once.
+    assert main(["push", "127.0.0.1:9/rules/ok:1.0.0", str(rules), "--plain-http",
+                 "--docker-config", str(tmp_path)]) == REGISTRY_FAILED  # fmt: skip
+    assert "cannot reach the registry 127.0.0.1:9" in capsys.readouterr().err
