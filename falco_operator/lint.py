@@ -27,12 +27,17 @@ def add_lint_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     lint.add_argument("--rulesfile", action="append", default=[], type=Path, dest="rulesfiles",
                       help="a Rulesfile manifest whose inline rules load after FILES, under the name the agent "
                       "gives them (repeatable)")  # fmt: skip
-    lint.add_argument("--plugin", action="append", default=None, type=_plugin, dest="plugins", metavar="NAME[:VERSION]",
-                      help="a plugin the Falco loads, with its version when known, e.g. k8saudit:0.18.0 (repeatable; "
-                      "without it plugins are not judged)")  # fmt: skip
-    lint.add_argument("--engine-version", default=None, metavar="X.Y.Z",
-                      help="the engine version of the Falco (falco --version, Engine), to check "
-                      "required_engine_version")  # fmt: skip
+    add_load_context_options(lint)
+
+
+def add_load_context_options(parser: argparse.ArgumentParser) -> None:
+    """--plugin and --engine-version: what the Falco that will load the rules provides."""
+    parser.add_argument("--plugin", action="append", default=None, type=_plugin, dest="plugins",
+                        metavar="NAME[:VERSION]", help="a plugin the Falco loads, with its version when known, e.g. "
+                        "k8saudit:0.18.0 (repeatable; without it plugins are not judged)")  # fmt: skip
+    parser.add_argument("--engine-version", default=None, metavar="X.Y.Z",
+                        help="the engine version of the Falco (falco --version, Engine), to check "
+                        "required_engine_version")  # fmt: skip
 
 
 def _plugin(value: str) -> tuple[str, str | None]:

@@ -18,7 +18,7 @@ from .artifacts.oci.packing import PackedIndex, PackedManifest, Platform, pack_p
 from .artifacts.oci.publishing import Destination, Publisher, PublishFailed
 from .artifacts.oci.registry import machine_architecture
 from .artifacts.yamldoc import YamlProblem, load_yaml
-from .lint import lint_rules
+from .lint import add_load_context_options, lint_rules, load_context
 
 PUSHED = 0
 REFUSED = 1
@@ -35,7 +35,8 @@ DESCRIPTION = """\
 Publish Falco rules or plugins to an OCI registry as falcoctl does, for pipelines.
 
 rulesfile (the default): FILE is one rules file. It is linted first with the checks of `falco-operator lint`
-(what Falco would refuse); a file with an error is refused and nothing is uploaded. It is packed as one OCI
+(what Falco would refuse; with --plugin and --engine-version, as the Falco that loads exactly those plugins and
+has that engine); a file with an error is refused and nothing is uploaded. It is packed as one OCI
 image manifest: a tar.gz layer holding the file (application/vnd.cncf.falco.rulesfile.layer.v1+tar.gz) and a config
 (application/vnd.cncf.falco.rulesfile.config.v1+json) with name, version, dependencies (the file's
 required_plugin_versions, with alternatives) and requirements (engine_version_semver from its
@@ -81,6 +82,7 @@ def add_push_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
                       help="the artifact's version in its config (default: the tag when it is a version)")  # fmt: skip
     push.add_argument("--plugin-api-version", metavar="X.Y.Z",
                       help="a plugin's plugin_api_version requirement in its config")  # fmt: skip
+    add_load_context_options(push)
     push.add_argument("--plain-http", action="store_true", help="talk HTTP, not HTTPS (a local test registry)")
     push.add_argument(
         "--ca-file", type=Path, metavar="PEM", help="CA bundle for a registry whose certificate a private CA signed"
@@ -104,7 +106,7 @@ def run_push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         credentials = docker_credentials(host, docker_config_dir(args.docker_config))
         if args.artifact_type == "rulesfile":
-            packed: PackedManifest | PackedIndex | None = _pack_rules(args.files, name, version, err)
+            packed: PackedManifest | PackedIndex | None = _pack_rules(args, name, version, err)
         else:
             packed = pack_plugin(_libraries(args.files, args.platforms), name, version, args.plugin_api_version)
     except UsageProblem as error:
@@ -133,15 +135,16 @@ def default_version(tag: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _pack_rules(files: list[Path], name: str, version: str | None, err: TextIO) -> PackedManifest | None:
+def _pack_rules(args: argparse.Namespace, name: str, version: str | None, err: TextIO) -> PackedManifest | None:
     """The packed rules file; None when the lint refuses it (its findings printed to ``err``)."""
+    files: list[Path] = args.files
     if len(files) != 1:
         raise UsageProblem(f"a rulesfile artifact holds exactly one rules file; {len(files)} given")
     path = files[0]
     data = _read(path)
     if not path.name.endswith((".yaml", ".yml")):
         raise UsageProblem(f"{path}: a rules file's name ends with .yaml or .yml (the agent takes only those)")
-    if not lint_rules([(str(path), data)], None, err):
+    if not lint_rules([(str(path), data)], load_context(args), err):
         return None
     try:
         document = load_yaml(data)

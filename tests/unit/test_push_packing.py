@@ -200,3 +200,14 @@ def test_a_registry_that_cannot_be_reached_exits_3(tmp_path: Path, capsys: pytes
     assert main(["push", "127.0.0.1:9/rules/ok:1.0.0", str(rules), "--plain-http",
                  "--docker-config", str(tmp_path)]) == REGISTRY_FAILED  # fmt: skip
     assert "cannot reach the registry 127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_plugin_and_engine_options_judge_the_rules_as_that_falco_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:  # fmt: skip
+    rules = tmp_path / "new_rules.yaml"
+    rules.write_text("- required_engine_version: 0.99.0\n- list: l\n  items: [a]\n")
+    arguments = ["push", "127.0.0.1:9/rules/new:1.0.0", str(rules), "--plain-http", "--docker-config", str(tmp_path)]
+    assert main([*arguments, "--engine-version", "0.62.0"]) == REFUSED
+    assert "0.99.0" in capsys.readouterr().err
+    assert main(arguments) == REGISTRY_FAILED, "without an engine version it passes the lint and meets no registry"
