@@ -13,6 +13,13 @@ import anyio
 
 from falco_operator import __version__
 from falco_operator.artifacts.image_defaults import ImageDefaults
+from falco_operator.artifacts.oci.hosts import (
+    CA_FLAG,
+    CREDENTIALS_TO_MIRRORS_FLAG,
+    MIRROR_FLAG,
+    MIRRORS_ONLY_FLAG,
+    RegistryHosts,
+)
 from falco_operator.artifacts.plugins import ARTIFACT_PLUGINS_DIR, FALCO_PLUGINS_DIR
 from falco_operator.artifacts.rules import rules_set_check
 from falco_operator.kube import Client, RuntimeMetrics, configure_logging
@@ -68,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: ..oci-cache in the plugins directory, which outlives agent restarts)")  # fmt: skip
     parser.add_argument("--registry-ca", default=None,
                         help="PEM file of CAs to trust for registries, besides the system's")  # fmt: skip
+    parser.add_argument(CA_FLAG, action="append", default=[], metavar="HOST=FILE",
+                        help="a PEM file of CAs trusted for HOST only, besides the system's (repeatable; the operator "
+                        "sets it from the Falco's spec.registries caBundle)")  # fmt: skip
+    parser.add_argument(MIRROR_FLAG, action="append", default=[], metavar="HOST=MIRROR",
+                        help="ask MIRROR (verified TLS, no credentials) for references to HOST before HOST itself; "
+                        "repeat for more mirrors, tried in the order given")  # fmt: skip
+    parser.add_argument(MIRRORS_ONLY_FLAG, action="append", default=[], metavar="HOST",
+                        help="never ask HOST itself, only its mirrors")  # fmt: skip
+    parser.add_argument(CREDENTIALS_TO_MIRRORS_FLAG, action="append", default=[], metavar="HOST",
+                        help="send an artifact's credentials for HOST to HOST's mirrors too")  # fmt: skip
     parser.add_argument("--allow-private-registries", action="store_true",
                         help="reach registries and token services at loopback, link-local and private addresses "
                         "(a registry inside the cluster); without it only public addresses are reached")  # fmt: skip
@@ -97,6 +114,14 @@ def identity_from_environment(environ: dict[str, str]) -> Identity:
     )  # fmt: skip
 
 
+def registry_hosts(args: argparse.Namespace) -> RegistryHosts:
+    try:
+        return RegistryHosts.parse(args.registry_host_ca, args.registry_mirror, args.registry_mirrors_only,
+                                   args.registry_credentials_to_mirrors)  # fmt: skip
+    except ValueError as error:
+        raise SystemExit(f"falco-artifact-agent: {error}") from None
+
+
 async def run(args: argparse.Namespace, identity: Identity) -> None:
     metrics = RuntimeMetrics()
     # Direct: no kr8s in the sidecar of every Falco pod (in-cluster token, or a token/certificate kubeconfig).
@@ -121,6 +146,7 @@ async def run(args: argparse.Namespace, identity: Identity) -> None:
             retry_max=args.pull_retry_max,
             extra_ca=args.registry_ca,
             allow_private=args.allow_private_registries,
+            hosts=registry_hosts(args),
         ),
         image_defaults=ImageDefaults.read(args.image_defaults_dir) if args.image_defaults_dir else None,
     )
@@ -143,6 +169,7 @@ async def run(args: argparse.Namespace, identity: Identity) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_format, args.log_level)
+    registry_hosts(args)  # refuses bad flags before anything starts
     identity = identity_from_environment(dict(os.environ))
     anyio.run(run, args, identity)
     return 0

@@ -37,6 +37,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -74,6 +76,7 @@ from falco_operator.artifacts.oci import (
     machine_architecture,
     withdraws,
 )
+from falco_operator.artifacts.oci.hosts import RegistryHosts
 from falco_operator.artifacts.oci.signatures import (
     KEY_UNAVAILABLE,
     SIGNATURE_INVALID,
@@ -121,6 +124,8 @@ class PullSettings:
     allow_private: bool = False
     """Reach registries and token services at loopback, link-local and private addresses too."""
     architecture: str = field(default_factory=machine_architecture)
+    hosts: RegistryHosts = field(default_factory=RegistryHosts)
+    """CAs per registry host and mirrors (the Falco's ``spec.registries``)."""
 
     def max_bytes(self, kind: ArtifactType) -> int:
         return self.max_plugin_bytes if kind == PLUGIN else self.max_rules_bytes
@@ -212,7 +217,10 @@ class OCIPulls:
         self._cache = DigestCache(settings.cache_dir)
         self._limiter = anyio.CapacityLimiter(settings.concurrency)
         self._tracked: dict[ArtifactKey, _Tracked] = {}
-        self._clients: dict[bool, httpx.AsyncClient] = {}
+        self._clients: dict[tuple[bool, str | None], tuple[int | None, httpx.AsyncClient]] = {}
+        """By (insecure, the host's CA file): the client, and the version (mtime) of the CA file it trusts."""
+        self._retired: list[httpx.AsyncClient] = []
+        """Clients of CA files replaced since (a rotated ConfigMap): a pull may still use one; closed at the end."""
         self._resolutions: dict[str, str] = {}
         """The digest each source last resolved to, as remembered in the cache."""
         self._withdrawn: set[str] = set()
@@ -242,7 +250,7 @@ class OCIPulls:
                 await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
-                for http in self._clients.values():
+                for http in [client for _, client in self._clients.values()] + self._retired:
                     await http.aclose()
 
     # -- what the agent's pass uses -----------------------------------------------------------------------
@@ -401,7 +409,7 @@ class OCIPulls:
         try:
             return await self._pull_with(request, credentials, pulling)
         except PullFailed as failed:
-            if failed.reason != "Unauthorized" or request.credentials is None:
+            if failed.reason != "Unauthorized" or request.credentials is None or isinstance(failed, _NoHostServes):
                 raise
             name, registry = request.credentials.secret_name, request.location.registry
             message = f"{failed.message}: Secret {name} does not authenticate to {registry}; check its credentials"
@@ -411,8 +419,7 @@ class OCIPulls:
         self, request: PullRequest, credentials: Credentials | None, pulling: _Pulling
     ) -> tuple[Content, str]:
         location = request.location
-        session = RegistrySession(self._http(location.insecure_skip_verify), location, credentials)
-        resolved = await session.resolve(request.type, self._settings.architecture)
+        session, resolved = await self._resolve(request, credentials)
         pulling.digest = resolved.digest
         # Before anything of this digest is read or served, cache included: the manifest verified is the one
         # whose config and layer are then fetched by the digests it lists.
@@ -435,6 +442,32 @@ class OCIPulls:
         await self._remember(request, pulled.digest)
         log.info("pulled %s", location.reference, extra={"digest": pulled.digest, "bytes": pulled.downloaded})
         return Content(pulled.file.data, pulled.digest), "success"
+
+    async def _resolve(self, request: PullRequest, credentials: Credentials | None) -> tuple[RegistrySession, Resolved]:
+        """Resolve the reference at the first host that answers: its mirrors in order, then the host itself unless
+        mirrors-only. A mirror gets the credentials only when its entry says so. The rest of the pull (config,
+        layer) asks the same host."""
+        endpoints = self._settings.hosts.endpoints(request.location)
+        failures: list[tuple[str, PullFailed]] = []
+        for endpoint in endpoints:
+            location = endpoint.location
+            try:
+                sent = credentials if endpoint.send_credentials else None
+                session = RegistrySession(self._http(location), location, sent)
+                return session, await session.resolve(request.type, self._settings.architecture)
+            except PullFailed as failed:
+                if len(endpoints) == 1:
+                    raise
+                log.info("%s: %s failed (%s), trying the next host", request.location.reference, location.registry,
+                         failed.reason)  # fmt: skip
+                if failed.reason == "Unauthorized" and credentials is not None and not endpoint.send_credentials:
+                    failed = PullFailed(failed.reason, f"{failed.message} (the artifact's credentials are for "
+                                        f"{request.location.registry}: its spec.registries entry sends them to mirrors "
+                                        "only with credentialsToMirrors)")  # fmt: skip
+                failures.append((location.registry, failed))
+        last = failures[-1][1]
+        tried = "; ".join(f"{host}: {failed.message}" for host, failed in failures)
+        raise _NoHostServes(last.reason, f"no host serves {request.location.reference} (tried in order: {tried})")
 
     async def _remember(self, request: PullRequest, digest: str) -> None:
         self._withdrawn.discard(request.source)
@@ -644,15 +677,34 @@ class OCIPulls:
 
     # -- shared resources ----------------------------------------------------------------------------------
 
-    def _http(self, insecure: bool) -> httpx.AsyncClient:
-        if insecure not in self._clients:
-            self._clients[insecure] = http_client(
-                timeout=self._settings.request_timeout,
-                insecure=insecure,
-                extra_ca=self._settings.extra_ca,
-                allow_private=self._settings.allow_private,
-            )
-        return self._clients[insecure]
+    def _http(self, location: OCILocation) -> httpx.AsyncClient:
+        """A client for this host: one per host CA file (it trusts that CA for its host only), made again when the
+        file changes (the ConfigMap rotated)."""
+        insecure = location.insecure_skip_verify
+        ca_file = None if insecure else self._settings.hosts.ca_file(location.registry)
+        version: int | None = None
+        if ca_file is not None:
+            try:
+                version = os.stat(ca_file).st_mtime_ns
+            except OSError:
+                raise PullFailed("RegistryCAUnusable", f"the CA bundle for {location.registry} ({ca_file}) is "
+                                 "missing: check the ConfigMap and key its entry in the Falco's spec.registries "
+                                 "names") from None  # fmt: skip
+        key = (insecure, ca_file)
+        known = self._clients.get(key)
+        if known is not None and known[0] == version:
+            return known[1]
+        try:
+            client = http_client(timeout=self._settings.request_timeout, insecure=insecure,
+                                 extra_ca=self._settings.extra_ca, allow_private=self._settings.allow_private,
+                                 host_ca=ca_file)  # fmt: skip
+        except (OSError, ssl.SSLError) as error:
+            raise PullFailed("RegistryCAUnusable", f"the CA bundle for {location.registry} ({ca_file}) holds no "
+                             f"usable PEM certificate: {error}") from None  # fmt: skip
+        if known is not None:
+            self._retired.append(known[1])
+        self._clients[key] = (version, client)
+        return client
 
     def _keep_cached(self) -> None:
         """Prune the cache to what is referenced (the invariant in the module's docstring), whatever state the
@@ -694,6 +746,10 @@ def _key_bytes(obj: Json, source: KeySource) -> bytes | None:
         except ValueError:
             return None
     return text.encode() if isinstance(text, str) and source.kind == "ConfigMap" else None
+
+
+class _NoHostServes(PullFailed):
+    """Every host of a mirrored reference failed: the reason is the last host's, the message says each one's."""
 
 
 def _not_delivered(cause: str) -> str:

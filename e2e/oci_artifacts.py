@@ -1,4 +1,5 @@
-"""Falco-typed OCI artifacts for tests, built the way falcoctl publishes them, and broken ones on purpose."""
+"""Falco-typed OCI artifacts for tests, packed by the operator's own packer (the one `falco-operator push` uses,
+falco_operator/artifacts/oci/packing.py), and broken ones on purpose."""
 
 from __future__ import annotations
 
@@ -8,25 +9,17 @@ import json
 import tarfile
 from typing import Literal
 
+from falco_operator.artifacts.oci.media import PLUGIN_CONFIG as PLUGIN_CONFIG
+from falco_operator.artifacts.oci.media import PLUGIN_LAYER as PLUGIN_LAYER
+from falco_operator.artifacts.oci.media import RULES_CONFIG as RULES_CONFIG
+from falco_operator.artifacts.oci.media import RULES_LAYER as RULES_LAYER
+from falco_operator.artifacts.oci.packing import Platform, pack_plugin, pack_rules
+from falco_operator.artifacts.oci.packing import tar_gz as tar_gz
+from falco_operator.artifacts.yamldoc import YamlProblem, load_yaml
+
 from .registry import Registry
 
-RULES_LAYER = "application/vnd.cncf.falco.rulesfile.layer.v1+tar.gz"
-RULES_CONFIG = "application/vnd.cncf.falco.rulesfile.config.v1+json"
-PLUGIN_LAYER = "application/vnd.cncf.falco.plugin.layer.v1+tar.gz"
-PLUGIN_CONFIG = "application/vnd.cncf.falco.plugin.config.v1+json"
-
 Hostility = Literal["symlink", "hardlink", "parent", "absolute", "device", "two-files", "not-gzip"]
-
-
-def tar_gz(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def hostile_layer(kind: Hostility, file_name: str = "falco_rules.yaml") -> bytes:
@@ -62,17 +55,19 @@ def _finish(archive: tarfile.TarFile, buffer: io.BytesIO) -> bytes:
 
 
 def rules_config(name: str = "falco-rules", version: str = "1.0.0") -> bytes:
-    return json.dumps({"name": name, "version": version, "dependencies": [], "requirements": []}).encode()
-
-
-def plugin_config(name: str = "container", version: str = "0.7.1") -> bytes:
+    """The config of a rules file with no requirements (``dependencies`` and ``requirements`` empty, as some
+    publishers write them)."""
     return json.dumps({"name": name, "version": version, "dependencies": [], "requirements": []}).encode()
 
 
 def push_rules(registry: Registry, repository: str, tag: str, rules: bytes, file_name: str = "falco_rules.yaml") -> str:
-    """A rules artifact (one manifest); returns its digest."""
-    layer = tar_gz({file_name: rules})
-    return registry.push_artifact(repository, tag, layer, RULES_LAYER, rules_config(), RULES_CONFIG)
+    """A rules artifact (one manifest) packed as `falco-operator push` packs it; returns its digest."""
+    try:
+        document: object = load_yaml(rules)
+    except YamlProblem:  # tests publish unreadable rules on purpose: a config without requirements
+        document = None
+    packed = pack_rules(file_name, rules, document, "falco-rules", "1.0.0")
+    return registry.publisher(repository).push_manifest(packed, tag)
 
 
 def push_rules_layer(registry: Registry, repository: str, tag: str, layer: bytes) -> str:
@@ -83,13 +78,11 @@ def push_plugin(
     registry: Registry, repository: str, tag: str, libraries: dict[str, bytes], name: str = "container",
     version: str = "0.7.1",
 ) -> str:  # fmt: skip
-    """A plugin artifact: an image index with one manifest per architecture, each holding ``lib<name>.so``, and
-    falcoctl's config (``name``, ``version``)."""
-    platforms = {
-        architecture: (tar_gz({f"lib{name}.so": library}), PLUGIN_LAYER, plugin_config(name, version), PLUGIN_CONFIG)
-        for architecture, library in libraries.items()
-    }
-    return registry.push_index(repository, tag, platforms)
+    """A plugin artifact packed as `falco-operator push --type plugin` packs it: an image index with one manifest per
+    ``linux/<architecture>``, each holding ``lib<name>.so``; returns the index digest."""
+    entries = [(Platform("linux", architecture), f"lib{name}.so", library)
+               for architecture, library in libraries.items()]  # fmt: skip
+    return registry.publisher(repository).push_index(pack_plugin(entries, name, version), tag)
 
 
 def gzip_bomb(size: int, file_name: str = "falco_rules.yaml") -> bytes:

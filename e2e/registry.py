@@ -1,13 +1,12 @@
 """A real OCI registry on loopback for tests: Debian's ``docker-registry`` (the CNCF distribution server).
 
 ``start_registry`` runs it with TLS from a fresh test CA and htpasswd authentication (or plain HTTP, with or
-without authentication); ``push_*`` publish Falco-typed artifacts with oras-py, the way a publisher would; the
+without authentication); ``push_*`` publish artifacts with the uploader of `falco-operator push` (oras-py); the
 access log tells which blobs were downloaded.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -16,13 +15,16 @@ import shutil
 import signal
 import ssl
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from falco_operator.artifacts.oci.credentials import Credentials
+from falco_operator.artifacts.oci.packing import Blob, PackedIndex, PackedManifest, Platform
+from falco_operator.artifacts.oci.publishing import Destination, Publisher
 
 from .controlplane.cluster import free_port
 from .controlplane.pki import create_server_pki
@@ -118,63 +120,26 @@ class Registry:
 
     # -- publishing -----------------------------------------------------------------------------------------
 
-    def client(self) -> Any:
-        """An oras-py client logged in to this registry."""
-        import oras.provider
-
-        client = oras.provider.Registry(
-            hostname=self.host, insecure=self.plain_http, tls_verify=str(self.ca) if self.ca else False,
-            auth_backend="basic",
-        )  # fmt: skip
-        if self.username and self.password:
-            client.auth.set_basic_auth(self.username, self.password)
-        return client
+    def publisher(self, repository: str) -> Publisher:
+        """The push command's uploader (oras-py), logged in to this registry for ``repository``."""
+        credentials = Credentials(self.username, self.password) if self.username and self.password else None
+        return Publisher(Destination(self.host, repository, plain_http=self.plain_http,
+                                     ca_file=str(self.ca) if self.ca else None, credentials=credentials))  # fmt: skip
 
     def push_artifact(
         self, repository: str, tag: str, layer: bytes, layer_type: str, config: bytes, config_type: str
     ) -> str:
-        """One manifest with one layer; returns the manifest digest."""
-        manifest = self.push_manifest_parts(repository, layer, layer_type, config, config_type)
-        return self.put_manifest(repository, tag, manifest, OCI_MANIFEST)
+        """One manifest with one layer made by the caller (broken ones too); returns the manifest digest."""
+        manifest = PackedManifest(Blob(config_type, config), (Blob(layer_type, layer),))
+        return self.publisher(repository).push_manifest(manifest, tag)
 
     def push_index(self, repository: str, tag: str, platforms: dict[str, tuple[bytes, str, bytes, str]]) -> str:
         """An image index with one manifest per ``linux/<arch>``; returns the index digest."""
-        entries = []
-        for architecture, (layer, layer_type, config, config_type) in sorted(platforms.items()):
-            manifest = self.push_manifest_parts(repository, layer, layer_type, config, config_type)
-            body = _canonical(manifest)
-            digest = self.put_manifest(repository, _digest(body).replace(":", "-"), manifest, OCI_MANIFEST)
-            entries.append({"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body),
-                            "platform": {"os": "linux", "architecture": architecture}})  # fmt: skip
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
-        return self.put_manifest(repository, tag, index, OCI_INDEX)
-
-    def push_manifest_parts(
-        self, repository: str, layer: bytes, layer_type: str, config: bytes, config_type: str
-    ) -> dict[str, Any]:
-        client = self.client()
-        container = client.get_container(f"{self.host}/{repository}:unused")
-        descriptors = []
-        for data, media_type in ((config, config_type), (layer, layer_type)):
-            with tempfile.NamedTemporaryFile() as blob:
-                blob.write(data)
-                blob.flush()
-                descriptor = {"mediaType": media_type, "digest": _digest(data), "size": len(data)}
-                response = client.upload_blob(blob.name, container, descriptor)
-                if response.status_code not in (200, 201, 202):
-                    raise RuntimeError(f"blob upload failed: {response.status_code} {response.text}")
-            descriptors.append(descriptor)
-        return {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptors[0], "layers": descriptors[1:]}
-
-    def put_manifest(self, repository: str, reference: str, manifest: dict[str, Any], media_type: str) -> str:
-        client = self.client()
-        container = client.get_container(f"{self.host}/{repository}:{reference}")
-        body = _canonical(manifest)
-        response = client.do_request(f"{client.prefix}://{container.manifest_url()}", "PUT",
-                                     headers={"Content-Type": media_type}, data=body)  # fmt: skip
-        if response.status_code not in (200, 201):
-            raise RuntimeError(f"manifest upload failed: {response.status_code} {response.text}")
-        return _digest(body)
+        manifests = tuple(
+            (Platform("linux", architecture), PackedManifest(Blob(config_type, config), (Blob(layer_type, layer),)))
+            for architecture, (layer, layer_type, config, config_type) in sorted(platforms.items())
+        )
+        return self.publisher(repository).push_index(PackedIndex(manifests), tag)
 
     # -- inspection -----------------------------------------------------------------------------------------
 
@@ -219,11 +184,3 @@ def start_registry(directory: Path, *, tls: bool = True, auth: bool = True, addr
     registry = Registry(host, directory, ca, username, password, args=[binary, "serve", str(config_path)])
     registry.start()
     return registry
-
-
-def _canonical(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
-
-
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()

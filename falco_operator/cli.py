@@ -35,6 +35,7 @@ from .kube import (
 from .kube.resources import CUSTOM_RESOURCE_DEFINITIONS
 from .lint import add_lint_command, run_lint
 from .migrate.command import add_migrate_command, run_migrate
+from .push import add_push_command, run_push
 from .resources import registry
 from .status import setup_status_controllers
 
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     add_lint_command(commands)
     add_migrate_command(commands)
+    add_push_command(commands)
     return parser
 
 
@@ -151,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_lint(args, sys.stdout)
     if args.command == "migrate-helm":
         return run_migrate(args, sys.stdout, sys.stderr)
+    if args.command == "push":
+        return run_push(args, sys.stdout, sys.stderr)
     configure_logging(args.log_format, args.log_level)
     return run_process(lambda: run(args))
 

@@ -27,12 +27,17 @@ def add_lint_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     lint.add_argument("--rulesfile", action="append", default=[], type=Path, dest="rulesfiles",
                       help="a Rulesfile manifest whose inline rules load after FILES, under the name the agent "
                       "gives them (repeatable)")  # fmt: skip
-    lint.add_argument("--plugin", action="append", default=None, type=_plugin, dest="plugins", metavar="NAME[:VERSION]",
-                      help="a plugin the Falco loads, with its version when known, e.g. k8saudit:0.18.0 (repeatable; "
-                      "without it plugins are not judged)")  # fmt: skip
-    lint.add_argument("--engine-version", default=None, metavar="X.Y.Z",
-                      help="the engine version of the Falco (falco --version, Engine), to check "
-                      "required_engine_version")  # fmt: skip
+    add_load_context_options(lint)
+
+
+def add_load_context_options(parser: argparse.ArgumentParser) -> None:
+    """--plugin and --engine-version: what the Falco that will load the rules provides."""
+    parser.add_argument("--plugin", action="append", default=None, type=_plugin, dest="plugins",
+                        metavar="NAME[:VERSION]", help="a plugin the Falco loads, with its version when known, e.g. "
+                        "k8saudit:0.18.0 (repeatable; without it plugins are not judged)")  # fmt: skip
+    parser.add_argument("--engine-version", default=None, metavar="X.Y.Z",
+                        help="the engine version of the Falco (falco --version, Engine), to check "
+                        "required_engine_version")  # fmt: skip
 
 
 def _plugin(value: str) -> tuple[str, str | None]:
@@ -51,7 +56,6 @@ def load_context(args: argparse.Namespace) -> LoadContext | None:
 
 
 def run_lint(args: argparse.Namespace, out: TextIO) -> int:
-    files: list[RulesFile] = []
     failed = False
     inputs = [(str(path), path.read_bytes()) for path in args.files]
     for path in args.rulesfiles:
@@ -60,18 +64,27 @@ def run_lint(args: argparse.Namespace, out: TextIO) -> int:
         except (ValueError, YamlProblem) as error:
             print(f"{path}: error: {error}", file=out)
             failed = True
+    failed = not lint_rules(inputs, load_context(args), out) or failed
+    return 1 if failed else 0
+
+
+def lint_rules(inputs: list[tuple[str, bytes]], context: LoadContext | None, out: TextIO) -> bool:
+    """Print every finding of the rules ``(name, bytes)`` loaded in order; whether Falco would load them (no
+    error; warnings pass)."""
+    files: list[RulesFile] = []
+    passed = True
     for name, data in inputs:
         try:
             document = load_yaml(data)
         except YamlProblem as error:
             print(f"{name}:{error.problem.line or 1}: error: {error.problem.message}", file=out)
-            failed = True
+            passed = False
             continue
         files.append(RulesFile(name, document, data.decode(errors="replace")))
-    for finding in check_rule_set(files, context=load_context(args)):
+    for finding in check_rule_set(files, context=context):
         print(finding, file=out)
-        failed = failed or finding.severity == "error"
-    return 1 if failed else 0
+        passed = passed and finding.severity != "error"
+    return passed
 
 
 def _inline_rules(path: Path) -> tuple[str, bytes]:

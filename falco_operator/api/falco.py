@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field
 from .base import KubeModel, KubeObject, LabelSelector
 from .monitoring import FalcoMonitoring
 from .oci import Verification
+from .registries import Registries
 from .schema_types import (
     DNS_LABEL,
     Affinity,
@@ -162,6 +163,9 @@ class FalcoSpec(KubeModel):
     9765); a Service removed from the list is deleted."""
     monitoring: FalcoMonitoring | None = None
     """Monitoring of Falco itself."""
+    registries: Registries | None = None
+    """Registry hosts the artifact agents reach: a CA bundle for a host (from a ConfigMap of this namespace, mounted
+    into the agent), and mirrors tried before it (air-gapped clusters). At most 16 entries, one per host."""
 
     artifact_verification: Verification | None = None
     """The administrator's signature policy for every OCI artifact this Falco's agents load (Rulesfiles and

@@ -14,6 +14,7 @@ from typing import Any
 from .falcorule import PRIORITY_PATTERN
 from .monitoring import PROMETHEUS_DURATION
 from .oci import DURATION_PATTERN, REFERENCE_PATTERN, REGISTRY_HOST_PATTERN, REPOSITORY_PATTERN, TAG_PATTERN
+from .registries import CONFIG_MAP_KEY_PATTERN
 from .schema_types import DNS_LABEL, QUANTITY_PATTERN
 
 _NO_SCHEME = (
@@ -54,6 +55,9 @@ READABLE: dict[str, tuple[tuple[str, str], ...]] = {
         ),
     ),
     DURATION_PATTERN: (("self.matches(PATTERN)", "must be a duration such as 90s, 5m or 1h30m"),),
+    CONFIG_MAP_KEY_PATTERN: (
+        ("self.matches(PATTERN)", "must be a ConfigMap key such as ca.crt: letters, digits, '-', '_' and '.'"),
+    ),
     PROMETHEUS_DURATION: (
         ("self.matches(PATTERN)", "must be a duration such as 30s, 1m or 1m30s: whole h, m, s, ms, in that order"),
     ),

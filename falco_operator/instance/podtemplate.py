@@ -12,6 +12,7 @@ from ..wiring.render import K8SMETA_CA_DIR, CASource
 from .falcoconfig import CONFIG_DIR, DRIVER_CONFIG_DIR, IMAGE_RULES_FILE, PLUGINS_DIR, RULES_DIR, WEB_PORT
 from .naming import CONFIG_HASH_ANNOTATION, selector_labels
 from .options import DRIVER_LOADER_REPOSITORY, FALCO_IMAGE_REPOSITORY, BuildOptions
+from .registries import registry_agent_args, registry_ca_mount, registry_ca_volume
 from .version import falco_version, reported_version
 
 Json = dict[str, Any]
@@ -229,6 +230,9 @@ def agent_container(falco: Falco, options: BuildOptions) -> Json:
     if falco.spec.loads_image_defaults:
         args.append(f"--image-defaults-dir={IMAGE_DEFAULTS_AGENT_DIR}")
         container["volumeMounts"].append(_mount(IMAGE_DEFAULTS_VOLUME, IMAGE_DEFAULTS_AGENT_DIR, True))
+    args += registry_agent_args(falco)
+    if registry_ca_volume(falco) is not None:
+        container["volumeMounts"].append(registry_ca_mount())
     if args:
         container["args"] = args
     if options.native_sidecar:
@@ -310,6 +314,9 @@ def volumes(falco: Falco) -> list[Json]:
     ]  # fmt: skip
     if falco.spec.loads_image_defaults:
         result.append({"name": IMAGE_DEFAULTS_VOLUME, "emptyDir": {}})
+    registry_ca = registry_ca_volume(falco)
+    if registry_ca is not None:
+        result.append(registry_ca)
     kind = falco.spec.engine_kind
     if kind == "auto":
         result.append({"name": DRIVER_CONFIG_VOLUME, "emptyDir": {}})

@@ -191,8 +191,8 @@ async def test_tls_is_verified_unless_skipped(oci_registry: Registry) -> None:
     location = _location(oci_registry, repository)
     async with http_client(timeout=5, allow_private=True) as untrusting:
         failure = await _failure(untrusting, location, _credentials(oci_registry))
-    assert failure.reason == "Unreachable"
-    assert "CERTIFICATE_VERIFY_FAILED" in failure.message
+    assert failure.reason == "UntrustedCertificate"
+    assert "presents a certificate the agent does not trust (unable to get local issuer certificate)" in failure.message
     async with http_client(timeout=5, insecure=True, allow_private=True) as skipping:
         assert (await _pull(skipping, location, _credentials(oci_registry))).file.data == RULES_TEXT
 

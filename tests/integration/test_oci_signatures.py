@@ -101,8 +101,10 @@ async def copy_signatures(registry: Registry, repository: str, signed: str, onto
     async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(registry.ca))) as http:
         response = await http.get(f"{registry.url}/v2/{repository}/manifests/{signature_tag(signed)}",
                                   headers={"Accept": OCI_MANIFEST})  # fmt: skip
-    assert response.status_code == 200, response.text
-    registry.put_manifest(repository, signature_tag(onto), json.loads(response.content), OCI_MANIFEST)
+        assert response.status_code == 200, response.text
+        put = await http.put(f"{registry.url}/v2/{repository}/manifests/{signature_tag(onto)}",
+                             content=response.content, headers={"Content-Type": OCI_MANIFEST})  # fmt: skip
+        assert put.status_code == 201, put.text
 
 
 @asynccontextmanager

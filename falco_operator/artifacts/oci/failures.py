@@ -32,6 +32,8 @@ PASSING = frozenset({
     "Forbidden",         # the registry denies access (403): as above
     "VerificationKeyUnavailable",  # a verification key (ConfigMap, Secret) missing, not granted or malformed
     "PolicyUnreadable",  # the agent cannot read its Falco's artifactVerification: it cannot tell what to check
+    "UntrustedCertificate",  # the CA for the host is missing or rotated ahead of the registry: the agent's trust
+    "RegistryCAUnusable",    # ... its CA bundle file is absent or no PEM (a ConfigMap or key missing, being edited)
 })  # fmt: skip
 """The registry could not be asked, did not answer, or refused credentials that may lapse on their own: nothing
 says that the content must go."""

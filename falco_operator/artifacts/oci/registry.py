@@ -53,14 +53,22 @@ MAX_CONFIG_BYTES = 64 * 1024
 CONFIG_UNREADABLE = "ConfigUnreadable"
 """The reason of an artifact config that can never be read (over the cap, not a JSON object): its digest is in a
 digest-checked manifest, so the verdict holds for that manifest."""
+UNTRUSTED_CERTIFICATE = "UntrustedCertificate"
+"""The registry's (or token service's) certificate does not verify against the CAs trusted for its host."""
 _ACCEPT = ", ".join((*MANIFESTS, *INDEXES))
 _ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
 def http_client(
-    *, timeout: float, insecure: bool = False, extra_ca: str | None = None, allow_private: bool = False
+    *,
+    timeout: float,
+    insecure: bool = False,
+    extra_ca: str | None = None,
+    allow_private: bool = False,
+    host_ca: str | None = None,
 ) -> httpx.AsyncClient:
-    """A client for registries: the system's trusted CAs plus ``extra_ca`` (a PEM file), or no verification at
+    """A client for registries: the system's trusted CAs plus ``extra_ca`` and ``host_ca`` (PEM files; the second
+    is trusted for one host, so a client with it serves only that host), or no verification at
     all for artifacts that ask for ``insecureSkipVerify``. ``timeout`` bounds every connect, read and write. Every
     connection (registry, token realm, redirect) goes only to public addresses unless ``allow_private``
     (``addresses``)."""
@@ -71,8 +79,9 @@ def http_client(
     else:
         context = ssl.create_default_context(cafile=certifi.where())
         context.load_default_certs()
-        if extra_ca:
-            context.load_verify_locations(cafile=extra_ca)
+        for ca in (extra_ca, host_ca):
+            if ca:
+                context.load_verify_locations(cafile=ca)
     transport = httpx.AsyncHTTPTransport(verify=context, trust_env=False)
     # httpx takes no network backend; its transport's pool is replaced by one whose connections are checked.
     transport._pool = guarded_pool(context, allow_private)
@@ -334,6 +343,9 @@ class RegistrySession:
         except httpx.TimeoutException:
             raise PullFailed("Timeout", f"{self._location.registry} did not answer in time") from None
         except httpx.HTTPError as error:
+            untrusted = untrusted_certificate(error, self._location.registry)
+            if untrusted is not None:
+                raise untrusted from None
             raise PullFailed("Unreachable", f"cannot reach {self._location.registry}: {error}") from None
         except AddressRefused as refused:
             raise PullFailed("RefusedAddress", f"{self.reference}: {refused.message}") from None
@@ -387,6 +399,9 @@ class RegistrySession:
         except httpx.TimeoutException:
             raise PullFailed("Timeout", f"the token service {realm} did not answer in time") from None
         except httpx.HTTPError as error:
+            untrusted = untrusted_certificate(error, f"the token service {realm}")
+            if untrusted is not None:
+                raise untrusted from None
             raise PullFailed("Unreachable", f"cannot reach the token service {realm}: {error}") from None
         except AddressRefused as refused:
             raise PullFailed("RefusedAddress", f"the token service of {self._location.registry}: "
@@ -412,6 +427,19 @@ class _Exchange:
     async def __aexit__(self, *_: object) -> None:
         if self._response is not None:
             await self._response.aclose()
+
+
+def untrusted_certificate(error: BaseException, peer: str) -> PullFailed | None:
+    """``UntrustedCertificate`` when the TLS handshake failed because the certificate is not trusted (the cause
+    somewhere in the chain httpx wraps), with the verifier's words and where a CA goes; None for other errors."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    detail = cause.verify_message or str(cause)
+    return PullFailed(UNTRUSTED_CERTIFICATE, f"TLS: {peer} presents a certificate the agent does not trust "
+                      f"({detail}); give its CA in the Falco's spec.registries (caBundle of this host)")  # fmt: skip
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
