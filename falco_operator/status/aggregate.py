@@ -120,6 +120,7 @@ def artifact_status(
     invalid: Json | None = None
     digests = set()
     delivered: dict[str, list[str]] = {}  # installed OCI digests, and the nodes that deliver each
+    signers: set[str | None] = set()  # who signed what the installed agents deliver (None: no policy there)
     older: list[str] = []
     unmet: dict[str, str] = {}
     unmet_reason: str | None = None
@@ -141,6 +142,7 @@ def artifact_status(
             if state in ("Installed", "Loaded"):
                 delivered.setdefault(str(entry["digest"]), []).append(agent.node)
         if state in ("Installed", "Loaded"):
+            signers.add(str(entry["signer"]) if entry.get("signer") else None)
             installed.append(agent.node)
             (loaded if state == "Loaded" else not_loaded).append(agent.node)
             problem = entry.get("refreshProblem")
@@ -213,7 +215,10 @@ def artifact_status(
     nodes = {"targeted": total, "installed": len(installed), "loaded": len(loaded), "failed": len(failed),
              "summary": f"{len(installed)}/{total}"}  # fmt: skip
     digest = next(iter(digests)) if len(digests) == 1 else None
-    return {"observedGeneration": generation, "resolvedDigest": digest, "nodes": nodes, "conditions": conditions}
+    # The signer when every installed agent verified the same keys' signatures (None otherwise, removed by the patch).
+    signer = next(iter(signers)) if len(signers) == 1 else None
+    return {"observedGeneration": generation, "resolvedDigest": digest, "signer": signer, "nodes": nodes,
+            "conditions": conditions}  # fmt: skip
 
 
 def _older_config_map(target: Target, entry: Json) -> bool:

@@ -345,6 +345,8 @@ async def test_a_node_loads_only_signed_rules_and_keeps_them_when_the_tag_moves_
             loaded = await wait_entry(api, agent, "Rulesfile", "signed", lambda e: e.get("state") == "Loaded",
                                       "the signed rules loaded by Falco")  # fmt: skip
             assert (loaded["digest"], loaded["signer"]) == (digest, fingerprint(signer))
+            await wait_for(partial(artifact_status, api, namespace, "rulesfiles", "signed"),
+                           lambda s: s.get("signer") == fingerprint(signer), what="the status signer")  # fmt: skip
             refused = await wait_entry(api, agent, "Rulesfile", "unsigned",
                                        lambda e: e.get("reason") == "SignatureMissing", "unsigned refused")  # fmt: skip
             assert refused["state"] == "Failed"
