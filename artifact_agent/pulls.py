@@ -53,6 +53,7 @@ from falco_operator.api import Plugin, Rulesfile
 from falco_operator.api.oci import (
     MIN_REFRESH_SECONDS,
     CredentialsRef,
+    KeylessSource,
     KeySource,
     OCIArtifact,
     OCILocation,
@@ -77,6 +78,13 @@ from falco_operator.artifacts.oci import (
     withdraws,
 )
 from falco_operator.artifacts.oci.hosts import RegistryHosts
+from falco_operator.artifacts.oci.keyless import (
+    KeylessPolicy,
+    TrustedRootProblem,
+    identity_pattern_error,
+    judge_keyless,
+    load_trusted_root,
+)
 from falco_operator.artifacts.oci.signatures import (
     KEY_UNAVAILABLE,
     SIGNATURE_INVALID,
@@ -140,7 +148,7 @@ class PullRequest:
     credentials: CredentialsRef | None
     refresh: float | None
     generation: int | None
-    verify: KeySource | None = None
+    verify: KeySource | KeylessSource | None = None
     """The artifact's own verification key (a Falco's ``artifactVerification`` is read at every pull)."""
     policy_generation: int | None = None
     """The generation of the agent's Falco: a new one may change its ``artifactVerification``, so the source is
@@ -237,7 +245,7 @@ class OCIPulls:
         self._unkept_configs: dict[str, bytes] = {}
         """Configs downloaded whose artifact is not in the cache yet, by the artifact's digest."""
         self._pulling: set[_Pulling] = set()
-        self._policy: tuple[int, KeySource | None] | None = None
+        self._policy: tuple[int, KeySource | KeylessSource | None] | None = None
         """The Falco's ``artifactVerification`` as last read, with the Falco's generation then."""
         self._group: anyio.abc.TaskGroup | None = None
         self._settled = anyio.Event()
@@ -587,6 +595,7 @@ class OCIPulls:
         if not sources:
             return None
         keys = [await self._verification_key(source) for source in sources]
+        signers: list[str] = []
         tagged, bundled = await session.signatures(digest), await session.bundle_signatures(digest)
         if tagged is None and bundled is None:
             raise PullFailed(SIGNATURE_MISSING, f"{session.reference} resolves to {digest}, which has no cosign "
@@ -594,13 +603,21 @@ class OCIPulls:
                              f"{request.location.registry}/{request.location.repository}): it is not "
                              "delivered")  # fmt: skip
         signed = [*(tagged or []), *(bundled or [])]
+        bundles = list(dict.fromkeys(item.bundle for item in signed if item.bundle is not None))
         for key in keys:
+            if isinstance(key, KeylessPolicy):
+                signer, reason, message = judge_keyless(digest, session.reference, bundles, key)
+                if signer is None:
+                    raise PullFailed(reason, message)
+                signers.append(signer)
+                continue
             verified, why = judge(digest, session.reference, signed, key)
             if not verified:
                 raise PullFailed(SIGNATURE_INVALID, why)
-        return ", ".join(key.fingerprint for key in keys)
+            signers.append(key.fingerprint)
+        return ", ".join(signers)
 
-    async def _falco_policy(self, generation: int | None) -> KeySource | None:
+    async def _falco_policy(self, generation: int | None) -> KeySource | KeylessSource | None:
         """The Falco's ``artifactVerification``, read once per generation of the Falco (the agent's watch of its
         Falco gives the generation; a pull that does not know it reads the Falco)."""
         if self._instance is None:
@@ -630,7 +647,9 @@ class OCIPulls:
             self._policy = (read_generation, policy)
         return policy
 
-    async def _verification_key(self, source: KeySource) -> VerificationKey:
+    async def _verification_key(self, source: KeySource | KeylessSource) -> VerificationKey | KeylessPolicy:
+        if isinstance(source, KeylessSource):
+            return await self._keyless_policy(source)
         resource = CONFIG_MAPS if source.kind == "ConfigMap" else SECRETS
         try:
             obj = await self._client.get(resource, source.name, self._namespace)
@@ -650,6 +669,31 @@ class OCIPulls:
         except KeyProblem as problem:
             raise PullFailed(KEY_UNAVAILABLE, f"{problem}; nothing is delivered until it holds a cosign public "
                              "key") from None  # fmt: skip
+
+    async def _keyless_policy(self, source: KeylessSource) -> KeylessPolicy:
+        if source.identity_regexp is not None:
+            problem = identity_pattern_error(source.identity_regexp)
+            if problem is not None:
+                raise PullFailed(KEY_UNAVAILABLE, f"identityRegexp {source.identity_regexp!r} is not an RE2 "
+                                 f"regular expression ({problem}); nothing is delivered until it is")  # fmt: skip
+        try:
+            obj = await self._client.get(CONFIG_MAPS, source.name, self._namespace)
+        except Forbidden:
+            raise PullFailed(KEY_UNAVAILABLE, f"the agent may not read the trusted root {source}; nothing is "
+                             "delivered until it can") from None  # fmt: skip
+        except NotFound:
+            raise PullFailed(KEY_UNAVAILABLE, f"the trusted root {source} does not exist in {self._namespace}; "
+                             "nothing is delivered until it does") from None  # fmt: skip
+        document = _key_bytes(obj, KeySource("ConfigMap", source.name, source.key))
+        if document is None:
+            raise PullFailed(KEY_UNAVAILABLE, f"the trusted root {source} has no such key; nothing is delivered "
+                             "until it does")  # fmt: skip
+        try:
+            root = load_trusted_root(document, str(source))
+        except TrustedRootProblem as problem:
+            raise PullFailed(KEY_UNAVAILABLE, f"{problem}; nothing is delivered until it holds a Sigstore trusted "
+                             "root") from None  # fmt: skip
+        return KeylessPolicy(source, root)
 
     # -- credentials ---------------------------------------------------------------------------------------
 

@@ -169,9 +169,9 @@ class FalcoSpec(KubeModel):
 
     artifact_verification: Verification | None = None
     """The administrator's signature policy for every OCI artifact this Falco's agents load (Rulesfiles and
-    Plugins): each digest must carry a cosign signature of this key, whatever the artifact's own `verify` says
-    (when both are set, both must pass). An artifact author cannot weaken it. A change applies at once: the agents
-    verify every artifact again."""
+    Plugins): each digest must carry a cosign signature of this key (or keyless identity), whatever the artifact's
+    own `verify` says (when both are set, both must pass). An artifact author cannot weaken it. A change applies at
+    once: the agents verify every artifact again."""
 
     sidekick: ComponentReference | None = None
     """A `falcosidekick` Component of this namespace: Falco sends every alert to it as JSON (once it is Available,

@@ -111,14 +111,70 @@ class SignatureKey(KubeModel):
     `artifact.falcosecurity.dev/verification-key: "true"` (or is a pull secret)."""
 
 
+DEFAULT_TRUSTED_ROOT_ENTRY = "trusted_root.json"
+MAX_IDENTITY_REGEXP = 512
+"""The longest ``identityRegexp``: compiled with RE2 (linear time, no backtracking), and bounded in size too."""
+
+
+class TrustedRootRef(KubeModel):
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+    """Name of the ConfigMap, in the artifact's (or the Falco's) namespace."""
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")] = DEFAULT_TRUSTED_ROOT_ENTRY
+    """Key of the Sigstore trusted root (JSON) in the ConfigMap; unset means `trusted_root.json`."""
+
+
+class TrustedRoot(KubeModel):
+    config_map_ref: TrustedRootRef
+    """A ConfigMap holding a Sigstore `trusted_root.json`: the certificate authorities (Fulcio) whose certificates
+    are accepted, and the transparency logs (Rekor) whose entries are checked."""
+
+
+class KeylessVerification(KubeModel):
+    """A cosign keyless signature: a certificate issued by a CA of the trusted root to this identity, authenticated
+    by this OIDC issuer; verified offline (the transparency-log proof comes from the signature bundle)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.identity) != has(self.identityRegexp)",
+                "set exactly one of identity and identityRegexp",
+            )
+        )
+    )
+
+    identity: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    """The certificate's subject alternative name, exactly: an email address or a URI (a CI workflow's)."""
+    identity_regexp: Annotated[str, Field(min_length=1, max_length=MAX_IDENTITY_REGEXP)] | None = None
+    """An RE2 regular expression the whole subject alternative name must match (anchored at both ends)."""
+    issuer: Annotated[str, Field(min_length=1, max_length=1024)]
+    """The OIDC issuer the certificate records (Fulcio's issuer extension), exactly, e.g.
+    `https://token.actions.githubusercontent.com`."""
+    trusted_root: TrustedRoot
+    """The trusted root to verify against."""
+
+
 class Verification(KubeModel):
     """Who must have signed an OCI artifact before any node loads it (cosign's signature, verified offline by the
-    digest the reference resolves to)."""
+    digest the reference resolves to): a public key, or a keyless identity; exactly one."""
 
-    key: SignatureKey
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("has(self.key) != has(self.keyless)", "set exactly one of key and keyless"),
+        )
+    )
+
+    key: SignatureKey | None = None
     """The public key whose signature the artifact's digest must carry."""
+    keyless: KeylessVerification | None = None
+    """The certificate identity and issuer whose keyless signature the artifact's digest must carry."""
 
-    def key_source(self) -> KeySource:
+    def key_source(self) -> KeySource | KeylessSource:
+        """What to verify with, and where it is read from."""
+        if self.keyless is not None:
+            root = self.keyless.trusted_root.config_map_ref
+            return KeylessSource(root.name, root.key, self.keyless.identity, self.keyless.identity_regexp,
+                                 self.keyless.issuer)  # fmt: skip
+        assert self.key is not None  # the CRD requires exactly one
         ref = self.key.config_map_ref or self.key.secret_ref
         assert ref is not None  # the CRD requires exactly one
         return KeySource("ConfigMap" if self.key.config_map_ref else "Secret", ref.name, ref.key)
@@ -135,6 +191,27 @@ class KeySource:
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name} (key {self.key})"
+
+
+@dataclass(frozen=True)
+class KeylessSource:
+    """A keyless policy: the trusted root's ConfigMap (read by name), and the identity and issuer required."""
+
+    name: str
+    key: str
+    identity: str | None
+    identity_regexp: str | None
+    issuer: str
+    kind: str = "ConfigMap"
+
+    def __str__(self) -> str:
+        return f"ConfigMap {self.name} (key {self.key})"
+
+    @property
+    def wanted(self) -> str:
+        """The identity required, for messages."""
+        who = self.identity if self.identity is not None else f"matching {self.identity_regexp!r}"
+        return f"identity {who} from issuer {self.issuer}"
 
 
 _OCI_RULES = (
@@ -179,8 +256,8 @@ class OCIArtifact(KubeModel):
     """Re-resolve the tag this often (at least 1m) and follow it when it moves; unset resolves once per spec
     change."""
     verify: Verification | None = None
-    """Load only what this key signed: the digest the reference resolves to must carry its cosign signature
-    (`SignatureMissing`, `SignatureInvalid` otherwise; the last good files stay). A Falco's
+    """Load only what this key (or keyless identity) signed: the digest the reference resolves to must carry its
+    cosign signature (`SignatureMissing`, `SignatureInvalid` otherwise; the last good files stay). A Falco's
     `spec.artifactVerification` applies as well: both must pass."""
 
     def location(self) -> OCILocation:

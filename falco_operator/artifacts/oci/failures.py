@@ -44,6 +44,9 @@ REFUSED_CONTENT = frozenset({
     "BlobNotFound",  # a layer or config the manifest names is missing (404): the tag still names that manifest
     "SignatureMissing",  # the digest the source names now has no cosign signature (a tag moved to unsigned content)
     "SignatureInvalid",  # ... has signatures, none by the required key for that digest
+    "CertificateIdentityMismatch",  # ... keyless: a certificate of another identity or OIDC issuer
+    "CertificateUntrusted",  # ... keyless: a certificate not chained to a CA of the trusted root at signing time
+    "TransparencyLogUnverified",  # ... keyless: no transparency-log entry signed by a log of the trusted root
 })  # fmt: skip
 """What the source names now is refused, not what it named before: that stays, as for an invalid generation."""
 

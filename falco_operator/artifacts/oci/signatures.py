@@ -61,6 +61,8 @@ class SignedPayload:
     names: str | None = None
     """The digest the signed statement names (a bundle's in-toto subject); None: read it from a simple signing
     ``payload``."""
+    bundle: bytes | None = None
+    """The Sigstore bundle the signature came from (its certificate and transparency-log entries: keyless)."""
 
     @property
     def signed_digest(self) -> str | None:
@@ -105,7 +107,7 @@ def bundle_signatures(bundle: bytes) -> list[SignedPayload]:
     if len(subjects) != 1:
         return []
     message = pae(IN_TOTO, payload)
-    return [SignedPayload(message, signature, f"sha256:{subjects[0]}") for signature in signatures]
+    return [SignedPayload(message, signature, f"sha256:{subjects[0]}", bundle) for signature in signatures]
 
 
 def load_key(pem: bytes, source: str) -> VerificationKey:
