@@ -603,10 +603,9 @@ class OCIPulls:
                              f"{request.location.registry}/{request.location.repository}): it is not "
                              "delivered")  # fmt: skip
         signed = [*(tagged or []), *(bundled or [])]
-        bundles = list(dict.fromkeys(item.bundle for item in signed if item.bundle is not None))
         for key in keys:
             if isinstance(key, KeylessPolicy):
-                signer, reason, message = judge_keyless(digest, session.reference, bundles, key)
+                signer, reason, message = judge_keyless(digest, session.reference, signed, key)
                 if signer is None:
                     raise PullFailed(reason, message)
                 signers.append(signer)

@@ -26,10 +26,18 @@ from falco_operator.artifacts.oci.keyless import (
     TrustedRootProblem,
     certificate_issuer,
     identity_pattern_error,
-    judge_keyless,
     load_trusted_root,
 )
-from falco_operator.artifacts.oci.signatures import COSIGN_SIGN_PREDICATE, IN_TOTO, bundle_signatures, pae
+from falco_operator.artifacts.oci.keyless import (
+    judge_keyless as judge_signed,
+)
+from falco_operator.artifacts.oci.signatures import (
+    COSIGN_SIGN_PREDICATE,
+    IN_TOTO,
+    SignedPayload,
+    bundle_signatures,
+    pae,
+)
 
 DIGEST = "sha256:" + "a" * 64
 OTHER = "sha256:" + "b" * 64
@@ -141,6 +149,13 @@ def make_bundle(key: ec.EllipticCurvePrivateKey, leaf: x509.Certificate, digest:
                          "signatures": [{"sig": signature}]},
     }  # fmt: skip
     return json.dumps(document).encode()
+
+
+def judge_keyless(
+    digest: str, reference: str, bundles: list[bytes], policy: KeylessPolicy, now: datetime
+) -> tuple[str | None, str, str]:
+    """The verdict on these bundles as the registry delivers them: one signed payload per DSSE signature."""
+    return judge_signed(digest, reference, [item for raw in bundles for item in bundle_signatures(raw)], policy, now)
 
 
 def policy(root: bytes, identity: str | None = IDENTITY, regexp: str | None = None,
@@ -292,3 +307,39 @@ def test_policy_shape() -> None:
     source = keyless.key_source()
     assert isinstance(source, KeylessSource)
     assert (source.kind, source.name, source.key) == ("ConfigMap", "sigstore", "trusted_root.json")
+
+
+def tagged_signature(key: ec.EllipticCurvePrivateKey, leaf: x509.Certificate, log: Log | None) -> SignedPayload:
+    """A ``.sig`` layout layer: simple signing payload, certificate annotation, Rekor bundle annotation."""
+    critical = {"identity": {"docker-reference": "r"}, "image": {"docker-manifest-digest": DIGEST},
+                "type": "cosign container image signature"}  # fmt: skip
+    payload = json.dumps({"critical": critical, "optional": None}).encode()
+    signature = base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+    entry = None
+    if log is not None:
+        logged = log.entry(signature, leaf, SIGNED_AT)
+        body = json.loads(base64.b64decode(str(logged["canonicalizedBody"])))
+        assert body["kind"] == "dsse"
+        rekord = {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {"signature": {"content": signature}}}
+        body_b64 = base64.b64encode(json.dumps(rekord).encode()).decode()
+        integrated = int(SIGNED_AT.timestamp())
+        signed = json.dumps({"body": body_b64, "integratedTime": integrated, "logID": log.key_id.hex(), "logIndex": 3},
+                            sort_keys=True, separators=(",", ":")).encode()  # fmt: skip
+        promise = base64.b64encode(log.key.sign(signed, ec.ECDSA(hashes.SHA256()))).decode()
+        logged_payload = {"body": body_b64, "integratedTime": integrated, "logIndex": 3, "logID": log.key_id.hex()}
+        entry = json.dumps({"SignedEntryTimestamp": promise, "Payload": logged_payload})
+    certificate = leaf.public_bytes(serialization.Encoding.PEM).decode()
+    return SignedPayload(payload, signature, certificate=certificate, log_entry=entry)
+
+
+def test_sig_layout_with_certificate_annotation(fulcio: CA, rekor: Log) -> None:
+    key, leaf = make_leaf(fulcio)
+    root = policy(trusted_root([fulcio], [rekor]))
+    assert judge_signed(DIGEST, "r:1", [tagged_signature(key, leaf, rekor)], root, NOW)[0] == IDENTITY
+    assert judge_signed(DIGEST, "r:1", [tagged_signature(key, leaf, None)], root, NOW)[1] == (
+        TRANSPARENCY_LOG_UNVERIFIED
+    )
+    other_key, other_leaf = make_leaf(fulcio, "https://example.com/other")
+    assert judge_signed(DIGEST, "r:1", [tagged_signature(other_key, other_leaf, rekor)], root, NOW)[1] == (
+        CERTIFICATE_IDENTITY_MISMATCH
+    )

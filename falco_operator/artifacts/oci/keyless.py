@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from ...api.oci import KeylessSource
-from .signatures import COSIGN_SIGN_PREDICATE, IN_TOTO, pae
+from .signatures import COSIGN_SIGN_PREDICATE, IN_TOTO, SignedPayload, pae, signed_digest
 
 CERTIFICATE_IDENTITY_MISMATCH = "CertificateIdentityMismatch"
 """A keyless signature by a certificate of another identity or issuer than the policy's."""
@@ -236,6 +236,30 @@ def parse_bundle(bundle: bytes) -> KeylessBundle | None:
     return KeylessBundle(leaf, signatures, pae(IN_TOTO, payload), f"sha256:{subjects[0]}", entries)
 
 
+def parse_tagged(item: SignedPayload) -> KeylessBundle | None:
+    """The ``.sig`` layout's keyless signature: a simple signing payload, its certificate annotation (PEM) and
+    its transparency-log entry annotation (``{"SignedEntryTimestamp", "Payload": {body, integratedTime, logIndex,
+    logID}}``), in the bundle's shape; None without a certificate."""
+    names = signed_digest(item.payload)
+    if item.certificate is None or names is None:
+        return None
+    try:
+        leaf = x509.load_pem_x509_certificate(item.certificate.encode())
+        entries: tuple[dict[str, Any], ...] = ()
+        if item.log_entry is not None:
+            logged = json.loads(item.log_entry)
+            entry = logged["Payload"]
+            entries = ({
+                "logId": {"keyId": base64.b64encode(bytes.fromhex(str(entry["logID"]))).decode()},
+                "canonicalizedBody": entry["body"], "integratedTime": entry["integratedTime"],
+                "logIndex": entry["logIndex"],
+                "inclusionPromise": {"signedEntryTimestamp": logged["SignedEntryTimestamp"]},
+            },)  # fmt: skip
+    except (ValueError, KeyError, TypeError):
+        return None
+    return KeylessBundle(leaf, (item.signature,), item.payload, names, entries)
+
+
 def _verifies(key: object, signature: bytes, message: bytes) -> bool:
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
@@ -350,23 +374,38 @@ REFUSAL_ORDER = ("SignatureInvalid", TRANSPARENCY_LOG_UNVERIFIED, CERTIFICATE_UN
 """The most telling refusal wins when several bundles are refused: the one that got furthest."""
 
 
+def keyless_candidates(signed: Sequence[SignedPayload]) -> list[KeylessBundle]:
+    """The keyless signatures among those found: Sigstore bundles with a certificate (each once), and ``.sig``
+    layers with a certificate annotation."""
+    found: list[KeylessBundle] = []
+    seen: set[bytes] = set()
+    for item in signed:
+        if item.bundle is not None:
+            if item.bundle in seen:
+                continue
+            seen.add(item.bundle)
+            parsed = parse_bundle(item.bundle)
+        else:
+            parsed = parse_tagged(item)
+        if parsed is not None:
+            found.append(parsed)
+    return found
+
+
 def judge_keyless(
-    digest: str, reference: str, bundles: Sequence[bytes], policy: KeylessPolicy, now: datetime | None = None
+    digest: str, reference: str, signed: Sequence[SignedPayload], policy: KeylessPolicy, now: datetime | None = None
 ) -> tuple[str | None, str, str]:
-    """(signer, reason, message): the identity when one bundle proves ``digest`` signed under the policy, else None
-    with the furthest refusal's reason and message."""
+    """(signer, reason, message): the identity when one keyless signature proves ``digest`` signed under the
+    policy, else None with the furthest refusal's reason and message."""
     moment = now or datetime.now(UTC)
     refusals: list[KeylessRefused] = []
-    for raw in bundles:
-        parsed = parse_bundle(raw)
-        if parsed is None:
-            continue
+    for parsed in keyless_candidates(signed):
         try:
             return verify_bundle(parsed, digest, policy, moment), "", ""
         except KeylessRefused as refused:
             refusals.append(refused)
     if not refusals:
         return None, "SignatureInvalid", (f"none of the signatures of {reference} ({digest}) is a keyless one "
-                                          f"(a Sigstore bundle with a certificate): it is not delivered")  # fmt: skip
+                                          f"(with a certificate): it is not delivered")  # fmt: skip
     furthest = max(refusals, key=lambda refused: REFUSAL_ORDER.index(refused.reason))
     return None, furthest.reason, f"{reference} ({digest}): {furthest}; it is not delivered"

@@ -40,6 +40,7 @@ from .signatures import (
     MAX_SIGNATURE_LAYERS,
     SignedPayload,
     bundle_signatures,
+    keyless_annotations,
     referrers_tag,
     signature_layers,
     signature_tag,
@@ -215,10 +216,13 @@ class RegistrySession:
                 return None
             raise
         signed: list[SignedPayload] = []
+        keyless = keyless_annotations(manifest)
         for layer_digest, size, signature in signature_layers(manifest):
             if size > MAX_PAYLOAD_BYTES:
                 continue
-            signed.append(SignedPayload(await self._small_blob(layer_digest, size, "signature payload"), signature))
+            payload = await self._small_blob(layer_digest, size, "signature payload")
+            certificate, log_entry = keyless.get(layer_digest, (None, None))
+            signed.append(SignedPayload(payload, signature, certificate=certificate, log_entry=log_entry))
         return signed
 
     async def bundle_signatures(self, digest: str) -> list[SignedPayload] | None:

@@ -32,6 +32,8 @@ SIGNATURE_INVALID = "SignatureInvalid"
 KEY_UNAVAILABLE = "VerificationKeyUnavailable"
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
+LOG_ENTRY_ANNOTATION = "dev.sigstore.cosign/bundle"
 MAX_SIGNATURE_LAYERS = 32
 """Signature layers looked at, at most (each signing appends one)."""
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -63,6 +65,10 @@ class SignedPayload:
     ``payload``."""
     bundle: bytes | None = None
     """The Sigstore bundle the signature came from (its certificate and transparency-log entries: keyless)."""
+    certificate: str | None = None
+    """The ``.sig`` layout's certificate of a keyless signature (PEM, ``dev.sigstore.cosign/certificate``)."""
+    log_entry: str | None = None
+    """The ``.sig`` layout's transparency-log entry (JSON, ``dev.sigstore.cosign/bundle``)."""
 
     @property
     def signed_digest(self) -> str | None:
@@ -148,6 +154,21 @@ def signature_layers(manifest: dict[str, Any]) -> list[tuple[str, int, str]]:
         if len(found) >= MAX_SIGNATURE_LAYERS:
             break
     return [entry for entry in found if entry[2] and entry[2] != "None"]
+
+
+def keyless_annotations(manifest: dict[str, Any]) -> dict[str, tuple[str | None, str | None]]:
+    """The certificate (PEM) and transparency-log entry (JSON) annotations of each signature layer, by digest."""
+    found: dict[str, tuple[str | None, str | None]] = {}
+    for layer in manifest.get("layers") or []:
+        if not isinstance(layer, dict) or not isinstance(layer.get("annotations"), dict):
+            continue
+        annotations = layer["annotations"]
+        certificate, entry = annotations.get(CERTIFICATE_ANNOTATION), annotations.get(LOG_ENTRY_ANNOTATION)
+        found[str(layer.get("digest"))] = (
+            certificate if isinstance(certificate, str) and certificate else None,
+            entry if isinstance(entry, str) and entry else None,
+        )
+    return found
 
 
 def signed_digest(payload: bytes) -> str | None:
