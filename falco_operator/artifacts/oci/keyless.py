@@ -352,17 +352,17 @@ def verify_bundle(bundle: KeylessBundle, digest: str, policy: KeylessPolicy, now
     signature = _signed_signature(bundle.leaf.public_key(), bundle.message, bundle.signatures)
     if signature is None:
         raise KeylessRefused("SignatureInvalid", "a keyless signature does not verify with its certificate's key")
-    moment = now
+    moment, when = now, "now (no transparency log of the trusted root proves when it signed)"
     if root.logs:
         logged = _logged_time(root, bundle.tlog_entries, signature)
         if logged is None:
             raise KeylessRefused(TRANSPARENCY_LOG_UNVERIFIED, f"a keyless signature has no transparency-log entry "
                                  f"signed by a log of {root.source}")  # fmt: skip
-        moment = logged
+        moment, when = logged, "at the signing time the transparency log records"
     if not _code_signing(bundle.leaf) or not any(_chains(bundle.leaf, a, moment) for a in root.authorities):
         raise KeylessRefused(CERTIFICATE_UNTRUSTED, f"a keyless signature's certificate (issued by "
                              f"{bundle.leaf.issuer.rfc4514_string()}) does not chain to a code-signing CA of "
-                             f"{root.source} valid at the signing time {moment.isoformat()}")  # fmt: skip
+                             f"{root.source} valid {when}, {moment.isoformat()}")  # fmt: skip
     names, issuer = certificate_identities(bundle.leaf), certificate_issuer(bundle.leaf)
     if not _identity_matches(source, names) or issuer != source.issuer:
         raise KeylessRefused(CERTIFICATE_IDENTITY_MISMATCH, f"a keyless signature is by {', '.join(names) or '?'} "
