@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from falco_operator.api import Falco
 from falco_operator.api.oci import KeylessSource, Verification
 from falco_operator.artifacts.oci.keyless import (
     CERTIFICATE_IDENTITY_MISMATCH,
@@ -38,6 +39,7 @@ from falco_operator.artifacts.oci.signatures import (
     bundle_signatures,
     pae,
 )
+from falco_operator.instance.rbac import artifact_references
 
 DIGEST = "sha256:" + "a" * 64
 OTHER = "sha256:" + "b" * 64
@@ -343,3 +345,14 @@ def test_sig_layout_with_certificate_annotation(fulcio: CA, rekor: Log) -> None:
     assert judge_signed(DIGEST, "r:1", [tagged_signature(other_key, other_leaf, rekor)], root, NOW)[1] == (
         CERTIFICATE_IDENTITY_MISMATCH
     )
+
+
+def test_the_agents_are_granted_the_trusted_root_config_maps_by_name() -> None:
+    keyless = {"identity": IDENTITY, "issuer": ISSUER, "trustedRoot": {"configMapRef": {"name": "admin-root"}}}
+    falco = Falco.model_validate({"metadata": {"name": "falco", "namespace": "ns"},
+                                  "spec": {"artifactVerification": {"keyless": keyless}}})  # fmt: skip
+    team = {**keyless, "trustedRoot": {"configMapRef": {"name": "team-root", "key": "root.json"}}}
+    rulesfile = {"kind": "Rulesfile", "metadata": {"name": "r"},
+                 "spec": {"ociArtifact": {"reference": "r.example/rules:1", "verify": {"keyless": team}}}}  # fmt: skip
+    references = artifact_references(falco, [rulesfile])
+    assert (references.configmaps, references.secrets) == (("admin-root", "team-root"), ())
