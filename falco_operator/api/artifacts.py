@@ -47,8 +47,9 @@ class ArtifactStatus(KubeModel):
     resolved_digest: str | None = None
     """The OCI digest the tag resolved to."""
     signer: str | None = None
-    """OCI sources under a signature policy: the fingerprints (`sha256:` of the DER public key) of the keys whose
-    cosign signatures every installed agent verified for the digest it delivers."""
+    """OCI sources under a signature policy: the fingerprints (`sha256:` of the DER public key) of the keys (and
+    the certificate identities of keyless policies) whose cosign signatures every installed agent verified for the
+    digest it delivers."""
     nodes: NodeCounts | None = None
     """How many agents are at which stage."""
     conditions: Conditions | None = None

@@ -36,7 +36,7 @@ class ReportedArtifact(KubeModel):
     """OCI digest pulled, for OCI sources."""
     signer: str | None = None
     """OCI sources under a verification policy: the fingerprint (`sha256:` of the DER public key) of each key whose
-    cosign signature the digest carries, comma-separated."""
+    cosign signature the digest carries, or the certificate identity of a keyless policy, comma-separated."""
     sha256: str | None = None
     """SHA-256 of the content written."""
     config_map_sha256: str | None = None
