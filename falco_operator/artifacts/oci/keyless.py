@@ -29,7 +29,7 @@ from typing import Any
 
 import re2
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
@@ -330,7 +330,7 @@ def _chains(leaf: x509.Certificate, authority: Authority, moment: datetime) -> b
     for issuer in authority.chain:
         try:
             issued.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature):
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
             return False
         issued = issuer
     return all(_valid_at(certificate, moment) for certificate in (leaf, *authority.chain))
@@ -367,7 +367,7 @@ def verify_bundle(bundle: KeylessBundle, digest: str, policy: KeylessPolicy, now
     if not _identity_matches(source, names) or issuer != source.issuer:
         raise KeylessRefused(CERTIFICATE_IDENTITY_MISMATCH, f"a keyless signature is by {', '.join(names) or '?'} "
                              f"from issuer {issuer or '?'}, not {source.wanted}")  # fmt: skip
-    return names[0] if source.identity is None else source.identity
+    return source.identity if source.identity is not None else next(n for n in names if _identity_matches(source, [n]))
 
 
 REFUSAL_ORDER = ("SignatureInvalid", TRANSPARENCY_LOG_UNVERIFIED, CERTIFICATE_UNTRUSTED, CERTIFICATE_IDENTITY_MISMATCH)
@@ -404,6 +404,9 @@ def judge_keyless(
             return verify_bundle(parsed, digest, policy, moment), "", ""
         except KeylessRefused as refused:
             refusals.append(refused)
+        except (ValueError, UnsupportedAlgorithm) as error:  # a certificate's key or extensions that do not parse
+            refusals.append(KeylessRefused("SignatureInvalid", f"a keyless signature's certificate is unusable "
+                                           f"({error})"))  # fmt: skip
     if not refusals:
         return None, "SignatureInvalid", (f"none of the signatures of {reference} ({digest}) is a keyless one "
                                           f"(with a certificate): it is not delivered")  # fmt: skip
