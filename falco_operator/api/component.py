@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 from .base import KubeModel, KubeObject
-from .falco import DeploymentStrategy
+from .falco import DeploymentStrategy, WorkloadStatus
 from .schema_types import Conditions, PodTemplateSpec, cel, validations
 
 ComponentType = Literal["metacollector", "falcosidekick", "falcosidekick-ui"]
@@ -151,21 +151,7 @@ class ComponentSpec(KubeModel):
         return self.component.type
 
 
-class ComponentStatus(KubeModel):
-    resource_type: str | None = None
-    """Always Deployment."""
-    version: str | None = None
-    """The image tag running."""
-    desired_replicas: int | None = None
-    """Pods the Deployment wants."""
-    available_replicas: int | None = None
-    """Pods ready for at least minReadySeconds."""
-    unavailable_replicas: int | None = None
-    """Pods wanted but not available."""
-    updated_replicas: int | None = None
-    """Pods running the current pod template."""
-    observed_generation: int | None = None
-    """The generation this status describes."""
+class ComponentStatus(WorkloadStatus):
     service: str | None = None
     """The address Falco and other Components reach it at: `<name>.<namespace>.svc:<port>`."""
     conditions: Conditions | None = None

@@ -221,11 +221,13 @@ class ArtifactSummary(KubeModel):
     Falco loads (`status.imageDefaults`)."""
 
 
-class FalcoStatus(KubeModel):
+class WorkloadStatus(KubeModel):
+    """What a Falco's and a Component's status say of the workload that runs their pods."""
+
     resource_type: str | None = None
-    """The workload kind that runs Falco: DaemonSet or Deployment."""
+    """The workload kind that runs the pods: DaemonSet or Deployment (a Component: always Deployment)."""
     version: str | None = None
-    """The Falco version running."""
+    """The version running (the image tag)."""
     desired_replicas: int | None = None
     """Pods the workload wants."""
     available_replicas: int | None = None
@@ -236,6 +238,9 @@ class FalcoStatus(KubeModel):
     """Pods running the current pod template."""
     observed_generation: int | None = None
     """The generation this status describes."""
+
+
+class FalcoStatus(WorkloadStatus):
     conditions: Conditions | None = None
     """Reconciled, Available, Progressing; ServiceMonitor and ComponentsReady when the spec asks for them."""
     artifacts: ArtifactSummary | None = None
