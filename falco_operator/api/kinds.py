@@ -64,14 +64,11 @@ LOADED = PrinterColumn("Loaded", ".status.nodes.loaded", "integer")
 """Falco pods whose Falco confirmed the current content (Falco reports no config fragment: Configs have none)."""
 PRIORITY = PrinterColumn("Priority", ".spec.priority", "integer")
 
-FALCO = KindInfo(
-    group=INSTANCE_GROUP,
-    kind="Falco",
-    plural="falcos",
-    spec_model=FalcoSpec,
-    status_model=FalcoStatus,
-    columns=(
-        PrinterColumn("Type", ".status.resourceType"),
+
+def workload_columns(first: PrinterColumn) -> tuple[PrinterColumn, ...]:
+    """The columns of a kind that runs a workload (Falco, Component): ``first``, then the WorkloadStatus fields."""
+    return (
+        first,
         PrinterColumn("Version", ".status.version"),
         PrinterColumn("Desired", ".status.desiredReplicas", "integer"),
         PrinterColumn("Ready", ".status.availableReplicas", "integer"),
@@ -79,7 +76,16 @@ FALCO = KindInfo(
         _condition("Reconciled"),
         _condition("Available"),
         AGE,
-    ),
+    )
+
+
+FALCO = KindInfo(
+    group=INSTANCE_GROUP,
+    kind="Falco",
+    plural="falcos",
+    spec_model=FalcoSpec,
+    status_model=FalcoStatus,
+    columns=workload_columns(PrinterColumn("Type", ".status.resourceType")),
     categories=("falcosecurity", "instances"),
     short_names=("falco",),
     spec_required=False,
@@ -163,16 +169,7 @@ COMPONENT = KindInfo(
     plural="components",
     spec_model=ComponentSpec,
     status_model=ComponentStatus,
-    columns=(
-        PrinterColumn("Component", ".spec.component.type"),
-        PrinterColumn("Version", ".status.version"),
-        PrinterColumn("Desired", ".status.desiredReplicas", "integer"),
-        PrinterColumn("Ready", ".status.availableReplicas", "integer"),
-        PrinterColumn("Updated", ".status.updatedReplicas", "integer"),
-        _condition("Reconciled"),
-        _condition("Available"),
-        AGE,
-    ),
+    columns=workload_columns(PrinterColumn("Component", ".spec.component.type")),
     categories=("falcosecurity", "instances"),
     short_names=("fcomp",),
     description="What runs next to Falco: the k8s-metacollector, Falcosidekick or its UI, as a Deployment.",
