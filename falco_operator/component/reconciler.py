@@ -6,7 +6,6 @@ check, the status computation and the Events on condition transitions.
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +24,7 @@ from ..instance.status import (
     unreadable_status,
 )
 from ..kube import ApiError, Applier, Cache, Client, EventRecorder, Forbidden, Request, Result, TerminalError
+from ..kube.conditions import utc_now
 from ..kube.resources import CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, DEPLOYMENTS, SERVICES
 from ..resources import COMPONENTS
 from .builders import (
@@ -41,10 +41,6 @@ Json = dict[str, Any]
 log = logging.getLogger("falco_operator.component")
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def redis_held_back(redis: Json | None) -> tuple[str, str] | None:
     """Why a UI whose pods are available is not Available yet: its deployed Redis is not (never a half-install)."""
     counts = replica_counts("Deployment", redis)
@@ -58,7 +54,7 @@ def redis_held_back(redis: Json | None) -> tuple[str, str] | None:
 class ComponentReconciler:
     def __init__(
         self, client: Client, cache: Cache, options: ComponentOptions, events: EventRecorder,
-        clock: Callable[[], str] = _now,
+        clock: Callable[[], str] = utc_now,
     ) -> None:  # fmt: skip
         self.client = client
         self.cache = cache

@@ -18,7 +18,6 @@ the whole set before they write, and whose refusal comes back as above.
 from __future__ import annotations
 
 import base64
-import datetime
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -35,7 +34,7 @@ from ..artifacts.validation import Invalid
 from ..artifacts.yamldoc import dump_yaml, plain
 from ..instance.naming import MANAGED_BY, OPERATOR, owner_reference
 from ..kube import Applier, Cache, Client, Request, Result
-from ..kube.conditions import with_transition_times
+from ..kube.conditions import utc_now, with_transition_times
 from ..kube.resources import CONFIG_MAPS, NAMESPACES
 from ..resources import ARTIFACTREPORTS, FALCORULES, FALCOS, RULESFILES
 from ..status.aggregate import report_entry
@@ -62,10 +61,6 @@ def generated_name(falco_name: str, namespace: str) -> str:
 def legacy_name(falco_name: str) -> str:
     """The one ConfigMap and Rulesfile that carried every namespace's FalcoRules before they were split."""
     return f"{falco_name}{GENERATED_SUFFIX}"
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def selected_namespaces(selector: LabelSelector | None, namespaces: Iterable[Json]) -> list[str]:
@@ -104,7 +99,7 @@ RuleKey = tuple[str, str]
 
 
 class FalcoRulesReconciler:
-    def __init__(self, client: Client, cache: Cache, clock: Callable[[], str] = _now) -> None:
+    def __init__(self, client: Client, cache: Cache, clock: Callable[[], str] = utc_now) -> None:
         self.client = client
         self.cache = cache
         self.applier = Applier(client)

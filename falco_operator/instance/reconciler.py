@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,6 +23,7 @@ from ..kube import (
     Result,
     TerminalError,
 )
+from ..kube.conditions import utc_now
 from ..kube.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
@@ -76,10 +76,6 @@ SECRET_RECHECK = 30.0
 """Seconds before a Falco whose artifacts name a Secret not granted to agents is looked at again."""
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def controlled_by(obj: Json, uid: str) -> bool:
     return any(ref.get("uid") == uid and ref.get("controller") for ref in obj["metadata"].get("ownerReferences") or [])
 
@@ -121,7 +117,7 @@ class FalcoReconciler:
         cache: Cache,
         options: BuildOptions,
         events: EventRecorder,
-        clock: Callable[[], str] = _now,
+        clock: Callable[[], str] = utc_now,
         service_monitors_served: Callable[[], bool] = lambda: False,
     ) -> None:
         self.client = client

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 Json = dict[str, Any]
+
+
+def utc_now() -> str:
+    """Now, as the API server writes a condition's ``lastTransitionTime`` (seconds, UTC)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def with_transition_times(new: list[Json], old: list[Json] | None, now: str) -> list[Json]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -13,6 +12,7 @@ from ..artifacts import Artifact, inline_problem, parse_artifact, sha256_hex
 from ..artifacts.audience import Audience
 from ..artifacts.budget import BudgetedChecks, OverBudget
 from ..kube import Cache, Client, EventRecorder, Request, Resource, Result
+from ..kube.conditions import utc_now
 from ..kube.resources import CONFIG_MAPS, NODES, PODS
 from ..resources import ARTIFACTREPORTS, FALCOS
 from .aggregate import Agent, Target, artifact_status, same_status, warnings_to_record
@@ -24,10 +24,6 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 FALCO_PODS = f"{NAME_LABEL}=falco"
 CONFIG_MAP_RECHECK = 300.0
 """Seconds between looks at the ConfigMap of an artifact that has one, when nothing else changed."""
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pod_placement(pod: Json) -> Json:
@@ -72,7 +68,7 @@ class ArtifactStatusReconciler:
         cache: Cache,
         resource: Resource,
         events: EventRecorder,
-        clock: Callable[[], str] = _now,
+        clock: Callable[[], str] = utc_now,
     ) -> None:
         self.client = client
         self.cache = cache
