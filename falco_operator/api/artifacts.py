@@ -8,6 +8,7 @@ from pydantic import ConfigDict, Field
 
 from .base import KubeModel, KubeObject, LabelSelector
 from .oci import OCIArtifact, RulesOCIArtifact
+from .rollout import Rollout, RolloutStatus
 from .schema_types import Conditions, FreeForm, cel, validations
 
 Priority = Annotated[int, Field(ge=0, le=99)]
@@ -54,6 +55,8 @@ class ArtifactStatus(KubeModel):
     """How many agents are at which stage."""
     conditions: Conditions | None = None
     """ResolvedRefs, Programmed, Valid."""
+    rollout: RolloutStatus | None = None
+    """The staged rollout, for an artifact with `spec.rollout` (docs/rollout.md)."""
 
 
 # inlineRules and config are free-form (a string, or a list / an object), which a structural schema cannot type.
@@ -84,6 +87,9 @@ class RulesfileSpec(KubeModel):
     """Matched against the labels of the Node a Falco pod runs on; unset means every node."""
     instance_selector: LabelSelector | None = None
     """Matched against the labels of the Falco; unset means every Falco in the namespace."""
+    rollout: Rollout | None = None
+    """Roll a new generation out in steps of nodes, each watched for `analysis.duration`, halted and rolled back
+    on a failed check (docs/rollout.md); unset: every node gets a change at once."""
 
     def inline(self) -> str | list[Any] | None:
         """The inline rules, from `inlineRules` or the seed's `ociArtifact.inline`."""
@@ -126,6 +132,9 @@ class PluginSpec(KubeModel):
     """Matched against the labels of the Node a Falco pod runs on; unset means every node."""
     instance_selector: LabelSelector | None = None
     """Matched against the labels of the Falco; unset means every Falco in the namespace."""
+    rollout: Rollout | None = None
+    """Roll a new generation out in steps of nodes, each watched for `analysis.duration`, halted and rolled back
+    on a failed check (docs/rollout.md); unset: every node gets a change at once."""
 
 
 class ConfigSpec(KubeModel):
@@ -145,6 +154,9 @@ class ConfigSpec(KubeModel):
     """Matched against the labels of the Node a Falco pod runs on; unset means every node."""
     instance_selector: LabelSelector | None = None
     """Matched against the labels of the Falco; unset means every Falco in the namespace."""
+    rollout: Rollout | None = None
+    """Roll a new generation out in steps of nodes, each watched for `analysis.duration`, halted and rolled back
+    on a failed check (docs/rollout.md); unset: every node gets a change at once."""
 
 
 class Rulesfile(KubeObject):

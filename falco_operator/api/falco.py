@@ -10,6 +10,7 @@ from .base import KubeModel, KubeObject, LabelSelector
 from .monitoring import FalcoMonitoring
 from .oci import Verification
 from .registries import Registries
+from .rollout import Rollout
 from .schema_types import (
     DNS_LABEL,
     Affinity,
@@ -101,6 +102,9 @@ class ComponentReference(KubeModel):
 class FalcoRulesSelection(KubeModel):
     namespace_selector: LabelSelector | None = None
     """Namespaces whose FalcoRules this Falco loads: unset selects none, `{}` selects all."""
+    rollout: Rollout | None = None
+    """The staged rollout of the Rulesfile generated from the selected FalcoRules: a tenant's edit reaches this
+    Falco's nodes step by step and is rolled back on a failed check (tenants cannot turn it off)."""
 
 
 class FalcoSpec(KubeModel):

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .base import KubeModel, KubeObject
+from .rollout import ReportedAnalysis
 
 ArtifactState = Literal["Installed", "Loaded", "Refused", "Invalid", "Failed", "Pending"]
 
@@ -53,6 +54,8 @@ class ReportedArtifact(KubeModel):
     """What happened, for people."""
     refresh_problem: RefreshProblem | None = None
     """Why the OCI source could not be resolved again; the content resolved before stays delivered."""
+    analysis: ReportedAnalysis | None = None
+    """For an artifact in a staged rollout whose candidate generation runs here: this node's verdict on it."""
 
 
 class FalcoProbe(KubeModel):
