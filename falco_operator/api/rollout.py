@@ -58,8 +58,8 @@ class RolloutAnalysis(KubeModel):
     max_total_rate: Rate | None = None
     """Highest rate of alerts per second of all rules together on a node; unset: not checked."""
     max_drop_rate: Rate | None = None
-    """Highest rate of dropped events per second on a node (Falco's `falcosecurity_scap_n_drops_total`, reported with a driver); unset:
-    not checked."""
+    """Highest rate of dropped events per second on a node (Falco's `falcosecurity_scap_n_drops_total`, which it
+    reports with a driver); unset: not checked."""
     max_cpu: Annotated[float, Field(ge=0, le=1000)] | None = None
     """Highest CPU usage of Falco on a node as a share of one CPU (`falcosecurity_falco_cpu_usage_ratio`, 0.5 = half
     a CPU); unset: not checked."""
