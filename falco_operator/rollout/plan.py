@@ -151,45 +151,36 @@ def _stepped(inputs: Inputs, live: RolloutStatus) -> Decision:
     """A rollout of the current generation that is Progressing or Paused."""
     assert inputs.rollout is not None
     candidate = inputs.generation
-    nodes = [node for node in live.nodes or [] if node in inputs.targeted]
+    nodes = [node for node in live.nodes or [] if node in inputs.targeted]  # nodes that left are no longer chosen
     for node in nodes:
         failed = failure(node, inputs.entries.get(node, ()), candidate)
         if failed is not None:
             status = _final(live, "Halted", f"halted at step {live.step}/{live.steps}: {failed}")
             return Decision(status, events=(("Warning", "RolloutHalted", status.message or ""),), results=("halted",))
-    decision = _annotated(inputs, Decision(live))
-    if decision.status is not live:
+    current = live.model_copy(update={"nodes": nodes})
+    decision = _annotated(inputs, Decision(current))
+    if decision.status is not current or inputs.annotation == PAUSE:
         return decision
-    if inputs.annotation == PAUSE:
-        return Decision(live.model_copy(update={"nodes": nodes}))
     steps = inputs.rollout.steps
     step = min(max(live.step or 1, 1), len(steps))
+    update: Json = {"phase": "Progressing"}
+    if live.phase == "Paused":
+        update["message"] = _waiting_message(inputs.rollout, step, candidate, nodes)
     if not nodes and inputs.targeted:
         # Every node of the step left: the step starts over on other nodes.
         nodes = choose(inputs.uid, candidate, steps[step - 1], inputs.targeted, ())
-        status = live.model_copy(
-            update={
-                "nodes": nodes,
-                "step_started_at": inputs.now,
-                "phase": "Progressing",
-                "message": _waiting_message(inputs.rollout, step, candidate, nodes),
-            }
-        )
-        return Decision(status)
+        update |= {"nodes": nodes, "step_started_at": inputs.now,
+                   "message": _waiting_message(inputs.rollout, step, candidate, nodes)}  # fmt: skip
+        return Decision(current.model_copy(update=update))
     if nodes and all(passed(inputs.entries.get(node, ()), candidate) for node in nodes):
         if step >= len(steps):
             return _promoted(inputs, candidate, live, first=False)
         nodes = choose(inputs.uid, candidate, steps[step], inputs.targeted, nodes)
-        status = live.model_copy(update={
-            "phase": "Progressing", "step": step + 1, "nodes": nodes, "step_started_at": inputs.now,
-            "message": _waiting_message(inputs.rollout, step + 1, candidate, nodes),
-        })  # fmt: skip
+        update |= {"step": step + 1, "nodes": nodes, "step_started_at": inputs.now,
+                   "message": _waiting_message(inputs.rollout, step + 1, candidate, nodes)}  # fmt: skip
         note = f"generation {candidate}: step {step + 1}/{len(steps)} on {named(nodes)}"
-        return Decision(status, events=(("Normal", "RolloutStep", note),))
-    update: Json = {"phase": "Progressing", "nodes": nodes}
-    if live.phase == "Paused":
-        update["message"] = _waiting_message(inputs.rollout, step, candidate, nodes)
-    return Decision(live.model_copy(update=update))
+        return Decision(current.model_copy(update=update), events=(("Normal", "RolloutStep", note),))
+    return Decision(current.model_copy(update=update))
 
 
 def _annotated(inputs: Inputs, decision: Decision) -> Decision:
