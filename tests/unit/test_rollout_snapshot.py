@@ -6,8 +6,9 @@ import base64
 import json
 from typing import Any
 
-from falco_operator.api import Plugin, Rulesfile
+from falco_operator.api import Falco, Plugin, Rulesfile
 from falco_operator.api.rollout import SNAPSHOT_CONTENT_KEY, SNAPSHOT_KEY
+from falco_operator.instance.rbac import artifact_references
 from falco_operator.rollout.snapshot import MAX_SNAPSHOT_BYTES, Snapshot, Unbuildable, build, label_value, pinned
 from falco_operator.status.aggregate import with_rollout
 
@@ -93,3 +94,18 @@ def test_programmed_says_rolling_out_then_rolled_back() -> None:
     stable = {"phase": "Succeeded", "stableGeneration": 4, "snapshot": "s"}
     assert with_rollout(status, stable, None, "t1")["conditions"] == status["conditions"]
     assert with_rollout(status, None, None, "t1") == {**status, "rollout": None}
+
+
+def test_the_agents_of_a_falco_may_read_the_snapshots_of_the_artifacts_in_a_rollout_it_loads() -> None:
+    def falco(name: str) -> Falco:
+        return Falco.model_validate({"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco",
+                                     "metadata": {"name": name, "namespace": "ns"}, "spec": {}})  # fmt: skip
+
+    rollout = {"steps": [{"nodes": 1}]}
+    artifacts = [
+        raw("Rulesfile", {"inlineRules": "- list: l\n  items: []\n", "rollout": rollout}),
+        {**raw("Config", {"config": {"a": 1}, "rollout": rollout, "instanceSelector": {"matchLabels": {"x": "y"}}}),
+         "metadata": {"name": "elsewhere"}},
+        {**raw("Config", {"config": {"a": 1}}), "metadata": {"name": "plain"}},
+    ]  # fmt: skip
+    assert artifact_references(falco("f"), artifacts).configmaps == ("r-rulesfile-stable",)
