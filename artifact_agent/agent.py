@@ -35,7 +35,7 @@ from .metrics import AgentMetrics
 from .planner import PassPlanner
 from .pulls import OCIPulls, PullSettings
 from .recovery import recover_last_good
-from .report import Identity, Reporter, report_status
+from .report import Identity, Reporter, report_status, reported_analyses
 from .selection import select
 from .sources import ConfigMapWatches, resolve
 
@@ -154,6 +154,7 @@ class Agent:
                     starting.start_soon(_start_informer, group, informer)
             await anyio.to_thread.run_sync(self._adopt)
             await self.reporter.load()
+            self.analysis.adopt(reported_analyses(self.reporter.written))
             if self.settings.falco_url:
                 group.start_soon(self._watch_falco, self.settings.falco_url)
             task_status.started()

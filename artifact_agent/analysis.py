@@ -17,6 +17,7 @@ report write per verdict, none while a watch runs.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from falco_operator.artifacts import ArtifactKey, Outcome
 from .confirmation import FalcoLoads
 from .delivery import Candidate
 
+log = logging.getLogger("artifact_agent.analysis")
 RULE_MATCHES = "falcosecurity_falco_rules_matches_total"
 DROPS = "falcosecurity_scap_n_drops_total"
 CPU = "falcosecurity_falco_cpu_usage_ratio"
@@ -208,6 +210,7 @@ class AnalysisWatches:
 
     def __init__(self) -> None:
         self.watches: dict[ArtifactKey, Watch] = {}
+        self._adopted: dict[ArtifactKey, ReportedAnalysis] = {}
 
     @property
     def sampling(self) -> bool:
@@ -222,19 +225,25 @@ class AnalysisWatches:
         for key in set(self.watches) - set(candidates):
             del self.watches[key]
         changed = False
+        adopted, self._adopted = self._adopted, {}
         for key, candidate in candidates.items():
             generation, limits = candidate.generation, candidate.analysis
             watch = self.watches.get(key)
             if watch is None or watch.generation != generation or watch.limits != limits:
                 watch = self.watches[key] = Watch(generation, limits, now)
+                earlier = adopted.get(key)
+                if earlier is not None and earlier.generation == generation:
+                    watch.started_at, watch.verdict = now, earlier
             if watch.verdict is not None:
                 continue
             state = progress.get(key, Progress(confirmed=False))
             if state.refused is not None:
                 watch.conclude(ReportedAnalysis(generation=generation, result="Failed", check="Loaded",
                                                 message=state.refused, seconds=0.0))  # fmt: skip
+                _log_verdict(key, watch)
                 changed = True
             elif state.confirmed and watch.started_at is None:
+                log.info("watching %s generation %d for %s", key, generation, limits.duration)
                 watch.started_at = now
                 changed = True
         return changed
@@ -242,7 +251,7 @@ class AnalysisWatches:
     def observe(self, sample: Sample | None, now: float) -> bool:
         """One look at Falco (None: it did not answer); True when a verdict was reached."""
         changed = False
-        for watch in self.watches.values():
+        for key, watch in self.watches.items():
             if watch.verdict is not None:
                 continue
             if watch.started_at is None:
@@ -250,10 +259,25 @@ class AnalysisWatches:
                     message = f"Falco has not loaded generation {watch.generation} within {watch.load_wait:.0f}s"
                     watch.conclude(ReportedAnalysis(generation=watch.generation, result="Failed", check="Loaded",
                                                     message=message, seconds=0.0))  # fmt: skip
+                    _log_verdict(key, watch)
                     changed = True
-            elif sample is not None:
-                changed |= watch.observe(sample)
+            elif sample is not None and watch.observe(sample):
+                _log_verdict(key, watch)
+                changed = True
         return changed
 
     def verdicts(self) -> dict[ArtifactKey, ReportedAnalysis]:
         return {key: watch.verdict for key, watch in self.watches.items() if watch.verdict is not None}
+
+    def adopt(self, reported: Mapping[ArtifactKey, ReportedAnalysis]) -> None:
+        """The verdicts a previous run of this agent reported: a candidate this node still delivers at the first
+        ``follow`` keeps its verdict instead of being watched again (an agent restart neither delays a step nor
+        costs a write)."""
+        self._adopted = dict(reported)
+
+
+def _log_verdict(key: ArtifactKey, watch: Watch) -> None:
+    verdict = watch.verdict
+    if verdict is not None:
+        check = f" ({verdict.check})" if verdict.check else ""
+        log.info("%s generation %d: %s%s: %s", key, watch.generation, verdict.result, check, verdict.message)

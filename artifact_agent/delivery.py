@@ -66,7 +66,8 @@ def choose(artifacts: Iterable[Artifact], node: str, read: ReadKey) -> Deliverie
     for artifact in artifacts:
         key = artifact_key(artifact)
         rollout = artifact.status.rollout if artifact.status is not None else None
-        if delivers_live(artifact.to_wire(), node):
+        # The rule needs the wire form; most artifacts have no rollout and skip building it.
+        if artifact.spec.rollout is None or rollout is None or delivers_live(artifact.to_wire(), node):
             chosen.append(artifact)
             reference = config_map_reference(artifact)
             watched.update([reference[0]] if reference else [])

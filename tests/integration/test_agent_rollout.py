@@ -164,6 +164,16 @@ async def test_nodes_outside_the_step_keep_the_snapshot_and_the_step_node_report
             assert "analysis" not in outside
             assert (await falcos["node2"].rules_hashes())[FILE] == sha(V1)
 
+            # An agent restarted meanwhile keeps the verdict its report holds: it neither drops it nor watches again.
+            canary.kill()
+            canary.start()
+            await canary.wait_ready()
+            with anyio.move_on_after(5):
+                while True:
+                    kept = entry(await report(api, canary), "Rulesfile", "web")
+                    assert kept.get("analysis") == verdict, kept
+                    await anyio.sleep(0.2)
+
             # Promoted: generation 2 is stable everywhere.
             await write_snapshot(api, namespace, 2, V2)
             await set_rollout(api, namespace, {"phase": "Succeeded", "stableGeneration": 2, "snapshot": SNAPSHOT})

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from artifact_agent.analysis import MIN_LOAD_WAIT, AnalysisWatches, Progress, Sample, judge, parse_sample
 from artifact_agent.delivery import Candidate
-from falco_operator.api.rollout import RolloutAnalysis
-from falco_operator.artifacts import ArtifactKey
+from artifact_agent.report import report_status, reported_analyses
+from falco_operator.api.rollout import ReportedAnalysis, RolloutAnalysis
+from falco_operator.artifacts import ArtifactKey, Delivered, Outcome
 
 SCRAPE = (Path(__file__).parent / "data" / "falco-0.44.1-metrics.txt").read_text()
 NODRIVER = """\
@@ -106,3 +107,14 @@ def test_a_refused_or_never_loaded_candidate_fails_the_loaded_check() -> None:
     verdict = slow.verdicts()[KEY]
     assert (verdict.result, verdict.check) == ("Failed", "Loaded")
     assert "has not loaded" in (verdict.message or "")
+
+
+def test_a_restarted_agent_keeps_the_verdict_its_report_holds_for_the_generation_it_still_delivers() -> None:
+    verdict = ReportedAnalysis(generation=4, result="Passed", message="within limits", seconds=20.0)
+    status = report_status([Outcome(KEY, 4, "Loaded", Delivered(), "Loaded")], {}, analyses={KEY: verdict})
+    other = ArtifactKey("Rulesfile", "other")
+    watches = AnalysisWatches()
+    watches.adopt({**reported_analyses(status), other: verdict})
+    assert not watches.follow({KEY: Candidate(4, LIMITS), other: Candidate(5, LIMITS)}, {}, 0.0)
+    assert watches.verdicts() == {KEY: verdict}  # other's verdict judged generation 4: it is watched again
+    assert watches.sampling
