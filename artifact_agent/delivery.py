@@ -25,7 +25,7 @@ from falco_operator.artifacts import (
     artifact_key,
     parse_artifact,
 )
-from falco_operator.rollout.effective import LIVE_STEP_PHASES, delivers_live
+from falco_operator.rollout.effective import LIVE_PHASES, delivers_live
 
 from .sources import config_map_reference
 
@@ -71,7 +71,7 @@ def choose(artifacts: Iterable[Artifact], node: str, read: ReadKey) -> Deliverie
             chosen.append(artifact)
             reference = config_map_reference(artifact)
             watched.update([reference[0]] if reference else [])
-            in_step = rollout is not None and rollout.phase in LIVE_STEP_PHASES
+            in_step = rollout is not None and rollout.phase in LIVE_PHASES
             if in_step and artifact.spec.rollout is not None and artifact.metadata.generation is not None:
                 candidates[key] = Candidate(artifact.metadata.generation, artifact.spec.rollout.analysis)
             continue
