@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from artifact_agent.analysis import MIN_LOAD_WAIT, AnalysisWatches, Progress, Sample, judge, parse_sample
+from artifact_agent.analysis import (
+    MIN_LOAD_WAIT,
+    AnalysisWatches,
+    Progress,
+    Sample,
+    judge,
+    parse_sample,
+    progress_of,
+)
+from artifact_agent.confirmation import FalcoLoads, FalcoView
 from artifact_agent.delivery import Candidate
 from artifact_agent.report import report_status, reported_analyses
 from falco_operator.api.rollout import ReportedAnalysis, RolloutAnalysis
@@ -118,3 +127,19 @@ def test_a_restarted_agent_keeps_the_verdict_its_report_holds_for_the_generation
     assert not watches.follow({KEY: Candidate(4, LIMITS), other: Candidate(5, LIMITS)}, {}, 0.0)
     assert watches.verdicts() == {KEY: verdict}  # other's verdict judged generation 4: it is watched again
     assert watches.sampling
+
+
+def test_falco_runs_a_rulesfile_it_loaded_and_a_config_once_it_restarted_after_its_swap() -> None:
+    config_key = ArtifactKey("Config", "tuning")
+    fragment = Delivered(files={("config", "50-03-tuning-inline.yaml"): b"buffered_outputs: true\n"})
+    config = Outcome(config_key, 2, "Installed", fragment, "Installed")
+    loaded = Outcome(KEY, 4, "Loaded", Delivered(), "Loaded")
+    refused = Outcome(ArtifactKey("Rulesfile", "bad"), 2, "Refused", Delivered(), "Refused", "Falco refused it")
+    loads = FalcoLoads()
+    loads.swapped(100.0, {config_key: fragment})
+    before = progress_of([config, loaded, refused], loads)
+    assert before[KEY] == Progress(confirmed=True)
+    assert before[config_key] == Progress(confirmed=False)
+    assert before[refused.key] == Progress(confirmed=False, refused="Falco refused it")
+    loads.observed(FalcoView(reachable=True, reloaded_at=101.0), 102.0)
+    assert progress_of([config], loads)[config_key] == Progress(confirmed=True)
