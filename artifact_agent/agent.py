@@ -26,7 +26,7 @@ from falco_operator.kube.endpoints import HttpEndpoints, metrics_handler, probe_
 from falco_operator.kube.resources import NODES
 from falco_operator.resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 
-from .analysis import SAMPLE_INTERVAL, AnalysisWatches, parse_sample, progress_of
+from .analysis import SAMPLE_INTERVAL, AnalysisWatches, parse_sample, progress_of, reported_analyses
 from .confirmation import UNKNOWN, FalcoLoads, confirm, loads_expected, missed_swap, observe
 from .delivery import Deliveries, choose
 from .layout import PRESERVED
@@ -35,7 +35,7 @@ from .metrics import AgentMetrics
 from .planner import PassPlanner
 from .pulls import OCIPulls, PullSettings
 from .recovery import recover_last_good
-from .report import Identity, Reporter, report_status, reported_analyses
+from .report import Identity, Reporter, report_status
 from .selection import select
 from .sources import ConfigMapWatches, resolve
 
@@ -94,6 +94,8 @@ class Agent:
         self._disk_at_start: dict[str, dict[str, bytes]] | None = None
         self._backoff = Backoff(initial=1.0, cap=30.0)
         self._invalid_generations: set[tuple[ArtifactKey, int | None]] = set()
+        self.analysis = AnalysisWatches()
+        """The watches of the rollout candidates this node delivers."""
         identity = settings.identity
         namespace = identity.namespace
         self.artifact_informers = [Informer(client, resource, namespace=namespace)
@@ -119,8 +121,6 @@ class Agent:
         self.falco_loads = FalcoLoads()
         """Which swap Falco loaded, which it refused."""
         self._refused = False
-        self.analysis = AnalysisWatches()
-        """The watches of the rollout candidates this node delivers."""
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from falco_operator.api.oci import parse_duration
 from falco_operator.api.rollout import ReportedAnalysis, RolloutAnalysis
@@ -274,6 +275,20 @@ class AnalysisWatches:
         ``follow`` keeps its verdict instead of being watched again (an agent restart neither delays a step nor
         costs a write)."""
         self._adopted = dict(reported)
+
+
+def reported_analyses(status: Mapping[str, Any] | None) -> dict[ArtifactKey, ReportedAnalysis]:
+    """The verdicts a report's status holds, by artifact."""
+    verdicts: dict[ArtifactKey, ReportedAnalysis] = {}
+    for item in (status or {}).get("artifacts") or []:
+        if isinstance(item, dict) and isinstance(item.get("analysis"), dict):
+            try:
+                verdicts[ArtifactKey(str(item["kind"]), str(item["name"]))] = ReportedAnalysis.model_validate(
+                    item["analysis"]
+                )
+            except (KeyError, ValueError):
+                continue
+    return verdicts
 
 
 def _log_verdict(key: ArtifactKey, watch: Watch) -> None:

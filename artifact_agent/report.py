@@ -64,20 +64,6 @@ def _analysis(verdict: ReportedAnalysis | None, delivered: int | None) -> Report
     return verdict.model_copy(update={"message": _clipped(verdict.message)})
 
 
-def reported_analyses(status: Json | None) -> dict[ArtifactKey, ReportedAnalysis]:
-    """The verdicts a report's status holds, by artifact."""
-    verdicts: dict[ArtifactKey, ReportedAnalysis] = {}
-    for item in (status or {}).get("artifacts") or []:
-        if isinstance(item, dict) and isinstance(item.get("analysis"), dict):
-            try:
-                verdicts[ArtifactKey(str(item["kind"]), str(item["name"]))] = ReportedAnalysis.model_validate(
-                    item["analysis"]
-                )
-            except (KeyError, ValueError):
-                continue
-    return verdicts
-
-
 def _signer(signed: tuple[str, str] | None, delivered: str | None) -> str | None:
     return signed[1] if signed is not None and signed[0] == delivered else None
 

@@ -12,10 +12,11 @@ from artifact_agent.analysis import (
     judge,
     parse_sample,
     progress_of,
+    reported_analyses,
 )
 from artifact_agent.confirmation import FalcoLoads, FalcoView
 from artifact_agent.delivery import Candidate
-from artifact_agent.report import report_status, reported_analyses
+from artifact_agent.report import report_status
 from falco_operator.api.rollout import ReportedAnalysis, RolloutAnalysis
 from falco_operator.artifacts import ArtifactKey, Delivered, Outcome
 
