@@ -111,6 +111,11 @@ class Reporter:
         self._written: Json | None = None
         self._exists = False
 
+    @property
+    def written(self) -> Json | None:
+        """The status the report holds (None when there is no report, or it could not be read)."""
+        return self._written if self._exists else None
+
     async def load(self) -> None:
         """Read the report a previous run of this pod left, so an unchanged status is not written again.
 
