@@ -36,6 +36,7 @@ from .planner import PassPlanner
 from .pulls import OCIPulls, PullSettings
 from .recovery import recover_last_good
 from .report import Identity, Reporter, report_status
+from .report_hold import ReportHold
 from .selection import select
 from .sources import ConfigMapWatches, resolve
 
@@ -63,6 +64,8 @@ class Settings:
     """How often Falco is asked when nothing changed."""
     falco_fast_window: float = 30.0
     """After a swap, Falco is asked every half second for this long (or until it confirms everything)."""
+    confirm_window: float = 2.0
+    """After a swap Falco is expected to confirm, the report waits this long for it (``report_hold``); 0: never."""
     pulls: PullSettings | None = None
     """OCI pulls; None: the defaults, with the digest cache in the plugins volume."""
     image_defaults: ImageDefaults | None = None
@@ -121,6 +124,7 @@ class Agent:
         self.falco_loads = FalcoLoads()
         """Which swap Falco loaded, which it refused."""
         self._refused = False
+        self.report_hold = ReportHold(settings.confirm_window)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -173,8 +177,22 @@ class Agent:
                 log.warning("pass failed, retrying in %.1fs: %s", delay, error)
                 await anyio.sleep(delay)
                 self._dirty.set()
-            await self._dirty.wait()
+            await self._next_change()
             await self._coalesce()
+
+    async def _next_change(self) -> None:
+        """Wait for a change; a report held for Falco's confirmation is written when its window ends first."""
+        while (wait := self.report_hold.remaining(time.monotonic())) is not None:
+            with anyio.move_on_after(wait):
+                await self._dirty.wait()
+                return
+            log.debug("Falco has not confirmed the swap in time: writing what is on disk")
+            try:
+                await self._publish(self.report_hold.release())
+            except (ApiError, OSError) as error:
+                log.warning("writing the report failed, retrying with the next pass: %s", error)
+                self._dirty.set()
+        await self._dirty.wait()
 
     async def _coalesce(self) -> None:
         deadline = time.monotonic() + self.settings.max_delay
@@ -228,6 +246,8 @@ class Agent:
             self._swapped_at = time.time()
             self.falco_loads.swapped(self._swapped_at, {outcome.key: outcome.delivered for outcome in result.outcomes})
             self._poll_now.set()
+            if not first and self.settings.falco_url and self.falco_view.reachable:
+                self.report_hold.arm(time.monotonic(), self.falco_loads.reloads)
         self._remember(result.outcomes, result.remembered)
         self._outcomes = list(result.outcomes)
         if not self.ready:
@@ -242,7 +262,12 @@ class Agent:
         status = report_status(outcomes, self.settings.directories.by_kind(), self._falco_probe(),
                                self.pulls.refresh_problems(), result.image_defaults,
                                self.pulls.signers(), self.analysis.verdicts())  # fmt: skip
-        if await self.reporter.publish(status):
+        if self.report_hold.hold(status, self.reporter.written, time.monotonic()):
+            return  # written once Falco confirms it, or when the window ends (``_next_change``)
+        await self._publish(status)
+
+    async def _publish(self, status: Json | None) -> None:
+        if status is not None and await self.reporter.publish(status):
             self.metrics.report_writes.inc()
 
     async def _deliveries(self, selected: list[Artifact], first: bool) -> Deliveries:
