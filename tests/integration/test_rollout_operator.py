@@ -96,6 +96,12 @@ def rollout_of(obj: Json) -> Json:
     return dict((obj.get("status") or {}).get("rollout") or {})
 
 
+def loaded_nodes(obj: Json) -> int | None:
+    """How many nodes the status counts as running the current generation (Falco loaded it there)."""
+    loaded = ((obj.get("status") or {}).get("nodes") or {}).get("loaded")
+    return loaded if isinstance(loaded, int) else None
+
+
 def programmed(obj: Json) -> Json:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Programmed"), {})
 
@@ -159,12 +165,14 @@ async def test_a_rollout_steps_halts_pauses_aborts_and_survives_a_restart(
         assert len(first["nodes"]) == 1
         delivered = await agents.report(obj)
         assert [node for node, generation in delivered.items() if generation == 2] == first["nodes"]
+        # RollingOut is written with the step, before the reports: settled once the status counts the step's node
+        # (the reports reach it after the operator's coalescing window, later still on a busy machine).
         rolling = await wait_for(partial(get_rulesfile, api, namespace, "canary"),
-                                 lambda o: programmed(o).get("reason") == "RollingOut", what="RollingOut")  # fmt: skip
+                                 lambda o: programmed(o).get("reason") == "RollingOut" and loaded_nodes(o) == 1,
+                                 what="RollingOut, with the step's node counted")  # fmt: skip
         assert programmed(rolling)["message"].startswith(f"step 1/2: generation 2 on {first['nodes'][0]}; ")
 
         # Steady while the step waits: no status write (the operator requeues itself, writes nothing).
-        await anyio.sleep(2)
         mark = AuditMark.now(plane.state.audit_log)
         await anyio.sleep(12)
         assert status_writes(mark, namespace) == [], describe(status_writes(mark, namespace))
