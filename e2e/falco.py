@@ -213,6 +213,16 @@ class RunningFalco:
     async def rules_hashes(self) -> dict[str, str]:
         return parse_sha256_metric(await self.metrics(), RULES_METRIC)
 
+    async def loaded_rules(self) -> dict[str, str] | None:
+        """The rules files Falco reports loaded (file name → sha256), or None while it restarts: its web server
+        then answers nothing, or 404 between the old run's handlers and the new run's."""
+        self._check_alive()
+        try:
+            response = await self.get("/metrics")
+        except httpx.HTTPError:
+            return None
+        return parse_sha256_metric(response.text, RULES_METRIC) if response.status_code == 200 else None
+
     async def config_hashes(self) -> dict[str, str]:
         """Only the main falco.yaml with Falco 0.44.1: fragments of a ``config_files`` directory are not listed."""
         return parse_sha256_metric(await self.metrics(), CONFIG_METRIC)
@@ -261,13 +271,7 @@ class RunningFalco:
     async def wait_rules(self, expected: dict[str, str], timeout: float = 30) -> None:
         """Wait until Falco reports exactly ``expected`` (file name → sha256) as its loaded rules files."""
 
-        async def loaded() -> dict[str, str] | None:
-            try:
-                return await self.rules_hashes() if await self._answering() else None
-            except httpx.HTTPError:
-                return None
-
-        await wait_for(loaded, lambda seen: seen == expected, timeout=timeout, interval=0.05,
+        await wait_for(self.loaded_rules, lambda seen: seen == expected, timeout=timeout, interval=0.05,
                        what=f"Falco loading {sorted(expected)}")  # fmt: skip
 
 
