@@ -15,7 +15,8 @@ from ..kube import Cache, Client, EventRecorder, Request, Resource, Result
 from ..kube.conditions import utc_now
 from ..kube.resources import CONFIG_MAPS, NODES, PODS
 from ..resources import ARTIFACTREPORTS, FALCOS
-from .aggregate import Agent, Target, artifact_status, same_status, warnings_to_record
+from .aggregate import Agent, Target, artifact_status, warnings_to_record
+from .coalescing import StatusCoalescer, settled
 
 Json = dict[str, Any]
 log = logging.getLogger("falco_operator.status")
@@ -76,11 +77,15 @@ class ArtifactStatusReconciler:
         self.events = events
         self.clock = clock
         self.checks: BudgetedChecks[str | None] = BudgetedChecks()
+        self.coalescer = StatusCoalescer()
 
     async def reconcile(self, request: Request) -> Result | None:
         raw = self.cache.get(self.resource, request.name, request.namespace)
         if raw is None or (raw.get("metadata") or {}).get("deletionTimestamp"):
+            self.coalescer.forget(request)
             return None
+        if (wait := self.coalescer.hold_off(request)) is not None:
+            return Result(requeue_after=wait)
         artifact = parse_artifact(raw)
         if artifact is None:
             log.warning("cannot read %s %s with this operator's models", self.resource.kind, request)
@@ -91,16 +96,21 @@ class ArtifactStatusReconciler:
             audience=Audience.of(artifact), invalid=await self._problem(artifact, content),
             config_map_sha256=sha256_hex(content) if content is not None else None,
         )  # fmt: skip
+        self.coalescer.started(request)
         reports = {str(report["metadata"]["name"]): report
                    for report in self.cache.in_namespace(ARTIFACTREPORTS, request.namespace)}  # fmt: skip
-        live = raw.get("status")
-        desired = artifact_status(target, agents_in(self.cache, request.namespace), reports, live, self.clock())
+        agents = agents_in(self.cache, request.namespace)
+        live = self.coalescer.believed(request, raw)
+        desired = artifact_status(target, agents, reports, live, self.clock())
         # The operator does not watch ConfigMaps: an edit shows up with the agents' reports of the new content;
         # the periodic look also catches agents that never report it (stopped ones).
         again = Result(requeue_after=CONFIG_MAP_RECHECK) if getattr(artifact.spec, "config_map_ref", None) else None
-        if same_status(live, desired):
-            return again
+        decision = self.coalescer.decide(request, live, desired, partial(settled, target, agents, reports, desired))
+        if not decision.write:
+            return again if decision.recheck_after is None else Result(requeue_after=decision.recheck_after)
         await self.client.patch_status(self.resource, request.name, desired, request.namespace)
+        self.coalescer.wrote(request, decision, raw, desired)
+        log.debug("wrote the status of %s %s (%s)", self.resource.kind, request, decision.why)
         for reason, note in warnings_to_record(live, desired):
             await self.events.emit(raw, "Warning", reason, note)
         return again
