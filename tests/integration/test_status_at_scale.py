@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import kr8s.asyncio
 import pytest
 
 from e2e.agent import falco_pods, rule, rulesfile
-from e2e.audit import AuditMark, describe
+from e2e.audit import AuditMark, after_last_report, describe
 from e2e.controlplane import ControlPlane, start_cluster
 from e2e.falco import FalcoBinaries
 from e2e.fleet import agent_fleet
@@ -63,11 +62,6 @@ def programmed(status: Json) -> str | None:
     return next((c["status"] for c in status.get("conditions") or [] if c["type"] == "Programmed"), None)
 
 
-def completed_at(write: Json) -> float:
-    """When the API server completed a logged request (seconds since the epoch, microseconds kept)."""
-    return datetime.fromisoformat(str(write["stageTimestamp"]).replace("Z", "+00:00")).timestamp()
-
-
 def counts(generation: int, targeted: int, installed: int, loaded: int, state: str) -> Any:
     def accept(status: Json) -> bool:
         nodes = status.get("nodes") or {}
@@ -107,11 +101,9 @@ async def test_twenty_nodes_one_writer_few_writes_and_counts_that_follow_pods_an
         assert len(status_writes) <= 3, describe(status_writes)
         # The status settles when the last agent's report is in, not on a timer: its last write (Programmed with
         # 20/20 loaded) follows the last report write within a second.
-        report_writes = [w for w in mark.writes_since(namespace=namespace)
-                         if w["objectRef"].get("resource") == "artifactreports"]  # fmt: skip
-        after_last_report = completed_at(status_writes[-1]) - max(map(completed_at, report_writes))
-        print(f"\nlast status write {after_last_report:.2f} s after the last of {len(report_writes)} report writes")
-        assert 0 < after_last_report <= 1.0, describe(status_writes)
+        delay = after_last_report(mark.writes_since(namespace=namespace), status_writes)
+        print(f"\nlast status write {delay:.2f} s after the last report write")
+        assert 0 < delay <= 1.0, describe(status_writes)
         obj = await call(admin, "GET", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/shared")
         assert not obj["metadata"].get("finalizers")
 
