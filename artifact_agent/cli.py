@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--falco-poll-interval", type=float, default=30.0,
                         help="seconds between questions to Falco when nothing changed (every 0.5 s for 30 s after "
                         "a change)")  # fmt: skip
+    parser.add_argument("--confirm-window", type=float, default=2.0,
+                        help="seconds the report waits after a swap for Falco to confirm what was written, so that one "
+                        "write says both (longer when Falco's recent reloads were slower, at most five times this; "
+                        "0: write at once)")  # fmt: skip
     parser.add_argument("--oci-cache-dir", type=Path, default=None,
                         help="pulled OCI files, kept by digest so an unchanged digest is never downloaded again "
                         "(default: ..oci-cache in the plugins directory, which outlives agent restarts)")  # fmt: skip
@@ -135,6 +139,7 @@ async def run(args: argparse.Namespace, identity: Identity) -> None:
         stuck_after=args.stuck_after,
         falco_url=args.falco_url.rstrip("/") or None,
         falco_poll_interval=args.falco_poll_interval,
+        confirm_window=args.confirm_window,
         pulls=PullSettings(
             cache_dir=args.oci_cache_dir or args.plugins_dir / OCI_CACHE,
             concurrency=args.pull_concurrency,

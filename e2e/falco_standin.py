@@ -19,13 +19,19 @@ from .controlplane.cluster import free_port
 
 
 class FalcoStandIn:
-    def __init__(self, rules_dir: Path, version: str = "0.44.1", plugins: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, rules_dir: Path, version: str = "0.44.1", plugins: dict[str, str] | None = None, answer_after: float = 0.0
+    ) -> None:
         self.rules_dir = rules_dir
         self.version = version
         self.plugins = plugins or {}
+        self.answer_after = answer_after
+        """Seconds a new set of files takes to show in ``/metrics`` once seen there (a slow reload)."""
         self.port = free_port()
         self._last_loaded: dict[str, str] | None = None
         self._reloaded_ns = time.time_ns()
+        self._seen: dict[str, str] | None = None
+        self._seen_at = 0.0
 
     @property
     def url(self) -> str:
@@ -45,9 +51,13 @@ class FalcoStandIn:
         return found
 
     def _metrics(self) -> tuple[int, str, bytes]:
-        loaded = self.loaded()
-        if loaded != self._last_loaded:  # as Falco's hot reload does, a new set of files moves the timestamp
-            self._last_loaded, self._reloaded_ns = loaded, time.time_ns()
+        on_disk = self.loaded()
+        if on_disk != self._seen:
+            self._seen, self._seen_at = on_disk, time.monotonic()
+        due = self._last_loaded is None or time.monotonic() - self._seen_at >= self.answer_after
+        if on_disk != self._last_loaded and due:  # as Falco's hot reload does, a new set of files moves the timestamp
+            self._last_loaded, self._reloaded_ns = on_disk, time.time_ns()
+        loaded = self._last_loaded or {}
         lines = [f'falcosecurity_falco_sha256_rules_files_info{{file_name="{name}",sha256="{digest}"}} 1'
                  for name, digest in loaded.items()]  # fmt: skip
         lines.append(f"falcosecurity_falco_reload_timestamp_nanoseconds {self._reloaded_ns}")

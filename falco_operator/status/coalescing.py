@@ -3,7 +3,8 @@
 Reports reconcile an artifact soon after they arrive (a short batching delay in the work queue), and each reconcile
 computes the whole status, but a status that differs from the live one is written only when
 
-- its ``observedGeneration`` changes (the new generation seen: written at once),
+- its ``observedGeneration`` changes (the new generation seen: written at once), or its ``rollout`` does (the
+  agents read which nodes run the candidate from it: written at once),
 - it has settled: every targeted agent reported the current generation in a final state (Loaded; Invalid, Failed,
   Refused; Installed with nothing more to expect from Falco, as for a Config), or
 - the window since the first unwritten difference expired: what is known is written, and a difference that keeps
@@ -35,7 +36,7 @@ COST_SHARE = 0.1
 2,000 agents) is computed again at most every 200 ms however fast reports arrive."""
 AWAITING_FALCO = "NotLoaded"
 """The reason of an ``Installed`` entry whose agent still expects its Falco to confirm it (``Loaded``)."""
-Why = Literal["same", "first", "generation", "settled", "window", "held"]
+Why = Literal["same", "first", "generation", "rollout", "settled", "window", "held"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ def decide(memory: Memory | None, old: Json | None, desired: Json, settled: Call
         return _written(Memory(), "first", now)
     if (old or {}).get("observedGeneration") != desired.get("observedGeneration"):
         return _written(memory, "generation", now)
+    if not same_status({"rollout": (old or {}).get("rollout")}, {"rollout": desired.get("rollout")}):
+        return _written(memory, "rollout", now)  # the agents follow status.rollout: a step waits for no window
     if settled():
         return _written(memory, "settled", now)
     if memory.since is None:

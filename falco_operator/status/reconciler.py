@@ -8,6 +8,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from prometheus_client import Counter
+
 from ..artifacts import Artifact, inline_problem, parse_artifact, sha256_hex
 from ..artifacts.audience import Audience
 from ..artifacts.budget import BudgetedChecks, OverBudget
@@ -15,7 +17,8 @@ from ..kube import Cache, Client, EventRecorder, Request, Resource, Result
 from ..kube.conditions import utc_now
 from ..kube.resources import CONFIG_MAPS, NODES, PODS
 from ..resources import ARTIFACTREPORTS, FALCOS
-from .aggregate import Agent, Target, artifact_status, warnings_to_record
+from ..rollout.driver import RolloutDriver
+from .aggregate import Agent, Target, artifact_status, targeted, warnings_to_record, with_rollout
 from .coalescing import StatusCoalescer, settled
 
 Json = dict[str, Any]
@@ -70,6 +73,7 @@ class ArtifactStatusReconciler:
         resource: Resource,
         events: EventRecorder,
         clock: Callable[[], str] = utc_now,
+        rollouts: Counter | None = None,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -77,6 +81,8 @@ class ArtifactStatusReconciler:
         self.events = events
         self.clock = clock
         self.checks: BudgetedChecks[str | None] = BudgetedChecks()
+        self.rollout_driver = RolloutDriver(client)
+        self.rollouts = rollouts
         self.coalescer = StatusCoalescer()
 
     async def reconcile(self, request: Request) -> Result | None:
@@ -99,20 +105,27 @@ class ArtifactStatusReconciler:
         self.coalescer.started(request)
         reports = {str(report["metadata"]["name"]): report
                    for report in self.cache.in_namespace(ARTIFACTREPORTS, request.namespace)}  # fmt: skip
-        agents = agents_in(self.cache, request.namespace)
         live = self.coalescer.believed(request, raw)
-        desired = artifact_status(target, agents, reports, live, self.clock())
+        agents, now = agents_in(self.cache, request.namespace), self.clock()
+        desired = artifact_status(target, agents, reports, live, now)
+        rollout = await self.rollout_driver.advance(raw, now, [(agent.pod, agent.node) for agent in
+                                                    targeted(target, agents)], reports, desired, content)  # fmt: skip
+        desired = with_rollout(desired, rollout.rollout, live, now)
         # The operator does not watch ConfigMaps: an edit shows up with the agents' reports of the new content;
         # the periodic look also catches agents that never report it (stopped ones).
-        again = Result(requeue_after=CONFIG_MAP_RECHECK) if getattr(artifact.spec, "config_map_ref", None) else None
+        recheck = [CONFIG_MAP_RECHECK] if getattr(artifact.spec, "config_map_ref", None) else []
+        recheck += [rollout.requeue_after] if rollout.requeue_after else []
         decision = self.coalescer.decide(request, live, desired, partial(settled, target, agents, reports, desired))
         if not decision.write:
-            return again if decision.recheck_after is None else Result(requeue_after=decision.recheck_after)
+            recheck += [decision.recheck_after] if decision.recheck_after is not None else []
+            return Result(requeue_after=min(recheck)) if recheck else None
+        again = Result(requeue_after=min(recheck)) if recheck else None
         await self.client.patch_status(self.resource, request.name, desired, request.namespace)
         self.coalescer.wrote(request, decision, raw, desired)
         log.debug("wrote the status of %s %s (%s)", self.resource.kind, request, decision.why)
         for reason, note in warnings_to_record(live, desired):
             await self.events.emit(raw, "Warning", reason, note)
+        await rollout.announce(self.events, self.rollouts)
         return again
 
     async def _problem(self, artifact: Artifact, config_map_content: bytes | None) -> str | None:

@@ -192,8 +192,10 @@ async def test_a_plugin_moved_to_another_version_is_loaded_at_that_version_by_th
         await falco.wait_reloaded(reloads)
 
         def settled(entry: Json) -> bool:  # not while Falco has yet to restart with the new entry ("(yet)")
+            # nor while the report still says the pull is Pending: it waits up to the agent's window for Falco
             message = entry.get("message") or ""
-            return entry.get("generation") == generation and version in message and "(yet)" not in message
+            written = entry.get("state") in ("Installed", "Loaded")
+            return entry.get("generation") == generation and written and version in message and "(yet)" not in message
 
         return await wait_entry(api, agent, "Plugin", "json", settled, f"the report on generation {generation}")
 

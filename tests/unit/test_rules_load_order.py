@@ -75,9 +75,9 @@ def test_many_files_cost_about_what_one_file_of_the_same_items_costs() -> None:
         loaded = [RulesFile(name, parse_rules(text.encode()), text) for name, text in given]
         best = float("inf")
         for _ in range(3):
-            started = time.perf_counter()
+            started = time.thread_time()
             check_rule_set(loaded)
-            best = min(best, time.perf_counter() - started)
+            best = min(best, time.thread_time() - started)
         times[label] = best
     # Compiling every prefix in full would take hundreds of times one compile.
     assert times["files"] < 3 * times["one"], times

@@ -170,6 +170,10 @@ def test_no_difference_no_write_and_the_first_look_after_a_start_writes_at_once(
     assert (first.write, first.why) == (True, "first")
     new_generation = decide(Memory(), status, {"observedGeneration": 3}, never, 0.0)
     assert (new_generation.write, new_generation.why) == (True, "generation")
+    step = decide(Memory(), status, {**status, "nodes": {}, "rollout": {"step": 1, "nodes": ["node1"]}}, never, 0.0)
+    assert (step.write, step.why) == (True, "rollout")
+    unchanged = {**status, "rollout": {"step": 1}}
+    assert decide(Memory(), unchanged, {**unchanged, "nodes": {}}, lambda: False, 0.0).why == "held"
 
 
 class Clock:
