@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..kube import Request
-from .aggregate import Agent, Target, report_entry, same_status, targeted
+from .aggregate import ROLLED_BACK, ROLLING, Agent, Target, report_entry, same_status, targeted
 
 Json = dict[str, Any]
 WINDOW = 2.0
@@ -36,6 +36,7 @@ COST_SHARE = 0.1
 2,000 agents) is computed again at most every 200 ms however fast reports arrive."""
 AWAITING_FALCO = "NotLoaded"
 """The reason of an ``Installed`` entry whose agent still expects its Falco to confirm it (``Loaded``)."""
+FINAL_STATES = ("Loaded", "Invalid", "Failed", "Refused")
 Why = Literal["same", "first", "generation", "rollout", "settled", "window", "held"]
 
 
@@ -95,12 +96,19 @@ def _next_window(memory: Memory, now: float) -> float:
 
 
 def settled(target: Target, agents: Iterable[Agent], reports: Mapping[str, Json], desired: Json) -> bool:
-    """Whether every targeted agent reported the current generation in a final state: none waiting (the status's
-    counts say so) and none installed that still waits for its Falco to load it."""
+    """Whether every targeted agent reported, in a final state, the generation it is to run: the current one, or
+    during a staged rollout of it the stable one outside the step's nodes (everywhere once it halted or aborted)."""
+    rollout = desired.get("rollout") or {}
+    if rollout.get("candidateGeneration") == target.generation and rollout.get("phase") in (*ROLLING, *ROLLED_BACK):
+        step = set(rollout.get("nodes") or []) if rollout.get("phase") in ROLLING else set()
+        stable = rollout.get("stableGeneration")
+        return all(_final(report_entry(reports.get(agent.pod), target.kind, target.name),
+                          target.generation if agent.node in step else stable)
+                   for agent in targeted(target, agents))  # fmt: skip
     nodes = desired.get("nodes") or {}
     installed, loaded, failed = (int(nodes.get(key) or 0) for key in ("installed", "loaded", "failed"))
     if installed + failed < int(nodes.get("targeted") or 0):
-        return False
+        return False  # some agent waits (no report, an older generation or content, Pending)
     if installed == loaded:
         return True
     for agent in targeted(target, agents):
@@ -108,6 +116,13 @@ def settled(target: Target, agents: Iterable[Agent], reports: Mapping[str, Json]
         if entry and entry.get("state") == "Installed" and entry.get("reason") == AWAITING_FALCO:
             return False
     return True
+
+
+def _final(entry: Json | None, generation: Any) -> bool:
+    if entry is None or entry.get("generation") != generation:
+        return False
+    state = entry.get("state")
+    return state in FINAL_STATES or (state == "Installed" and entry.get("reason") != AWAITING_FALCO)
 
 
 @dataclass

@@ -162,6 +162,23 @@ def test_what_counts_as_settled() -> None:
     assert settled(TARGET, [], {}, artifact_status(TARGET, [], {}, None, NOW)), "no agents: nothing to wait for"
 
 
+def test_during_a_staged_rollout_settled_means_each_agent_runs_what_the_rollout_gives_it() -> None:
+    agents = fleet(3)
+    step = {"candidateGeneration": 2, "stableGeneration": 1, "phase": "Progressing", "nodes": ["node0000"]}
+
+    def is_settled(reports: dict[str, Json], rollout: Json) -> bool:
+        desired = {**artifact_status(TARGET, agents, reports, None, NOW), "rollout": rollout}
+        return settled(TARGET, agents, reports, desired)
+
+    kept = {"pod-1": report(entry("Loaded", generation=1)), "pod-2": report(entry("Loaded", generation=1))}
+    assert is_settled({"pod-0": report(entry("Loaded")), **kept}, step)
+    assert not is_settled({"pod-0": report(entry("Loaded", generation=1)), **kept}, step), "the step's node waits"
+    assert not is_settled({"pod-0": report(entry("Installed", reason="NotLoaded")), **kept}, step)
+    assert is_settled({"pod-0": report(entry("Loaded", generation=1)), **kept}, {**step, "phase": "Halted"})
+    assert not is_settled({"pod-0": report(entry("Loaded")), **kept}, {**step, "phase": "Aborted"}), "rolling back"
+    assert not is_settled({"pod-0": report(entry("Loaded")), **kept}, {**step, "phase": "Succeeded"}), "everywhere"
+
+
 def test_no_difference_no_write_and_the_first_look_after_a_start_writes_at_once() -> None:
     status = {"observedGeneration": 2, "nodes": {"installed": 1}}
     same = decide(Memory(since=5.0), status, dict(status), never, 6.0)
