@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,14 @@ def describe(writes: list[dict[str, Any]]) -> str:
         f"by {w.get('user', {}).get('username')}"
         for w in writes[:20]
     )
+
+
+def completed_at(event: dict[str, Any]) -> float:
+    """When the API server completed a logged request (seconds since the epoch, microseconds kept)."""
+    return datetime.fromisoformat(str(event["stageTimestamp"]).replace("Z", "+00:00")).timestamp()
+
+
+def after_last_report(writes: list[dict[str, Any]], status_writes: list[dict[str, Any]]) -> float:
+    """Seconds from the last ArtifactReport write among ``writes`` to the last of ``status_writes``."""
+    reports = [w for w in writes if (w.get("objectRef") or {}).get("resource") == "artifactreports"]
+    return completed_at(status_writes[-1]) - max(map(completed_at, reports))

@@ -18,7 +18,8 @@ from ..kube.conditions import utc_now
 from ..kube.resources import CONFIG_MAPS, NODES, PODS
 from ..resources import ARTIFACTREPORTS, FALCOS
 from ..rollout.driver import RolloutDriver
-from .aggregate import Agent, Target, artifact_status, same_status, targeted, warnings_to_record, with_rollout
+from .aggregate import Agent, Target, artifact_status, targeted, warnings_to_record, with_rollout
+from .coalescing import StatusCoalescer, settled
 
 Json = dict[str, Any]
 log = logging.getLogger("falco_operator.status")
@@ -82,11 +83,15 @@ class ArtifactStatusReconciler:
         self.checks: BudgetedChecks[str | None] = BudgetedChecks()
         self.rollout_driver = RolloutDriver(client)
         self.rollouts = rollouts
+        self.coalescer = StatusCoalescer()
 
     async def reconcile(self, request: Request) -> Result | None:
         raw = self.cache.get(self.resource, request.name, request.namespace)
         if raw is None or (raw.get("metadata") or {}).get("deletionTimestamp"):
+            self.coalescer.forget(request)
             return None
+        if (wait := self.coalescer.hold_off(request)) is not None:
+            return Result(requeue_after=wait)
         artifact = parse_artifact(raw)
         if artifact is None:
             log.warning("cannot read %s %s with this operator's models", self.resource.kind, request)
@@ -97,9 +102,10 @@ class ArtifactStatusReconciler:
             audience=Audience.of(artifact), invalid=await self._problem(artifact, content),
             config_map_sha256=sha256_hex(content) if content is not None else None,
         )  # fmt: skip
+        self.coalescer.started(request)
         reports = {str(report["metadata"]["name"]): report
                    for report in self.cache.in_namespace(ARTIFACTREPORTS, request.namespace)}  # fmt: skip
-        live = raw.get("status")
+        live = self.coalescer.believed(request, raw)
         agents, now = agents_in(self.cache, request.namespace), self.clock()
         desired = artifact_status(target, agents, reports, live, now)
         rollout = await self.rollout_driver.advance(raw, now, [(agent.pod, agent.node) for agent in
@@ -109,10 +115,14 @@ class ArtifactStatusReconciler:
         # the periodic look also catches agents that never report it (stopped ones).
         recheck = [CONFIG_MAP_RECHECK] if getattr(artifact.spec, "config_map_ref", None) else []
         recheck += [rollout.requeue_after] if rollout.requeue_after else []
+        decision = self.coalescer.decide(request, live, desired, partial(settled, target, agents, reports, desired))
+        if not decision.write:
+            recheck += [decision.recheck_after] if decision.recheck_after is not None else []
+            return Result(requeue_after=min(recheck)) if recheck else None
         again = Result(requeue_after=min(recheck)) if recheck else None
-        if same_status(live, desired):
-            return again
         await self.client.patch_status(self.resource, request.name, desired, request.namespace)
+        self.coalescer.wrote(request, decision, raw, desired)
+        log.debug("wrote the status of %s %s (%s)", self.resource.kind, request, decision.why)
         for reason, note in warnings_to_record(live, desired):
             await self.events.emit(raw, "Warning", reason, note)
         await rollout.announce(self.events, self.rollouts)

@@ -24,8 +24,9 @@ from .metrics import ArtifactMetrics
 from .reconciler import FALCO_PODS, ArtifactStatusReconciler, node_metadata, pod_placement
 
 Json = dict[str, Any]
-REPORT_COALESCING = 2.0
-"""Seconds during which reports about one artifact are gathered into one status write."""
+REPORT_BATCHING = 0.2
+"""Seconds during which reports and pod moves about one artifact are gathered into one reconcile; when the status
+is written is the reconciler's decision (``coalescing``)."""
 
 POD_PLACEMENT_CHANGED = Predicate(
     update=lambda old, new: (
@@ -72,9 +73,9 @@ def setup_status_controllers(
                     ((obj.get("status") or {}).get("artifacts") or []) if item.get("kind") == kind]  # fmt: skip
 
         for informer in reports:
-            controller.watches(informer, reported, delay=REPORT_COALESCING)
+            controller.watches(informer, reported, delay=REPORT_BATCHING)
         for informer in pods:
-            controller.watches(informer, in_namespace, POD_PLACEMENT_CHANGED, delay=REPORT_COALESCING)
+            controller.watches(informer, in_namespace, POD_PLACEMENT_CHANGED, delay=REPORT_BATCHING)
         for informer in falcos:
             controller.watches(informer, in_namespace, LABELS_CHANGED)
         for informer in nodes:

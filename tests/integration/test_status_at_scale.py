@@ -14,7 +14,7 @@ import kr8s.asyncio
 import pytest
 
 from e2e.agent import falco_pods, rule, rulesfile
-from e2e.audit import AuditMark, describe
+from e2e.audit import AuditMark, after_last_report, describe
 from e2e.controlplane import ControlPlane, start_cluster
 from e2e.falco import FalcoBinaries
 from e2e.fleet import agent_fleet
@@ -99,6 +99,11 @@ async def test_twenty_nodes_one_writer_few_writes_and_counts_that_follow_pods_an
         print(f"\nwrites to the Rulesfile for one change at 20 nodes: {len(status_writes)} status, "
               f"{len(writes) - len(status_writes)} spec")  # fmt: skip
         assert len(status_writes) <= 3, describe(status_writes)
+        # The status settles when the last agent's report is in, not on a timer: its last write (Programmed with
+        # 20/20 loaded) follows the last report write within a second.
+        delay = after_last_report(mark.writes_since(namespace=namespace), status_writes)
+        print(f"\nlast status write {delay:.2f} s after the last report write")
+        assert 0 < delay <= 1.0, describe(status_writes)
         obj = await call(admin, "GET", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/shared")
         assert not obj["metadata"].get("finalizers")
 
