@@ -99,11 +99,11 @@ async def test_twenty_nodes_one_writer_few_writes_and_counts_that_follow_pods_an
         print(f"\nwrites to the Rulesfile for one change at 20 nodes: {len(status_writes)} status, "
               f"{len(writes) - len(status_writes)} spec")  # fmt: skip
         assert len(status_writes) <= 3, describe(status_writes)
-        # The status settles when the last agent's report is in, not on a timer: its last write (Programmed with
-        # 20/20 loaded) follows the last report write within a second.
+        # How soon the last status write follows the last report is a figure for bench/ (docs/performance.md), not
+        # an assertion here: on a busy machine a wall-clock bound measures the neighbours. tests/unit/
+        # test_status_coalescing.py checks the decision that makes it short.
         delay = after_last_report(mark.writes_since(namespace=namespace), status_writes)
         print(f"\nlast status write {delay:.2f} s after the last report write")
-        assert 0 < delay <= 1.0, describe(status_writes)
         obj = await call(admin, "GET", f"{ARTIFACT_API}/namespaces/{namespace}/rulesfiles/shared")
         assert not obj["metadata"].get("finalizers")
 
