@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -78,13 +78,6 @@ from falco_operator.artifacts.oci import (
     withdraws,
 )
 from falco_operator.artifacts.oci.hosts import RegistryHosts
-from falco_operator.artifacts.oci.keyless import (
-    KeylessPolicy,
-    TrustedRootProblem,
-    identity_pattern_error,
-    judge_keyless,
-    load_trusted_root,
-)
 from falco_operator.artifacts.oci.signatures import (
     KEY_UNAVAILABLE,
     SIGNATURE_INVALID,
@@ -98,6 +91,9 @@ from falco_operator.artifacts.oci.signatures import (
 from falco_operator.kube import ApiError, Backoff, Client, Forbidden, NotFound
 from falco_operator.kube.resources import CONFIG_MAPS, SECRETS
 from falco_operator.resources import FALCOS
+
+if TYPE_CHECKING:  # keyless verification (cryptography, x509) is imported by the pulls that ask for it
+    from falco_operator.artifacts.oci.keyless import KeylessPolicy
 
 from .metrics import AgentMetrics
 from .oci_cache import CONFIG, CacheUse, DigestCache
@@ -603,6 +599,8 @@ class OCIPulls:
                              f"{request.location.registry}/{request.location.repository}): it is not "
                              "delivered")  # fmt: skip
         signed = [*(tagged or []), *(bundled or [])]
+        from falco_operator.artifacts.oci.keyless import KeylessPolicy, judge_keyless
+
         for key in keys:
             if isinstance(key, KeylessPolicy):
                 signer, reason, message = judge_keyless(digest, session.reference, signed, key)
@@ -670,6 +668,13 @@ class OCIPulls:
                              "key") from None  # fmt: skip
 
     async def _keyless_policy(self, source: KeylessSource) -> KeylessPolicy:
+        from falco_operator.artifacts.oci.keyless import (
+            KeylessPolicy,
+            TrustedRootProblem,
+            identity_pattern_error,
+            load_trusted_root,
+        )
+
         if source.identity_regexp is not None:
             problem = identity_pattern_error(source.identity_regexp)
             if problem is not None:
