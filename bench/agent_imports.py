@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +75,8 @@ class Hook(MetaPathFinder):
         return None
 
 start = rss()
-tracemalloc.start()
+if sys.argv[2] == "heap":
+    tracemalloc.start()
 sys.meta_path.insert(0, Hook())
 import importlib
 importlib.import_module(sys.argv[1])
@@ -92,11 +94,13 @@ def group_of(module: str) -> str:
     return parts[0].lstrip("_") or module
 
 
-def measure(python: str, module: str) -> dict[str, object]:
+def measure(python: str, module: str, what: str) -> dict[str, Any]:
+    """``what``: "rss" (resident set and time, untraced) or "heap" (tracemalloc on: its own overhead inflates the
+    resident set and the time of that run)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run([python, "-c", PROBE, module], capture_output=True, text=True, env=env, cwd=ROOT,
-                            check=True)  # fmt: skip
-    measured: dict[str, object] = json.loads(result.stdout.splitlines()[-1])
+    result = subprocess.run([python, "-c", PROBE, module, what], capture_output=True, text=True, env=env,
+                            cwd="/", check=True)  # fmt: skip
+    measured: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
     return measured
 
 
@@ -106,10 +110,12 @@ def main() -> None:
     parser.add_argument("--module", default="artifact_agent.cli")
     parser.add_argument("--top", type=int, default=25, help="groups to print (the rest are summed)")
     args = parser.parse_args()
-    measured = measure(args.python, args.module)
+    measured = measure(args.python, args.module, "rss")
+    heaps = measure(args.python, args.module, "heap")["costs"]
     costs: dict[str, list[float]] = {}
     counts: dict[str, int] = {}
-    for name, (rss, heap, seconds) in measured["costs"].items():  # type: ignore[attr-defined]
+    for name, (rss, _, seconds) in measured["costs"].items():
+        heap = heaps.get(name, (0, 0, 0))[1]
         group = costs.setdefault(group_of(name), [0.0, 0.0, 0.0])
         group[0] += rss
         group[1] += heap
@@ -117,7 +123,7 @@ def main() -> None:
         counts[group_of(name)] = counts.get(group_of(name), 0) + 1
     ranked = sorted(costs.items(), key=lambda item: -item[1][0])
     mib = 1024 * 1024
-    start, end = float(measured["start"]), float(measured["end"])  # type: ignore[arg-type]
+    start, end = float(measured["start"]), float(measured["end"])
     print(f"import {args.module} with {args.python}: {measured['modules']} modules; resident set "
           f"{start / mib:.1f} MiB before, {end / mib:.1f} MiB after")  # fmt: skip
     print(f"| {'group':40} | modules | RSS MiB | heap MiB | ms |")
