@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
-import re2
-
 from ..messages import MAX_QUOTED, capped, quoted
 
 if TYPE_CHECKING:
+    import re2
+
     from .fields import FieldCatalogue
 
 MAX_DEPTH = 100
@@ -619,6 +619,8 @@ def regex_problem(check: Check) -> str | None:
 
 @cache
 def _re2_options() -> re2.Options:
+    import re2  # 2 MiB resident: loaded by the first rules file with a regex condition, not by every agent
+
     options = re2.Options()
     options.posix_syntax = True  # as libsinsp builds its regex checks: perl classes and (?flags) are refused
     options.log_errors = False
@@ -626,6 +628,8 @@ def _re2_options() -> re2.Options:
 
 
 def _re2_error(pattern: str) -> str | None:
+    import re2
+
     try:
         re2.compile(pattern, _re2_options())
     except re2.error as error:
