@@ -106,7 +106,9 @@ def measure(python: str, module: str, what: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", default=str(ROOT / ".venv-runtime" / "bin" / "python"))
+    runtime = ROOT / ".venv-runtime" / "bin" / "python"
+    parser.add_argument("--python", default=str(runtime) if runtime.exists() else sys.executable,
+                        help="the interpreter to measure (default: .venv-runtime's, made by bench.agent)")  # fmt: skip
     parser.add_argument("--module", default="artifact_agent.cli")
     parser.add_argument("--top", type=int, default=25, help="groups to print (the rest are summed)")
     args = parser.parse_args()
