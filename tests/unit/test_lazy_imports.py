@@ -15,13 +15,17 @@ from falco_operator.lazy import declared_exports
 from falco_operator.resources import PROJECT_RESOURCES, registry
 
 ROOT = Path(__file__).resolve().parents[2]
-LAZY_PACKAGES = ["falco_operator.api", "falco_operator.kube"]
+LAZY_PACKAGES = ["falco_operator.api", "falco_operator.kube", "falco_operator.artifacts.oci"]
 
 # Modules the agent's command must not import before it needs them: the operator's controllers and machinery,
-# the models of kinds it does not read, signature verification (only for artifacts that ask for it), the
-# development and publishing tools.
+# the models of kinds it does not read, the registry client and signature verification (only for OCI artifacts,
+# and those that ask for verification), RE2 (only for regex conditions), the development and publishing tools.
 NOT_ON_THE_AGENT_PATH = [
     "cryptography",
+    "re2",
+    "falco_operator.artifacts.oci.registry",
+    "falco_operator.artifacts.oci.archive",
+    "falco_operator.artifacts.oci.addresses",
     "kr8s",
     "oras",
     "requests",
