@@ -2,7 +2,8 @@
 
 A package lists its exports as usual, as ``from .module import name`` lines, but inside ``if TYPE_CHECKING:``
 (type checkers and readers see ordinary imports), and ends with ``__getattr__ = lazy_exports(__name__, __file__)``.
-The first access to an export imports its module. The artifact agent imports a few models and a few pieces of
+The first access to an export imports its module (the block is read from the package's source, which every
+install of the project has: pip installs the ``.py`` files). The artifact agent imports a few models and a few pieces of
 ``kube``; the eager package imports built every model of the project and the operator's whole machinery in each
 Falco pod's sidecar.
 """
