@@ -305,7 +305,8 @@ class Agent:
 
     async def _watch_falco(self, url: str) -> None:
         """Ask Falco what it loaded: often right after a swap, then slowly; a new answer starts a pass."""
-        async with httpx.AsyncClient(timeout=5) as http:
+        # Falco's web server is plain HTTP in the pod: no CA bundle to load (3 MiB) unless it is served over TLS.
+        async with httpx.AsyncClient(timeout=5, verify=url.startswith("https://")) as http:
             while True:
                 self._poll_now = anyio.Event()
                 view = await observe(http, url, self.falco_view)

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -61,30 +61,15 @@ from falco_operator.api.oci import (
 )
 from falco_operator.artifacts import Artifact, ArtifactKey, Content, Resolution, Unavailable, artifact_key
 from falco_operator.artifacts.needs import ArtifactNeeds, artifact_needs
-from falco_operator.artifacts.oci import (
-    CONFIG_UNREADABLE,
+from falco_operator.artifacts.oci.credentials import (
     GRANT_RULE,
-    PLUGIN,
-    RULES,
-    ArtifactType,
     Credentials,
     CredentialsProblem,
-    PullFailed,
-    RegistrySession,
-    Resolved,
     credentials_from_secret,
-    http_client,
-    machine_architecture,
-    withdraws,
 )
+from falco_operator.artifacts.oci.failures import CONFIG_UNREADABLE, PullFailed, withdraws
 from falco_operator.artifacts.oci.hosts import RegistryHosts
-from falco_operator.artifacts.oci.keyless import (
-    KeylessPolicy,
-    TrustedRootProblem,
-    identity_pattern_error,
-    judge_keyless,
-    load_trusted_root,
-)
+from falco_operator.artifacts.oci.media import PLUGIN, RULES, ArtifactType, machine_architecture
 from falco_operator.artifacts.oci.signatures import (
     KEY_UNAVAILABLE,
     SIGNATURE_INVALID,
@@ -98,6 +83,10 @@ from falco_operator.artifacts.oci.signatures import (
 from falco_operator.kube import ApiError, Backoff, Client, Forbidden, NotFound
 from falco_operator.kube.resources import CONFIG_MAPS, SECRETS
 from falco_operator.resources import FALCOS
+
+if TYPE_CHECKING:  # the registry client and keyless verification (x509) are imported by the first pull
+    from falco_operator.artifacts.oci.keyless import KeylessPolicy
+    from falco_operator.artifacts.oci.registry import RegistrySession, Resolved
 
 from .metrics import AgentMetrics
 from .oci_cache import CONFIG, CacheUse, DigestCache
@@ -455,6 +444,8 @@ class OCIPulls:
         """Resolve the reference at the first host that answers: its mirrors in order, then the host itself unless
         mirrors-only. A mirror gets the credentials only when its entry says so. The rest of the pull (config,
         layer) asks the same host."""
+        from falco_operator.artifacts.oci.registry import RegistrySession
+
         endpoints = self._settings.hosts.endpoints(request.location)
         failures: list[tuple[str, PullFailed]] = []
         for endpoint in endpoints:
@@ -603,6 +594,8 @@ class OCIPulls:
                              f"{request.location.registry}/{request.location.repository}): it is not "
                              "delivered")  # fmt: skip
         signed = [*(tagged or []), *(bundled or [])]
+        from falco_operator.artifacts.oci.keyless import KeylessPolicy, judge_keyless
+
         for key in keys:
             if isinstance(key, KeylessPolicy):
                 signer, reason, message = judge_keyless(digest, session.reference, signed, key)
@@ -670,6 +663,13 @@ class OCIPulls:
                              "key") from None  # fmt: skip
 
     async def _keyless_policy(self, source: KeylessSource) -> KeylessPolicy:
+        from falco_operator.artifacts.oci.keyless import (
+            KeylessPolicy,
+            TrustedRootProblem,
+            identity_pattern_error,
+            load_trusted_root,
+        )
+
         if source.identity_regexp is not None:
             problem = identity_pattern_error(source.identity_regexp)
             if problem is not None:
@@ -737,6 +737,8 @@ class OCIPulls:
         known = self._clients.get(key)
         if known is not None and known[0] == version:
             return known[1]
+        from falco_operator.artifacts.oci.registry import http_client
+
         try:
             client = http_client(timeout=self._settings.request_timeout, insecure=insecure,
                                  extra_ca=self._settings.extra_ca, allow_private=self._settings.allow_private,

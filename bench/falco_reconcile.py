@@ -20,6 +20,7 @@ from pathlib import Path
 import anyio
 import kr8s.asyncio
 
+from e2e.agent import rule, rulesfile
 from e2e.audit import AuditMark
 from e2e.controlplane import start_cluster
 from e2e.kube import call, request
@@ -27,6 +28,7 @@ from e2e.metrics import scrape, value
 from e2e.operator import install_crds, run_operator
 
 FALCOS = "/apis/instance.falcosecurity.dev/v1alpha1/namespaces/{ns}/falcos"
+RULESFILES = "/apis/artifact.falcosecurity.dev/v1alpha1/namespaces/{ns}/rulesfiles"
 
 
 def rss_mib(pid: int) -> float:
@@ -69,7 +71,22 @@ async def create_unrelated(api: kr8s.asyncio.Api, count: int) -> None:
             group.start_soon(one, "configmaps", index)
 
 
-async def main(falcos: int, unrelated: int, available: bool) -> None:
+async def create_artifacts(api: kr8s.asyncio.Api, namespace: str, count: int) -> None:
+    """``count`` Rulesfiles with one small inline rule each, in the Falcos' namespace (the operator caches them, and
+    every Falco's artifact summary counts them)."""
+    limit = anyio.Semaphore(50)
+
+    async def one(index: int) -> None:
+        async with limit:
+            await call(api, "POST", RULESFILES.format(ns=namespace),
+                       body=rulesfile(f"r{index:04d}", rule(f"rule_{index:04d}")))  # fmt: skip
+
+    async with anyio.create_task_group() as group:
+        for index in range(count):
+            group.start_soon(one, index)
+
+
+async def main(falcos: int, unrelated: int, available: bool, artifacts: int = 0) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         plane = start_cluster(Path(workdir) / "plane")
         try:
@@ -80,6 +97,8 @@ async def main(falcos: int, unrelated: int, available: bool) -> None:
                 await call(api, "POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
                 await anyio.sleep(3)
                 idle_rss = rss_mib(operator.process.pid)
+                if artifacts:
+                    await create_artifacts(api, namespace, artifacts)
                 unrelated_rss = None
                 if unrelated:
                     await create_unrelated(api, unrelated)
@@ -117,7 +136,7 @@ async def main(falcos: int, unrelated: int, available: bool) -> None:
                     await api._session.aclose()
         finally:
             plane.stop()
-    print(f"machine: {os.cpu_count()} cores; Falcos: {falcos}, 3 simulated nodes each")
+    print(f"machine: {os.cpu_count()} cores; Falcos: {falcos}, 3 simulated nodes each; {artifacts} Rulesfiles")
     print(f"all Reconciled=True after   {reconciled:6.2f} s  ({falcos / reconciled:5.1f} Falcos/s); "
           f"operator requests until then {requests_reconciled - requests_before:.0f}")  # fmt: skip
     if available_after is not None:
@@ -138,5 +157,6 @@ if __name__ == "__main__":
     parser.add_argument("--unrelated", type=int, default=0, help="Secrets and ConfigMaps (each) not of the project")
     parser.add_argument("--skip-available", action="store_true",
                         help="do not wait for every Falco's pods (the simulated nodes set that pace)")  # fmt: skip
+    parser.add_argument("--artifacts", type=int, default=0, help="Rulesfiles in the Falcos' namespace")
     arguments = parser.parse_args()
-    anyio.run(main, arguments.falcos, arguments.unrelated, not arguments.skip_available)
+    anyio.run(main, arguments.falcos, arguments.unrelated, not arguments.skip_available, arguments.artifacts)

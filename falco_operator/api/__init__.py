@@ -1,26 +1,31 @@
 """Pydantic models of the project's custom resources and the CRD schemas generated from them."""
 
-from .artifacts import (
-    ArtifactStatus,
-    Config,
-    ConfigConfigMapRef,
-    ConfigSpec,
-    NodeCounts,
-    Plugin,
-    PluginConfig,
-    PluginSpec,
-    RulesConfigMapRef,
-    Rulesfile,
-    RulesfileSpec,
-)
-from .base import Condition, KubeModel, KubeObject, LabelSelector, LabelSelectorRequirement, ObjectMeta
-from .component import Component, ComponentSpec, ComponentStatus, ComponentType
-from .falco import ArtifactSummary, Engine, Falco, FalcoRulesSelection, FalcoSpec, FalcoStatus
-from .falcorule import FalcoRule, FalcoRuleSpec, FalcoRuleStatus
-from .kinds import ALL_KINDS, ARTIFACT_GROUP, INSTANCE_GROUP, VERSION, KindInfo
-from .oci import CredentialsRef, ImageRef, OCIArtifact, OCILocation, Registry, RulesOCIArtifact, parse_reference
-from .report import ArtifactReport, ArtifactReportSpec, ArtifactReportStatus, FalcoProbe, ReportedArtifact
-from .schema import custom_resource_definition, openapi_schema
+from typing import TYPE_CHECKING
+
+from falco_operator.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .artifacts import (
+        ArtifactStatus,
+        Config,
+        ConfigConfigMapRef,
+        ConfigSpec,
+        NodeCounts,
+        Plugin,
+        PluginConfig,
+        PluginSpec,
+        RulesConfigMapRef,
+        Rulesfile,
+        RulesfileSpec,
+    )
+    from .base import Condition, KubeModel, KubeObject, LabelSelector, LabelSelectorRequirement, ObjectMeta
+    from .component import Component, ComponentSpec, ComponentStatus, ComponentType
+    from .falco import ArtifactSummary, Engine, Falco, FalcoRulesSelection, FalcoSpec, FalcoStatus
+    from .falcorule import FalcoRule, FalcoRuleSpec, FalcoRuleStatus
+    from .kinds import ALL_KINDS, ARTIFACT_GROUP, INSTANCE_GROUP, VERSION, KindInfo
+    from .oci import CredentialsRef, ImageRef, OCIArtifact, OCILocation, Registry, RulesOCIArtifact, parse_reference
+    from .report import ArtifactReport, ArtifactReportSpec, ArtifactReportStatus, FalcoProbe, ReportedArtifact
+    from .schema import custom_resource_definition, openapi_schema
 
 __all__ = [
     "ALL_KINDS",
@@ -73,3 +78,5 @@ __all__ = [
     "openapi_schema",
     "parse_reference",
 ]
+
+__getattr__ = lazy_exports(__name__, __file__)

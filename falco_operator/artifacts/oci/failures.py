@@ -21,6 +21,18 @@ A reason not listed here (an unforeseen error in the agent) never withdraws anyt
 
 from __future__ import annotations
 
+CONFIG_UNREADABLE = "ConfigUnreadable"
+"""The reason of an artifact config that can never be read (over the cap, not a JSON object): its digest is in a
+digest-checked manifest, so the verdict holds for that manifest."""
+
+
+class PullFailed(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
 PASSING = frozenset({
     "Timeout",           # no answer in time (a request, or the whole pull)
     "Unreachable",       # no connection

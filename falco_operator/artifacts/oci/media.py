@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
+
+_ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def machine_architecture() -> str:
+    """This machine's architecture as OCI platforms name it (``amd64``, ``arm64``)."""
+    machine = platform.machine().lower()
+    return _ARCHITECTURES.get(machine, machine)
+
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import platform
 import secrets
 import ssl
 from collections.abc import Mapping
@@ -33,7 +32,9 @@ from ...api.oci import OCILocation
 from .addresses import AddressRefused, guarded_pool
 from .archive import ArchiveFile, ArchiveRefused, extract_single_file
 from .credentials import Credentials
+from .failures import CONFIG_UNREADABLE, PullFailed
 from .media import INDEXES, MANIFESTS, ArtifactType, type_of_layer
+from .media import machine_architecture as machine_architecture
 from .signatures import (
     BUNDLE,
     MAX_PAYLOAD_BYTES,
@@ -51,13 +52,9 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_TOKEN_ANSWER_BYTES = 64 * 1024
 MAX_CONFIG_BYTES = 64 * 1024
 """The largest artifact config blob read (falcoctl's are a few hundred bytes: name, version, requirements)."""
-CONFIG_UNREADABLE = "ConfigUnreadable"
-"""The reason of an artifact config that can never be read (over the cap, not a JSON object): its digest is in a
-digest-checked manifest, so the verdict holds for that manifest."""
 UNTRUSTED_CERTIFICATE = "UntrustedCertificate"
 """The registry's (or token service's) certificate does not verify against the CAs trusted for its host."""
 _ACCEPT = ", ".join((*MANIFESTS, *INDEXES))
-_ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
 def http_client(
@@ -87,19 +84,6 @@ def http_client(
     # httpx takes no network backend; its transport's pool is replaced by one whose connections are checked.
     transport._pool = guarded_pool(context, allow_private)
     return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
-
-
-def machine_architecture() -> str:
-    """This machine's architecture as OCI platforms name it (``amd64``, ``arm64``)."""
-    machine = platform.machine().lower()
-    return _ARCHITECTURES.get(machine, machine)
-
-
-class PullFailed(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)

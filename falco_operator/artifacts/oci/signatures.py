@@ -19,13 +19,15 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .ed25519ph import verify_ed25519ph
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+# cryptography (about 9 MiB resident) is imported by the functions that verify: an agent whose artifacts ask for
+# no verification never loads it.
 
 SIGNATURE_MISSING = "SignatureMissing"
 SIGNATURE_INVALID = "SignatureInvalid"
@@ -38,7 +40,7 @@ MAX_SIGNATURE_LAYERS = 32
 """Signature layers looked at, at most (each signing appends one)."""
 MAX_PAYLOAD_BYTES = 64 * 1024
 """The largest simple signing payload read (cosign's are a few hundred bytes)."""
-PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+PublicKey: TypeAlias = "ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey"
 
 
 class KeyProblem(Exception):
@@ -117,6 +119,9 @@ def bundle_signatures(bundle: bytes) -> list[SignedPayload]:
 
 
 def load_key(pem: bytes, source: str) -> VerificationKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError) as error:
@@ -130,6 +135,8 @@ def load_key(pem: bytes, source: str) -> VerificationKey:
 
 
 def key_fingerprint(key: PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return "sha256:" + hashlib.sha256(der).hexdigest()
 
@@ -184,6 +191,10 @@ def signed_digest(payload: bytes) -> str | None:
 
 
 def signature_verifies(key: PublicKey, payload: bytes, signature_b64: str) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
     try:
         signature = base64.b64decode(signature_b64, validate=True)
     except (binascii.Error, ValueError):

@@ -15,15 +15,17 @@ Positions are 1-based ``line`` and ``col`` inside the condition text, as Falco r
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
-import re2
-
 from ..messages import MAX_QUOTED, capped, quoted
 
 if TYPE_CHECKING:
+    import re2
+
     from .fields import FieldCatalogue
 
 MAX_DEPTH = 100
@@ -151,8 +153,53 @@ class _Cursor:
         return self.text[self.index] if self.index < len(self.text) else ""
 
 
+class _ParsedConditions:
+    """Trees by condition text, least recently used first out, within a budget of text: an agent checks its whole
+    rules set on every change, and all but the changed file's conditions are the same texts as the time before.
+    Trees are immutable, so one tree can serve every caller; a text that does not parse is parsed again."""
+
+    MAX_TEXT_CHARS = 2 * 1024 * 1024
+    """Characters of condition text kept, all entries together (the trees take a few times that)."""
+    MAX_ENTRY_CHARS = 64 * 1024
+
+    def __init__(self) -> None:
+        self._trees: OrderedDict[str, Node] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> Node | None:
+        with self._lock:
+            tree = self._trees.get(text)
+            if tree is not None:
+                self._trees.move_to_end(text)
+            return tree
+
+    def put(self, text: str, tree: Node) -> None:
+        if len(text) > self.MAX_ENTRY_CHARS:
+            return
+        with self._lock:
+            if text in self._trees:
+                return
+            self._trees[text] = tree
+            self._chars += len(text)
+            while self._chars > self.MAX_TEXT_CHARS:
+                evicted, _ = self._trees.popitem(last=False)
+                self._chars -= len(evicted)
+
+
+_PARSED = _ParsedConditions()
+
+
 def parse_condition(text: str) -> Node:
     """The tree of a condition, or ``ConditionError`` with Falco's message and the position it stopped at."""
+    tree = _PARSED.get(text)
+    if tree is None:
+        tree = _parse_condition(text)
+        _PARSED.put(text, tree)
+    return tree
+
+
+def _parse_condition(text: str) -> Node:
     if not text:
         raise ConditionError("filter input string is empty", Position(1, 1))
     parser = _Parser(_Cursor(text))
@@ -619,6 +666,8 @@ def regex_problem(check: Check) -> str | None:
 
 @cache
 def _re2_options() -> re2.Options:
+    import re2  # 2 MiB resident: loaded by the first rules file with a regex condition, not by every agent
+
     options = re2.Options()
     options.posix_syntax = True  # as libsinsp builds its regex checks: perl classes and (?flags) are refused
     options.log_errors = False
@@ -626,6 +675,8 @@ def _re2_options() -> re2.Options:
 
 
 def _re2_error(pattern: str) -> str | None:
+    import re2
+
     try:
         re2.compile(pattern, _re2_options())
     except re2.error as error:
