@@ -218,28 +218,27 @@ async def two_steps(fleet: Fleet) -> TwoStepRun:
     others = [node for node in NODES if node not in run.first]
     await anyio.sleep(3)  # the first generation's late writes land before the mark
     mark = AuditMark.now(fleet.plane.state.audit_log)
-    async with (
-        watched(fleet.plane, NAMESPACE, "Rulesfile", name) as history,
-        stable_watch(fleet, "Rulesfile", name, stable, loaded_rules_sha, others) as watch,
-    ):
+    async with watched(fleet.plane, NAMESPACE, "Rulesfile", name) as history:
         run.history = history
-        run.patched_at = time.monotonic()
-        await patch(fleet.api, NAMESPACE, "Rulesfile", name, {"spec": {"inlineRules": rule("canary v2", QUIET)}})
-        step1 = in_phase("Progressing", candidateGeneration=2, step=1)
-        run.step1 = await wait_artifact(fleet, "Rulesfile", name, step1, "step 1 of generation 2")
-        run.candidate = await wait_on(fleet.rigs[run.first[0]], loaded_rules_sha, name, other_than(stable),
-                                      "generation 2 loaded")  # fmt: skip
-        run.landed_at = time.monotonic()
-        await wait_artifact(fleet, "Rulesfile", name, lambda obj: rollout_of(obj).get("step") == 2 or
-                            rollout_of(obj).get("phase") == "Succeeded", "step 2")  # fmt: skip
-        run.step2_at = time.monotonic()
-        run.violations, run.samples = list(watch.violations), dict(watch.samples)
-    await wait_artifact(fleet, "Rulesfile", name, in_phase("Succeeded", stableGeneration=2), "generation 2 Succeeded")
-    run.succeeded_at = time.monotonic()
-    for node in NODES:
-        await wait_on(fleet.rigs[node], loaded_rules_sha, name, lambda seen: seen == run.candidate, "generation 2")
-    await anyio.sleep(3)  # late writes for the rollout would land within this
-    run.writes = mark.writes_since(namespace=NAMESPACE)
+        async with stable_watch(fleet, "Rulesfile", name, stable, loaded_rules_sha, others) as watch:
+            run.patched_at = time.monotonic()
+            await patch(fleet.api, NAMESPACE, "Rulesfile", name, {"spec": {"inlineRules": rule("canary v2", QUIET)}})
+            step1 = in_phase("Progressing", candidateGeneration=2, step=1)
+            run.step1 = await wait_artifact(fleet, "Rulesfile", name, step1, "step 1 of generation 2")
+            run.candidate = await wait_on(fleet.rigs[run.first[0]], loaded_rules_sha, name, other_than(stable),
+                                          "generation 2 loaded")  # fmt: skip
+            run.landed_at = time.monotonic()
+            await wait_artifact(fleet, "Rulesfile", name, lambda obj: rollout_of(obj).get("step") == 2 or
+                                rollout_of(obj).get("phase") == "Succeeded", "step 2")  # fmt: skip
+            run.step2_at = time.monotonic()
+            run.violations, run.samples = list(watch.violations), dict(watch.samples)
+        succeeded = in_phase("Succeeded", stableGeneration=2)
+        await wait_artifact(fleet, "Rulesfile", name, succeeded, "generation 2 Succeeded")
+        run.succeeded_at = time.monotonic()
+        for node in NODES:
+            await wait_on(fleet.rigs[node], loaded_rules_sha, name, lambda seen: seen == run.candidate, "generation 2")
+        await anyio.sleep(3)  # late writes for the rollout would land within this
+        run.writes = mark.writes_since(namespace=NAMESPACE)
     return run
 
 
@@ -263,9 +262,9 @@ async def test_a_two_step_rollout_lands_on_the_first_steps_node_then_on_all_once
     assert step1_seconds >= ANALYSIS_SECONDS - 1, f"step 1 passed after {step1_seconds:.1f}s of analysis"
 
     # status.rollout showed each step, in order.
-    seen = [(r.get("phase"), r.get("step"), tuple(sorted(r.get("nodes") or []))) for r in
-            run.history.rollouts(run.patched_at)]  # fmt: skip
-    expected = [("Progressing", 1, (first,)), ("Progressing", 2, tuple(NODES)), ("Succeeded", None, ())]
+    seen = [(r.get("phase"), r.get("stableGeneration"), r.get("step"), tuple(sorted(r.get("nodes") or [])))
+            for r in run.history.rollouts(run.patched_at)]  # fmt: skip
+    expected = [("Progressing", 1, 1, (first,)), ("Progressing", 1, 2, tuple(NODES)), ("Succeeded", 2, None, ())]
     assert [item for item in seen if item in expected] == expected, run.history.describe(run.patched_at)
     done = await get_artifact(fleet.api, NAMESPACE, "Rulesfile", "canary")
     assert condition(done, "Programmed").get("status") == "True", done["status"]
@@ -303,13 +302,16 @@ async def test_a_rollout_writes_a_bounded_status_per_step_and_nothing_once_it_su
     per_phase: dict[str, int] = {}
     for version in run.history.status_changes(run.patched_at):
         rollout = version.rollout
-        key = f"step {rollout.get('step')}" if rollout.get("phase") == "Progressing" else str(rollout.get("phase"))
+        if rollout.get("phase") == "Progressing":
+            key = f"step {rollout.get('step')}"
+        else:
+            key = f"{rollout.get('phase')} (generation {rollout.get('stableGeneration')})"
         per_phase[key] = per_phase.get(key, 0) + 1
     assert len(status_writes) == sum(per_phase.values()), f"writes that changed nothing? {describe(status_writes)}"
     assert per_phase.get("step 1", 0) <= STATUS_WRITES_PER_STEP, per_phase
     assert per_phase.get("step 2", 0) <= STATUS_WRITES_PER_STEP, per_phase
-    assert per_phase.get("Succeeded", 0) <= STATUS_WRITES_PER_STEP, per_phase
-    assert set(per_phase) <= {"step 1", "step 2", "Succeeded"}, per_phase
+    assert per_phase.get("Succeeded (generation 2)", 0) <= STATUS_WRITES_PER_STEP, per_phase
+    assert set(per_phase) <= {"step 1", "step 2", "Succeeded (generation 2)"}, per_phase
 
     reports: dict[str, int] = {}
     for write in run.writes:
