@@ -19,14 +19,16 @@ import anyio.abc
 import httpx
 
 from falco_operator.api import FalcoProbe
-from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Outcome, RulesSetCheck
+from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Medium, Outcome, RulesSetCheck
 from falco_operator.artifacts.image_defaults import ImageDefaults
 from falco_operator.kube import ApiError, Backoff, Client, EventHandler, Informer, RuntimeMetrics
 from falco_operator.kube.endpoints import HttpEndpoints, metrics_handler, probe_handler
 from falco_operator.kube.resources import NODES
 from falco_operator.resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 
+from .analysis import SAMPLE_INTERVAL, AnalysisWatches, parse_sample, progress_of, reported_analyses
 from .confirmation import UNKNOWN, FalcoLoads, confirm, loads_expected, missed_swap, observe
+from .delivery import Deliveries, choose
 from .layout import PRESERVED
 from .materializer import Directories, Materializer
 from .metrics import AgentMetrics
@@ -35,7 +37,7 @@ from .pulls import OCIPulls, PullSettings
 from .recovery import recover_last_good
 from .report import Identity, Reporter, report_status
 from .selection import select
-from .sources import ConfigMapWatches, config_map_reference, resolve
+from .sources import ConfigMapWatches, resolve
 
 log = logging.getLogger("artifact_agent")
 OCI_CACHE = next(iter(PRESERVED))
@@ -92,6 +94,8 @@ class Agent:
         self._disk_at_start: dict[str, dict[str, bytes]] | None = None
         self._backoff = Backoff(initial=1.0, cap=30.0)
         self._invalid_generations: set[tuple[ArtifactKey, int | None]] = set()
+        self.analysis = AnalysisWatches()
+        """The watches of the rollout candidates this node delivers."""
         identity = settings.identity
         namespace = identity.namespace
         self.artifact_informers = [Informer(client, resource, namespace=namespace)
@@ -150,6 +154,7 @@ class Agent:
                     starting.start_soon(_start_informer, group, informer)
             await anyio.to_thread.run_sync(self._adopt)
             await self.reporter.load()
+            self.analysis.adopt(reported_analyses(self.reporter.written))
             if self.settings.falco_url:
                 group.start_soon(self._watch_falco, self.settings.falco_url)
             task_status.started()
@@ -191,8 +196,8 @@ class Agent:
 
     async def _pass(self, first: bool) -> None:
         changed_at, self._first_change_at = self._first_change_at, None
-        artifacts = self._selected()
-        self.config_maps.watch_only({ref[0] for ref in map(config_map_reference, artifacts) if ref})
+        deliveries = await self._deliveries(self._selected(), first)
+        artifacts = deliveries.artifacts
         # A new generation of the Falco may change its artifactVerification: every source is checked again.
         self.pulls.want(artifacts, policy_generation=_generation(self.falco_informer))
         if first:
@@ -204,10 +209,13 @@ class Agent:
                 # A refusal judges what swaps change from here; a Falco restart from now on loaded this disk.
                 self.falco_loads.started_with(self._last_good, time.time())
                 self._disk_at_start = None
-        result = await self.planner.plan(artifacts, resolve(artifacts, self.config_maps, self.pulls.resolve),
-                                         self._last_good, plugin_versions=self.pulls.plugin_versions(),
+        resolutions = resolve(artifacts, self.config_maps, self.pulls.resolve)
+        resolutions.update({(key, Medium.CONFIGMAP): kept for key, kept in deliveries.config_map_content.items()})
+        result = await self.planner.plan(artifacts, resolutions, self._last_good,
+                                         plugin_versions=self.pulls.plugin_versions(),
                                          engine_version=self.engine_version,
-                                         artifact_needs=self.pulls.artifact_needs())  # fmt: skip
+                                         artifact_needs=self.pulls.artifact_needs(),
+                                         withheld=deliveries.withheld)  # fmt: skip
         swapped = await anyio.to_thread.run_sync(self.materializer.apply, result.directories)
         if swapped:
             for directory in swapped:
@@ -229,11 +237,25 @@ class Agent:
         outcomes = (confirm(result.outcomes, self.falco_view, self.falco_loads, self.pulls.plugin_versions(),
                             time.time()) if self.settings.falco_url else result.outcomes)  # fmt: skip
         self._count_states(outcomes)
+        if self.analysis.follow(deliveries.candidates, progress_of(outcomes, self.falco_loads), time.monotonic()):
+            self._poll_now.set()  # a watch's first sample, now
         status = report_status(outcomes, self.settings.directories.by_kind(), self._falco_probe(),
                                self.pulls.refresh_problems(), result.image_defaults,
-                               self.pulls.signers())  # fmt: skip
+                               self.pulls.signers(), self.analysis.verdicts())  # fmt: skip
         if await self.reporter.publish(status):
             self.metrics.report_writes.inc()
+
+    async def _deliveries(self, selected: list[Artifact], first: bool) -> Deliveries:
+        """What this node delivers of each selected artifact (a staged rollout's stable generation from its
+        snapshot); the ConfigMaps that takes are watched. At start, a snapshot not read yet is waited for."""
+        node = self.settings.identity.node_name or ""
+        deliveries = choose(selected, node, self.config_maps.resolve)
+        self.config_maps.watch_only(deliveries.config_maps)
+        if first and deliveries.withheld:
+            with anyio.move_on_after(self.settings.first_pass_wait):
+                await self.config_maps.wait_settled()
+            deliveries = choose(selected, node, self.config_maps.resolve)
+        return deliveries
 
     def _remember(self, outcomes: Sequence[Outcome], remembered: Mapping[ArtifactKey, Delivered]) -> None:
         self._last_good = dict(remembered)
@@ -284,9 +306,22 @@ class Agent:
                 # Falco's answer to a swap is awaited (loaded, or refused a few seconds after the nudge).
                 if loads_expected(self._outcomes, view) and self._swapped_at is None and not self.falco_loads.pending:
                     self._fast_polls_until = 0.0
+                if self.analysis.sampling:
+                    await self._sample_for_analysis(http, url)
                 fast = time.monotonic() < self._fast_polls_until
-                with anyio.move_on_after(0.5 if fast else self.settings.falco_poll_interval):
+                interval = 0.5 if fast else self.settings.falco_poll_interval
+                with anyio.move_on_after(min(interval, SAMPLE_INTERVAL) if self.analysis.sampling else interval):
                     await self._poll_now.wait()
+
+    async def _sample_for_analysis(self, http: httpx.AsyncClient, url: str) -> None:
+        """One sample of Falco's metrics for the running watches; a verdict starts a pass (which reports it)."""
+        try:
+            response = await http.get(f"{url}/metrics")
+            sample = parse_sample(response.text, time.monotonic()) if response.status_code == 200 else None
+        except httpx.HTTPError:
+            sample = None
+        if self.analysis.observe(sample, time.monotonic()):
+            self._mark_dirty()
 
     def _adopt(self) -> None:
         self._disk_at_start = self.materializer.read()
@@ -311,15 +346,26 @@ class Agent:
 
 
 def _meaningful_change(old: Json, new: Json) -> bool:
-    """Status-only updates of artifacts (the operator writes them) change nothing the agent writes."""
+    """Status-only updates of artifacts (the operator writes them) change nothing the agent writes, but for
+    ``status.rollout``: which generation this node delivers follows it."""
     old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
     return (
-        old_meta.get("generation") != new_meta.get("generation")
+        _rollout_delivery(old) != _rollout_delivery(new)
+        or old_meta.get("generation") != new_meta.get("generation")
         or old_meta.get("labels") != new_meta.get("labels")
         or old_meta.get("deletionTimestamp") != new_meta.get("deletionTimestamp")
         or old.get("data") != new.get("data")
         or old.get("binaryData") != new.get("binaryData")
     )
+
+
+ROLLOUT_DELIVERY_FIELDS = ("phase", "stableGeneration", "candidateGeneration", "nodes", "snapshot")
+
+
+def _rollout_delivery(artifact: Json) -> list[Any]:
+    """The fields of ``status.rollout`` that decide which generation a node delivers (not its message)."""
+    rollout = (artifact.get("status") or {}).get("rollout") or {}
+    return [rollout.get(name) for name in ROLLOUT_DELIVERY_FIELDS] if isinstance(rollout, dict) else []
 
 
 def _labels(informer: Informer | None) -> dict[str, str]:

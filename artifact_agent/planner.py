@@ -36,6 +36,7 @@ from falco_operator.artifacts import (
     Resolutions,
     RulesFileView,
     RulesSetCheck,
+    Unavailable,
     plan,
 )
 from falco_operator.artifacts.budget import BudgetedChecks, OverBudget
@@ -79,16 +80,18 @@ class PassPlanner:
         plugin_versions: Mapping[str, str] | None = None,
         engine_version: str | None = None,
         artifact_needs: Mapping[str, ArtifactNeeds] | None = None,
+        withheld: Mapping[ArtifactKey, Unavailable] | None = None,
     ) -> Plan:
         """The plan of a pass, made off the event loop (which keeps serving informers, Falco polls and probes).
         ``plugin_versions``: plugin library versions by OCI digest (their artifact configs); ``engine_version``:
         the engine of the Falco this agent serves, when known (None: requirements on it are not judged);
-        ``artifact_needs``: what OCI artifacts' configs need, by digest."""
+        ``artifact_needs``: what OCI artifacts' configs need, by digest; ``withheld``: artifacts kept at their last
+        good files with that state."""
         check = self._check if self.rules_set_check is not None else None
         return await anyio.to_thread.run_sync(partial(
             plan, list(artifacts), resolutions, last_good, plugins_dir=self.plugins_dir, rules_set_check=check,
             plugin_versions=plugin_versions, engine_version=engine_version, artifact_needs=artifact_needs,
-            image_defaults=self.image_defaults,
+            image_defaults=self.image_defaults, withheld=withheld,
         ))  # fmt: skip
 
     def _check(self, views: Sequence[RulesFileView], context: LoadContext | None = None) -> Verdict:

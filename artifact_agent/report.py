@@ -11,6 +11,7 @@ from typing import Any
 
 from falco_operator.api import ArtifactReportStatus, FalcoProbe, ReportedArtifact
 from falco_operator.api.report import RefreshProblem, ReportedImageDefaults
+from falco_operator.api.rollout import ReportedAnalysis
 from falco_operator.artifacts import ArtifactKey, Outcome, Unavailable, sha256_hex
 from falco_operator.artifacts.image_defaults import CONTAINER_PLUGIN, IMAGE_RULES_PATH, ImageDefaultsInUse
 from falco_operator.artifacts.naming import Medium, parse_artifact_file_name
@@ -25,12 +26,15 @@ def report_status(
     outcomes: Iterable[Outcome], directories: Mapping[str, Path], falco: FalcoProbe | None = None,
     refresh_problems: Mapping[ArtifactKey, Unavailable] | None = None, image_defaults: ImageDefaultsInUse | None = None,
     signers: Mapping[ArtifactKey, tuple[str, str]] | None = None,
+    analyses: Mapping[ArtifactKey, ReportedAnalysis] | None = None,
 ) -> Json:  # fmt: skip
     """The ``status`` of the report: one entry per applicable artifact, in a stable order; what Falco says; why an
     OCI source could not be resolved again (``refresh_problems``), apart from the state of what is delivered; what
     Falco loads from its image (``image_defaults``); who signed each verified OCI artifact (``signers``: its
-    digest and the keys' fingerprints), shown while that digest is the one delivered."""
+    digest and the keys' fingerprints), shown while that digest is the one delivered; the verdicts on rollout
+    candidates this node delivers (``analyses``), each on the entry of the generation it judged."""
     problems = refresh_problems or {}
+    verdicts = analyses or {}
     signed_by = signers or {}
     entries = [
         ReportedArtifact(
@@ -46,11 +50,18 @@ def report_status(
             reason=outcome.reason,
             message=_clipped(outcome.message),
             refresh_problem=_refresh_problem(problems.get(outcome.key)),
+            analysis=_analysis(verdicts.get(outcome.key), outcome.generation),
         )
         for outcome in sorted(outcomes, key=lambda outcome: outcome.key)
     ]
     image = reported_image_defaults(image_defaults) if image_defaults is not None else None
     return ArtifactReportStatus(artifacts=entries, falco=falco, image_defaults=image).to_wire()
+
+
+def _analysis(verdict: ReportedAnalysis | None, delivered: int | None) -> ReportedAnalysis | None:
+    if verdict is None or verdict.generation != delivered:
+        return None
+    return verdict.model_copy(update={"message": _clipped(verdict.message)})
 
 
 def _signer(signed: tuple[str, str] | None, delivered: str | None) -> str | None:
@@ -110,6 +121,11 @@ class Reporter:
         self._identity = identity
         self._written: Json | None = None
         self._exists = False
+
+    @property
+    def written(self) -> Json | None:
+        """The status the report holds (None when there is no report, or it could not be read)."""
+        return self._written if self._exists else None
 
     async def load(self) -> None:
         """Read the report a previous run of this pod left, so an unchanged status is not written again.

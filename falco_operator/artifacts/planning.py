@@ -187,6 +187,7 @@ def plan(
     engine_version: str | None = None,
     artifact_needs: Mapping[str, ArtifactNeeds] | None = None,
     image_defaults: ImageDefaults | None = None,
+    withheld: Mapping[ArtifactKey, Unavailable] | None = None,
 ) -> Plan:
     """The files every directory must hold and each artifact's outcome.
 
@@ -201,13 +202,18 @@ def plan(
     configures the image's container plugin (unless a Plugin delivers an entry named ``container``), and the set
     is judged after the image's rules file, with that plugin loaded; while a Rulesfile delivers Falco's default
     rules from OCI (its config's name is ``falco-rules``), a config fragment leaves the image's rules file out of
-    ``rules_files`` and the set is judged without it.
+    ``rules_files`` and the set is judged without it. ``withheld``: artifacts whose content cannot be known now
+    (the stable generation of a staged rollout whose snapshot cannot be read): they get that state and keep their
+    last good files, as an artifact whose source cannot be read.
     """
     artifacts = sorted(artifacts, key=artifact_key)
     outcomes: dict[ArtifactKey, Outcome] = {}
     for artifact in artifacts:
         key = artifact_key(artifact)
         try:
+            if withheld and key in withheld:
+                held = withheld[key]
+                raise _Rejected(held.state, held.reason, held.message)
             delivered = _deliver(artifact, resolutions, plugins_dir)
             outcome = Outcome(
                 key, artifact.metadata.generation, "Installed", delivered, "Installed", _summary(delivered)

@@ -309,7 +309,10 @@ class FalcoRulesReconciler:
 
     async def _apply_generated(self, raw_falco: Json, namespace: str, document: bytes) -> None:
         metadata = self._metadata(raw_falco, namespace)
-        spec = {"priority": GENERATED_PRIORITY, "inlineRules": document.decode()}
+        spec: Json = {"priority": GENERATED_PRIORITY, "inlineRules": document.decode()}
+        rollout = ((raw_falco.get("spec") or {}).get("falcoRules") or {}).get("rollout")
+        if rollout:
+            spec["rollout"] = rollout  # the administrator's, on the Falco: a tenant's FalcoRule cannot turn it off
         rulesfile = {"apiVersion": RULESFILES.api_version, "kind": "Rulesfile", "metadata": metadata, "spec": spec}
         await self.applier.apply(
             RULESFILES, rulesfile, self.cache.get(RULESFILES, metadata["name"], metadata["namespace"])

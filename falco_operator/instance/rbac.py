@@ -13,6 +13,7 @@ from typing import Any
 from ..api import Config, Falco, Plugin, Rulesfile
 from ..api.oci import Verification
 from ..artifacts.audience import Audience
+from ..rollout.effective import snapshot_name
 from .naming import (
     OWNER_NAME_LABEL,
     OWNER_NAMESPACE_LABEL,
@@ -80,6 +81,9 @@ def artifact_references(falco: Falco, artifacts: list[Json]) -> References:
                 continue
         except ValueError:
             continue  # an object the API server accepted but these models cannot read refers to nothing
+        if (raw.get("spec") or {}).get("rollout"):
+            # The stable generation of a staged rollout, which the agents outside a step deliver (docs/rollout.md).
+            configmaps.add(snapshot_name(str(kind), str((raw.get("metadata") or {}).get("name"))))
         if credentials:
             secrets.add(credentials.secret_name)
     return References(tuple(sorted(configmaps)), tuple(sorted(secrets)))

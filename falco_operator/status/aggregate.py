@@ -261,3 +261,35 @@ def _without_none(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_none(item) for item in value]
     return value
+
+
+ROLLING = ("Progressing", "Paused")
+ROLLED_BACK = ("Halted", "Aborted")
+
+
+def with_rollout(status: Json, rollout: Json | None, old: Json | None, now: str) -> Json:
+    """``status`` with its ``rollout`` part, and Programmed told by the rollout while the current generation runs
+    on a step's nodes only (``RollingOut``) or on none after a halt or an abort (``RolledBack``). The node counts
+    keep their meaning: agents at the current generation."""
+    result = {**status, "rollout": rollout}
+    generation = status.get("observedGeneration")
+    if rollout is None or rollout.get("candidateGeneration") != generation:
+        return result
+    phase, stable = rollout.get("phase"), rollout.get("stableGeneration")
+    if phase in ROLLING:
+        nodes = list(rollout.get("nodes") or [])
+        others = max(0, int((status.get("nodes") or {}).get("targeted") or 0) - len(nodes))
+        where = named(nodes) if nodes else "no node yet"
+        message = (f"step {rollout.get('step')}/{rollout.get('steps')}: generation {generation} on {where}; "
+                   f"generation {stable} on the other {others} node(s)")  # fmt: skip
+        if phase == "Paused":
+            message += " (paused)"
+        programmed = _condition("Programmed", False, "RollingOut", message, int(generation or 0))
+    elif phase in ROLLED_BACK:
+        programmed = _condition("Programmed", False, "RolledBack", str(rollout.get("message") or phase),
+                                int(generation or 0))  # fmt: skip
+    else:
+        return result
+    (programmed,) = with_transition_times([programmed], (old or {}).get("conditions"), now)
+    result["conditions"] = [programmed if c.get("type") == "Programmed" else c for c in status.get("conditions") or []]
+    return result

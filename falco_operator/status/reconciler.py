@@ -8,6 +8,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from prometheus_client import Counter
+
 from ..artifacts import Artifact, inline_problem, parse_artifact, sha256_hex
 from ..artifacts.audience import Audience
 from ..artifacts.budget import BudgetedChecks, OverBudget
@@ -15,7 +17,8 @@ from ..kube import Cache, Client, EventRecorder, Request, Resource, Result
 from ..kube.conditions import utc_now
 from ..kube.resources import CONFIG_MAPS, NODES, PODS
 from ..resources import ARTIFACTREPORTS, FALCOS
-from .aggregate import Agent, Target, artifact_status, same_status, warnings_to_record
+from ..rollout.driver import RolloutDriver
+from .aggregate import Agent, Target, artifact_status, same_status, targeted, warnings_to_record, with_rollout
 
 Json = dict[str, Any]
 log = logging.getLogger("falco_operator.status")
@@ -69,6 +72,7 @@ class ArtifactStatusReconciler:
         resource: Resource,
         events: EventRecorder,
         clock: Callable[[], str] = utc_now,
+        rollouts: Counter | None = None,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -76,6 +80,8 @@ class ArtifactStatusReconciler:
         self.events = events
         self.clock = clock
         self.checks: BudgetedChecks[str | None] = BudgetedChecks()
+        self.rollout_driver = RolloutDriver(client)
+        self.rollouts = rollouts
 
     async def reconcile(self, request: Request) -> Result | None:
         raw = self.cache.get(self.resource, request.name, request.namespace)
@@ -94,15 +100,22 @@ class ArtifactStatusReconciler:
         reports = {str(report["metadata"]["name"]): report
                    for report in self.cache.in_namespace(ARTIFACTREPORTS, request.namespace)}  # fmt: skip
         live = raw.get("status")
-        desired = artifact_status(target, agents_in(self.cache, request.namespace), reports, live, self.clock())
+        agents, now = agents_in(self.cache, request.namespace), self.clock()
+        desired = artifact_status(target, agents, reports, live, now)
+        rollout = await self.rollout_driver.advance(raw, now, [(agent.pod, agent.node) for agent in
+                                                    targeted(target, agents)], reports, desired, content)  # fmt: skip
+        desired = with_rollout(desired, rollout.rollout, live, now)
         # The operator does not watch ConfigMaps: an edit shows up with the agents' reports of the new content;
         # the periodic look also catches agents that never report it (stopped ones).
-        again = Result(requeue_after=CONFIG_MAP_RECHECK) if getattr(artifact.spec, "config_map_ref", None) else None
+        recheck = [CONFIG_MAP_RECHECK] if getattr(artifact.spec, "config_map_ref", None) else []
+        recheck += [rollout.requeue_after] if rollout.requeue_after else []
+        again = Result(requeue_after=min(recheck)) if recheck else None
         if same_status(live, desired):
             return again
         await self.client.patch_status(self.resource, request.name, desired, request.namespace)
         for reason, note in warnings_to_record(live, desired):
             await self.events.emit(raw, "Warning", reason, note)
+        await rollout.announce(self.events, self.rollouts)
         return again
 
     async def _problem(self, artifact: Artifact, config_map_content: bytes | None) -> str | None:

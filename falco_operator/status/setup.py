@@ -15,9 +15,11 @@ from ..kube import (
     Manager,
     Predicate,
     Request,
+    any_of,
 )
 from ..kube.resources import NODES, PODS
 from ..resources import ARTIFACTREPORTS, CONFIGS, FALCOS, PLUGINS, RULESFILES
+from ..rollout.driver import ROLLOUT_ANNOTATION_CHANGED, rollout_counter
 from .metrics import ArtifactMetrics
 from .reconciler import FALCO_PODS, ArtifactStatusReconciler, node_metadata, pod_placement
 
@@ -49,12 +51,13 @@ def setup_status_controllers(
     nodes = cache.watch(NODES, transform=node_metadata)
     reconcilers = []
     kinds = (RULESFILES, PLUGINS, CONFIGS)
+    rollouts = rollout_counter(manager.metrics.registry)
     for resource in kinds:
-        reconciler = ArtifactStatusReconciler(client, cache, resource, events)
+        reconciler = ArtifactStatusReconciler(client, cache, resource, events, rollouts=rollouts)
         controller = Controller(f"{resource.kind.lower()}-status", reconciler, metrics=manager.metrics,
                                 workers=workers)  # fmt: skip
         for informer in cache.watch(resource):
-            controller.for_(informer, GENERATION_CHANGED)
+            controller.for_(informer, any_of(GENERATION_CHANGED, ROLLOUT_ANNOTATION_CHANGED))
 
         def in_namespace(obj: Json, resource: Any = resource) -> list[Request]:
             namespace = (obj.get("metadata") or {}).get("namespace") or ""
