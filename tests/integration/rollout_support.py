@@ -30,7 +30,7 @@ from e2e.kube import request
 from e2e.metrics import parse, value
 from e2e.operator import ROOT, RunningOperator, run_operator
 from falco_operator.artifacts.naming import parse_artifact_file_name
-from tests.integration.agent_support import ARTIFACT_API, PLURALS
+from tests.integration.agent_support import ARTIFACT_API, PLURALS, entry, report
 
 Json = dict[str, Any]
 MATCHES = "falcosecurity_falco_rules_matches_total"
@@ -369,3 +369,34 @@ async def events_about(api: kr8s.asyncio.Api, namespace: str, name: str) -> list
     )  # fmt: skip
     assert status == 200, body
     return list(body.get("items") or [])
+
+
+# -- what a node's agent reports --------------------------------------------------------------------------
+
+
+@dataclass
+class EntryLog:
+    """The successive distinct report entries of one artifact on one node (polled every 0.1 s)."""
+
+    api: kr8s.asyncio.Api
+    agent: AgentProcess
+    kind: str
+    name: str
+    entries: list[Json] = field(default_factory=list)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            found = entry(await report(self.api, self.agent), self.kind, self.name)
+            if found and (not self.entries or self.entries[-1] != found):
+                self.entries.append(found)
+            await anyio.sleep(0.1)
+
+
+@asynccontextmanager
+async def entry_log(api: kr8s.asyncio.Api, agent: AgentProcess, kind: str, name: str) -> AsyncIterator[EntryLog]:
+    log = EntryLog(api, agent, kind, name)
+    async with anyio.create_task_group() as group:
+        await group.start(log.run)
+        yield log
+        group.cancel_scope.cancel()

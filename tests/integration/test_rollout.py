@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -42,6 +43,7 @@ from tests.integration.rollout_support import (
     Probe,
     Rig,
     condition,
+    entry_log,
     events_about,
     first_nodes,
     get_artifact,
@@ -69,7 +71,8 @@ something (the agent needs 10 s of measurements before it may call a rate too hi
 STATUS_WRITES_PER_STEP = 3
 """The bound on status writes per step: the step's start, and the agents' reports (installed, loaded) gathered."""
 REPORT_WRITES_PER_NODE = 4
-"""The bound on one node's report writes for a whole two-step rollout: installed, loaded, the verdict, one spare."""
+"""The bound on one node's report writes for a whole two-step rollout: installed, loaded, the verdict, one spare
+(a node outside a step delivers what it delivered: nothing to report)."""
 FIGURES: dict[str, str] = {}
 """Figures for docs/performance.md, printed by each test (``pytest -s``)."""
 
@@ -198,11 +201,16 @@ class TwoStepRun:
     violations: list[str] = field(default_factory=list)
     samples: dict[str, int] = field(default_factory=dict)
     patched_at: float = 0.0
+    patched_wall: float = 0.0
+    step2_wall: float = 0.0
     landed_at: float = 0.0
     step2_at: float = 0.0
     succeeded_at: float = 0.0
     writes: list[Json] = field(default_factory=list)
     pods: dict[str, str] = field(default_factory=dict)
+    bystander: str = ""
+    """A node outside step 1, whose report entries are kept in ``bystander_entries`` from the edit to the end."""
+    bystander_entries: list[Json] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
@@ -218,10 +226,14 @@ async def two_steps(fleet: Fleet) -> TwoStepRun:
     others = [node for node in NODES if node not in run.first]
     await anyio.sleep(3)  # the first generation's late writes land before the mark
     mark = AuditMark.now(fleet.plane.state.audit_log)
-    async with watched(fleet.plane, NAMESPACE, "Rulesfile", name) as history:
-        run.history = history
+    run.bystander = others[0]
+    async with (
+        watched(fleet.plane, NAMESPACE, "Rulesfile", name) as history,
+        entry_log(fleet.api, fleet.rigs[run.bystander].agent, "Rulesfile", name) as bystander,
+    ):
+        run.history, run.bystander_entries = history, bystander.entries
         async with stable_watch(fleet, "Rulesfile", name, stable, loaded_rules_sha, others) as watch:
-            run.patched_at = time.monotonic()
+            run.patched_at, run.patched_wall = time.monotonic(), time.time()
             await patch(fleet.api, NAMESPACE, "Rulesfile", name, {"spec": {"inlineRules": rule("canary v2", QUIET)}})
             step1 = in_phase("Progressing", candidateGeneration=2, step=1)
             run.step1 = await wait_artifact(fleet, "Rulesfile", name, step1, "step 1 of generation 2")
@@ -230,7 +242,7 @@ async def two_steps(fleet: Fleet) -> TwoStepRun:
             run.landed_at = time.monotonic()
             await wait_artifact(fleet, "Rulesfile", name, lambda obj: rollout_of(obj).get("step") == 2 or
                                 rollout_of(obj).get("phase") == "Succeeded", "step 2")  # fmt: skip
-            run.step2_at = time.monotonic()
+            run.step2_at, run.step2_wall = time.monotonic(), time.time()
             run.violations, run.samples = list(watch.violations), dict(watch.samples)
         succeeded = in_phase("Succeeded", stableGeneration=2)
         await wait_artifact(fleet, "Rulesfile", name, succeeded, "generation 2 Succeeded")
@@ -313,22 +325,37 @@ async def test_a_rollout_writes_a_bounded_status_per_step_and_nothing_once_it_su
     assert per_phase.get("Succeeded (generation 2)", 0) <= STATUS_WRITES_PER_STEP, per_phase
     assert set(per_phase) <= {"step 1", "step 2", "Succeeded (generation 2)"}, per_phase
 
-    reports: dict[str, int] = {}
-    for write in run.writes:
-        if write["objectRef"].get("resource") == "artifactreports":
-            node = run.pods.get(write["objectRef"].get("name", ""), "?")
-            reports[node] = reports.get(node, 0) + 1
-    assert all(count <= REPORT_WRITES_PER_NODE for count in reports.values()), reports
-    figure(
-        "writes",
-        f"status writes per phase of a two-step rollout: {per_phase} (bound {STATUS_WRITES_PER_STEP} "
-        f"per step); report writes per node for the whole rollout: {reports} (bound {REPORT_WRITES_PER_NODE})",
-    )
+    figure("status writes", f"per phase of a two-step rollout: {per_phase} (bound {STATUS_WRITES_PER_STEP} per step)")
 
     mark = AuditMark.now(fleet.plane.state.audit_log)
     await anyio.sleep(10)
     writes = mark.writes_since(namespace=NAMESPACE)
     assert writes == [], describe(writes)
+
+
+def wall_time(write: Json) -> float:
+    return datetime.fromisoformat(write["stageTimestamp"].replace("Z", "+00:00")).timestamp()
+
+
+async def test_an_agent_writes_its_report_only_when_its_node_takes_part_in_a_step(two_steps: TwoStepRun) -> None:
+    run = two_steps
+    reports: dict[str, int] = {}
+    during_step1: dict[str, int] = {}
+    for write in run.writes:
+        if write["objectRef"].get("resource") != "artifactreports":
+            continue
+        node = run.pods.get(write["objectRef"].get("name", ""), "?")
+        reports[node] = reports.get(node, 0) + 1
+        if run.patched_wall <= wall_time(write) < run.step2_wall and node not in run.first:
+            during_step1[node] = during_step1.get(node, 0) + 1
+    bystander = [
+        {key: item.get(key) for key in ("generation", "state", "reason", "message", "analysis")}
+        for item in run.bystander_entries
+    ]
+    figure("report writes", f"per node for a two-step rollout: {reports} (bound {REPORT_WRITES_PER_NODE}); by "
+           f"nodes outside step 1 during step 1: {during_step1} (expected none)")  # fmt: skip
+    assert not during_step1, f"{run.bystander}'s report entries from the edit on: {bystander}"
+    assert all(count <= REPORT_WRITES_PER_NODE for count in reports.values()), reports
 
 
 # -- 2: a flooding candidate is halted at the first step ---------------------------------------------------
