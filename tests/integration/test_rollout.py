@@ -267,9 +267,9 @@ async def test_a_two_step_rollout_lands_on_the_first_steps_node_then_on_all_once
     assert (programmed.get("status"), programmed.get("reason")) == ("False", "RollingOut"), programmed
     assert run.candidate != run.stable
 
-    # The other four Falcos ran generation 1 throughout step 1 (polled every 0.2 s each).
+    # The other four Falcos ran generation 1 throughout step 1 (each polled about once a second, 0.2 s apart).
     assert not run.violations, run.violations
-    assert all(run.samples.get(node, 0) >= 10 for node in NODES if node != first), run.samples
+    assert all(run.samples.get(node, 0) >= 5 for node in NODES if node != first), run.samples
     step1_seconds = run.step2_at - run.landed_at
     assert step1_seconds >= ANALYSIS_SECONDS - 1, f"step 1 passed after {step1_seconds:.1f}s of analysis"
 
@@ -404,7 +404,7 @@ async def test_a_candidate_that_matches_every_event_is_halted_at_the_first_step_
             f"rolled back {back_at - landed_at:.1f}s after the candidate landed (analysis {HALT_ANALYSIS_SECONDS}s); "
             f"{fired}")  # fmt: skip
         assert not watch.violations, watch.verdict()
-        assert all(watch.samples.get(node, 0) >= 10 for node in others), watch.samples
+        assert all(watch.samples.get(node, 0) >= 5 for node in others), watch.samples
         programmed = condition(await get_artifact(fleet.api, NAMESPACE, "Rulesfile", name), "Programmed")
         assert (programmed.get("status"), programmed.get("reason")) == ("False", "RolledBack"), programmed
         events = await wait_for(partial(halted_events, fleet, name), bool, what="a RolloutHalted Event")
