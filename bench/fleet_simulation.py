@@ -30,7 +30,8 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -367,11 +368,13 @@ async def until_programmed(
 
 
 async def one_size(
-    nodes: int, updates: int, steady: tuple[float, float], workers: int, protect_lease: bool, workdir: Path
-) -> Json:
+    nodes: int, updates: int, steady: tuple[float, float], workers: int, protect_lease: bool, workdir: Path,
+    operator_args: tuple[str, ...] = (),
+) -> Json:  # fmt: skip
     names = [f"n{index:04d}" for index in range(1, nodes + 1)]
     plane = start_plane(workdir / "plane")
-    result: Json = {"nodes": nodes, "workers": workers, "cores": os.cpu_count(), "operator_lease_flow": protect_lease}
+    result: Json = {"nodes": nodes, "workers": workers, "cores": os.cpu_count(), "operator_lease_flow": protect_lease,
+                    "operator_args": list(operator_args)}  # fmt: skip
     phases: list[Phase] = []
     running: list[Worker] = []
     try:
@@ -381,7 +384,7 @@ async def one_size(
             await call(api, "POST", "/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas", body=OPERATOR_LEASE_FLOW)
         began = time.monotonic()
         await create_nodes(api, names)
-        with run_operator(plane, workdir / "operator") as operator:
+        with run_operator(plane, workdir / "operator", *operator_args) as operator:
             await call(api, "POST", "/api/v1/namespaces", body={"metadata": {"name": NAMESPACE}})
             pods = await falco_pods(api, nodes)
             agents = await pod_tokens(api, pods)
@@ -401,7 +404,13 @@ async def one_size(
                            "rss_per_agent_kib": round((after.workers_rss - base) / nodes / 1024, 1)}  # fmt: skip
             phases.append(shown(start))
             phases.append(shown(await quiet(f"steady, no artifacts, {steady[0]:.0f} s", steady[0], snapshot)))
-            alive = lambda: operator.process.poll() is None  # noqa: E731
+
+            def alive() -> bool:
+                if operator.process.poll() is None:
+                    return True
+                print(f"the operator exited; its log ends with:\n{operator.log_tail(3000)}", flush=True)
+                return False
+
             phases += await changes(api, nodes, updates, snapshot, alive, result)
             # Long enough, this one also sees the watches end and start again (every 300-600 s).
             phases.append(shown(await quiet(f"steady, 1 artifact, {steady[1]:.0f} s", steady[1], snapshot)))
@@ -467,17 +476,28 @@ async def changes(
     return phases
 
 
+@contextmanager
+def run_directory(keep: Path | None) -> Iterator[str]:
+    """A directory for one run: removed afterwards, unless it is made under ``keep``."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield tempfile.mkdtemp(dir=keep)
+        return
+    with tempfile.TemporaryDirectory() as workdir:
+        yield workdir
+
+
 async def main(
     sizes: list[int], updates: int, steady: tuple[float, float], workers: int, protect_lease: bool,
-    output: Path | None,
+    output: Path | None, keep: Path | None, operator_args: tuple[str, ...],
 ) -> None:  # fmt: skip
     print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} "
           f"GiB; {time.strftime('%Y-%m-%d %H:%M %Z')}", flush=True)  # fmt: skip
     results = []
     for nodes in sizes:
         count = workers or max(1, math.ceil(nodes / AGENTS_PER_WORKER))
-        with tempfile.TemporaryDirectory() as workdir:
-            result = await one_size(nodes, updates, steady, count, protect_lease, Path(workdir))
+        with run_directory(keep) as workdir:
+            result = await one_size(nodes, updates, steady, count, protect_lease, Path(workdir), operator_args)
         print(f"  Programmed after create {result['programmed_create_s']} s; after a change "
               f"{result.get('programmed_change_s')}; operator peak RSS {result['operator_peak_rss_mib']} MiB",
               flush=True)  # fmt: skip
@@ -496,8 +516,12 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=0, help=f"worker processes (0: one per {AGENTS_PER_WORKER})")
     parser.add_argument("--no-operator-lease-flow", action="store_true",
                         help="leave the operator's Lease renewals in workload-low, with the reports")  # fmt: skip
+    parser.add_argument("--keep", type=Path, default=None, help="keep each run's directory (logs) under this one")
+    parser.add_argument("--operator-arg", action="append", default=[],
+                        help="an extra argument for the operator (repeatable)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     arguments = parser.parse_args()
     windows = (arguments.steady, arguments.steady_after or arguments.steady)
     anyio.run(main, [int(n) for n in arguments.nodes.split(",")], arguments.updates, windows, arguments.workers,
-              not arguments.no_operator_lease_flow, arguments.json)  # fmt: skip
+              not arguments.no_operator_lease_flow, arguments.json, arguments.keep,
+              tuple(arguments.operator_arg))  # fmt: skip
