@@ -151,7 +151,11 @@ class Phase:
             who = "agents" if user == AGENT_USER else "operator" if user == OPERATOR_USER else "control plane"
             if who == "operator" and resource == "leases":
                 who = "operator (Lease)"
-            by[f"{who}: {write['verb']} {resource}"] += 1
+            code = int((write.get("responseStatus") or {}).get("code") or 0)
+            refused = f" (refused, {code})" if code >= 400 else ""  # the audit log has APF's 429s too
+            by[f"{who}: {write['verb']} {resource}{refused}"] += 1
+            if refused:
+                continue
             if ref.get("resource") == "rulesfiles" and ref.get("name") == "shared":
                 shared["status" if ref.get("subresource") == "status" else "spec"] += 1
         extra = {"load_average_1m": round(os.getloadavg()[0], 1)}
