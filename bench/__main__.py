@@ -22,8 +22,10 @@ FULL: list[tuple[str, list[str]]] = [
                               "--steady", "300"]),
     ("Real pods on the real node (root)", ["bench.realnode", "--changes", "10", "--idle", "60"]),
     ("Fleet simulation: N = 100, 1,000, 2,000 simulated agents", ["bench.fleet_simulation", "--nodes",
-                                                                  "100,1000,2000", "--updates", "5", "--steady",
-                                                                  "60"]),
+                                                                  "100,1000,2000", "--updates", "3", "--steady",
+                                                                  "60", "--operator-arg=--leader-election-lease-"
+                                                                  "duration=60", "--operator-arg=--leader-election-"
+                                                                  "renew-deadline=40"]),
 ]  # fmt: skip
 QUICK: list[tuple[str, list[str]]] = [
     ("Falco controller: 50 Falcos, 500 unrelated Secrets and ConfigMaps", ["bench.falco_reconcile", "--falcos",
