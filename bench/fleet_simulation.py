@@ -50,6 +50,7 @@ from e2e.nodesim import NodeSpec, node_status
 from e2e.operator import ROOT, install_crds, run_operator
 from e2e.operator import USERNAME as OPERATOR_USER
 from e2e.wait import wait_for
+from falco_operator.manifests import leader_election_flow_schema
 
 Json = dict[str, Any]
 AGENT_USER = f"system:serviceaccount:{NAMESPACE}:falco"
@@ -208,21 +209,9 @@ class Phase:
 # -- the fleet -------------------------------------------------------------------------------------------------
 
 
-OPERATOR_LEASE_FLOW = {
-    "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema", "metadata": {"name": "falco-operator-lease"},
-    "spec": {
-        "priorityLevelConfiguration": {"name": "leader-election"}, "matchingPrecedence": 200,
-        "distinguisherMethod": {"type": "ByUser"},
-        "rules": [{"subjects": [{"kind": "ServiceAccount",
-                                 "serviceAccount": {"name": "falco-operator", "namespace": "falco-operator-system"}}],
-                   "resourceRules": [{"verbs": ["*"], "apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                                      "namespaces": ["*"]}]}],
-    },
-}  # fmt: skip
-"""The operator's Lease renewals in the API server's ``leader-election`` priority level, as the control plane's
-own controllers have them. Without it they wait in ``workload-low`` behind the agents' report applies (all
-service accounts land there): at N = 1,000 on a loaded machine the operator missed its 10 s renew deadline during
-a change and exited."""
+OPERATOR_LEASE_FLOW = leader_election_flow_schema()
+"""The product's FlowSchema (manifests/manager/flowschema.yaml), which the benchmark applies itself: it starts the
+operator as its own process, not from the manifests."""
 
 
 def start_plane(directory: Path) -> ControlPlane:
