@@ -16,6 +16,7 @@ from falco_operator.artifacts import ArtifactKey, Outcome, Unavailable, sha256_h
 from falco_operator.artifacts.image_defaults import CONTAINER_PLUGIN, IMAGE_RULES_PATH, ImageDefaultsInUse
 from falco_operator.artifacts.naming import Medium, parse_artifact_file_name
 from falco_operator.kube import ApiError, Client, Conflict, NotFound
+from falco_operator.kube.retry import RetryPolicy, with_retries
 from falco_operator.resources import ARTIFACTREPORTS
 
 log = logging.getLogger("artifact_agent.report")
@@ -115,10 +116,16 @@ class Identity:
     instance: str | None
 
 
+REPORT_RETRIES = RetryPolicy()
+"""A report write refused under load (every agent of a fleet applies at once after a change) is retried here,
+without planning the pass again; after a minute the pass fails and the agent's own backoff takes over."""
+
+
 class Reporter:
-    def __init__(self, client: Client, identity: Identity) -> None:
+    def __init__(self, client: Client, identity: Identity, retries: RetryPolicy = REPORT_RETRIES) -> None:
         self._client = client
         self._identity = identity
+        self._retries = retries
         self._written: Json | None = None
         self._exists = False
 
@@ -153,7 +160,8 @@ class Reporter:
                 "metadata": {"name": self._identity.pod_name, "namespace": self._identity.namespace},
                 "status": status}  # fmt: skip
         try:
-            await self._client.apply(ARTIFACTREPORTS, body, subresource="status")
+            await with_retries(lambda: self._client.apply(ARTIFACTREPORTS, body, subresource="status"), self._retries,
+                               what="ArtifactReport status apply")  # fmt: skip
         except NotFound:
             self._exists = False  # deleted behind our back: created again on the next change
             raise
@@ -173,5 +181,6 @@ class Reporter:
         body = {"apiVersion": ARTIFACTREPORTS.api_version, "kind": "ArtifactReport", "metadata": metadata, "spec": spec}
         # Conflict: already there (a restart that could not read it first); the status patch follows.
         with contextlib.suppress(Conflict):
-            await self._client.create(ARTIFACTREPORTS, body)
+            await with_retries(lambda: self._client.create(ARTIFACTREPORTS, body), self._retries,
+                               what="ArtifactReport create")  # fmt: skip
         self._exists = True

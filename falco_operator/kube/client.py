@@ -100,22 +100,22 @@ class Client:
         kwargs["content"] = json.dumps(body, separators=(",", ":")) if body is not None else None
         for attempt in range(2):
             generation = self._auth_generation
-            status, text = await self._send(method, path, kwargs)
+            status, text, retry_after = await self._send(method, path, kwargs)
             if status == 401 and attempt == 0:
                 await self._reauthenticate(generation)
                 continue
             break
         decoded = _decode(text)
         if status >= 400:
-            raise ApiError.from_response(status, decoded, text)
+            raise ApiError.from_response(status, decoded, text, retry_after)
         return decoded
 
-    async def _send(self, method: str, path: str, kwargs: dict[str, Any]) -> tuple[int, str]:
+    async def _send(self, method: str, path: str, kwargs: dict[str, Any]) -> tuple[int, str, str | None]:
         code = "<error>"
         try:
             async with self._transport.open(method, path, stream=False, **kwargs) as response:
                 code = str(response.status_code)
-                return response.status_code, response.text
+                return response.status_code, response.text, response.headers.get("Retry-After")
         except (httpx.TransportError, OSError) as error:
             raise Unreachable(f"{method} {path}: {type(error).__name__}: {error}") from error
         finally:
@@ -139,7 +139,8 @@ class Client:
                     text = (await response.aread()).decode(errors="replace")
                     if response.status_code == 401:
                         await self._reauthenticate(generation)
-                    raise ApiError.from_response(response.status_code, _decode(text), text)
+                    raise ApiError.from_response(response.status_code, _decode(text), text,
+                                                response.headers.get("Retry-After"))  # fmt: skip
                 yield response
         except (httpx.TransportError, OSError) as error:
             raise Unreachable(f"watch {path}: {type(error).__name__}: {error}") from error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -12,19 +13,35 @@ class TerminalError(Exception):
 class ApiError(Exception):
     """The API server answered with an error status."""
 
-    def __init__(self, status: int, message: str, reason: str = "", body: Any = None) -> None:
+    def __init__(
+        self, status: int, message: str, reason: str = "", body: Any = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{status} {reason}: {message}" if reason else f"{status}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
         self.body = body
+        self.retry_after = retry_after
+        """Seconds the server asked the client to wait (its ``Retry-After`` header: 429s, some 503s), or None."""
 
     @classmethod
-    def from_response(cls, status: int, body: Any, text: str) -> ApiError:
+    def from_response(cls, status: int, body: Any, text: str, retry_after: str | None = None) -> ApiError:
         message = body.get("message", text) if isinstance(body, dict) else text
         reason = body.get("reason", "") if isinstance(body, dict) else ""
         error_type = _BY_STATUS.get(status, ApiError)
-        return error_type(status, str(message)[:2000], str(reason), body)
+        return error_type(status, str(message)[:2000], str(reason), body, retry_after_seconds(retry_after))
+
+
+def retry_after_seconds(header: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds; None when absent or not a number of seconds (the API server sends
+    whole seconds; an HTTP date is not worth parsing for it)."""
+    if header is None:
+        return None
+    try:
+        seconds = float(header.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 class NotFound(ApiError):
