@@ -272,11 +272,11 @@ class Agent:
 
     async def _deliveries(self, selected: list[Artifact], first: bool) -> Deliveries:
         """What this node delivers of each selected artifact (a staged rollout's stable generation from its
-        snapshot); the ConfigMaps that takes are watched. At start, a snapshot not read yet is waited for."""
+        snapshot); the ConfigMaps that takes are watched. A snapshot whose watch has not listed it yet is waited for."""
         node = self.settings.identity.node_name or ""
         deliveries = choose(selected, node, self.config_maps.resolve)
         self.config_maps.watch_only(deliveries.config_maps)
-        if first and deliveries.withheld:
+        if deliveries.withheld:  # a snapshot whose watch only began (at start, or the first in this run)
             with anyio.move_on_after(self.settings.first_pass_wait):
                 await self.config_maps.wait_settled()
             deliveries = choose(selected, node, self.config_maps.resolve)

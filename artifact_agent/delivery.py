@@ -71,6 +71,10 @@ def choose(artifacts: Iterable[Artifact], node: str, read: ReadKey) -> Deliverie
             chosen.append(artifact)
             reference = config_map_reference(artifact)
             watched.update([reference[0]] if reference else [])
+            if artifact.spec.rollout is not None and rollout is not None and rollout.snapshot:
+                # Watched before it is needed: when the next edit starts a rollout this node is not part of, the
+                # stable generation is read at once, not reported Pending while a new watch lists it.
+                watched.add(rollout.snapshot)
             in_step = rollout is not None and rollout.phase in LIVE_PHASES
             if in_step and artifact.spec.rollout is not None and artifact.metadata.generation is not None:
                 candidates[key] = Candidate(artifact.metadata.generation, artifact.spec.rollout.analysis)
@@ -120,4 +124,4 @@ def _stable(artifact: Artifact, snapshot: str | None, read: ReadKey) -> tuple[Ar
 
 
 def _pending(reason: str, message: str) -> Unavailable:
-    return Unavailable("Pending", reason, message + "; the last good files stay until it can be read")
+    return Unavailable("Pending", reason, message + " (until it can be read)")

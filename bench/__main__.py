@@ -24,6 +24,11 @@ FULL: list[tuple[str, list[str]]] = [
     ("Artifacts at N nodes", ["bench.artifacts_at_scale", "--nodes", "10,20,50,100", "--updates", "30",
                               "--steady", "300"]),
     ("Real pods on the real node (root)", ["bench.realnode", "--changes", "10", "--idle", "60"]),
+    ("Fleet simulation: N = 100, 1,000, 2,000 simulated agents", ["bench.fleet_simulation", "--nodes",
+                                                                  "100,1000,2000", "--updates", "3", "--steady",
+                                                                  "60", "--operator-arg=--leader-election-lease-"
+                                                                  "duration=60", "--operator-arg=--leader-election-"
+                                                                  "renew-deadline=40"]),
 ]  # fmt: skip
 QUICK: list[tuple[str, list[str]]] = [
     ("Falco controller: 50 Falcos, 500 unrelated Secrets and ConfigMaps", ["bench.falco_reconcile", "--falcos",
@@ -35,6 +40,8 @@ QUICK: list[tuple[str, list[str]]] = [
     ("Falco's side of a swap", ["bench.falco_reload", "--rounds", "3"]),
     ("Artifacts at N nodes", ["bench.artifacts_at_scale", "--nodes", "10,20", "--updates", "10", "--steady", "30"]),
     ("Real pods on the real node (root)", ["bench.realnode", "--changes", "3", "--idle", "20"]),
+    ("Fleet simulation: N = 200 simulated agents", ["bench.fleet_simulation", "--nodes", "200", "--updates", "2",
+                                                    "--steady", "20"]),
 ]  # fmt: skip
 
 

@@ -7,7 +7,7 @@ Falco on the first node, stand-ins serving Falco's endpoints on the others). The
 1. one Rulesfile created, then changed: API requests by verb and resource (``apiserver_request_total``), and the
    writes to the Rulesfile itself (audit log), each until ``Programmed=True`` with N/N loaded plus 3 s;
 2. propagation over U updates: PATCH → the new bytes in every agent's directory, and → ``Programmed=True`` for
-   that generation (p50, p95, p99, max);
+   that generation, and from the last node's files to ``Programmed`` (p50, p95, p99, max);
 3. steady state (largest N only): 20 artifacts and 10 Falco CRs (nine more as one-replica Deployments), S
    seconds without changes: writes (Lease renewals apart) and requests per minute.
 
@@ -163,6 +163,8 @@ async def propagation(api: kr8s.asyncio.Api, fleet: Fleet, nodes: int, updates: 
     total = per_update * nodes / 1000
     return [f"  propagation over {updates} updates: files on all {nodes} nodes {spread(to_files)}",
             f"  {' ' * (len(str(updates)) + 24)}Programmed=True {spread(to_programmed)}",
+            f"  {' ' * (len(str(updates)) + 7)}Programmed after the last node's files "
+            f"{spread([done - files for done, files in zip(to_programmed, to_files, strict=True)])}",
             f"  CPU of one agent per update (event, files, report, Falco polls): {per_update:.0f} ms; "
             f"all {nodes} agents: {total:.2f} CPU-seconds per update on {os.cpu_count()} cores"]  # fmt: skip
 

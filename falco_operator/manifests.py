@@ -250,6 +250,23 @@ def manager_objects() -> dict[str, dict[str, Any]]:
             },
         },
         "manager/metrics_service.yaml": metrics_service(),
+        "manager/flowschema.yaml": leader_election_flow_schema(),
+    }  # fmt: skip
+
+
+def leader_election_flow_schema() -> dict[str, Any]:
+    """The operator's Lease requests in the API server's ``leader-election`` priority level, where the control
+    plane's own controllers renew theirs. Without it they wait in ``workload-low`` with every ServiceAccount's
+    requests, behind a burst of a thousand agents' report applies: the simulated fleet of 1,000 agents made the
+    operator miss its renew deadline and exit (docs/performance.md, section 12)."""
+    subject = {"kind": "ServiceAccount", "serviceAccount": {"name": OPERATOR, "namespace": NAMESPACE}}
+    leases = {"verbs": ["*"], "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "namespaces": ["*"]}
+    return {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
+        "metadata": _meta(f"{OPERATOR}-leader-election", False),
+        "spec": {"priorityLevelConfiguration": {"name": "leader-election"}, "matchingPrecedence": 200,
+                 "distinguisherMethod": {"type": "ByUser"},
+                 "rules": [{"subjects": [subject], "resourceRules": [leases]}]},
     }  # fmt: skip
 
 

@@ -76,7 +76,8 @@ def test_a_node_outside_the_step_delivers_the_snapshot_and_one_inside_the_candid
 
     inside = choose([live], "canary", read)
     assert inside.artifacts == [live]
-    assert inside.config_maps == frozenset()
+    # The step's node watches the snapshot too: a halt sends it back to the stable generation without a new watch.
+    assert inside.config_maps == {"web-rulesfile-stable"}
     assert inside.candidates[KEY].generation == 4
     assert inside.candidates[KEY].analysis.max_rule_rate == 1
 
