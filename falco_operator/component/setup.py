@@ -19,6 +19,7 @@ from ..kube import (
     any_of,
     controller_owner,
 )
+from ..kube.condensed import condense_workload
 from ..kube.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
@@ -58,9 +59,12 @@ def setup_component_controller(
     for informer in cache.watch(COMPONENTS, resync_period=resync_period):
         controller.for_(informer, any_of(GENERATION_CHANGED, LABELS_CHANGED, DELETION_OR_FINALIZERS_CHANGED))
     owner = controller_owner("instance.falcosecurity.dev", "Component")
-    for resource in (SERVICE_ACCOUNTS, SERVICES, DEPLOYMENTS, PERSISTENT_VOLUME_CLAIMS):
+    for resource in (SERVICE_ACCOUNTS, SERVICES, PERSISTENT_VOLUME_CLAIMS):
         for informer in cache.watch(resource, label_selector=MANAGED):
             controller.watches(informer, owner)
+    # The same informer as the Falco controller's (same transform): pod templates kept as digests.
+    for informer in cache.watch(DEPLOYMENTS, label_selector=MANAGED, transform=condense_workload):
+        controller.watches(informer, owner)
     for resource in (CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS):
         for informer in cache.watch(resource, label_selector=MANAGED):
             controller.watches(informer, _cluster_owner)

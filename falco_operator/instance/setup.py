@@ -18,6 +18,7 @@ from ..kube import (
     any_of,
     controller_owner,
 )
+from ..kube.condensed import condense_workload
 from ..kube.resources import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
@@ -97,8 +98,13 @@ def setup_falco_controller(
     for informer in cache.watch(FALCOS, resync_period=resync_period):
         controller.for_(informer, falco_predicate)
     owner = controller_owner("instance.falcosecurity.dev", "Falco")
-    for resource in (SERVICE_ACCOUNTS, ROLES, ROLE_BINDINGS, CONFIG_MAPS, SERVICES, DAEMON_SETS, DEPLOYMENTS):
+    for resource in (SERVICE_ACCOUNTS, ROLES, ROLE_BINDINGS, CONFIG_MAPS, SERVICES):
         for informer in cache.watch(resource, label_selector=MANAGED):
+            controller.watches(informer, owner)
+    # Workloads cached without their pod templates (most of what the operator holds per Falco): the applier
+    # compares digests, and reads a workload in full only when its digest says someone changed it.
+    for resource in (DAEMON_SETS, DEPLOYMENTS):
+        for informer in cache.watch(resource, label_selector=MANAGED, transform=condense_workload):
             controller.watches(informer, owner)
     for resource in (CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS):
         for informer in cache.watch(resource, label_selector=MANAGED):
