@@ -93,6 +93,10 @@ class Manager:
                 indexers=indexers, transform=transform,
             )  # fmt: skip
             self.informers[key] = informer
+        elif resync_period and (informer.resync_period is None or resync_period < informer.resync_period):
+            # Shared by several controllers: the shortest resync any of them asked for (a resync only delivers
+            # the cache again); the informer starts with the manager, after every controller was set up.
+            informer.resync_period = resync_period
         return informer
 
     def add_controller(self, controller: Controller) -> Controller:
