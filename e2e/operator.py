@@ -8,12 +8,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .controlplane import ControlPlane, write_token_kubeconfig
+from .controlplane import ControlPlane, start_cluster, write_token_kubeconfig
 from .controlplane.cluster import free_port
 from .controlplane.processes import popen, terminate
 
@@ -38,6 +38,18 @@ class RunningOperator:
 
     def log_tail(self, size: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-size:]
+
+
+@contextmanager
+def plane_with_crds(directory: Path, nodes: Sequence[str]) -> Iterator[ControlPlane]:
+    """A control plane of its own with these simulated nodes and the project's CRDs, for a test module or a
+    benchmark that needs another set of nodes than the session's; stopped afterwards."""
+    plane = start_cluster(directory, nodes=tuple(nodes))
+    try:
+        install_crds(plane)
+        yield plane
+    finally:
+        plane.stop()
 
 
 def install_crds(plane: ControlPlane) -> Path:

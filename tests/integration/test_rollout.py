@@ -27,11 +27,11 @@ import pytest
 
 from e2e.agent import falco_pods, rule, rulesfile
 from e2e.audit import AuditMark, describe
-from e2e.controlplane import ControlPlane, start_cluster
+from e2e.controlplane import ControlPlane
 from e2e.falco import FalcoBinaries
 from e2e.kube import call
 from e2e.metrics import scrape, value
-from e2e.operator import install_crds
+from e2e.operator import plane_with_crds
 from e2e.wait import wait_for
 from falco_operator.api.rollout import ROLLOUT_ANNOTATION, SNAPSHOT_KEY
 from tests.integration.agent_support import create, delete, patch
@@ -91,12 +91,8 @@ def figure(key: str, text: str) -> None:
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    started = start_cluster(tmp_path_factory.mktemp("rollout-plane"), nodes=tuple(NODES))
-    try:
-        install_crds(started)
+    with plane_with_crds(tmp_path_factory.mktemp("rollout-plane"), NODES) as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ import pytest
 
 from e2e.agent import falco_pods, rule, rulesfile
 from e2e.audit import AuditMark, describe
-from e2e.controlplane import ControlPlane, start_cluster
+from e2e.controlplane import ControlPlane
 from e2e.kube import call, request
 from e2e.metrics import scrape, value
-from e2e.operator import RunningOperator, install_crds, run_operator
+from e2e.operator import RunningOperator, plane_with_crds, run_operator
 from e2e.wait import wait_for
 from falco_operator.api.rollout import ROLLOUT_ANNOTATION, SNAPSHOT_KEY
 from falco_operator.rollout.effective import delivers_live
@@ -36,12 +36,8 @@ ROLLOUT = {"steps": [{"nodes": 1}, {"percent": 100}], "analysis": {"duration": "
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    started = start_cluster(tmp_path_factory.mktemp("plane5"), nodes=NODES)
-    try:
-        install_crds(started)
+    with plane_with_crds(tmp_path_factory.mktemp("plane5"), NODES) as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture

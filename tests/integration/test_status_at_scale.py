@@ -15,11 +15,11 @@ import pytest
 
 from e2e.agent import falco_pods, rule, rulesfile
 from e2e.audit import AuditMark, after_last_report, describe
-from e2e.controlplane import ControlPlane, start_cluster
+from e2e.controlplane import ControlPlane
 from e2e.falco import FalcoBinaries
 from e2e.fleet import agent_fleet
 from e2e.kube import call, request
-from e2e.operator import RunningOperator, install_crds, run_operator
+from e2e.operator import RunningOperator, plane_with_crds, run_operator
 from e2e.wait import wait_for
 from tests.integration.agent_support import ARTIFACT_API, create, patch
 
@@ -31,12 +31,8 @@ QUIET = "evt.type = open and proc.name = nope"
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    started = start_cluster(tmp_path_factory.mktemp("plane20"), nodes=tuple(NODES))
-    try:
-        install_crds(started)
+    with plane_with_crds(tmp_path_factory.mktemp("plane20"), NODES) as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(scope="module")
