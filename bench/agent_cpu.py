@@ -27,16 +27,13 @@ import anyio
 import kr8s.asyncio
 
 from bench.agent import runtime_python
-from bench.artifacts_at_scale import ARTIFACTS, NAMESPACE, QUIET, cpu_seconds, until_programmed
+from bench.artifacts_at_scale import ARTIFACTS, NAMESPACE, QUIET, cpu_seconds, one_update, until_programmed
 from bench.falco_reconcile import rss_mib
 from e2e.agent import falco_pods, rule, rulesfile
 from e2e.controlplane import start_cluster
 from e2e.fleet import Fleet, agent_fleet
 from e2e.kube import call
 from e2e.operator import install_crds, run_operator
-from e2e.wait import wait_for
-
-FILE = "50-03-shared-inline.yaml"
 
 
 def profiling_python(python: str, workdir: Path) -> str:
@@ -60,16 +57,7 @@ async def updates_cpu(api: kr8s.asyncio.Api, fleet: Fleet, nodes: int, updates: 
     pids = [agent.process.pid for agent in fleet.agents.values() if agent.process]
     before = sum(cpu_seconds(pid) for pid in pids)
     for index in range(updates):
-        text = rule("shared", f"{QUIET}{index + 10}")
-        await call(api, "PATCH", ARTIFACTS.format(ns=NAMESPACE, plural="rulesfiles") + "/shared",
-                   body={"spec": {"inlineRules": text}}, content_type="application/merge-patch+json")  # fmt: skip
-        wanted = text.encode()
-
-        async def everywhere(expected: bytes = wanted) -> bool:
-            return all(agent.files(agent.rules_dir).get(FILE) == expected for agent in fleet.agents.values())
-
-        await wait_for(everywhere, bool, timeout=60, interval=0.02, what="new bytes on every node")
-        await until_programmed(api, "shared", index + 2, nodes)
+        await one_update(api, fleet, nodes, index, index + 2, interval=0.02)
     await anyio.sleep(1)  # the last Falco polls after the swap
     return (sum(cpu_seconds(pid) for pid in pids) - before) / updates / len(pids) * 1000
 

@@ -141,24 +141,34 @@ def agents_cpu(fleet: Fleet) -> float:
     return sum(cpu_seconds(agent.process.pid) for agent in fleet.agents.values() if agent.process)
 
 
+async def one_update(
+    api: kr8s.asyncio.Api, fleet: Fleet, nodes: int, index: int, generation: int, interval: float = 0.01
+) -> tuple[float, float]:
+    """Edit the shared Rulesfile once: seconds until its new bytes are on every node, and until ``Programmed``
+    for ``generation`` with every node loaded."""
+    text = rule("shared", f"{QUIET}{index + 10}")
+    started = time.monotonic()
+    await call(api, "PATCH", ARTIFACTS.format(ns=NAMESPACE, plural="rulesfiles") + "/shared",
+               body={"spec": {"inlineRules": text}}, content_type="application/merge-patch+json")  # fmt: skip
+    wanted = text.encode()
+
+    async def everywhere() -> bool:
+        return all(agent.files(agent.rules_dir).get(FILE) == wanted for agent in fleet.agents.values())
+
+    await wait_for(everywhere, bool, timeout=60, interval=interval, what="new bytes on every node")
+    to_files = time.monotonic() - started
+    await until_programmed(api, "shared", generation, nodes)
+    return to_files, time.monotonic() - started
+
+
 async def propagation(api: kr8s.asyncio.Api, fleet: Fleet, nodes: int, updates: int) -> list[str]:
     to_files: list[float] = []
     to_programmed: list[float] = []
     cpu_before = agents_cpu(fleet)
     for index in range(updates):
-        text = rule("shared", f"{QUIET}{index + 10}")
-        started = time.monotonic()
-        await call(api, "PATCH", ARTIFACTS.format(ns=NAMESPACE, plural="rulesfiles") + "/shared",
-                   body={"spec": {"inlineRules": text}}, content_type="application/merge-patch+json")  # fmt: skip
-        wanted = text.encode()
-
-        async def everywhere(expected: bytes = wanted) -> bool:
-            return all(agent.files(agent.rules_dir).get(FILE) == expected for agent in fleet.agents.values())
-
-        await wait_for(everywhere, bool, timeout=60, interval=0.01, what="new bytes on every node")
-        to_files.append(time.monotonic() - started)
-        await until_programmed(api, "shared", index + 3, nodes)
-        to_programmed.append(time.monotonic() - started)
+        files, done = await one_update(api, fleet, nodes, index, index + 3)
+        to_files.append(files)
+        to_programmed.append(done)
     per_update = (agents_cpu(fleet) - cpu_before) / updates / nodes * 1000
     total = per_update * nodes / 1000
     return [f"  propagation over {updates} updates: files on all {nodes} nodes {spread(to_files)}",
