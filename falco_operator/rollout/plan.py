@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.rollout import ROLLOUT_ANNOTATION, Rollout, RolloutStatus, RolloutStep
+from ..artifacts.messages import capped
 
 Json = dict[str, Any]
 FAILED_STATES = ("Failed", "Refused", "Invalid")
 MAX_NAMED = 5
+MAX_FAILURE_CHARS = 2048
+"""A halt's message quotes a report, which the operator does not trust to be short (an agent clips its own at
+1,024 characters; a report written by other hands need not): status.rollout.message and the Event stay bounded."""
 PAUSE = "pause"
 ABORT = "abort"
 
@@ -90,9 +94,15 @@ def failure(node: str, entries: Sequence[Json], candidate: int) -> str | None:
     for entry in entries:
         analysis = entry.get("analysis") or {}
         if analysis.get("generation") == candidate and analysis.get("result") == "Failed":
-            return f"{node}: {analysis.get('check') or 'Analysis'}: {analysis.get('message') or 'failed'}"
+            return capped(
+                f"{node}: {analysis.get('check') or 'Analysis'}: {analysis.get('message') or 'failed'}",
+                MAX_FAILURE_CHARS,
+            )
         if entry.get("generation") == candidate and entry.get("state") in FAILED_STATES:
-            return f"{node}: {entry.get('state')}: {entry.get('message') or entry.get('reason') or 'failed'}"
+            return capped(
+                f"{node}: {entry.get('state')}: {entry.get('message') or entry.get('reason') or 'failed'}",
+                MAX_FAILURE_CHARS,
+            )
     return None
 
 

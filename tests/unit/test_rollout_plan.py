@@ -11,7 +11,7 @@ import pytest
 
 from falco_operator.api.rollout import Rollout, RolloutStatus, RolloutStep
 from falco_operator.rollout.effective import delivers_live
-from falco_operator.rollout.plan import Decision, Inputs, advance, choose, ranked, wanted
+from falco_operator.rollout.plan import MAX_FAILURE_CHARS, Decision, Inputs, advance, choose, failure, ranked, wanted
 
 Json = dict[str, Any]
 NODES = frozenset(f"node{index}" for index in range(1, 6))
@@ -258,3 +258,15 @@ def test_properties_over_random_sequences(seed: int) -> None:
             if delivers_live(artifact(generation, status), node) and status is not None and status.phase != "Succeeded":
                 assert node in (status.nodes or [])
         live = status
+
+
+def test_a_halt_message_stays_bounded_whatever_a_report_says() -> None:
+    huge = "x" * 100_000
+    verdict = {"analysis": {"generation": 4, "result": "Failed", "check": "RuleRate", "message": huge}}
+    refused = {"generation": 4, "state": "Refused", "message": huge}
+    for entry in (verdict, refused):
+        message = failure("node-a", [entry], 4)
+        assert message is not None
+        assert message.startswith("node-a: ")
+        assert len(message) <= MAX_FAILURE_CHARS
+    assert failure("node-a", [{"generation": 4, "state": "Loaded"}], 4) is None
