@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from .falco import ArtifactSummary, Engine, Falco, FalcoRulesSelection, FalcoSpec, FalcoStatus
     from .falcorule import FalcoRule, FalcoRuleSpec, FalcoRuleStatus
     from .kinds import ALL_KINDS, ARTIFACT_GROUP, INSTANCE_GROUP, VERSION, KindInfo
-    from .oci import CredentialsRef, ImageRef, OCIArtifact, OCILocation, Registry, RulesOCIArtifact, parse_reference
+    from .oci import ImageRef, OCIArtifact, Registry, RulesOCIArtifact
+    from .ocirefs import CredentialsRef, OCILocation, parse_reference
     from .report import ArtifactReport, ArtifactReportSpec, ArtifactReportStatus, FalcoProbe, ReportedArtifact
     from .schema import custom_resource_definition, openapi_schema
 
