@@ -13,9 +13,10 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, overload
 
 T = TypeVar("T")
+S = TypeVar("S", bound=str)
 
 
 class Refused(ValueError):
@@ -51,27 +52,49 @@ class Fields:
         self._raw: Mapping[str, Any] = raw
         self._where = where
 
-    def _get(self, key: str, default: object) -> object:
+    def _given(self, key: str, default: object) -> object:
+        """The value given for ``key``, or ``_ABSENT`` when the field takes its default (or None)."""
         value = self._raw.get(key, _ABSENT)
         if value is _ABSENT:
             if default is REQUIRED:
                 raise Refused(f"{self._where}.{key}: required")
-            return default
-        if value is None and default is not None:
-            raise Refused(f"{self._where}.{key}: may not be null")
+            return _ABSENT
+        if value is None:
+            if default is not None:
+                raise Refused(f"{self._where}.{key}: may not be null")
+            return _ABSENT
         return value
 
     def _refuse(self, key: str, problem: str) -> Refused:
         return Refused(f"{self._where}.{key}: {problem}")
 
+    @overload
+    def text(
+        self,
+        key: str,
+        default: None = None,
+        *,
+        min_length: int = 0,
+        max_length: int | None = None,
+        pattern: str | None = None,
+    ) -> str | None: ...
+    @overload
+    def text(
+        self,
+        key: str,
+        default: str | _Required,
+        *,
+        min_length: int = 0,
+        max_length: int | None = None,
+        pattern: str | None = None,
+    ) -> str: ...
     def text(
         self, key: str, default: str | _Required | None = None, *, min_length: int = 0, max_length: int | None = None,
         pattern: str | None = None,
-    ) -> Any:  # fmt: skip
-        """A string (``str``, or ``str | None`` with a None default: typed by the caller's annotation)."""
-        value = self._get(key, default)
-        if value is None or value is default:
-            return value
+    ) -> str | None:  # fmt: skip
+        value = self._given(key, default)
+        if value is _ABSENT:
+            return default if isinstance(default, str) else None
         if not isinstance(value, str):
             raise self._refuse(key, "expected a string")
         if len(value) < min_length or (max_length is not None and len(value) > max_length):
@@ -80,26 +103,32 @@ class Fields:
             raise self._refuse(key, f"does not match {pattern}")
         return value
 
+    @overload
+    def integer(
+        self, key: str, default: None = None, *, ge: int | None = None, le: int | None = None
+    ) -> int | None: ...
+    @overload
+    def integer(self, key: str, default: int | _Required, *, ge: int | None = None, le: int | None = None) -> int: ...
     def integer(
         self, key: str, default: int | _Required | None = None, *, ge: int | None = None, le: int | None = None
-    ) -> Any:
+    ) -> int | None:
         """An integer (a boolean, or a float without a fraction, reads as one, as the models read them)."""
-        value = self._get(key, default)
-        if value is None or value is default:
-            return value
+        value = self._given(key, default)
+        if value is _ABSENT:
+            return default if isinstance(default, int) else None
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int):
             raise self._refuse(key, "expected an integer")
-        value = int(value)
-        if (ge is not None and value < ge) or (le is not None and value > le):
-            raise self._refuse(key, f"{value} not within {ge}..{le}")
-        return value
+        number = int(value)
+        if (ge is not None and number < ge) or (le is not None and number > le):
+            raise self._refuse(key, f"{number} not within {ge}..{le}")
+        return number
 
     def number(self, key: str, *, ge: float | None = None, le: float | None = None) -> float | None:
         """An optional number (an integer or a boolean reads as one)."""
-        value = self._get(key, None)
-        if value is None:
+        value = self._given(key, None)
+        if value is _ABSENT:
             return None
         if not isinstance(value, (int, float)):
             raise self._refuse(key, "expected a number")
@@ -110,26 +139,33 @@ class Fields:
 
     def flag(self, key: str) -> bool | None:
         """An optional boolean (0 and 1 read as one, as the models read them)."""
-        value = self._get(key, None)
-        if value is None or isinstance(value, bool):
+        value = self._given(key, None)
+        if value is _ABSENT:
+            return None
+        if isinstance(value, bool):
             return value
         if isinstance(value, (int, float)) and value in (0, 1):
             return bool(value)
         raise self._refuse(key, "expected a boolean")
 
-    def choice(self, key: str, options: tuple[str, ...], default: str | _Required | None = None) -> Any:
+    @overload
+    def choice(self, key: str, options: tuple[S, ...], default: None = None) -> S | None: ...
+    @overload
+    def choice(self, key: str, options: tuple[S, ...], default: S | _Required) -> S: ...
+    def choice(self, key: str, options: tuple[S, ...], default: S | _Required | None = None) -> S | None:
         """One of ``options`` (a ``Literal``)."""
-        value = self._get(key, default)
-        if value is None or value is default:
-            return value
-        if not isinstance(value, str) or value not in options:
-            raise self._refuse(key, f"expected one of {', '.join(options)}")
-        return value
+        value = self._given(key, default)
+        if value is _ABSENT:
+            return None if isinstance(default, _Required) else default
+        for option in options:
+            if value == option and isinstance(value, str):
+                return option
+        raise self._refuse(key, f"expected one of {', '.join(options)}")
 
     def strings(self, key: str) -> tuple[str, ...] | None:
         """An optional list of strings."""
-        value = self._get(key, None)
-        if value is None:
+        value = self._given(key, None)
+        if value is _ABSENT:
             return None
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise self._refuse(key, "expected a list of strings")
@@ -137,8 +173,8 @@ class Fields:
 
     def string_map(self, key: str) -> dict[str, str] | None:
         """An optional map of strings to strings."""
-        value = self._get(key, None)
-        if value is None:
+        value = self._given(key, None)
+        if value is _ABSENT:
             return None
         if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
             raise self._refuse(key, "expected a map of strings")
@@ -148,30 +184,32 @@ class Fields:
         """A free-form value, as given."""
         return self._raw.get(key)
 
-    def model(self, key: str, read: Callable[[Fields], T], default: Callable[[], T] | None = None) -> Any:
-        """A nested object read by ``read``: None when absent (or ``default()``, which also refuses ``null``)."""
-        value = self._get(key, None if default is None else _ABSENT)
+    @overload
+    def model(self, key: str, read: Callable[[Fields], T]) -> T | None: ...
+    @overload
+    def model(self, key: str, read: Callable[[Fields], T], default: Callable[[], T]) -> T: ...
+    def model(self, key: str, read: Callable[[Fields], T], default: Callable[[], T] | None = None) -> T | None:
+        """A nested object read by ``read``: None when absent or null, or ``default()`` when absent (and then
+        ``null`` is refused)."""
+        value = self._given(key, None if default is None else _ABSENT)
         if value is _ABSENT:
             return default() if default is not None else None
-        if value is None:
-            return None
         return read(Fields(value, f"{self._where}.{key}"))
 
     def required_model(self, key: str, read: Callable[[Fields], T]) -> T:
-        value = self._get(key, REQUIRED)
-        return read(Fields(value, f"{self._where}.{key}"))
+        return read(Fields(self._given(key, REQUIRED), f"{self._where}.{key}"))
 
     def models(
         self, key: str, read: Callable[[Fields], T], *, min_items: int = 0, max_items: int | None = None
     ) -> tuple[T, ...] | None:
         """An optional list of nested objects."""
-        value = self._get(key, None)
-        return None if value is None else self._items(key, value, read, min_items, max_items)
+        value = self._given(key, None)
+        return None if value is _ABSENT else self._items(key, value, read, min_items, max_items)
 
     def required_models(
         self, key: str, read: Callable[[Fields], T], *, min_items: int = 0, max_items: int | None = None
     ) -> tuple[T, ...]:
-        return self._items(key, self._get(key, REQUIRED), read, min_items, max_items)
+        return self._items(key, self._given(key, REQUIRED), read, min_items, max_items)
 
     def _items(
         self, key: str, value: object, read: Callable[[Fields], T], min_items: int, max_items: int | None
