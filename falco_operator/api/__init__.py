@@ -1,4 +1,5 @@
-"""Pydantic models of the project's custom resources and the CRD schemas generated from them."""
+"""Pydantic models of the project's custom resources and the CRD schemas generated from them. The artifact agent reads
+and writes through the plain classes of ``plain`` and ``plain_report`` instead (no pydantic on its path)."""
 
 from typing import TYPE_CHECKING
 
