@@ -19,8 +19,15 @@ LAZY_PACKAGES = ["falco_operator.api", "falco_operator.kube", "falco_operator.ar
 
 # Modules the agent's command must not import before it needs them: the operator's controllers and machinery,
 # the models of kinds it does not read, the registry client and signature verification (only for OCI artifacts,
-# and those that ask for verification), RE2 (only for regex conditions), the development and publishing tools.
+# and those that ask for verification), RE2 (only for regex conditions), the development and publishing tools,
+# httpx and what it brings (the agent's own HTTP client speaks to the API server and Falco; httpx is for pulls).
+# Still imported by others: ``email`` (importlib.metadata, which pydantic's plugin loader imports) and
+# ``urllib.request`` (prometheus_client's exposition).
 NOT_ON_THE_AGENT_PATH = [
+    "httpx",
+    "httpcore",
+    "h2",
+    "idna",
     "cryptography",
     "re2",
     "falco_operator.artifacts.oci.registry",
