@@ -241,6 +241,7 @@ class HttpClient:
         timeout: float | Timeouts = 5.0,
         max_idle: int = 4,
         keepalive_expiry: float = 5.0,
+        max_connections: int = 100,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._headers = dict(headers or {})
@@ -250,6 +251,8 @@ class HttpClient:
         self._keepalive_expiry = keepalive_expiry
         self._idle: dict[Origin, list[_Connection]] = {}
         self._closed = False
+        self._slots = anyio.Semaphore(max_connections)
+        """Exchanges at once (streams included): more wait for a free one, up to the connect timeout, as in httpx."""
 
     async def __aenter__(self) -> HttpClient:
         return self
@@ -303,6 +306,21 @@ class HttpClient:
         timeouts = Timeouts.of(timeout) if timeout is not None else self._timeouts
         origin, request = self._prepare(method, url, params, headers, content)
         body = content.encode() if isinstance(content, str) else content
+        try:
+            with anyio.fail_after(timeouts.connect):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise TimedOut(f"no free connection within {timeouts.connect:g} s") from None
+        try:
+            async with self._exchanging(origin, request, body, timeouts, stream) as response:
+                yield response
+        finally:
+            self._slots.release()
+
+    @asynccontextmanager
+    async def _exchanging(
+        self, origin: Origin, request: h11.Request, body: bytes | None, timeouts: Timeouts, stream: bool
+    ) -> AsyncIterator[Response]:
         for attempt in range(2):
             connection = await self._acquire(origin, timeouts)
             try:

@@ -223,6 +223,14 @@ async def test_a_closed_connection_that_looked_alive_is_retried_for_idempotent_r
         assert server.connections == 3
 
 
+async def test_exchanges_beyond_the_connection_limit_wait_for_a_free_one() -> None:
+    async with serve(stall_after_one_line) as server, HttpClient(server.url(), max_connections=1) as http:
+        async with http.open("GET", "/watch", stream=True):
+            with pytest.raises(TimedOut, match="no free connection"):
+                await http.get("/", timeout=0.3)
+        assert (await http.get("/")).status_code == 200
+
+
 async def test_idle_connections_expire() -> None:
     async with serve(echo) as server, HttpClient(server.url(), keepalive_expiry=0.1) as http:
         await http.get("/")
