@@ -239,6 +239,10 @@ async def test_idle_connections_expire() -> None:
 
 
 async def stall_after_one_line(request: Request, stream: anyio.abc.ByteStream) -> bool:
+    if request.target == "/hang":
+        with anyio.move_on_after(30):
+            await stream.receive()
+        return False
     if request.target == "/watch":
         await stream.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(b'{"n": 0}\n'))
         with anyio.move_on_after(30):
@@ -275,6 +279,17 @@ async def test_cancelling_a_stream_leaves_the_pool_healthy() -> None:
         await wait_until(lambda: server.closed == 1)  # the client closed the cancelled connection
         first, second = await http.get("/"), await http.get("/")
         assert (first.json()["connection"], second.json()["connection"]) == (1, 1)
+
+
+async def test_a_request_abandoned_before_its_answer_leaves_the_pool_healthy() -> None:
+    """As the leader elector abandons a renewal that hangs: the kept-alive connection it hung on is not reused."""
+    async with serve(stall_after_one_line) as server, HttpClient(server.url()) as http:
+        await http.get("/")
+        with anyio.move_on_after(0.3) as scope:
+            await http.get("/hang")
+        assert scope.cancelled_caught
+        assert http.idle_connections() == 0
+        assert (await http.get("/")).json()["connection"] == 1
 
 
 async def test_leaving_a_stream_early_closes_its_connection() -> None:
