@@ -99,8 +99,9 @@ class _Connection:
         sock = self.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
         if sock is None or sock.fileno() < 0:
             return False
-        readable, _, _ = select.select([sock], [], [], 0)
-        return not readable
+        poller = select.poll()  # not select.select: it fails for descriptors above 1023
+        poller.register(sock, select.POLLIN)
+        return not poller.poll(0)
 
     async def send(self, event: h11.Event, timeout: float) -> None:
         data = self.protocol.send(event)
