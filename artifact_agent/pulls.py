@@ -47,7 +47,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-import httpx
 
 from falco_operator.api.ocirefs import MIN_REFRESH_SECONDS, CredentialsRef, KeylessSource, KeySource, OCILocation
 from falco_operator.api.plain import OCIArtifact, Plugin, Rulesfile, Verification
@@ -76,7 +75,9 @@ from falco_operator.kube import ApiError, Backoff, Client, Forbidden, NotFound
 from falco_operator.kube.resources import CONFIG_MAPS, SECRETS
 from falco_operator.resources import FALCOS
 
-if TYPE_CHECKING:  # the registry client and keyless verification (x509) are imported by the first pull
+if TYPE_CHECKING:  # the registry client, httpx and keyless verification (x509) are imported by the first pull
+    import httpx
+
     from falco_operator.artifacts.oci.keyless import KeylessPolicy
     from falco_operator.artifacts.oci.registry import RegistrySession, Resolved
 

@@ -20,7 +20,9 @@ LAZY_PACKAGES = ["falco_operator.api", "falco_operator.kube", "falco_operator.ar
 # Modules the agent's command must not import before it needs them: the operator's controllers and machinery,
 # pydantic and every model (the agent reads and writes through ``api.plain`` and ``api.plain_report``), the
 # registry client and signature verification (only for OCI artifacts, and those that ask for verification), RE2
-# (only for regex conditions), the development and publishing tools.
+# (only for regex conditions), the development and publishing tools, httpx and what it brings (the agent's own
+# HTTP client speaks to the API server and Falco; httpx is for pulls). Still imported by others: ``urllib.request``
+# (prometheus_client's exposition).
 NOT_ON_THE_AGENT_PATH = [
     "pydantic",
     "pydantic_core",
@@ -34,6 +36,10 @@ NOT_ON_THE_AGENT_PATH = [
     "falco_operator.api.registries",
     "falco_operator.api.services",
     "falco_operator.api.monitoring",
+    "httpx",
+    "httpcore",
+    "h2",
+    "idna",
     "cryptography",
     "re2",
     "falco_operator.artifacts.oci.registry",
