@@ -194,7 +194,8 @@ def _groups(analyses: Sequence[_FileWords]) -> list[list[int]]:
     for position, analysis in enumerate(analyses):
         for word in defined.intersection(analysis.used):
             for definer in definers[word]:
-                join(position, definer)
+                if definer != position:
+                    join(position, definer)
     groups: dict[int, list[int]] = {}
     for position in range(len(analyses)):
         groups.setdefault(root(position), []).append(position)
@@ -250,38 +251,35 @@ class IncrementalCheck:
             files = [*context.preceding, *files]
             context = replace(context, preceding=())
         ids = [_content_id(rules_file) for rules_file in files]
-        groups = _groups([self._analysis(rules_file, id_) for rules_file, id_ in zip(files, ids, strict=True)])
-        traces = [self._group_trace([files[p] for p in group], [ids[p] for p in group], catalogue, context)
-                  for group in groups]  # fmt: skip
-        return _findings(groups, traces, context)
+        with self._lock:
+            analyses: list[_FileWords | None] = [self._words.get(id_) if id_ else None for id_ in ids]
+        for position, found in enumerate(analyses):
+            if found is None:
+                analyses[position] = self._analysis(files[position], ids[position])
+        groups = _groups([analysis for analysis in analyses if analysis is not None])
+        context_key = _context_key(context)
+        keys: list[Hashable] = [
+            (tuple((files[p].name, ids[p]) for p in group), context_key) if all(ids[p] for p in group) else None
+            for group in groups
+        ]
+        with self._lock:
+            traces: list[_GroupTrace | None] = [self._groups.get(key) if key else None for key in keys]
+        for index, group in enumerate(groups):
+            if traces[index] is None:
+                traces[index] = self._checked([files[p] for p in group], keys[index], catalogue, context)
+        return _findings(groups, [trace for trace in traces if trace is not None], context)
 
     def _analysis(self, rules_file: RulesFile, content: str | None) -> _FileWords:
-        if content is None:
-            return _file_words(rules_file.items)
-        with self._lock:
-            found: _FileWords | None = self._words.get(content)
-        if found is None:
-            found = _file_words(rules_file.items)
-            size = len(rules_file.text or "")
-            if size <= self.max_entry:
-                with self._lock:
-                    self._words.put(content, size, found)
+        found = _file_words(rules_file.items)
+        size = len(rules_file.text or "")
+        if content is not None and size <= self.max_entry:
+            with self._lock:
+                self._words.put(content, size, found)
         return found
 
-    def _group_trace(
-        self,
-        files: Sequence[RulesFile],
-        ids: Sequence[str | None],
-        catalogue: FieldCatalogue,
-        context: LoadContext | None,
+    def _checked(
+        self, files: Sequence[RulesFile], key: Hashable, catalogue: FieldCatalogue, context: LoadContext | None
     ) -> _GroupTrace:
-        key = None
-        if None not in ids:
-            key = (tuple(zip((f.name for f in files), ids, strict=True)), _context_key(context))
-            with self._lock:
-                remembered: _GroupTrace | None = self._groups.get(key)
-            if remembered is not None:
-                return remembered
         trace = _check_group(files, catalogue, context)
         size = sum(len(f.text or "") for f in files)
         with self._lock:
