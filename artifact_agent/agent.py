@@ -18,7 +18,7 @@ import anyio
 import anyio.abc
 import httpx
 
-from falco_operator.api import FalcoProbe
+from falco_operator.api.plain_report import FalcoProbe
 from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Medium, Outcome, RulesSetCheck
 from falco_operator.artifacts.image_defaults import ImageDefaults
 from falco_operator.kube import ApiError, Backoff, Client, EventHandler, Informer, RuntimeMetrics

@@ -49,16 +49,8 @@ import anyio
 import anyio.abc
 import httpx
 
-from falco_operator.api import Plugin, Rulesfile
-from falco_operator.api.oci import (
-    MIN_REFRESH_SECONDS,
-    CredentialsRef,
-    KeylessSource,
-    KeySource,
-    OCIArtifact,
-    OCILocation,
-    Verification,
-)
+from falco_operator.api.ocirefs import MIN_REFRESH_SECONDS, CredentialsRef, KeylessSource, KeySource, OCILocation
+from falco_operator.api.plain import OCIArtifact, Plugin, Rulesfile, Verification
 from falco_operator.artifacts import Artifact, ArtifactKey, Content, Resolution, Unavailable, artifact_key
 from falco_operator.artifacts.needs import ArtifactNeeds, artifact_needs
 from falco_operator.artifacts.oci.credentials import (
@@ -629,7 +621,7 @@ class OCIPulls:
             ) from None
         raw = (falco.get("spec") or {}).get("artifactVerification")
         try:
-            policy = Verification.model_validate(raw).key_source() if raw else None
+            policy = Verification.from_wire(raw).key_source() if raw else None
         except ValueError as error:
             raise PullFailed(
                 "PolicyUnreadable", f"Falco {self._instance}'s artifactVerification cannot be read: {error}"

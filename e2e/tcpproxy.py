@@ -2,7 +2,9 @@
 
 ``refuse`` closes every connection at once (a client sees fast failures); ``stall`` accepts and never answers (a
 client's request hangs until its own timeout). Switching mode drops the connections that are open, so a client's
-kept-alive connection cannot slip past. TLS passes through untouched: the server certificate names 127.0.0.1.
+kept-alive connection cannot slip past. ``freeze_open`` instead stalls only the connections open now, leaving them
+open: the next request a client sends on a kept-alive connection hangs, and a new connection passes. TLS passes
+through untouched: the server certificate names 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -10,12 +12,21 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from .controlplane.cluster import free_port
 
 Mode = Literal["pass", "refuse", "stall"]
+
+
+@dataclass(eq=False)
+class _Link:
+    """One client connection and its upstream; a frozen link forwards nothing either way."""
+
+    frozen: bool = False
 
 
 class SwitchableProxy:
@@ -25,6 +36,7 @@ class SwitchableProxy:
         self.mode: Mode = "pass"
         self._loop = asyncio.new_event_loop()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._links: set[_Link] = set()
         self._ready = threading.Event()
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self._serve, name="switchable-proxy", daemon=True)
@@ -64,6 +76,15 @@ class SwitchableProxy:
 
         self._loop.call_soon_threadsafe(apply)
 
+    def freeze_open(self) -> None:
+        """Stall every connection open now (it stays open and answers nothing); new ones follow the mode."""
+
+        def apply() -> None:
+            for link in self._links:
+                link.frozen = True
+
+        asyncio.run_coroutine_threadsafe(_call(apply), self._loop).result(10)
+
     def kubeconfig(self, original: Path, target: Path) -> Path:
         """A copy of ``original`` whose server is this proxy."""
         url = f"https://127.0.0.1:{self.port}"
@@ -88,6 +109,7 @@ class SwitchableProxy:
             return
         self._writers.add(writer)
         up_writer: asyncio.StreamWriter | None = None
+        link = _Link()
         try:
             if self.mode == "stall":
                 while await reader.read(65536):
@@ -95,19 +117,28 @@ class SwitchableProxy:
                 return
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
             self._writers.add(up_writer)
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True)
+            self._links.add(link)
+            await asyncio.gather(_pipe(reader, up_writer, link), _pipe(up_reader, writer, link),
+                                 return_exceptions=True)  # fmt: skip
         except OSError:
             pass
         finally:
+            self._links.discard(link)
             for each in (writer, up_writer):
                 if each is not None:
                     self._writers.discard(each)
                     each.close()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _call(function: Callable[[], None]) -> None:
+    function()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _Link) -> None:
     try:
         while data := await reader.read(65536):
+            if link.frozen:
+                continue
             writer.write(data)
             await writer.drain()
     finally:

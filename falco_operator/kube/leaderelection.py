@@ -2,8 +2,10 @@
 
 Expiry is judged by the local clock from when this candidate last saw the lease record change, not from the
 holder's timestamps, so clock skew between nodes cannot make two leaders. The leader gives up once no renewal
-succeeded for ``renew_deadline`` — every attempt is cut to what is left of that deadline, so a hung request cannot
-stretch it — and a standby takes over only after ``lease_duration``, which must be longer.
+succeeded for ``renew_deadline`` and a standby takes over only after ``lease_duration``, which must be longer.
+
+One attempt (a GET and a PUT) is abandoned after ``attempt_timeout``: short enough that a request that hangs costs
+one attempt, not the whole renew deadline, and a second attempt still fits before it (``RenewalClock``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import secrets
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -45,6 +48,53 @@ def check_timings(lease_duration: float, renew_deadline: float, retry_period: fl
             "leader election needs lease duration > renew deadline > retry period > 0, got "
             f"{lease_duration:g}s, {renew_deadline:g}s, {retry_period:g}s"
         )
+
+
+def attempt_timeout(renew_deadline: float, retry_period: float) -> float:
+    """How long one attempt may take: an attempt that starts a retry period after the last renewal may hang to
+    this limit and a second one still has as long before the renew deadline (4 s of 10 s, retrying every 2 s)."""
+    return (renew_deadline - retry_period) / 2
+
+
+@dataclass
+class RenewalClock:
+    """When the leader tries to renew and for how long, in ``time.monotonic()`` seconds.
+
+    Attempts start a retry period apart, or at once after one that hung until abandoned; each is cut to
+    ``attempt_timeout`` and to what is left of the renew deadline, which runs from the last successful renewal.
+    """
+
+    renew_deadline: float
+    retry_period: float
+    last_renewal: float
+    last_attempt: float
+    last_budget: float = 0.0
+
+    @classmethod
+    def starting(cls, now: float, renew_deadline: float, retry_period: float) -> RenewalClock:
+        return cls(renew_deadline, retry_period, last_renewal=now, last_attempt=now)
+
+    def left(self, now: float) -> float:
+        return self.renew_deadline - (now - self.last_renewal)
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next attempt."""
+        since_attempt = now - self.last_attempt
+        if self.last_budget > 0 and since_attempt >= self.last_budget and self.last_renewal < self.last_attempt:
+            return 0.0  # the last attempt hung and was abandoned: the time waited already
+        return max(0.0, min(self.retry_period - since_attempt, self.left(now)))
+
+    def start_attempt(self, now: float) -> float:
+        """The budget of the attempt starting now; zero or less once the renew deadline has passed."""
+        self.last_attempt = now
+        self.last_budget = min(attempt_timeout(self.renew_deadline, self.retry_period), self.left(now))
+        return self.last_budget
+
+    def renewed(self, now: float) -> None:
+        self.last_renewal = now
+
+    def expired(self, now: float) -> bool:
+        return self.left(now) <= 0
 
 
 def _now() -> str:
@@ -93,10 +143,14 @@ class LeaderElector:
         log.info("acquired lease %s/%s as %s", self.namespace, self.name, self.identity)
 
     async def _attempt(self, budget: float | None = None) -> bool:
+        limit = attempt_timeout(self.renew_deadline, self.retry_period) if budget is None else budget
         try:
-            with anyio.fail_after(self.renew_deadline if budget is None else budget):
+            with anyio.fail_after(limit):
                 return await self._try_acquire_or_renew()
-        except (TimeoutError, ApiError) as error:
+        except TimeoutError:
+            log.warning("lease %s/%s: attempt abandoned after %.1fs", self.namespace, self.name, limit)
+            return False
+        except ApiError as error:
             log.warning("lease %s/%s: %s", self.namespace, self.name, error or type(error).__name__)
             return False
 
@@ -104,18 +158,18 @@ class LeaderElector:
         """Renew every retry period; raise ``LeaderLost`` once no renewal has succeeded for the renew deadline.
 
         The deadline runs from the last successful renewal and bounds each attempt too, so leadership is given up
-        at most ``renew_deadline`` after the last renewal, before any standby may take over (``lease_duration``).
+        at most ``renew_deadline`` after the last renewal, before any standby may take over (``lease_duration``);
+        an attempt that hangs is abandoned after ``attempt_timeout`` and the next starts at once.
         """
-        last_renewal = time.monotonic()
+        clock = RenewalClock.starting(time.monotonic(), self.renew_deadline, self.retry_period)
         while True:
-            left = self.renew_deadline - (time.monotonic() - last_renewal)
-            await anyio.sleep(max(0.0, min(self.retry_period, left)))
-            left = self.renew_deadline - (time.monotonic() - last_renewal)
-            if left > 0 and await self._attempt(budget=left):
-                last_renewal = time.monotonic()
-            elif time.monotonic() - last_renewal >= self.renew_deadline or not self._held_by_me():
+            await anyio.sleep(clock.wait(time.monotonic()))
+            budget = clock.start_attempt(time.monotonic())
+            if budget > 0 and await self._attempt(budget=budget):
+                clock.renewed(time.monotonic())
+            elif clock.expired(time.monotonic()) or not self._held_by_me():
                 self._set_leading(False)
-                since = time.monotonic() - last_renewal
+                since = time.monotonic() - clock.last_renewal
                 raise LeaderLost(
                     f"lost the leader lease {self.namespace}/{self.name}: no renewal succeeded for {since:.1f}s "
                     f"(renew deadline {self.renew_deadline:g}s) or another candidate holds it"

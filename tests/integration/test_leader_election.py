@@ -144,11 +144,43 @@ async def lease_renewed_at(api: kr8s.asyncio.Api, namespace: str) -> float:
     return datetime.datetime.strptime(renew, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC).timestamp()
 
 
-async def test_a_leader_cut_off_from_the_api_server_exits_within_the_renew_deadline(
+async def test_a_renewal_that_hangs_once_is_abandoned_and_retried_before_the_renew_deadline(
     api: kr8s.asyncio.Api, namespace: str, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    """Fast failures first, then a request that hangs: the leader must still give up 10 s (the renew deadline)
-    after its last renewal, before a standby may take over at 15 s, and say so in plain words."""
+    """The leader's kept-alive connection stops answering (a stalled request on a loaded machine) while new
+    connections pass: the hung attempt is abandoned after 4 s, a second one renews, and the leader keeps leading
+    well past the 10 s renew deadline (it exited when one attempt could hang until the deadline)."""
+    with SwitchableProxy("127.0.0.1", control_plane.state.apiserver_port) as proxy:
+        kubeconfig = proxy.kubeconfig(control_plane.kubeconfig, tmp_path / "proxied.kubeconfig")
+        leader = Candidate(control_plane, namespace, "stalled-once", tmp_path, kubeconfig=kubeconfig)
+        try:
+            await wait_for(lambda: holder(api, namespace), lambda h: h == "stalled-once", what="leads", timeout=30)
+            first = await lease_renewed_at(api, namespace)
+            await wait_for(lambda: lease_renewed_at(api, namespace), lambda at: at > first, what="a renewal")
+            proxy.freeze_open()
+            frozen_at = time.time()
+            await wait_for(lambda: lease_renewed_at(api, namespace), lambda at: at > frozen_at + 1,
+                           what="a renewal after the hung attempt", timeout=15)  # fmt: skip
+            await anyio.sleep(max(0.0, frozen_at + 14 - time.time()))  # past the renew deadline from the freeze
+            still_running = leader.process.poll() is None
+            lease_holder = await holder(api, namespace)
+            renewed_at = await lease_renewed_at(api, namespace)
+        finally:
+            leader.stop(signal.SIGKILL)
+    log = leader.log_path.read_text()
+    assert "attempt abandoned after 4.0s" in log, log  # the freeze did catch a renewal
+    assert still_running, log
+    assert "lost the leader lease" not in log, log
+    assert lease_holder == "stalled-once"
+    assert renewed_at > frozen_at + 6, "renewals stopped after the hung attempt"
+
+
+@pytest.mark.parametrize("failure", ["refused-then-stalled", "stalled"])
+async def test_a_leader_cut_off_from_the_api_server_exits_within_the_renew_deadline(
+    api: kr8s.asyncio.Api, namespace: str, control_plane: ControlPlane, tmp_path: Path, failure: str
+) -> None:
+    """Fast failures then a request that hangs, or only requests that hang: the leader must still give up 10 s
+    (the renew deadline) after its last renewal, before a standby may take over at 15 s, and say so plainly."""
     with SwitchableProxy("127.0.0.1", control_plane.state.apiserver_port) as proxy:
         kubeconfig = proxy.kubeconfig(control_plane.kubeconfig, tmp_path / "proxied.kubeconfig")
         leader = Candidate(control_plane, namespace, "cut-off", tmp_path, kubeconfig=kubeconfig)
@@ -156,9 +188,10 @@ async def test_a_leader_cut_off_from_the_api_server_exits_within_the_renew_deadl
             await wait_for(lambda: holder(api, namespace), lambda h: h == "cut-off", what="leads", timeout=30)
             first = await lease_renewed_at(api, namespace)
             await wait_for(lambda: lease_renewed_at(api, namespace), lambda at: at > first, what="a renewal")
-            proxy.switch("refuse")
-            await anyio.sleep(5)  # the scenario: some renewals fail fast ...
-            proxy.switch("stall")  # ... then one hangs
+            if failure == "refused-then-stalled":
+                proxy.switch("refuse")
+                await anyio.sleep(5)  # some renewals fail fast ...
+            proxy.switch("stall")  # ... then every attempt hangs
             await wait_for(lambda: _returncode(leader), lambda code: code is not None, what="exit", timeout=30,
                            interval=0.05)  # fmt: skip
             exited = time.time()
