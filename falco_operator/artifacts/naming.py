@@ -11,6 +11,7 @@ library must come under a new name to be loaded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -37,13 +38,10 @@ class Medium(Enum):
     CONFIGMAP = ("configmap", 2)
     INLINE = ("inline", 3)
 
-    @property
-    def label(self) -> str:
-        return self.value[0]
-
-    @property
-    def sub_priority(self) -> int:
-        return self.value[1]
+    def __init__(self, label: str, sub_priority: int) -> None:
+        # Plain attributes: an Enum's ``value`` goes through a descriptor, and every pass names every file.
+        self.label = label
+        self.sub_priority = sub_priority
 
 
 _FILE = re.compile(r"^(?P<priority>\d{2})-(?P<sub>\d{2})-(?P<name>.+)-(?P<medium>oci|configmap|inline)\.yaml$")
@@ -55,6 +53,9 @@ def artifact_file_name(priority: int, name: str, medium: Medium) -> str:
     return f"{priority:02d}-{medium.sub_priority:02d}-{name}-{medium.label}.yaml"
 
 
+_BY_LABEL = {medium.label: medium for medium in Medium}
+
+
 @dataclass(frozen=True)
 class ParsedFileName:
     priority: int
@@ -62,12 +63,14 @@ class ParsedFileName:
     medium: Medium
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_artifact_file_name(file_name: str) -> ParsedFileName | None:
-    """The parts of a name made by ``artifact_file_name``; None for any other name."""
+    """The parts of a name made by ``artifact_file_name``; None for any other name (remembered: a pass reads the
+    names of every file it writes)."""
     match = _FILE.match(file_name)
     if not match or file_name in AGENT_CONFIG_FILES:
         return None
-    medium = next(m for m in Medium if m.label == match["medium"])
+    medium = _BY_LABEL[match["medium"]]
     if int(match["sub"]) != medium.sub_priority:
         return None
     return ParsedFileName(int(match["priority"]), match["name"], medium)

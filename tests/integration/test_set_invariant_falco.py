@@ -16,7 +16,8 @@ from artifact_agent.materializer import Directories, Materializer
 from e2e.falco import RELOAD_FAILURE_LINE, SHARED_FALCO, FalcoBinaries, RunningFalco, run_falco, write_yaml
 from e2e.falco_verdict import FalcoVerdict, verdict_from_output
 from e2e.wait import wait_for
-from falco_operator.api import Engine, Rulesfile
+from falco_operator.api import Engine
+from falco_operator.api.plain import Rulesfile
 from falco_operator.artifacts import (
     CONFIG_DIR,
     PLUGINS_CONFIG_FILE,
@@ -111,8 +112,8 @@ class Node:
 
 
 def rulesfile(name: str, text: str, priority: int = 50, generation: int = 1) -> Rulesfile:
-    return Rulesfile.model_validate({"metadata": {"name": name, "generation": generation},
-                                     "spec": {"inlineRules": text, "priority": priority}})  # fmt: skip
+    return Rulesfile.from_wire({"metadata": {"name": name, "generation": generation},
+                                "spec": {"inlineRules": text, "priority": priority}})  # fmt: skip
 
 
 async def loads_what_is_written(falco: RunningFalco, node: Node, reloads: int) -> int:

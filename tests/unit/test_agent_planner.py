@@ -27,22 +27,23 @@ from falco_operator.artifacts import (
     sha256_hex,
 )
 from falco_operator.artifacts.budget import BudgetedChecks
-from falco_operator.artifacts.rules import LoadContext, check_rule_set, rules_set_check, setcheck
+from falco_operator.artifacts.rules import LoadContext, incremental, rules_set_check
 
 PLUGINS = "/usr/share/falco/plugins"
 
 
 @pytest.fixture
 def set_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every real check of a rules set, counted (the real check still does the work)."""
+    """Every real check of rules files, counted by the files checked together (the real check still does the
+    work; ``incremental`` checks a group of files that use each other's names, and remembers it)."""
     calls: list[int] = []
-    real = check_rule_set
+    real = incremental._check_group
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(len(args[0]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(setcheck, "check_rule_set", counting)
+    monkeypatch.setattr(incremental, "_check_group", counting)
     return calls
 
 

@@ -32,6 +32,15 @@ class Dependencies:
         self._list_users: defaultdict[str, set[str]] = defaultdict(set)
         self._macro_users: defaultdict[str, set[Item]] = defaultdict(set)
 
+    def copy(self) -> Dependencies:
+        """Links that grow apart from these."""
+        copied = Dependencies()
+        copied._by_word.update((word, set(items)) for word, items in self._by_word.items())
+        copied._texts.update(self._texts)
+        copied._list_users.update((word, set(names)) for word, names in self._list_users.items())
+        copied._macro_users.update((macro, set(items)) for macro, items in self._macro_users.items())
+        return copied
+
     def text(self, item: Item, text: str) -> None:
         """The text of a macro's or rule's condition (a rule's with its exceptions), before substitution."""
         self._texts[item] = text

@@ -12,6 +12,7 @@ then an error, as Falco refuses it, and so is a field class no part of that Falc
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -74,8 +75,12 @@ class FieldCatalogue:
         return _load()
 
     def loading(self, plugins: Iterable[str]) -> FieldCatalogue:
-        """This catalogue for a Falco that loads exactly ``plugins`` (by plugin name)."""
-        return FieldCatalogue(self._fields, self._plugins, frozenset(plugins))
+        """This catalogue for a Falco that loads exactly ``plugins`` (by plugin name); what it derives from the
+        fields is shared, not derived again (every set check asks for one)."""
+        loading = copy.copy(self)
+        loading._loaded = frozenset(plugins)
+        loading._uncatalogued = sorted(loading._loaded - set(self._plugins))
+        return loading
 
     def plugins(self) -> Mapping[str, PluginInfo]:
         """The catalogued plugins, by name."""

@@ -535,6 +535,8 @@ class _Compiled:
     warnings: dict[str, list[Finding]] = field(default_factory=dict)
     """Each rule's warnings from its last compile."""
     links: Dependencies = field(default_factory=Dependencies)
+    record: list[str] | None = None
+    """When a list: the names of the rules compiled, in order (``incremental`` keeps their warnings by file)."""
 
     def rule_warnings(self, collector: _Collector) -> list[Finding]:
         rules = sorted(collector.rules.values(), key=lambda r: r.index)
@@ -598,6 +600,8 @@ def _compile_rule(
     those of its last compile. ``remember``: keep its links for later compiles."""
     macro_trees = compiled.macro_trees
     warnings = compiled.warnings[rule.name] = []
+    if compiled.record is not None:
+        compiled.record.append(rule.name)
     try:
         condition = _with_exceptions(rule)
     except _Stop as stop:

@@ -7,19 +7,25 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..yamldoc import Problem
+from .incremental import IncrementalCheck
 from .ruleset import Finding, LoadContext, RulesFile, check_rule_set
 
 if TYPE_CHECKING:
     from ..model import ArtifactKey, RulesFileView
 
 
+REMEMBERED = IncrementalCheck(max_bytes=512 * 1024, max_entry=256 * 1024)
+"""The groups of files the set check has judged (and their words), up to 512 KiB of their text each."""
+
+
 def rules_set_check(
     views: Sequence[RulesFileView], context: LoadContext | None = None
 ) -> Mapping[ArtifactKey, Problem]:
     """The artifacts whose files make the set fail to load, each with its first error. ``context``: what the
-    Falco that loads the set provides (plugins, engine version); None: unknown, those checks cannot judge."""
+    Falco that loads the set provides (plugins, engine version); None: unknown, those checks cannot judge.
+    Only the groups of files a change reaches are checked again (``incremental``)."""
     owners = {view.file_name: view.key for view in views}
-    findings = check_rule_set([RulesFile(view.file_name, view.items, view.text) for view in views], context=context)
+    findings = REMEMBERED.check([RulesFile(view.file_name, view.items, view.text) for view in views], context)
     problems: dict[ArtifactKey, Problem] = {}
     for finding in findings:
         owner = owners.get(finding.file)
