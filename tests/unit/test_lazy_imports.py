@@ -19,9 +19,13 @@ LAZY_PACKAGES = ["falco_operator.api", "falco_operator.kube", "falco_operator.ar
 
 # Modules the agent's command must not import before it needs them: the operator's controllers and machinery,
 # the models of kinds it does not read, the registry client and signature verification (only for OCI artifacts,
-# and those that ask for verification), RE2 (only for regex conditions), the development and publishing tools.
+# and those that ask for verification), RE2 (only for regex conditions), the development and publishing tools,
+# and a metrics client library with its HTTP servers (the agent renders its metrics with kube/promtext.py).
 NOT_ON_THE_AGENT_PATH = [
     "cryptography",
+    "prometheus_client",
+    "http.server",
+    "wsgiref",
     "re2",
     "falco_operator.artifacts.oci.registry",
     "falco_operator.artifacts.oci.archive",
