@@ -16,13 +16,13 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import httpx
 
-from falco_operator.api import FalcoProbe
+from falco_operator.api.plain_report import FalcoProbe
 from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Medium, Outcome, RulesSetCheck
 from falco_operator.artifacts.image_defaults import ImageDefaults
 from falco_operator.kube import ApiError, Backoff, Client, EventHandler, Informer, RuntimeMetrics
 from falco_operator.kube.endpoints import HttpEndpoints, metrics_handler, probe_handler
+from falco_operator.kube.http import HttpClient, TransportError
 from falco_operator.kube.resources import NODES
 from falco_operator.resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 
@@ -305,8 +305,8 @@ class Agent:
 
     async def _watch_falco(self, url: str) -> None:
         """Ask Falco what it loaded: often right after a swap, then slowly; a new answer starts a pass."""
-        # Falco's web server is plain HTTP in the pod: no CA bundle to load (3 MiB) unless it is served over TLS.
-        async with httpx.AsyncClient(timeout=5, verify=url.startswith("https://")) as http:
+        # Falco's web server is plain HTTP in the pod: no CA bundle is loaded (3 MiB) unless it is served over TLS.
+        async with HttpClient(timeout=5, max_idle=1) as http:
             while True:
                 self._poll_now = anyio.Event()
                 view = await observe(http, url, self.falco_view)
@@ -339,12 +339,12 @@ class Agent:
                 with anyio.move_on_after(min(interval, SAMPLE_INTERVAL) if self.analysis.sampling else interval):
                     await self._poll_now.wait()
 
-    async def _sample_for_analysis(self, http: httpx.AsyncClient, url: str) -> None:
+    async def _sample_for_analysis(self, http: HttpClient, url: str) -> None:
         """One sample of Falco's metrics for the running watches; a verdict starts a pass (which reports it)."""
         try:
             response = await http.get(f"{url}/metrics")
             sample = parse_sample(response.text, time.monotonic()) if response.status_code == 200 else None
-        except httpx.HTTPError:
+        except TransportError:
             sample = None
         if self.analysis.observe(sample, time.monotonic()):
             self._mark_dirty()

@@ -20,11 +20,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from falco_operator.api.oci import parse_duration
-from falco_operator.api.rollout import ReportedAnalysis, RolloutAnalysis
+from falco_operator.api.ocirefs import parse_duration
+from falco_operator.api.plain import RolloutAnalysis
+from falco_operator.api.plain_report import ReportedAnalysis
 from falco_operator.artifacts import ArtifactKey, Outcome
 
 from .confirmation import FalcoLoads
@@ -167,7 +168,7 @@ class Watch:
         return max(MIN_LOAD_WAIT, parse_duration(self.limits.duration))
 
     def conclude(self, verdict: ReportedAnalysis) -> None:
-        self.verdict = verdict.model_copy(update={"generation": self.generation})
+        self.verdict = replace(verdict, generation=self.generation)
 
     def observe(self, sample: Sample) -> bool:
         """Take a sample into account; True when it brought the verdict."""
@@ -283,7 +284,7 @@ def reported_analyses(status: Mapping[str, Any] | None) -> dict[ArtifactKey, Rep
     for item in (status or {}).get("artifacts") or []:
         if isinstance(item, dict) and isinstance(item.get("analysis"), dict):
             try:
-                verdicts[ArtifactKey(str(item["kind"]), str(item["name"]))] = ReportedAnalysis.model_validate(
+                verdicts[ArtifactKey(str(item["kind"]), str(item["name"]))] = ReportedAnalysis.from_wire(
                     item["analysis"]
                 )
             except (KeyError, ValueError):

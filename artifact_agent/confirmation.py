@@ -33,8 +33,6 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-import httpx
-
 from falco_operator.artifacts import (
     RULES_DIR,
     ArtifactKey,
@@ -43,6 +41,7 @@ from falco_operator.artifacts import (
     parse_plugin_library_file_name,
     sha256_hex,
 )
+from falco_operator.kube.http import HttpClient, TransportError
 
 RULES_METRIC = "falcosecurity_falco_sha256_rules_files_info"
 RELOAD_METRIC = "falcosecurity_falco_reload_timestamp_nanoseconds"
@@ -258,7 +257,7 @@ def parse_rules_hashes(metrics: str) -> dict[str, str]:
     return found
 
 
-async def observe(http: httpx.AsyncClient, url: str, previous: FalcoView = UNKNOWN) -> FalcoView:
+async def observe(http: HttpClient, url: str, previous: FalcoView = UNKNOWN) -> FalcoView:
     """One look at Falco's web server; unreachable when it does not answer.
 
     Falco's version and plugins change only when it (re)starts, which moves its reload timestamp: while that
@@ -275,7 +274,7 @@ async def observe(http: httpx.AsyncClient, url: str, previous: FalcoView = UNKNO
         if versions.status_code != 200:
             return UNKNOWN
         described = json.loads(versions.text)
-    except (httpx.HTTPError, ValueError):
+    except (TransportError, ValueError):
         return UNKNOWN
     versions_said = parse_versions(described)
     return FalcoView(

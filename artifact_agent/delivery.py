@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from falco_operator.api.rollout import SNAPSHOT_CONTENT_KEY, SNAPSHOT_KEY, RolloutAnalysis
+from falco_operator.api.plain import SNAPSHOT_CONTENT_KEY, SNAPSHOT_KEY, RolloutAnalysis
 from falco_operator.artifacts import (
     Artifact,
     ArtifactKey,
@@ -87,8 +87,7 @@ def choose(artifacts: Iterable[Artifact], node: str, read: ReadKey) -> Deliverie
         if isinstance(stable, Unavailable):
             withheld[key] = stable
             stable_generation = rollout.stable_generation or artifact.metadata.generation
-            metadata = artifact.metadata.model_copy(update={"generation": stable_generation})
-            chosen.append(artifact.model_copy(update={"metadata": metadata}))
+            chosen.append(replace(artifact, metadata=replace(artifact.metadata, generation=stable_generation)))
             continue
         stable_artifact, stable_content = stable
         chosen.append(stable_artifact)
@@ -112,9 +111,7 @@ def _stable(artifact: Artifact, snapshot: str | None, read: ReadKey) -> tuple[Ar
     stable = parse_artifact(raw) if isinstance(raw, dict) else None
     if stable is None or stable.kind != kind or stable.metadata.name != name:
         return _pending("SnapshotUnreadable", f"snapshot ConfigMap {snapshot}: {SNAPSHOT_KEY} is not {kind} {name}")
-    stable = stable.model_copy(
-        update={"metadata": stable.metadata.model_copy(update={"namespace": artifact.metadata.namespace})}
-    )
+    stable = replace(stable, metadata=replace(stable.metadata, namespace=artifact.metadata.namespace))
     if config_map_reference(stable) is None:
         return stable, None
     bytes_kept = read(snapshot, SNAPSHOT_CONTENT_KEY)

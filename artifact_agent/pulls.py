@@ -47,18 +47,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-import httpx
 
-from falco_operator.api import Plugin, Rulesfile
-from falco_operator.api.oci import (
-    MIN_REFRESH_SECONDS,
-    CredentialsRef,
-    KeylessSource,
-    KeySource,
-    OCIArtifact,
-    OCILocation,
-    Verification,
-)
+from falco_operator.api.ocirefs import MIN_REFRESH_SECONDS, CredentialsRef, KeylessSource, KeySource, OCILocation
+from falco_operator.api.plain import OCIArtifact, Plugin, Rulesfile, Verification
 from falco_operator.artifacts import Artifact, ArtifactKey, Content, Resolution, Unavailable, artifact_key
 from falco_operator.artifacts.needs import ArtifactNeeds, artifact_needs
 from falco_operator.artifacts.oci.credentials import (
@@ -84,7 +75,9 @@ from falco_operator.kube import ApiError, Backoff, Client, Forbidden, NotFound
 from falco_operator.kube.resources import CONFIG_MAPS, SECRETS
 from falco_operator.resources import FALCOS
 
-if TYPE_CHECKING:  # the registry client and keyless verification (x509) are imported by the first pull
+if TYPE_CHECKING:  # the registry client, httpx and keyless verification (x509) are imported by the first pull
+    import httpx
+
     from falco_operator.artifacts.oci.keyless import KeylessPolicy
     from falco_operator.artifacts.oci.registry import RegistrySession, Resolved
 
@@ -629,7 +622,7 @@ class OCIPulls:
             ) from None
         raw = (falco.get("spec") or {}).get("artifactVerification")
         try:
-            policy = Verification.model_validate(raw).key_source() if raw else None
+            policy = Verification.from_wire(raw).key_source() if raw else None
         except ValueError as error:
             raise PullFailed(
                 "PolicyUnreadable", f"Falco {self._instance}'s artifactVerification cannot be read: {error}"

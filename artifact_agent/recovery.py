@@ -11,7 +11,7 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from falco_operator.api import Config, Plugin, Rulesfile
+from falco_operator.api.plain import Config, Plugin, Rulesfile
 from falco_operator.artifacts import (
     CONFIG_DIR,
     PLUGINS_CONFIG_FILE,

@@ -5,13 +5,18 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from falco_operator.api import ArtifactReportStatus, FalcoProbe, ReportedArtifact
-from falco_operator.api.report import RefreshProblem, ReportedImageDefaults
-from falco_operator.api.rollout import ReportedAnalysis
+from falco_operator.api.plain_report import (
+    ArtifactReportStatus,
+    FalcoProbe,
+    RefreshProblem,
+    ReportedAnalysis,
+    ReportedArtifact,
+    ReportedImageDefaults,
+)
 from falco_operator.artifacts import ArtifactKey, Outcome, Unavailable, sha256_hex
 from falco_operator.artifacts.image_defaults import CONTAINER_PLUGIN, IMAGE_RULES_PATH, ImageDefaultsInUse
 from falco_operator.artifacts.naming import Medium, parse_artifact_file_name
@@ -62,7 +67,7 @@ def report_status(
 def _analysis(verdict: ReportedAnalysis | None, delivered: int | None) -> ReportedAnalysis | None:
     if verdict is None or verdict.generation != delivered:
         return None
-    return verdict.model_copy(update={"message": _clipped(verdict.message)})
+    return replace(verdict, message=_clipped(verdict.message))
 
 
 def _signer(signed: tuple[str, str] | None, delivered: str | None) -> str | None:

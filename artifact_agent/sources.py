@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from falco_operator.api import Config, Rulesfile
+from falco_operator.api.plain import Config, Rulesfile
 from falco_operator.artifacts import Artifact, ArtifactKey, Content, Medium, Resolution, Unavailable, artifact_key
 from falco_operator.kube import Client, EventHandler, Forbidden, Informer
 from falco_operator.kube.resources import CONFIG_MAPS

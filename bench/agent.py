@@ -9,7 +9,9 @@ The agent runs from a virtualenv with the project's runtime dependencies only (`
 use), as in the image: the development tools in ``.venv`` would add modules the agent never loads in a pod.
 
 Run: ``.venv/bin/python -m bench.agent [--artifacts 50]`` (figures depend on the machine; compare ratios
-between runs on one machine).
+between runs on one machine). ``--python`` names an interpreter with the runtime dependencies to use as it is (the
+agent's code always comes from this tree: ``PYTHONPATH``), e.g. a worktree's run with the main tree's
+``.venv-runtime``, which is then neither made nor reinstalled.
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ async def settled_rss(agent: AgentProcess) -> float:
     return rss_mib(agent.process.pid)
 
 
-async def main(artifacts: int) -> None:
-    python = runtime_python()
+async def main(artifacts: int, given_python: str | None) -> None:
+    python = given_python or runtime_python()
     with tempfile.TemporaryDirectory() as workdir:
         plane = start_cluster(Path(workdir) / "plane")
         try:
@@ -116,4 +118,6 @@ async def main(artifacts: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=int, default=50)
-    anyio.run(main, parser.parse_args().artifacts)
+    parser.add_argument("--python", help="an interpreter with the runtime dependencies, used as it is")
+    arguments = parser.parse_args()
+    anyio.run(main, arguments.artifacts, arguments.python)

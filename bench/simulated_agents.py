@@ -30,7 +30,8 @@ from artifact_agent.agent import Agent, Settings, _start_informer
 from artifact_agent.cli import FIELD_MANAGER
 from artifact_agent.materializer import Directories
 from artifact_agent.report import Identity, report_status
-from falco_operator.api import Config, FalcoProbe, Rulesfile
+from falco_operator.api.plain import Config, Rulesfile
+from falco_operator.api.plain_report import FalcoProbe
 from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Outcome
 from falco_operator.artifacts.naming import CONFIG_DIR, RULES_DIR, Medium, artifact_file_name
 from falco_operator.artifacts.plugins import ARTIFACT_PLUGINS_DIR

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import TextIO
 
-from .api.oci import DEFAULT_TAG, parse_reference
+from .api.ocirefs import DEFAULT_TAG, parse_reference
 from .artifacts.oci.credentials import Credentials, normalize_host
 from .artifacts.oci.packing import PackedIndex, PackedManifest, Platform, pack_plugin, pack_rules
 from .artifacts.oci.publishing import Destination, Publisher, PublishFailed

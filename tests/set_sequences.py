@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from falco_operator.api import Plugin, Rulesfile
+from falco_operator.api.plain import Plugin, Rulesfile
 from falco_operator.artifacts import (
     CONFIG_DIR,
     PLUGINS_CONFIG_FILE,
@@ -72,7 +72,7 @@ def plugin_object(name: str, generation: int, plugin_name: str, libraries: Mappi
             config["initConfig"] = {"label_max_len": 100, "with_size": False}
         else:
             config["initConfig"], config["openParams"] = "", ""
-    return Plugin.model_validate({"metadata": {"name": name, "generation": generation}, "spec": {"config": config}})
+    return Plugin.from_wire({"metadata": {"name": name, "generation": generation}, "spec": {"config": config}})
 
 
 def _rules_text(rng: random.Random) -> str:
@@ -152,7 +152,7 @@ def artifacts(world: World, libraries: Mapping[str, str] | None = None) -> list[
     for name, (generation, spec) in sorted(world.rulesfiles.items()):
         if name not in world.deselected:
             clean = {key: value for key, value in spec.items() if key != "x-text"}
-            found.append(Rulesfile.model_validate({"metadata": {"name": name, "generation": generation},
+            found.append(Rulesfile.from_wire({"metadata": {"name": name, "generation": generation},
                                                    "spec": clean}))  # fmt: skip
     for name, (generation, plugin_name) in sorted(world.plugins.items()):
         if name not in world.deselected:

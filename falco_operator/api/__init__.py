@@ -1,4 +1,5 @@
-"""Pydantic models of the project's custom resources and the CRD schemas generated from them."""
+"""Pydantic models of the project's custom resources and the CRD schemas generated from them. The artifact agent reads
+and writes through the plain classes of ``plain`` and ``plain_report`` instead (no pydantic on its path)."""
 
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
     from .falco import ArtifactSummary, Engine, Falco, FalcoRulesSelection, FalcoSpec, FalcoStatus
     from .falcorule import FalcoRule, FalcoRuleSpec, FalcoRuleStatus
     from .kinds import ALL_KINDS, ARTIFACT_GROUP, INSTANCE_GROUP, VERSION, KindInfo
-    from .oci import CredentialsRef, ImageRef, OCIArtifact, OCILocation, Registry, RulesOCIArtifact, parse_reference
+    from .oci import ImageRef, OCIArtifact, Registry, RulesOCIArtifact
+    from .ocirefs import CredentialsRef, OCILocation, parse_reference
     from .report import ArtifactReport, ArtifactReportSpec, ArtifactReportStatus, FalcoProbe, ReportedArtifact
     from .schema import custom_resource_definition, openapi_schema
 

@@ -8,11 +8,11 @@ from pydantic import ConfigDict, Field
 
 from .base import KubeModel, KubeObject, LabelSelector
 from .oci import OCIArtifact, RulesOCIArtifact
+from .plain import DEFAULT_PRIORITY, MAX_PRIORITY
 from .rollout import Rollout, RolloutStatus
 from .schema_types import Conditions, FreeForm, cel, validations
 
-Priority = Annotated[int, Field(ge=0, le=99)]
-DEFAULT_PRIORITY = 50
+Priority = Annotated[int, Field(ge=0, le=MAX_PRIORITY)]
 
 
 class RulesConfigMapRef(KubeModel):

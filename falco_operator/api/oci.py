@@ -1,31 +1,35 @@
-"""OCI artifact references in both accepted shapes, and their normalization."""
+"""OCI artifact references in both accepted shapes, and their normalization (the models; the patterns, parsers and
+locations are in ``ocirefs``, without pydantic)."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import ConfigDict, Field
 
 from .base import KubeModel
-from .schema_types import cel, validations
-
-DEFAULT_REGISTRY = "ghcr.io"
-DEFAULT_TAG = "latest"
-
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-REPOSITORY_PATTERN = rf"^{_COMPONENT}(?:/{_COMPONENT})*$"
-TAG_PATTERN = r"^(?:sha256:[a-f0-9]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$"
-REFERENCE_PATTERN = (
-    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+from .ocirefs import (
+    DEFAULT_KEY_ENTRY,
+    DEFAULT_REGISTRY,
+    DEFAULT_TAG,
+    DEFAULT_TRUSTED_ROOT_ENTRY,
+    DURATION_PATTERN,
+    ENTRY_KEY_PATTERN,
+    MAX_IDENTITY_REGEXP,
+    MIN_REFRESH_INTERVAL,
+    MIN_REFRESH_SECONDS,
+    REFERENCE_PATTERN,
+    REGISTRY_HOST_PATTERN,
+    REPOSITORY_PATTERN,
+    TAG_PATTERN,
+    CredentialsRef,
+    KeylessSource,
+    KeySource,
+    OCILocation,
+    parse_duration,
+    parse_reference,
 )
-DURATION_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+$"
-REGISTRY_HOST_PATTERN = r"^[A-Za-z0-9.-]+(?::[0-9]+)?$"
-MIN_REFRESH_INTERVAL = "1m"
-MIN_REFRESH_SECONDS = 60.0
-"""The shortest ``refreshInterval``: every node of every Falco the artifact applies to asks the registry this often."""
+from .schema_types import cel, validations
 
 
 class ImageRef(KubeModel):
@@ -81,13 +85,10 @@ class PullSecret(KubeModel):
     """Key of the password in the Secret."""
 
 
-DEFAULT_KEY_ENTRY = "cosign.pub"
-
-
 class KeyEntryRef(KubeModel):
     name: Annotated[str, Field(min_length=1, max_length=253)]
     """Name of the object, in the artifact's (or the Falco's) namespace."""
-    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")] = DEFAULT_KEY_ENTRY
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=ENTRY_KEY_PATTERN)] = DEFAULT_KEY_ENTRY
     """Key of the PEM public key in the object; unset means `cosign.pub` (the file `cosign generate-key-pair`
     writes)."""
 
@@ -111,15 +112,10 @@ class SignatureKey(KubeModel):
     `artifact.falcosecurity.dev/verification-key: "true"` (or is a pull secret)."""
 
 
-DEFAULT_TRUSTED_ROOT_ENTRY = "trusted_root.json"
-MAX_IDENTITY_REGEXP = 512
-"""The longest ``identityRegexp``: compiled with RE2 (linear time, no backtracking), and bounded in size too."""
-
-
 class TrustedRootRef(KubeModel):
     name: Annotated[str, Field(min_length=1, max_length=253)]
     """Name of the ConfigMap, in the artifact's (or the Falco's) namespace."""
-    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")] = DEFAULT_TRUSTED_ROOT_ENTRY
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=ENTRY_KEY_PATTERN)] = DEFAULT_TRUSTED_ROOT_ENTRY
     """Key of the Sigstore trusted root (JSON) in the ConfigMap; unset means `trusted_root.json`."""
 
 
@@ -178,40 +174,6 @@ class Verification(KubeModel):
         ref = self.key.config_map_ref or self.key.secret_ref
         assert ref is not None  # the CRD requires exactly one
         return KeySource("ConfigMap" if self.key.config_map_ref else "Secret", ref.name, ref.key)
-
-
-@dataclass(frozen=True)
-class KeySource:
-    """Where one verification key is read from (by name, in the namespace of the object that names it)."""
-
-    kind: str
-    """`ConfigMap` or `Secret`."""
-    name: str
-    key: str
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.name} (key {self.key})"
-
-
-@dataclass(frozen=True)
-class KeylessSource:
-    """A keyless policy: the trusted root's ConfigMap (read by name), and the identity and issuer required."""
-
-    name: str
-    key: str
-    identity: str | None
-    identity_regexp: str | None
-    issuer: str
-    kind: str = "ConfigMap"
-
-    def __str__(self) -> str:
-        return f"ConfigMap {self.name} (key {self.key})"
-
-    @property
-    def wanted(self) -> str:
-        """The identity required, for messages."""
-        who = self.identity if self.identity is not None else f"matching {self.identity_regexp!r}"
-        return f"identity {who} from issuer {self.issuer}"
 
 
 _OCI_RULES = (
@@ -302,55 +264,3 @@ class RulesOCIArtifact(OCIArtifact):
 
     inline: str | None = None
     """Seed form of `spec.inlineRules`."""
-
-
-@dataclass(frozen=True)
-class OCILocation:
-    registry: str
-    repository: str
-    tag: str | None
-    digest: str | None
-    plain_http: bool = False
-    insecure_skip_verify: bool = False
-
-    @property
-    def reference(self) -> str:
-        suffix = f"@{self.digest}" if self.digest else f":{self.tag or DEFAULT_TAG}"
-        return f"{self.registry}/{self.repository}{suffix}"
-
-
-@dataclass(frozen=True)
-class CredentialsRef:
-    secret_name: str
-    username_key: str
-    password_key: str
-
-
-def parse_reference(reference: str) -> tuple[str, str, str | None, str | None]:
-    """Split `host[:port]/repo[:tag][@digest]` into (host, repository, tag, digest).
-
-    The first component is a host when it has a dot or a port or is `localhost`; otherwise the registry is
-    ghcr.io. Without a tag or digest the tag is `latest`.
-    """
-    if not re.match(REFERENCE_PATTERN, reference):
-        raise ValueError(f"invalid OCI reference {reference!r}")
-    name, _, digest = reference.partition("@")
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        host, path = first, rest
-    else:
-        host, path = DEFAULT_REGISTRY, name
-    repository, _, tag = path.partition(":")
-    return host, repository, tag or (None if digest else DEFAULT_TAG), digest or None
-
-
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go-style duration (``90s``, ``1h30m``, ``1.5h``)."""
-    if not re.match(DURATION_PATTERN, text):
-        raise ValueError(f"invalid duration {text!r}")
-    return sum(
-        float(number) * _DURATION_UNITS[unit] for number, unit in re.findall(r"([0-9.]+)(ns|us|µs|ms|s|m|h)", text)
-    )

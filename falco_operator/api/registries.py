@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field
 
 from .base import KubeModel
-from .oci import REGISTRY_HOST_PATTERN
+from .ocirefs import REGISTRY_HOST_PATTERN
 from .schema_types import cel, validations
 
 MAX_REGISTRIES = 16

@@ -13,27 +13,23 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 from .base import KubeModel
-from .oci import DURATION_PATTERN
+from .ocirefs import DURATION_PATTERN
+from .plain import (
+    DEFAULT_ANALYSIS_DURATION,
+    MAX_ANALYSIS_DURATION,
+    MAX_CPU,
+    MAX_RATE,
+    MAX_STEP_NODES,
+    MAX_STEPS,
+    MIN_ANALYSIS_DURATION,
+)
 from .schema_types import cel, validations
-
-ROLLOUT_ANNOTATION = "artifact.falcosecurity.dev/rollout"
-"""``pause`` holds a rollout at its step (remove the annotation to resume); ``abort`` sends the step's nodes back
-to the stable generation for good (a new edit starts a new rollout)."""
-SNAPSHOT_KEY = "artifact.json"
-"""The key of a snapshot ConfigMap: the stable generation as an artifact object, its sources pinned."""
-SNAPSHOT_CONTENT_KEY = "configmap-content"
-"""The key of a snapshot ConfigMap (``binaryData``) holding the bytes the stable generation read from its
-ConfigMap source, when it has one."""
-MAX_STEPS = 10
-DEFAULT_ANALYSIS_DURATION = "1m"
-MIN_ANALYSIS_DURATION = "10s"
-MAX_ANALYSIS_DURATION = "24h"
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=64, json_schema_extra=validations(cel(
     f"duration(self) >= duration('{MIN_ANALYSIS_DURATION}') && duration(self) <= duration('{MAX_ANALYSIS_DURATION}')",
     f"analysis.duration must be between {MIN_ANALYSIS_DURATION} and {MAX_ANALYSIS_DURATION}, for example 2m",
 )))]  # fmt: skip
-Rate = Annotated[float, Field(ge=0, le=1e9)]
+Rate = Annotated[float, Field(ge=0, le=MAX_RATE)]
 
 
 class RolloutStep(KubeModel):
@@ -43,7 +39,7 @@ class RolloutStep(KubeModel):
         )
     )
 
-    nodes: Annotated[int, Field(ge=1, le=100000)] | None = None
+    nodes: Annotated[int, Field(ge=1, le=MAX_STEP_NODES)] | None = None
     """This many of the targeted nodes run the new generation during the step (all of them when fewer)."""
     percent: Annotated[int, Field(ge=1, le=100)] | None = None
     """This share of the targeted nodes, rounded up, runs the new generation during the step."""
@@ -60,7 +56,7 @@ class RolloutAnalysis(KubeModel):
     max_drop_rate: Rate | None = None
     """Highest rate of dropped events per second on a node (Falco's `falcosecurity_scap_n_drops_total`, which it
     reports with a driver); unset: not checked."""
-    max_cpu: Annotated[float, Field(ge=0, le=1000)] | None = None
+    max_cpu: Annotated[float, Field(ge=0, le=MAX_CPU)] | None = None
     """Highest CPU usage of Falco on a node as a share of one CPU (`falcosecurity_falco_cpu_usage_ratio`, 0.5 = half
     a CPU); unset: not checked."""
 

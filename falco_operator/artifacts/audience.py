@@ -10,25 +10,49 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ..api import LabelSelector
-
-if TYPE_CHECKING:
-    from .planning import Artifact
+from ..api.plain import LabelSelector
+from ..api.wire import Refused
 
 FOR_FALCO_LABEL = "artifact.falcosecurity.dev/for-falco"
 
 
+class Selector(Protocol):
+    def matches(self, labels: dict[str, str]) -> bool: ...
+
+
+class _Targeting(Protocol):
+    @property
+    def selector(self) -> Selector | None: ...
+    @property
+    def instance_selector(self) -> Selector | None: ...
+
+
+class _Labelled(Protocol):
+    @property
+    def labels(self) -> dict[str, str] | None: ...
+
+
+class Targeted(Protocol):
+    """An artifact as the agent reads it (``api.plain``) or as the operator's models do: its spec's selectors and
+    its labels."""
+
+    @property
+    def spec(self) -> _Targeting: ...
+    @property
+    def metadata(self) -> _Labelled: ...
+
+
 @dataclass(frozen=True)
 class Audience:
-    selector: LabelSelector | None = None
-    instance_selector: LabelSelector | None = None
+    selector: Selector | None = None
+    instance_selector: Selector | None = None
     for_falco: str | None = None
     """The only Falco (by name) the artifact is for."""
 
     @classmethod
-    def of(cls, artifact: Artifact) -> Audience:
+    def of(cls, artifact: Targeted) -> Audience:
         return cls(
             artifact.spec.selector,
             artifact.spec.instance_selector,
@@ -41,10 +65,10 @@ class Audience:
         spec = raw.get("spec") or {}
         try:
             selector, instance_selector = (
-                LabelSelector.model_validate(spec[key]) if spec.get(key) is not None else None
+                LabelSelector.from_wire(spec[key]) if spec.get(key) is not None else None
                 for key in ("selector", "instanceSelector")
             )
-        except ValueError:
+        except Refused:
             return None
         for_falco = ((raw.get("metadata") or {}).get("labels") or {}).get(FOR_FALCO_LABEL)
         return cls(selector, instance_selector, for_falco)

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from ..api import Config, Plugin, Rulesfile
+from ..api.plain import Config, Plugin, Rulesfile
+from ..api.wire import Refused
 from .image_defaults import (
     CONTAINER_PLUGIN,
     DEFAULT_RULES_ARTIFACT,
@@ -42,19 +43,20 @@ from .validation import Invalid, parse_config, parse_rules
 from .yamldoc import dump_yaml
 
 Artifact = Rulesfile | Config | Plugin
-_MODELS: dict[str, type[Rulesfile] | type[Config] | type[Plugin]] = {
+_KINDS: dict[str, type[Rulesfile] | type[Config] | type[Plugin]] = {
     "Rulesfile": Rulesfile, "Config": Config, "Plugin": Plugin,
 }  # fmt: skip
 
 
 def parse_artifact(raw: dict[str, Any]) -> Artifact | None:
-    """The model of a Rulesfile, Config or Plugin object; None for another kind or one these models cannot read."""
-    model = _MODELS.get(str(raw.get("kind")))
-    if model is None:
+    """A Rulesfile, Config or Plugin object read into its plain class (``api.plain``: checked as the models check
+    it); None for another kind or one that does not fit its kind's schema."""
+    kind = _KINDS.get(str(raw.get("kind")))
+    if kind is None:
         return None
     try:
-        return model.model_validate(raw)
-    except ValueError:
+        return kind.from_wire(raw)
+    except Refused:
         return None
 
 

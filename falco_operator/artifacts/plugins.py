@@ -12,7 +12,7 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..api import Plugin
+from ..api.plain import Plugin
 from .naming import plugin_library_file_name
 from .yamldoc import dump_yaml
 

@@ -1,7 +1,8 @@
 """A small typed client: explicit namespaces, a timeout on every call, plain dicts, metrics.
 
 A transport (``transport.py``) reaches the API server: kr8s by default, which provides configuration (any
-kubeconfig or the in-cluster service account) and authentication, or httpx directly for small processes.
+kubeconfig or the in-cluster service account) and authentication, or the project's HTTP client (``http.py``)
+for small processes.
 Errors are mapped here, once, by status.
 """
 
@@ -13,12 +14,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx
 
 from .errors import ApiError, NotFound, Unreachable
+from .http import Timeouts, TransportError
 from .metrics import RuntimeMetrics
 from .resources import Resource, ResourceRegistry
-from .transport import Transport, connect_transport
+from .transport import Response, Transport, connect_transport
 
 Json = dict[str, Any]
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -116,7 +117,7 @@ class Client:
             async with self._transport.open(method, path, stream=False, **kwargs) as response:
                 code = str(response.status_code)
                 return response.status_code, response.text, response.headers.get("Retry-After")
-        except (httpx.TransportError, OSError) as error:
+        except (TransportError, OSError) as error:
             raise Unreachable(f"{method} {path}: {type(error).__name__}: {error}") from error
         finally:
             self._count(code, method)
@@ -124,9 +125,9 @@ class Client:
     @asynccontextmanager
     async def stream(
         self, path: str, *, params: dict[str, str], read_timeout: float, accept: str | None = None
-    ) -> AsyncIterator[httpx.Response]:
+    ) -> AsyncIterator[Response]:
         """A streaming GET (watches); the body is read by the caller. Error statuses raise ``ApiError``."""
-        timeout = httpx.Timeout(self.timeout, read=read_timeout)
+        timeout = Timeouts(connect=self.timeout, read=read_timeout, write=self.timeout)
         headers = {"Accept": accept} if accept else {}
         code = "<error>"
         generation = self._auth_generation
@@ -142,7 +143,7 @@ class Client:
                     raise ApiError.from_response(response.status_code, _decode(text), text,
                                                 response.headers.get("Retry-After"))  # fmt: skip
                 yield response
-        except (httpx.TransportError, OSError) as error:
+        except (TransportError, OSError) as error:
             raise Unreachable(f"watch {path}: {type(error).__name__}: {error}") from error
         finally:
             self._count(code, "GET")

@@ -16,11 +16,11 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import httpx
 
 from .backoff import Backoff
 from .client import Client
 from .errors import ApiError, Gone
+from .http import TransportError
 from .resources import Resource
 from .store import IndexFunc, Store, object_key
 
@@ -149,7 +149,7 @@ class Informer:
                 log.info("watch of %s expired (410 Gone); relisting", self.name)
                 self.relists += 1
                 await self._relist(client, initial=False)
-            except (ApiError, httpx.HTTPError, ValueError) as error:
+            except (ApiError, TransportError, ValueError) as error:
                 self._failed(error)
                 delay = self._backoff.next_delay()
                 log.warning("watch of %s failed: %s; retrying in %.1fs", self.name, _describe(error), delay)
@@ -169,7 +169,7 @@ class Informer:
                 self._succeeded()
                 self._backoff.reset()  # a good list: the next failure starts from a short delay again
                 break
-            except (ApiError, httpx.HTTPError) as error:
+            except (ApiError, TransportError) as error:
                 self._failed(error)
                 delay = self._backoff.next_delay()
                 log.warning("list of %s failed: %s; retrying in %.1fs", self.name, _describe(error), delay)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from ..api.oci import REFERENCE_PATTERN, parse_reference
+from ..api.ocirefs import REFERENCE_PATTERN, parse_reference
 
 ArtifactType = Literal["rulesfile", "plugin"]
 INDEX_REGISTRY = "ghcr.io"

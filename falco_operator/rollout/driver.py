@@ -10,8 +10,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..api.oci import parse_duration
-from ..api.rollout import ROLLOUT_ANNOTATION, Rollout, RolloutStatus
+from ..api.ocirefs import parse_duration
+from ..api.plain import ROLLOUT_ANNOTATION
+from ..api.rollout import Rollout, RolloutStatus
 from ..kube import Client, EventRecorder, Predicate
 from ..kube.promtext import Counter, Registry
 from ..kube.resources import CONFIG_MAPS

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api.rollout import ROLLOUT_ANNOTATION, Rollout, RolloutStatus, RolloutStep
+from ..api.plain import ROLLOUT_ANNOTATION
+from ..api.rollout import Rollout, RolloutStatus, RolloutStep
 from ..artifacts.messages import capped
 
 Json = dict[str, Any]

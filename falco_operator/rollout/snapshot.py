@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.oci import DEFAULT_REGISTRY, parse_reference
-from ..api.rollout import SNAPSHOT_CONTENT_KEY, SNAPSHOT_KEY
+from ..api.ocirefs import DEFAULT_REGISTRY, parse_reference
+from ..api.plain import SNAPSHOT_CONTENT_KEY, SNAPSHOT_KEY
 
 Json = dict[str, Any]
 MAX_SNAPSHOT_BYTES = 512 * 1024

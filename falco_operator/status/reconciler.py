@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -130,7 +131,7 @@ class ArtifactStatusReconciler:
     async def _problem(self, artifact: Artifact, config_map_content: bytes | None) -> str | None:
         """``inline_problem`` off the event loop within the check budget, remembered by the content it judges
         (reports, node labels and Falco answers trigger reconciles; the content rarely changes between them)."""
-        spec = artifact.spec.model_dump_json(by_alias=True).encode()
+        spec = json.dumps(artifact.spec.to_wire(), sort_keys=True).encode()
         key = (artifact.kind, artifact.metadata.name, sha256_hex(spec),
                sha256_hex(config_map_content) if config_map_content is not None else None)  # fmt: skip
         try:

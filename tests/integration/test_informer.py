@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -12,9 +14,12 @@ import pytest
 
 from e2e.controlplane import ControlPlane
 from e2e.kube import call
+from e2e.tcpproxy import SwitchableProxy
 from e2e.wait import wait_for
 from falco_operator.kube import Client, EventHandler, Informer, RuntimeMetrics
+from falco_operator.kube.errors import Unreachable
 from falco_operator.kube.resources import CONFIG_MAPS
+from falco_operator.kube.transport import DirectTransport
 
 pytestmark = pytest.mark.anyio
 Json = dict[str, Any]
@@ -29,10 +34,11 @@ async def running(informer: Informer) -> AsyncIterator[Informer]:
         group.cancel_scope.cancel()
 
 
-@pytest.fixture
-async def client(control_plane: ControlPlane) -> AsyncIterator[Client]:
+@pytest.fixture(params=[True, False], ids=["direct", "kr8s"])
+async def client(control_plane: ControlPlane, request: pytest.FixtureRequest) -> AsyncIterator[Client]:
+    """A client over each transport: the project's HTTP client (pods) and kr8s (exec-plugin kubeconfigs)."""
     client = await Client.connect(
-        kubeconfig=str(control_plane.kubeconfig), field_manager="tests", metrics=RuntimeMetrics()
+        kubeconfig=str(control_plane.kubeconfig), field_manager="tests", metrics=RuntimeMetrics(), direct=request.param
     )
     yield client
     await client.close()
@@ -169,3 +175,40 @@ async def test_transform_shapes_both_the_cache_and_what_handlers_see(
 
 async def _objects(items: list[Json]) -> list[Json]:
     return list(items)
+
+
+async def test_a_watch_that_stops_answering_ends_at_its_inactivity_timeout_and_resumes(
+    api: kr8s.asyncio.Api, namespace: str, control_plane: ControlPlane, tmp_path: Path, client: Client
+) -> None:
+    """The watch's connection goes silent (a frozen proxy: no bytes, no close): the read timeout ends it after the
+    informer's inactivity timeout, and a watch on a new connection delivers what changed meanwhile."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    await call(api, "POST", path, body={"metadata": {"name": "quiet"}, "data": {"v": "1"}})
+    with SwitchableProxy("127.0.0.1", control_plane.state.apiserver_port) as proxy:
+        kubeconfig = proxy.kubeconfig(control_plane.kubeconfig, tmp_path / "proxied.kubeconfig")
+        proxied = await client.connect(kubeconfig=str(kubeconfig), field_manager="tests",
+                                       direct=isinstance(client._transport, DirectTransport))  # fmt: skip
+        informer = Informer(proxied, CONFIG_MAPS, namespace=namespace, inactivity_timeout=2.0)
+        failures: list[BaseException] = []
+        informer.add_error_handler(failures.append)
+        try:
+            async with running(informer):
+                await anyio.sleep(0.5)  # the watch is open
+                proxy.freeze_open()
+                frozen_at = time.monotonic()
+                await call(api, "PATCH", f"{path}/quiet", body={"data": {"v": "2"}},
+                           content_type="application/merge-patch+json")  # fmt: skip
+                await wait_for(lambda: _data(informer, f"{namespace}/quiet"), lambda v: v == "2",
+                               what="the change made while the watch was frozen", timeout=20)  # fmt: skip
+                resumed_after = time.monotonic() - frozen_at
+        finally:
+            await proxied.close()
+    assert failures, "the frozen watch failed"
+    assert isinstance(failures[0], Unreachable), failures
+    assert "TimedOut" in str(failures[0]), failures
+    assert 2.0 <= resumed_after < 10, f"resumed {resumed_after:.1f}s after the freeze"
+
+
+async def _data(informer: Informer, key: str) -> str | None:
+    cached = informer.store.get(key)
+    return None if cached is None else (cached.get("data") or {}).get("v")

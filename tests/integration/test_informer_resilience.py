@@ -34,14 +34,18 @@ def fragile_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         plane.stop()
 
 
-@pytest.fixture
-async def client(fragile_plane: ControlPlane) -> AsyncIterator[Client]:
+@pytest.fixture(params=[True, False], ids=["direct", "kr8s"])
+async def client(fragile_plane: ControlPlane, request: pytest.FixtureRequest) -> AsyncIterator[Client]:
+    """A client over each transport: the project's HTTP client (pods) and kr8s (exec-plugin kubeconfigs)."""
     client = await Client.connect(
-        kubeconfig=str(fragile_plane.kubeconfig), field_manager="tests", metrics=RuntimeMetrics()
+        kubeconfig=str(fragile_plane.kubeconfig), field_manager="tests", metrics=RuntimeMetrics(), direct=request.param
     )
     if await client.get_or_none(NAMESPACES, NAMESPACE) is None:
         await client.create(NAMESPACES, {"metadata": {"name": NAMESPACE}})
     yield client
+    # The tests name their ConfigMaps: the run over the other transport starts from an empty namespace.
+    for config_map in (await client.list(CONFIG_MAPS, NAMESPACE))[0]:
+        await client.delete(CONFIG_MAPS, config_map["metadata"]["name"], NAMESPACE)
     await client.close()
 
 

@@ -30,7 +30,7 @@ from e2e.cosign import Cosign, KeyPair, ensure_cosign
 from e2e.kube import call, request
 from e2e.oci_artifacts import push_rules
 from e2e.registry import Registry, start_registry
-from falco_operator.api import Rulesfile
+from falco_operator.api.plain import Rulesfile
 from falco_operator.artifacts import ArtifactKey, Unavailable
 from tests.integration.agent_support import ARTIFACT_API
 from tests.integration.test_oci_signatures import answer, failed, holds, running_pulls
@@ -174,7 +174,7 @@ async def test_keyless_signatures_by_the_real_cosign(
             policy["identityRegexp"] = r"https://github\.com/acme/.*"
         else:
             policy["identity"] = IDENTITY
-        artifacts.append(Rulesfile.model_validate(keyless_rulesfile(name, registry.host, repository, policy)))
+        artifacts.append(Rulesfile.from_wire(keyless_rulesfile(name, registry.host, repository, policy)))
         if name == "right-tagged":  # the test trusted root is one cosign itself accepts, offline
             cosign.run("verify", "--trusted-root", str(root_file), "--certificate-identity", IDENTITY,
                        "--certificate-oidc-issuer", ISSUER, "--insecure-ignore-tlog=true", "--insecure-ignore-sct=true",

@@ -34,7 +34,7 @@ from e2e.oci_artifacts import (
 )
 from e2e.registry import Registry, start_registry
 from e2e.wait import wait_for
-from falco_operator.api import Rulesfile
+from falco_operator.api.plain import Rulesfile
 from falco_operator.artifacts import ArtifactKey, Content, Resolution, Unavailable
 from falco_operator.kube import Client, promtext
 from tests.integration.test_oci_agent import create_secret, docker_config, update_secret
@@ -45,7 +45,7 @@ KEY = ArtifactKey("Rulesfile", "followed")
 
 
 def rulesfile(oci: Json, generation: int = 1) -> Rulesfile:
-    return Rulesfile.model_validate({"metadata": {"name": KEY.name, "generation": generation},
+    return Rulesfile.from_wire({"metadata": {"name": KEY.name, "generation": generation},
                                      "spec": {"ociArtifact": oci}})  # fmt: skip
 
 
@@ -491,4 +491,4 @@ def followed_tag(registry: Registry, repository: str) -> dict[str, Any]:
 
 def named_rulesfile(name: str, registry: Registry, repository: str) -> Rulesfile:
     oci = followed_tag(registry, repository)
-    return Rulesfile.model_validate({"metadata": {"name": name, "generation": 1}, "spec": {"ociArtifact": oci}})
+    return Rulesfile.from_wire({"metadata": {"name": name, "generation": 1}, "spec": {"ociArtifact": oci}})

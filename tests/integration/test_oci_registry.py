@@ -26,7 +26,7 @@ from e2e.oci_artifacts import (
     tar_gz,
 )
 from e2e.registry import Registry, find_registry_binary, start_registry
-from falco_operator.api.oci import OCILocation
+from falco_operator.api.ocirefs import OCILocation
 from falco_operator.artifacts.oci import (
     PLUGIN,
     RULES,

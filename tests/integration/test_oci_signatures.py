@@ -32,7 +32,7 @@ from e2e.oci_artifacts import push_plugin, push_rules
 from e2e.operator import RunningOperator
 from e2e.registry import OCI_MANIFEST, Registry, start_registry
 from e2e.wait import wait_for
-from falco_operator.api import Plugin, Rulesfile
+from falco_operator.api.plain import Plugin, Rulesfile
 from falco_operator.artifacts import ArtifactKey, Content, Resolution, Unavailable
 from falco_operator.artifacts.oci import VERIFICATION_KEY_LABEL, grantable
 from falco_operator.artifacts.oci.signatures import load_key, signature_tag
@@ -158,7 +158,7 @@ async def test_only_what_the_key_signed_for_that_digest_is_pulled(
     borrowed = push_rules(registry, repository, "borrowed", b"- list: borrowed\n  items: []\n")
     await copy_signatures(registry, repository, signed, borrowed)
 
-    artifacts = {name: Rulesfile.model_validate(signed_rulesfile(name, registry, repository, tag, "signing-key", "1s"))
+    artifacts = {name: Rulesfile.from_wire(signed_rulesfile(name, registry, repository, tag, "signing-key", "1s"))
                  for name, tag in (("signed", "stable"), ("unsigned", "unsigned"), ("stranger", "stranger"),
                                    ("borrowed", "borrowed"))}  # fmt: skip
     async with running_pulls(control_plane, namespace, tmp_path / "cache", registry) as pulls:
@@ -208,7 +208,7 @@ async def test_a_key_in_a_secret_and_the_shapes_the_api_server_refuses(
     rulesfile["spec"]["ociArtifact"]["verify"] = {"key": {"secretRef": {"name": "signing-secret", "key": "key.pem"}}}
     missing = signed_rulesfile("no-key", registry, repository, "1", "no-such-config-map")
     async with running_pulls(control_plane, namespace, tmp_path / "cache", registry) as pulls:
-        pulls.want([Rulesfile.model_validate(rulesfile), Rulesfile.model_validate(missing)])
+        pulls.want([Rulesfile.from_wire(rulesfile), Rulesfile.from_wire(missing)])
         await answer(pulls, "secret-key", holds(data), "verified with the key from the Secret")
         gone = await answer(pulls, "no-key", failed("VerificationKeyUnavailable"), "a missing key ConfigMap")
         assert isinstance(gone, Unavailable)
@@ -236,7 +236,7 @@ async def test_cosign_v3_bundles_found_through_the_referrers_tag_schema_are_veri
     cosign.sign_bundle(signer, f"{registry.host}/{repository}@{digest}", ca=registry.ca)
     by_stranger = push_rules(registry, repository, "stranger", b"- list: stranger\n  items: []\n")
     cosign.sign_bundle(stranger, f"{registry.host}/{repository}@{by_stranger}", ca=registry.ca)
-    artifacts = [Rulesfile.model_validate(signed_rulesfile(tag, registry, repository, tag, "bundle-key"))
+    artifacts = [Rulesfile.from_wire(signed_rulesfile(tag, registry, repository, tag, "bundle-key"))
                  for tag in ("bundled", "stranger")]  # fmt: skip
     async with running_pulls(control_plane, namespace, tmp_path / "cache", registry) as pulls:
         pulls.want(artifacts)
@@ -266,7 +266,7 @@ async def test_a_multi_platform_plugin_signed_with_an_ed25519_key_in_both_layout
     assert len({tagged, bundled, unsigned}) == 3
 
     def plugin(tag: str) -> Plugin:
-        return Plugin.model_validate({"metadata": {"name": tag}, "spec": {"ociArtifact": {
+        return Plugin.from_wire({"metadata": {"name": tag}, "spec": {"ociArtifact": {
             "image": {"repository": repository, "tag": tag}, "registry": {"name": registry.host},
             "verify": {"key": {"configMapRef": {"name": "ed25519-key"}}}}}})  # fmt: skip
 
@@ -293,8 +293,8 @@ async def test_the_falco_policy_applies_too_and_both_keys_must_have_signed(
     data = b"- list: team\n  items: []\n"
     digest = push_rules(registry, repository, "1", data)
     sign(cosign, signer, registry, repository, digest)
-    team = Rulesfile.model_validate(signed_rulesfile("team", registry, repository, "1", "team-key"))
-    unverified = Rulesfile.model_validate(signed_rulesfile("bare", registry, repository, "1", None))
+    team = Rulesfile.from_wire(signed_rulesfile("team", registry, repository, "1", "team-key"))
+    unverified = Rulesfile.from_wire(signed_rulesfile("bare", registry, repository, "1", None))
     async with running_pulls(control_plane, namespace, tmp_path / "cache", registry, instance="guarded") as pulls:
         pulls.want([team, unverified])
         refused = await answer(pulls, "team", failed("SignatureInvalid"), "the administrator's key is missing")

@@ -28,7 +28,7 @@ from e2e.falco import FalcoBinaries, run_falco
 from e2e.operator import RunningOperator
 from e2e.registry import Registry
 from e2e.wait import wait_for
-from falco_operator.api.oci import OCILocation
+from falco_operator.api.ocirefs import OCILocation
 from falco_operator.artifacts import sha256_hex
 from falco_operator.artifacts.oci import PLUGIN, RULES, ArtifactType, Credentials, RegistrySession, http_client
 from falco_operator.artifacts.oci.archive import single_file

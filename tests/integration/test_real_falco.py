@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -33,6 +34,7 @@ from e2e.wait import WaitTimeout, wait_for
 from falco_operator.api import Falco
 from falco_operator.instance.options import BuildOptions
 from falco_operator.instance.podtemplate import falco_container
+from falco_operator.kube.http import HttpClient, Response, Timeouts
 
 pytestmark = pytest.mark.anyio
 TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "falco-rules"
@@ -306,13 +308,15 @@ async def test_the_agents_look_at_falco_asks_versions_only_after_a_reload(
     rules_dir.write(first)
     asked: list[str] = []
 
-    async def record(request: httpx.Request) -> None:
-        asked.append(request.url.path)
+    class Recording(HttpClient):
+        async def get(self, url: str, *, timeout: float | Timeouts | None = None) -> Response:
+            asked.append(urlsplit(url).path)
+            return await super().get(url, timeout=timeout)
 
     with run_falco(tmp_path / "falco", rules_dir.path, config_dir.path, plugins_dir, binaries=falco_binaries) as falco:
         await falco.wait_rules(sha256s(first))
         url = f"http://127.0.0.1:{falco.web_port}"
-        async with httpx.AsyncClient(timeout=5, event_hooks={"request": [record]}) as http:
+        async with Recording(timeout=5) as http:
             view = await observe(http, url)
             assert (asked, view.reachable, view.rules) == (["/metrics", "/versions"], True, sha256s(first))
             assert view.version == (await falco.versions())["falco_version"]

@@ -33,7 +33,7 @@ from e2e.kube import call
 from e2e.metrics import scrape, value
 from e2e.operator import plane_with_crds
 from e2e.wait import wait_for
-from falco_operator.api.rollout import ROLLOUT_ANNOTATION, SNAPSHOT_KEY
+from falco_operator.api.plain import ROLLOUT_ANNOTATION, SNAPSHOT_KEY
 from tests.integration.agent_support import create, delete, patch
 from tests.integration.rollout_support import (
     MATCHES,

@@ -22,7 +22,7 @@ from e2e.kube import call, request
 from e2e.metrics import scrape, value
 from e2e.operator import RunningOperator, plane_with_crds, run_operator
 from e2e.wait import wait_for
-from falco_operator.api.rollout import ROLLOUT_ANNOTATION, SNAPSHOT_KEY
+from falco_operator.api.plain import ROLLOUT_ANNOTATION, SNAPSHOT_KEY
 from falco_operator.rollout.effective import delivers_live
 from tests.integration.agent_support import ARTIFACT_API, MERGE, create, patch
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from artifact_agent.analysis import (
@@ -17,7 +18,8 @@ from artifact_agent.analysis import (
 from artifact_agent.confirmation import FalcoLoads, FalcoView
 from artifact_agent.delivery import Candidate
 from artifact_agent.report import report_status
-from falco_operator.api.rollout import ReportedAnalysis, RolloutAnalysis
+from falco_operator.api.plain import RolloutAnalysis
+from falco_operator.api.plain_report import ReportedAnalysis
 from falco_operator.artifacts import ArtifactKey, Delivered, Outcome
 
 SCRAPE = (Path(__file__).parent / "data" / "falco-0.44.1-metrics.txt").read_text()
@@ -60,7 +62,7 @@ def test_a_flooding_rule_fails_once_ten_seconds_were_measured_with_the_figures()
 def test_total_rate_and_cpu_limits_are_checked_too() -> None:
     rules = {f"r{index}": 0.0 for index in range(60)}
     busy = {rule: 10.0 for rule in rules}
-    total = judge(LIMITS.model_copy(update={"max_rule_rate": None}), sample(0, rules), sample(10, busy), 10)
+    total = judge(replace(LIMITS, max_rule_rate=None), sample(0, rules), sample(10, busy), 10)
     assert total is not None
     assert total.check == "TotalRate"
     assert "matched 60.0/s" in (total.message or "")

@@ -19,7 +19,7 @@ from artifact_agent.confirmation import (
 )
 from artifact_agent.layout import GenerationDirectory
 from artifact_agent.recovery import recover_last_good
-from falco_operator.api import Config, Plugin, Rulesfile
+from falco_operator.api.plain import Config, Plugin, Rulesfile
 from falco_operator.artifacts import Artifact, ArtifactKey, Content, Medium, Outcome, plan, sha256_hex
 
 RULE = b"- list: shells\n  items: [bash]\n"
@@ -36,10 +36,10 @@ falcosecurity_falco_sha256_config_files_info{{file_name="falco.yaml",sha256="{"1
 
 def outcomes() -> list[Outcome]:
     artifacts: list[Artifact] = [
-        Rulesfile.model_validate({"metadata": {"name": "a"}, "spec": {"inlineRules": RULE.decode()}}),
-        Rulesfile.model_validate({"metadata": {"name": "b"}, "spec": {"inlineRules": RULE.decode()}}),
-        Config.model_validate({"metadata": {"name": "c"}, "spec": {"config": "json_output: true\n"}}),
-        Plugin.model_validate({"metadata": {"name": "container"}}),
+        Rulesfile.from_wire({"metadata": {"name": "a"}, "spec": {"inlineRules": RULE.decode()}}),
+        Rulesfile.from_wire({"metadata": {"name": "b"}, "spec": {"inlineRules": RULE.decode()}}),
+        Config.from_wire({"metadata": {"name": "c"}, "spec": {"config": "json_output: true\n"}}),
+        Plugin.from_wire({"metadata": {"name": "container"}}),
     ]
     return list(plan(artifacts, {}, {}, plugins_dir="/p").outcomes)
 
@@ -119,7 +119,7 @@ LIBRARY = b"\x7fELF json"
 def json_plugin(init_config: str = "") -> tuple[list[Artifact], Outcome, dict[str, dict[str, bytes]]]:
     """A Plugin delivered from OCI (digest ``DIGEST``): its artifacts, its outcome and the files written for it."""
     oci = {"reference": "registry.example/falcosecurity/plugins/plugin/json:0.7.4"}
-    json = Plugin.model_validate({"metadata": {"name": "json"},
+    json = Plugin.from_wire({"metadata": {"name": "json"},
                                   "spec": {"ociArtifact": oci, "config": {"initConfig": init_config}}})  # fmt: skip
     resolutions = {(ArtifactKey("Plugin", "json"), Medium.OCI): Content(LIBRARY, DIGEST)}
     planned = plan([json], resolutions, {}, plugins_dir="/p")

@@ -8,7 +8,7 @@ from typing import Any
 
 from artifact_agent.delivery import choose
 from artifact_agent.sources import _key_content
-from falco_operator.api.rollout import SNAPSHOT_CONTENT_KEY, SNAPSHOT_KEY
+from falco_operator.api.plain import SNAPSHOT_CONTENT_KEY, SNAPSHOT_KEY
 from falco_operator.artifacts import (
     Artifact,
     ArtifactKey,

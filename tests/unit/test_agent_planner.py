@@ -15,7 +15,7 @@ import pytest
 
 from artifact_agent.confirmation import UNKNOWN, FalcoView, confirm
 from artifact_agent.planner import PassPlanner
-from falco_operator.api import Rulesfile
+from falco_operator.api.plain import Rulesfile
 from falco_operator.artifacts import (
     RULES_DIR,
     Artifact,
@@ -47,7 +47,7 @@ def set_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def rulesfile(name: str, text: str, generation: int = 1) -> Rulesfile:
-    return Rulesfile.model_validate({"metadata": {"name": name, "generation": generation},
+    return Rulesfile.from_wire({"metadata": {"name": name, "generation": generation},
                                      "spec": {"inlineRules": text}})  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from artifact_agent.recovery import recover_last_good
-from falco_operator.api import Config, Plugin, Rulesfile
+from falco_operator.api.plain import Config, Plugin, Rulesfile
 from falco_operator.artifacts import (
     PLUGINS_DIR,
     Artifact,
@@ -23,17 +23,17 @@ PLUGINS = ARTIFACT_PLUGINS_DIR
 
 def test_a_restart_while_an_artifact_is_invalid_keeps_the_files_the_disk_holds_for_it() -> None:
     good: list[Artifact] = [
-        Rulesfile.model_validate({"metadata": {"name": "shell"}, "spec": {"inlineRules": "- list: l\n  items: []\n"}}),
-        Config.model_validate({"metadata": {"name": "out"}, "spec": {"config": "json_output: true\n", "priority": 7}}),
-        Plugin.model_validate({"metadata": {"name": "container"}, "spec": {"config": {"initConfig": {"a": "1"}}}}),
+        Rulesfile.from_wire({"metadata": {"name": "shell"}, "spec": {"inlineRules": "- list: l\n  items: []\n"}}),
+        Config.from_wire({"metadata": {"name": "out"}, "spec": {"config": "json_output: true\n", "priority": 7}}),
+        Plugin.from_wire({"metadata": {"name": "container"}, "spec": {"config": {"initConfig": {"a": "1"}}}}),
     ]
     disk = {kind: dict(files) for kind, files in plan(good, {}, {}, plugins_dir=PLUGINS).directories.items()}
     disk["rules"]["50-03-gone-inline.yaml"] = b"[]"  # an artifact deleted while the agent was down
 
     now_invalid: list[Artifact] = [
-        Rulesfile.model_validate({"metadata": {"name": "shell", "generation": 2}, "spec": {"inlineRules": "x: ["}}),
-        Config.model_validate({"metadata": {"name": "out"}, "spec": {"config": "- not a mapping"}}),
-        Plugin.model_validate({"metadata": {"name": "container"}, "spec": {"config": {"initConfig": {"a": "1"}}}}),
+        Rulesfile.from_wire({"metadata": {"name": "shell", "generation": 2}, "spec": {"inlineRules": "x: ["}}),
+        Config.from_wire({"metadata": {"name": "out"}, "spec": {"config": "- not a mapping"}}),
+        Plugin.from_wire({"metadata": {"name": "container"}, "spec": {"config": {"initConfig": {"a": "1"}}}}),
     ]
     last_good = recover_last_good(disk, now_invalid, PLUGINS)
     assert set(last_good) == {ArtifactKey("Rulesfile", "shell"), ArtifactKey("Config", "out"),
@@ -58,7 +58,7 @@ PULLING = Unavailable("Pending", "Resolving", "the oci source is being read")
 
 def oci_plugin(object_name: str, **config: Any) -> Plugin:
     oci = {"reference": "ghcr.io/falcosecurity/plugins/plugin/json:0.7.5"}
-    return Plugin.model_validate({"metadata": {"name": object_name}, "spec": {"ociArtifact": oci, "config": config}})
+    return Plugin.from_wire({"metadata": {"name": object_name}, "spec": {"ociArtifact": oci, "config": config}})
 
 
 def disk_of(artifacts: list[Artifact], libraries: dict[str, bytes]) -> dict[str, dict[str, bytes]]:
@@ -115,7 +115,7 @@ def test_a_relative_entry_names_the_images_library_not_a_file_of_the_agents_dire
     # x's OCI library is named libx.so in the agent's directory; container, without ociArtifact, names the image's
     # libx.so (relative: Falco's /usr/share/falco/plugins). The file on disk is x's alone.
     x = oci_plugin("x", libraryPath="libx.so")
-    image = Plugin.model_validate({"metadata": {"name": "container"}, "spec": {"config": {"libraryPath": "libx.so"}}})
+    image = Plugin.from_wire({"metadata": {"name": "container"}, "spec": {"config": {"libraryPath": "libx.so"}}})
     resolutions = {(ArtifactKey("Plugin", "x"), Medium.OCI): Content(NEW)}
     disk = {
         kind: dict(files) for kind, files in plan([x, image], resolutions, {}, plugins_dir=PLUGINS).directories.items()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from artifact_agent.report import report_status
 from artifact_agent.report_hold import MAX_STRETCH, RELOAD_MARGIN, ReportHold, awaits_confirmation, confirm_wait
-from falco_operator.api import FalcoProbe
+from falco_operator.api.plain_report import FalcoProbe
 from falco_operator.artifacts import ArtifactKey, Delivered, Outcome
 
 Json = dict[str, object]

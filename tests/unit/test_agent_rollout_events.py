@@ -7,7 +7,7 @@ from typing import Any
 
 from artifact_agent.agent import _meaningful_change
 from artifact_agent.report import report_status
-from falco_operator.api.rollout import ReportedAnalysis
+from falco_operator.api.plain_report import ReportedAnalysis
 from falco_operator.artifacts import ArtifactKey, Delivered, Outcome
 
 ROLLOUT = {"phase": "Progressing", "stableGeneration": 3, "candidateGeneration": 4, "nodes": ["a"],

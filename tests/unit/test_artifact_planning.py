@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from falco_operator.api import Config, Plugin, Rulesfile
+from falco_operator.api.plain import Config, Plugin, Rulesfile
 from falco_operator.artifacts import (
     CONFIG_DIR,
     PLUGINS_CONFIG_FILE,
@@ -31,15 +31,15 @@ PLUGINS = "/usr/share/falco/plugins"
 
 
 def rulesfile(name: str, generation: int = 1, **spec: Any) -> Rulesfile:
-    return Rulesfile.model_validate({"metadata": {"name": name, "generation": generation}, "spec": spec})
+    return Rulesfile.from_wire({"metadata": {"name": name, "generation": generation}, "spec": spec})
 
 
 def config(name: str, **spec: Any) -> Config:
-    return Config.model_validate({"metadata": {"name": name, "generation": 1}, "spec": spec})
+    return Config.from_wire({"metadata": {"name": name, "generation": 1}, "spec": spec})
 
 
 def plugin(name: str, **spec: Any) -> Plugin:
-    return Plugin.model_validate({"metadata": {"name": name, "generation": 1}, "spec": spec})
+    return Plugin.from_wire({"metadata": {"name": name, "generation": 1}, "spec": spec})
 
 
 def test_seed_inline_rulesfile_and_config_get_the_documented_names() -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from falco_operator.api import Config, Falco, Plugin
+from falco_operator.api import Falco
+from falco_operator.api.plain import Config, Plugin
 from falco_operator.artifacts import parse_config
 from falco_operator.artifacts.audience import Audience
 from falco_operator.artifacts.plugins import plugin_entry
@@ -49,9 +50,7 @@ def test_the_sidekick_fragment_is_a_config_an_agent_accepts_with_json_alerts_to_
         "json_include_output_property": True,
         "http_output": {"enabled": True, "url": "http://sidekick.sec.svc:2801/"},
     }
-    generated = Config.model_validate(
-        generated_object(raw_falco(sidekick={"name": "sidekick"}), "sidekick", "sidekick")
-    )
+    generated = Config.from_wire(generated_object(raw_falco(sidekick={"name": "sidekick"}), "sidekick", "sidekick"))
     assert generated.metadata.name == "falco-wiring-sidekick"
     assert generated.spec.priority == 60  # after users' Configs of the default priority
     assert generated.spec.config == fragment
@@ -59,7 +58,7 @@ def test_the_sidekick_fragment_is_a_config_an_agent_accepts_with_json_alerts_to_
 
 def test_the_k8smeta_plugin_names_the_image_library_and_fits_the_plugin_schema() -> None:
     raw = generated_object(raw_falco(metacollector={"name": "meta"}), "metacollector", "meta")
-    plugin = Plugin.model_validate(raw)
+    plugin = Plugin.from_wire(raw)
     assert plugin.spec.oci_artifact is None
     entry = plugin_entry(plugin, "/var/lib/falco-artifacts/plugins")
     assert entry["name"] == "k8smeta"

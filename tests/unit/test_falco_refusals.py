@@ -16,7 +16,7 @@ from artifact_agent.confirmation import (
     confirm,
 )
 from artifact_agent.recovery import recover_last_good
-from falco_operator.api import Config, Plugin, Rulesfile
+from falco_operator.api.plain import Config, Plugin, Rulesfile
 from falco_operator.artifacts import (
     PLUGINS_DIR,
     Artifact,
@@ -39,10 +39,10 @@ DIGEST = "sha256:" + "a" * 64
 
 def artifacts(rules: bytes = NEW, config: str = "json_output: true\n") -> list[Artifact]:
     return [
-        Rulesfile.model_validate({"metadata": {"name": "a"}, "spec": {"inlineRules": rules.decode()}}),
-        Config.model_validate({"metadata": {"name": "c"}, "spec": {"config": config}}),
-        Config.model_validate({"metadata": {"name": "same"}, "spec": {"config": "log_level: info\n"}}),
-        Plugin.model_validate({"metadata": {"name": "json"}}),
+        Rulesfile.from_wire({"metadata": {"name": "a"}, "spec": {"inlineRules": rules.decode()}}),
+        Config.from_wire({"metadata": {"name": "c"}, "spec": {"config": config}}),
+        Config.from_wire({"metadata": {"name": "same"}, "spec": {"config": "log_level: info\n"}}),
+        Plugin.from_wire({"metadata": {"name": "json"}}),
     ]
 
 
@@ -179,7 +179,7 @@ def test_a_plugin_is_loaded_only_at_the_version_delivered() -> None:
 def test_a_version_falco_does_not_run_is_explained_by_where_its_library_is() -> None:
     def delivered(config: dict[str, Any]) -> Outcome:
         oci = {"reference": "ghcr.io/falcosecurity/plugins/plugin/json:0.7.5"}
-        json = Plugin.model_validate({"metadata": {"name": "json"}, "spec": {"ociArtifact": oci, "config": config}})
+        json = Plugin.from_wire({"metadata": {"name": "json"}, "spec": {"ociArtifact": oci, "config": config}})
         resolutions = {(ArtifactKey("Plugin", "json"), Medium.OCI): Content(b"\x7fELF json 0.7.5", DIGEST)}
         return plan([json], resolutions, {}, plugins_dir="/p").outcomes[0]
 

@@ -13,7 +13,7 @@ import pytest
 from artifact_agent.cli import build_parser
 from artifact_agent.planner import PassPlanner
 from artifact_agent.report import report_status
-from falco_operator.api import Config, Plugin, Rulesfile
+from falco_operator.api.plain import Config, Plugin, Rulesfile
 from falco_operator.artifacts import (
     CONFIG_DIR,
     DIRECTORIES,
@@ -72,11 +72,11 @@ NEEDS_CONTAINER = """\
 
 
 def rulesfile(name: str, text: str) -> Rulesfile:
-    return Rulesfile.model_validate({"metadata": {"name": name, "generation": 1}, "spec": {"inlineRules": text}})
+    return Rulesfile.from_wire({"metadata": {"name": name, "generation": 1}, "spec": {"inlineRules": text}})
 
 
 def container_plugin(init_config: dict[str, Any]) -> Plugin:
-    return Plugin.model_validate({"metadata": {"name": "my-container", "generation": 1}, "spec": {"config": {
+    return Plugin.from_wire({"metadata": {"name": "my-container", "generation": 1}, "spec": {"config": {
         "name": "container", "libraryPath": "libcontainer.so", "initConfig": init_config}}})  # fmt: skip
 
 
@@ -211,7 +211,7 @@ DEFAULT_RULES_OCI = {"reference": "ghcr.io/falcosecurity/rules/falco-rules:4"}
 
 
 def default_rules_from_oci(config_name: str) -> tuple[Rulesfile, Any, dict[str, ArtifactNeeds]]:
-    artifact = Rulesfile.model_validate({"metadata": {"name": "falco-rules", "generation": 1},
+    artifact = Rulesfile.from_wire({"metadata": {"name": "falco-rules", "generation": 1},
                                          "spec": {"priority": 0, "ociArtifact": DEFAULT_RULES_OCI}})  # fmt: skip
     content = Content(DEFAULT_RULES.read_bytes(), "sha256:falco-rules")
     config = {"name": config_name, "version": "4.0.0", "dependencies": [{"name": "container", "version": "0.4.0"}]}
@@ -256,7 +256,7 @@ def test_other_oci_rules_and_agents_without_the_flag_keep_the_image_file(image_w
 
 
 def test_a_config_may_not_take_the_name_of_the_default_rules_fragment(image_defaults: ImageDefaults) -> None:
-    config = Config.model_validate({"metadata": {"name": "image-rules-replaced", "generation": 1},
+    config = Config.from_wire({"metadata": {"name": "image-rules-replaced", "generation": 1},
                                     "spec": {"priority": 99, "config": {"watch_config_files": True}}})  # fmt: skip
     state, message = states(planned([config], image_defaults))["image-rules-replaced"]
     assert state == "Invalid"

@@ -18,14 +18,33 @@ ROOT = Path(__file__).resolve().parents[2]
 LAZY_PACKAGES = ["falco_operator.api", "falco_operator.kube", "falco_operator.artifacts.oci"]
 
 # Modules the agent's command must not import before it needs them: the operator's controllers and machinery,
-# the models of kinds it does not read, the registry client and signature verification (only for OCI artifacts,
-# and those that ask for verification), RE2 (only for regex conditions), the development and publishing tools,
-# and a metrics client library with its HTTP servers (the agent renders its metrics with kube/promtext.py).
+# pydantic and every model (the agent reads and writes through ``api.plain`` and ``api.plain_report``), the
+# registry client and signature verification (only for OCI artifacts, and those that ask for verification), RE2
+# (only for regex conditions), the development and publishing tools, httpx and what it brings (the agent's own
+# HTTP client speaks to the API server and Falco; httpx is for pulls), and a metrics client library with its HTTP
+# servers (the agent renders its metrics with ``kube/promtext.py``).
 NOT_ON_THE_AGENT_PATH = [
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "falco_operator.api.artifacts",
+    "falco_operator.api.base",
+    "falco_operator.api.oci",
+    "falco_operator.api.report",
+    "falco_operator.api.rollout",
+    "falco_operator.api.schema_types",
+    "falco_operator.api.registries",
+    "falco_operator.api.services",
+    "falco_operator.api.monitoring",
+    "httpx",
+    "httpcore",
+    "h2",
+    "idna",
     "cryptography",
     "prometheus_client",
     "http.server",
     "wsgiref",
+    "urllib.request",
     "re2",
     "falco_operator.artifacts.oci.registry",
     "falco_operator.artifacts.oci.archive",
@@ -75,11 +94,72 @@ def test_project_resources_agree_with_the_kinds() -> None:
     assert registry().for_kind(f"{ALL_KINDS[0].group}/{VERSION}", ALL_KINDS[0].kind) == by_kind[ALL_KINDS[0].kind]
 
 
+def unwanted(loaded: set[str]) -> list[str]:
+    return sorted(name for name in loaded for prefix in NOT_ON_THE_AGENT_PATH
+                  if name == prefix or name.startswith(f"{prefix}."))  # fmt: skip
+
+
 def test_the_agent_command_imports_only_its_path() -> None:
     probe = "import json, sys, artifact_agent.cli; print(json.dumps(sorted(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
     loaded = set(json.loads(result.stdout))
     assert "artifact_agent.agent" in loaded  # the probe imports what the command runs
-    unwanted = sorted(name for name in loaded for prefix in NOT_ON_THE_AGENT_PATH
-                      if name == prefix or name.startswith(f"{prefix}."))  # fmt: skip
-    assert unwanted == []
+    assert unwanted(loaded) == []
+
+
+# A whole pass in-process, as bench.agent_pass drives one: the artifacts selected from raw objects, planned (rules
+# set checked), a Plugin and a Config among them, the delivery rule, a verdict read back, and the report's status.
+WHOLE_PASS = """
+import json, sys
+from pathlib import Path
+import anyio
+import artifact_agent.cli
+from artifact_agent.analysis import reported_analyses
+from artifact_agent.delivery import choose
+from artifact_agent.planner import PassPlanner
+from artifact_agent.pulls import pull_request
+from artifact_agent.recovery import recover_last_good
+from artifact_agent.report import report_status
+from artifact_agent.selection import select
+from bench.agent_pass import DIRECTORIES, rulesfile
+from falco_operator.artifacts import Unavailable
+from falco_operator.artifacts.rules import rules_set_check
+
+PLUGIN = {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Plugin",
+          "metadata": {"name": "json", "uid": "p", "resourceVersion": "1", "generation": 1},
+          "spec": {"config": {"libraryPath": "libjson.so", "initConfig": {"a": 1}},
+                   "selector": {"matchExpressions": [{"key": "tier", "operator": "Exists"}]},
+                   "ociArtifact": {"reference": "ghcr.io/falcosecurity/plugins/plugin/json:0.7",
+                                   "refreshInterval": "1h", "verify": {"key": {"configMapRef": {"name": "keys"}}}}}}
+CONFIG = {"apiVersion": "artifact.falcosecurity.dev/v1alpha1", "kind": "Config",
+          "metadata": {"name": "out", "uid": "c", "resourceVersion": "1", "generation": 2},
+          "spec": {"config": {"json_output": True}, "priority": 60,
+                   "rollout": {"steps": [{"nodes": 1}], "analysis": {"duration": "30s"}}},
+          "status": {"rollout": {"phase": "Progressing", "candidateGeneration": 2, "nodes": ["node1"]}}}
+
+async def main():
+    objects = [rulesfile(0, 100, 0), rulesfile(1, 101, 0), PLUGIN, CONFIG]
+    chosen, unreadable = select(objects, {"tier": "web"}, {}, "falco")
+    assert len(chosen) == 4 and not unreadable, (chosen, unreadable)
+    deliveries = choose(chosen, "node1", lambda name, key: Unavailable("Pending", "Resolving", "unread"))
+    assert len(deliveries.candidates) == 1
+    assert [pull_request(artifact) is not None for artifact in chosen].count(True) == 1
+    planner = PassPlanner(str(DIRECTORIES["plugins"]), rules_set_check)
+    result = await planner.plan(deliveries.artifacts, {}, {})
+    recover_last_good({}, chosen, str(DIRECTORIES["plugins"]))
+    verdicts = reported_analyses({"artifacts": [{"kind": "Config", "name": "out",
+                                                 "analysis": {"generation": 2, "result": "Passed"}}]})
+    status = report_status(result.outcomes, DIRECTORIES, analyses=verdicts)
+    assert len(status["artifacts"]) == 4 and status["artifacts"][0]["analysis"]["result"] == "Passed", status
+
+anyio.run(main)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_whole_agent_pass_reads_and_writes_without_pydantic() -> None:
+    result = subprocess.run([sys.executable, "-c", WHOLE_PASS], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    loaded = set(json.loads(result.stdout))
+    assert {"artifact_agent.planner", "falco_operator.api.plain", "falco_operator.api.plain_report"} <= loaded
+    assert unwanted(loaded) == []

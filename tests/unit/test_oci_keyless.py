@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from falco_operator.api import Falco
-from falco_operator.api.oci import KeylessSource, Verification
+from falco_operator.api.oci import Verification
+from falco_operator.api.ocirefs import KeylessSource
 from falco_operator.artifacts.oci.keyless import (
     CERTIFICATE_IDENTITY_MISMATCH,
     CERTIFICATE_UNTRUSTED,

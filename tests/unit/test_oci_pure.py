@@ -11,8 +11,9 @@ import pytest
 
 from artifact_agent.pulls import PullSettings, pull_request
 from e2e.oci_artifacts import gzip_bomb, hostile_layer, tar_gz
-from falco_operator.api import Falco, Rulesfile
-from falco_operator.api.oci import parse_duration
+from falco_operator.api import Falco
+from falco_operator.api.ocirefs import parse_duration
+from falco_operator.api.plain import Rulesfile
 from falco_operator.artifacts.oci import (
     PLUGIN,
     RULES,
@@ -150,7 +151,7 @@ def test_durations() -> None:
 
 
 def _oci_rulesfile(oci: dict[str, object]) -> Rulesfile:
-    return Rulesfile.model_validate({"metadata": {"name": "r", "generation": 1}, "spec": {"ociArtifact": oci}})
+    return Rulesfile.from_wire({"metadata": {"name": "r", "generation": 1}, "spec": {"ociArtifact": oci}})
 
 
 @pytest.mark.parametrize(("interval", "seconds"), [("0s", 60), ("1ns", 60), ("1s", 60), ("59s", 60), ("1m", 60),

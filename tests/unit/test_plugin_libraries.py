@@ -8,7 +8,7 @@ import hashlib
 import posixpath
 from typing import Any
 
-from falco_operator.api import Plugin, Rulesfile
+from falco_operator.api.plain import Plugin, Rulesfile
 from falco_operator.artifacts import (
     CONFIG_DIR,
     EMPTY,
@@ -33,7 +33,7 @@ OCI = {"reference": "ghcr.io/falcosecurity/plugins/plugin/json:0.7.4"}
 
 
 def plugin(name: str, generation: int = 1, **spec: Any) -> Plugin:
-    return Plugin.model_validate({"metadata": {"name": name, "generation": generation}, "spec": spec})
+    return Plugin.from_wire({"metadata": {"name": name, "generation": generation}, "spec": spec})
 
 
 def delivered(name: str, library: bytes, **spec: Any) -> Plan:
@@ -89,7 +89,7 @@ def test_a_relative_library_path_without_an_oci_artifact_names_the_images_librar
     # libcontainer.so is Falco's to find in /usr/share/falco/plugins: the entry keeps it relative, nothing is
     # written, and rules that use container fields load with it (the set invariant knows no library files).
     container = plugin("container", config={"libraryPath": "libcontainer.so", "initConfig": {"label_max_len": 100}})
-    uses = Rulesfile.model_validate({"metadata": {"name": "uses", "generation": 1}, "spec": {"inlineRules":
+    uses = Rulesfile.from_wire({"metadata": {"name": "uses", "generation": 1}, "spec": {"inlineRules":
         "- rule: c\n  desc: d\n  condition: container.id != host\n  output: o\n  priority: INFO\n"}})  # fmt: skip
     result = plan([container, uses], {}, {}, plugins_dir=PLUGINS, rules_set_check=rules_set_check)
     assert {o.key.name: (o.state, o.reason) for o in result.outcomes} == {

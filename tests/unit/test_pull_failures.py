@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from falco_operator.api import Rulesfile
+from falco_operator.api.plain import Rulesfile
 from falco_operator.artifacts import RULES_DIR, ArtifactKey, Content, Delivered, Medium, Unavailable, plan
 from falco_operator.artifacts.oci import PULL_FAILURE_REASONS, PullFailed
 from falco_operator.artifacts.oci.failures import DEFINITIVE, PASSING, REFUSED_CONTENT, withdraws
@@ -72,7 +72,7 @@ def test_a_registry_status_for_a_blob_is_a_reason_that_withdraws_nothing(status:
 
 def pulled() -> Rulesfile:
     spec = {"ociArtifact": {"reference": "registry.example/a:1"}}
-    return Rulesfile.model_validate({"metadata": {"name": PULLED.name, "generation": 2}, "spec": spec})
+    return Rulesfile.from_wire({"metadata": {"name": PULLED.name, "generation": 2}, "spec": spec})
 
 
 def test_a_withdrawn_source_removes_the_files_delivered_before() -> None:
@@ -97,7 +97,7 @@ def test_a_failure_that_withdraws_nothing_keeps_the_last_good_files() -> None:
 
 
 def test_what_used_a_withdrawn_artifact_leaves_with_it() -> None:
-    uses = Rulesfile.model_validate({"metadata": {"name": "uses", "generation": 1},
+    uses = Rulesfile.from_wire({"metadata": {"name": "uses", "generation": 1},
                                      "spec": {"priority": 60, "inlineRules": USES_MACRO.decode()}})  # fmt: skip
     last_good = {PULLED: Delivered({PULLED_FILE: MACRO})}
     gone = Unavailable("Failed", "NotFound", "registry.example has no a:1", withdrawn=True)

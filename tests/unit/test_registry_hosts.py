@@ -9,7 +9,7 @@ import pytest
 
 from artifact_agent.cli import build_parser, registry_hosts
 from falco_operator.api import Falco
-from falco_operator.api.oci import OCILocation
+from falco_operator.api.ocirefs import OCILocation
 from falco_operator.artifacts.oci.hosts import Endpoint, HostSettings, RegistryHosts
 from falco_operator.instance.options import BuildOptions
 from falco_operator.instance.podtemplate import AGENT_CONTAINER

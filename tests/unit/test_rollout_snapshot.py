@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from falco_operator.api import Falco, Plugin, Rulesfile
-from falco_operator.api.rollout import SNAPSHOT_CONTENT_KEY, SNAPSHOT_KEY
+from falco_operator.api.plain import SNAPSHOT_CONTENT_KEY, SNAPSHOT_KEY
 from falco_operator.instance.rbac import artifact_references
 from falco_operator.rollout.snapshot import MAX_SNAPSHOT_BYTES, Snapshot, Unbuildable, build, label_value, pinned
 from falco_operator.status.aggregate import with_rollout

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from falco_operator.api import Config, Rulesfile
+from falco_operator.api.plain import Config, Rulesfile
 from falco_operator.artifacts import plan, validation, yamldoc
 from falco_operator.artifacts.budget import BudgetedChecks, OverBudget
 from falco_operator.artifacts.rules import rules_set_check
@@ -40,12 +40,12 @@ def yaml_loads(monkeypatch: pytest.MonkeyPatch) -> list[bytes | str]:
 
 def test_planning_twice_parses_each_distinct_content_once(yaml_loads: list[bytes | str]) -> None:
     unique = uuid.uuid4().hex  # content no earlier test has parsed
-    rules = [Rulesfile.model_validate({"metadata": {"name": f"r{i}", "generation": 1},
+    rules = [Rulesfile.from_wire({"metadata": {"name": f"r{i}", "generation": 1},
                                        "spec": {"inlineRules": rule_text(f"{unique}-{i}")}})
              for i in range(3)]  # fmt: skip
-    same_as_r0 = Rulesfile.model_validate({"metadata": {"name": "copy", "generation": 1},
+    same_as_r0 = Rulesfile.from_wire({"metadata": {"name": "copy", "generation": 1},
                                            "spec": {"inlineRules": rule_text(f"{unique}-0")}})  # fmt: skip
-    settings = Config.model_validate({"metadata": {"name": "c", "generation": 1},
+    settings = Config.from_wire({"metadata": {"name": "c", "generation": 1},
                                       "spec": {"config": f"log_level: info  # {unique}\n"}})  # fmt: skip
     for _ in range(2):
         result = plan([*rules, same_as_r0, settings], {}, {}, plugins_dir=PLUGINS, rules_set_check=rules_set_check)

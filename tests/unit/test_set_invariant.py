@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from falco_operator.api import Plugin, Rulesfile
+from falco_operator.api.plain import Plugin, Rulesfile
 from falco_operator.artifacts import (
     CONFIG_DIR,
     PLUGINS_CONFIG_FILE,
@@ -35,11 +35,11 @@ OCI = {"reference": "registry.example/rules/base:1"}
 def rulesfile(name: str, text: str | None = None, *, generation: int = 1, **spec: Any) -> Rulesfile:
     if text is not None:
         spec["inlineRules"] = text
-    return Rulesfile.model_validate({"metadata": {"name": name, "generation": generation}, "spec": spec})
+    return Rulesfile.from_wire({"metadata": {"name": name, "generation": generation}, "spec": spec})
 
 
 def plugin(name: str, plugin_name: str) -> Plugin:
-    return Plugin.model_validate({"metadata": {"name": name, "generation": 1}, "spec": {"config": {
+    return Plugin.from_wire({"metadata": {"name": name, "generation": 1}, "spec": {"config": {
         "name": plugin_name, "libraryPath": f"/plugins/lib{plugin_name}.so"}}})  # fmt: skip
 
 
@@ -161,7 +161,7 @@ def test_case_8_a_dependency_still_being_pulled_makes_its_dependents_pending() -
 
 
 def test_rules_using_fields_of_a_plugin_still_being_pulled_wait_for_it() -> None:
-    container = Plugin.model_validate({"metadata": {"name": "container", "generation": 1}, "spec": {
+    container = Plugin.from_wire({"metadata": {"name": "container", "generation": 1}, "spec": {
         "ociArtifact": {"reference": "registry.example/plugins/container:0.7.1"}}})  # fmt: skip
     uses = rulesfile("uses", "- rule: c\n  desc: d\n  condition: container.id != host\n  output: o\n  priority: INFO\n")
     waiting = planned([container, uses])
@@ -177,7 +177,7 @@ def test_rules_using_fields_of_a_plugin_still_being_pulled_wait_for_it() -> None
 
 
 def test_a_plugin_being_pulled_again_while_its_last_entry_stays_is_not_waited_for() -> None:
-    container = Plugin.model_validate({"metadata": {"name": "container", "generation": 2}, "spec": {
+    container = Plugin.from_wire({"metadata": {"name": "container", "generation": 2}, "spec": {
         "ociArtifact": {"reference": "registry.example/plugins/container:0.7.2"}}})  # fmt: skip
     last = plan([plugin("container", "container")], {}, {}, plugins_dir=PLUGINS)
     broken = rulesfile("broken", "- rule: b\n  desc: d\n  condition: proc.nam = x\n  output: o\n  priority: INFO\n")
@@ -224,7 +224,7 @@ def test_the_check_gets_the_plugins_the_same_set_configures_with_the_versions_of
         contexts.append(context)
         return {}
 
-    from_oci = Plugin.model_validate({"metadata": {"name": "k8saudit", "generation": 1}, "spec": {
+    from_oci = Plugin.from_wire({"metadata": {"name": "k8saudit", "generation": 1}, "spec": {
         "ociArtifact": {"reference": "registry.example/plugins/k8saudit:0.18.0"}}})  # fmt: skip
     library = {(ArtifactKey("Plugin", "k8saudit"), Medium.OCI): Content(b"\x7fELF", "sha256:k8s")}
     plan([plugin("container", "container"), from_oci, plugin("later", "k8saudit"), rulesfile("r", MACRO_M)], library,
@@ -266,7 +266,7 @@ def test_rules_whose_oci_config_needs_a_plugin_the_set_lacks_are_withheld() -> N
     rules = rulesfile("falco-rules", ociArtifact=OCI)
     pulled = {(ArtifactKey("Rulesfile", "falco-rules"), Medium.OCI): Content(MACRO_M.encode(), "sha256:rules")}
     needs = {"sha256:rules": artifact_needs({"dependencies": [{"name": "container", "version": "0.4.0"}]})}
-    container = Plugin.model_validate({"metadata": {"name": "container", "generation": 1}, "spec": {
+    container = Plugin.from_wire({"metadata": {"name": "container", "generation": 1}, "spec": {
         "ociArtifact": {"reference": "registry.example/plugins/container:0.7.1"}}})  # fmt: skip
 
     def planned_with(plugins: list[Any], versions: dict[str, str]) -> Plan:
@@ -288,7 +288,7 @@ def test_rules_whose_oci_config_needs_a_plugin_the_set_lacks_are_withheld() -> N
 
 
 def test_a_plugin_whose_oci_config_needs_a_newer_engine_leaves_and_takes_its_rules_with_it() -> None:
-    container = Plugin.model_validate({"metadata": {"name": "container", "generation": 1}, "spec": {
+    container = Plugin.from_wire({"metadata": {"name": "container", "generation": 1}, "spec": {
         "ociArtifact": {"reference": "registry.example/plugins/container:9.0.0"}}})  # fmt: skip
     uses = rulesfile("uses", "- rule: c\n  desc: d\n  condition: container.id != host\n  output: o\n  priority: INFO\n")
     library = {(ArtifactKey("Plugin", "container"), Medium.OCI): Content(b"\x7fELF", "sha256:c")}

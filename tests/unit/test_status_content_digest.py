@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from artifact_agent.report import report_status
-from falco_operator.api import Rulesfile
+from falco_operator.api.plain import Rulesfile
 from falco_operator.artifacts import Content, Medium, artifact_key, plan, sha256_hex
 from falco_operator.status import Agent, Target, artifact_status
 
@@ -63,7 +63,7 @@ def test_agents_that_deliver_different_digests_of_one_generation_are_not_program
 
 def test_the_agent_reports_the_sha256_of_the_configmap_content_it_wrote() -> None:
     spec = {"configMapRef": {"name": "cm"}, "inlineRules": OLD.decode()}
-    artifact = Rulesfile.model_validate({"metadata": {"name": "rules", "generation": 1}, "spec": spec})
+    artifact = Rulesfile.from_wire({"metadata": {"name": "rules", "generation": 1}, "spec": spec})
     outcomes = plan([artifact], {(artifact_key(artifact), Medium.CONFIGMAP): Content(NEW)}, {}, plugins_dir="/p")
     status = report_status(outcomes.outcomes, {"rules": Path("/r"), "config": Path("/c"), "plugins": Path("/p")})
     (reported,) = status["artifacts"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from ...api.oci import OCILocation
+from ...api.ocirefs import OCILocation
 
 CA_FLAG = "--registry-host-ca"
 MIRROR_FLAG = "--registry-mirror"

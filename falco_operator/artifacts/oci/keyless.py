@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
-from ...api.oci import KeylessSource
+from ...api.ocirefs import KeylessSource
 from .signatures import COSIGN_SIGN_PREDICATE, IN_TOTO, SignedPayload, pae, signed_digest
 
 CERTIFICATE_IDENTITY_MISMATCH = "CertificateIdentityMismatch"

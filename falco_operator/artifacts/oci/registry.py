@@ -28,7 +28,7 @@ import anyio.to_thread
 import certifi
 import httpx
 
-from ...api.oci import OCILocation
+from ...api.ocirefs import OCILocation
 from .addresses import AddressRefused, guarded_pool
 from .archive import ArchiveFile, ArchiveRefused, extract_single_file
 from .credentials import Credentials

@@ -1,0 +1,119 @@
+"""OCI references without the models: the patterns the CRDs check, where an artifact is (``OCILocation``), which
+Secret holds its credentials, which key verifies it, and the reference and duration parsers.
+
+Pydantic-free, so that the agent (which reads artifacts through ``plain``) never imports the models; ``oci`` keeps
+the models of the CRDs and takes these from here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DEFAULT_REGISTRY = "ghcr.io"
+DEFAULT_TAG = "latest"
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+REPOSITORY_PATTERN = rf"^{_COMPONENT}(?:/{_COMPONENT})*$"
+TAG_PATTERN = r"^(?:sha256:[a-f0-9]{64}|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$"
+REFERENCE_PATTERN = (
+    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+DURATION_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+$"
+REGISTRY_HOST_PATTERN = r"^[A-Za-z0-9.-]+(?::[0-9]+)?$"
+ENTRY_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+"""A key of a ConfigMap or Secret holding a verification key or a trusted root."""
+MIN_REFRESH_INTERVAL = "1m"
+MIN_REFRESH_SECONDS = 60.0
+"""The shortest ``refreshInterval``: every node of every Falco the artifact applies to asks the registry this often."""
+DEFAULT_KEY_ENTRY = "cosign.pub"
+DEFAULT_TRUSTED_ROOT_ENTRY = "trusted_root.json"
+MAX_IDENTITY_REGEXP = 512
+"""The longest ``identityRegexp``: compiled with RE2 (linear time, no backtracking), and bounded in size too."""
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """Where one verification key is read from (by name, in the namespace of the object that names it)."""
+
+    kind: str
+    """`ConfigMap` or `Secret`."""
+    name: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} (key {self.key})"
+
+
+@dataclass(frozen=True)
+class KeylessSource:
+    """A keyless policy: the trusted root's ConfigMap (read by name), and the identity and issuer required."""
+
+    name: str
+    key: str
+    identity: str | None
+    identity_regexp: str | None
+    issuer: str
+    kind: str = "ConfigMap"
+
+    def __str__(self) -> str:
+        return f"ConfigMap {self.name} (key {self.key})"
+
+    @property
+    def wanted(self) -> str:
+        """The identity required, for messages."""
+        who = self.identity if self.identity is not None else f"matching {self.identity_regexp!r}"
+        return f"identity {who} from issuer {self.issuer}"
+
+
+@dataclass(frozen=True)
+class OCILocation:
+    registry: str
+    repository: str
+    tag: str | None
+    digest: str | None
+    plain_http: bool = False
+    insecure_skip_verify: bool = False
+
+    @property
+    def reference(self) -> str:
+        suffix = f"@{self.digest}" if self.digest else f":{self.tag or DEFAULT_TAG}"
+        return f"{self.registry}/{self.repository}{suffix}"
+
+
+@dataclass(frozen=True)
+class CredentialsRef:
+    secret_name: str
+    username_key: str
+    password_key: str
+
+
+def parse_reference(reference: str) -> tuple[str, str, str | None, str | None]:
+    """Split `host[:port]/repo[:tag][@digest]` into (host, repository, tag, digest).
+
+    The first component is a host when it has a dot or a port or is `localhost`; otherwise the registry is
+    ghcr.io. Without a tag or digest the tag is `latest`.
+    """
+    if not re.match(REFERENCE_PATTERN, reference):
+        raise ValueError(f"invalid OCI reference {reference!r}")
+    name, _, digest = reference.partition("@")
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        host, path = first, rest
+    else:
+        host, path = DEFAULT_REGISTRY, name
+    repository, _, tag = path.partition(":")
+    return host, repository, tag or (None if digest else DEFAULT_TAG), digest or None
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration (``90s``, ``1h30m``, ``1.5h``)."""
+    if not re.match(DURATION_PATTERN, text):
+        raise ValueError(f"invalid duration {text!r}")
+    return sum(
+        float(number) * _DURATION_UNITS[unit] for number, unit in re.findall(r"([0-9.]+)(ns|us|µs|ms|s|m|h)", text)
+    )
