@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from falco_operator.kube.promtext import Counter, Gauge, Histogram, Registry
 
 PREFIX = "falco_artifact_agent"
 
 
 class AgentMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: Registry) -> None:
         self.swaps = Counter(
             f"{PREFIX}_generation_swaps_total", "Atomic generation swaps, by directory.", ["directory"],
             registry=registry,

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import anyio
 import anyio.abc
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from .promtext import CONTENT_TYPE, Registry, exposition
 
 log = logging.getLogger("falco_operator.kube.endpoints")
 
@@ -23,8 +23,8 @@ def parse_address(address: str) -> tuple[str, int]:
     return (host.strip("[]") or "0.0.0.0"), int(port)
 
 
-def metrics_handler(registry: CollectorRegistry) -> Handler:
-    return lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry))
+def metrics_handler(registry: Registry) -> Handler:
+    return lambda: (200, CONTENT_TYPE, exposition(registry))
 
 
 def probe_handler(check: Callable[[], bool], what: str) -> Handler:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from .promtext import Counter, Gauge, Histogram, Registry
 
 RECONCILE_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
@@ -19,8 +19,8 @@ WORKQUEUE_BUCKETS = tuple(1e-8 * 10**exponent for exponent in range(12))
 
 
 class RuntimeMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    def __init__(self, registry: Registry | None = None) -> None:
+        self.registry = registry or Registry()
         r = self.registry
         self.reconcile_total = Counter(
             "controller_runtime_reconcile_total", "Total number of reconciliations per controller",

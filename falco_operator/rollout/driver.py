@@ -8,13 +8,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
 from ..api.ocirefs import parse_duration
 from ..api.plain import ROLLOUT_ANNOTATION
 from ..api.rollout import Rollout, RolloutStatus
 from ..kube import Client, EventRecorder, Predicate
+from ..kube.promtext import Counter, Registry
 from ..kube.resources import CONFIG_MAPS
 from .effective import snapshot_name
 from .plan import Decision, Inputs, advance, annotation_of, observed
@@ -35,9 +35,9 @@ ROLLOUT_ANNOTATION_CHANGED = Predicate(
 """Pausing, resuming or aborting a rollout changes no generation: the annotation is watched on its own."""
 
 
-def rollout_counter(registry: CollectorRegistry) -> Counter:
+def rollout_counter(registry: Registry) -> Counter:
     """``falco_operator_rollouts_total{kind,result}``: rollouts ended, by how."""
-    return Counter("falco_operator_rollouts", "Staged rollouts ended, by result (succeeded, halted, aborted, "
+    return Counter("falco_operator_rollouts_total", "Staged rollouts ended, by result (succeeded, halted, aborted, "
                    "superseded).", ["kind", "result"], registry=registry)  # fmt: skip
 
 

@@ -9,13 +9,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from prometheus_client import Counter
-
 from ..artifacts import Artifact, inline_problem, parse_artifact, sha256_hex
 from ..artifacts.audience import Audience
 from ..artifacts.budget import BudgetedChecks, OverBudget
 from ..kube import Cache, Client, EventRecorder, Request, Resource, Result
 from ..kube.conditions import utc_now
+from ..kube.promtext import Counter
 from ..kube.resources import CONFIG_MAPS, NODES, PODS
 from ..resources import ARTIFACTREPORTS, FALCOS
 from ..rollout.driver import RolloutDriver

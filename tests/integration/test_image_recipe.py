@@ -74,6 +74,11 @@ def test_the_image_recipe_builds_a_wheel_install_with_both_entry_points_as_user_
         if instruction == "RUN":
             _run(argument, tmp_path, image / "bin" / "python", wheels)
     assert not wheels.exists(), "the wheels are removed from the final image"
+    # Development dependencies stay out: prometheus-client only parses the metrics in tests.
+    installed = subprocess.run([str(image / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
+                               capture_output=True, text=True, check=True).stdout.lower()  # fmt: skip
+    assert "prometheus" not in installed, installed
+    assert "falco-operator" in installed or "falco_operator" in installed, installed
     for entry_point in ("falco-operator", "falco-artifact-agent"):
         version = subprocess.run([str(image / "bin" / entry_point), "--version"], capture_output=True, text=True)
         assert version.returncode == 0, version.stderr

@@ -17,7 +17,6 @@ import anyio
 import httpx
 import kr8s.asyncio
 import pytest
-from prometheus_client import CollectorRegistry
 
 from artifact_agent.metrics import AgentMetrics
 from artifact_agent.oci_cache import source_name
@@ -37,7 +36,7 @@ from e2e.registry import Registry, start_registry
 from e2e.wait import wait_for
 from falco_operator.api.plain import Rulesfile
 from falco_operator.artifacts import ArtifactKey, Content, Resolution, Unavailable
-from falco_operator.kube import Client
+from falco_operator.kube import Client, promtext
 from tests.integration.test_oci_agent import create_secret, docker_config, update_secret
 
 pytestmark = pytest.mark.anyio
@@ -58,7 +57,7 @@ async def running_pulls(
     defaults: Json = {"min_refresh": 0.2, "retry_initial": 0.2, "retry_max": 0.5, "request_timeout": 2.0,
                       "allow_private": True}  # fmt: skip
     pulls = OCIPulls(client, namespace, PullSettings(cache_dir=cache, **{**defaults, **settings}),
-                     AgentMetrics(CollectorRegistry()), lambda: None)  # fmt: skip
+                     AgentMetrics(promtext.Registry()), lambda: None)  # fmt: skip
     try:
         async with anyio.create_task_group() as group:
             await group.start(pulls.run)

@@ -19,7 +19,6 @@ import anyio
 import httpx
 import kr8s.asyncio
 import pytest
-from prometheus_client import CollectorRegistry
 
 from artifact_agent.metrics import AgentMetrics
 from artifact_agent.pulls import OCIPulls, PullSettings
@@ -37,7 +36,7 @@ from falco_operator.api.plain import Plugin, Rulesfile
 from falco_operator.artifacts import ArtifactKey, Content, Resolution, Unavailable
 from falco_operator.artifacts.oci import VERIFICATION_KEY_LABEL, grantable
 from falco_operator.artifacts.oci.signatures import load_key, signature_tag
-from falco_operator.kube import Client
+from falco_operator.kube import Client, promtext
 from tests.integration.agent_support import ARTIFACT_API, create, patch, running_agents, wait_entry, wait_files
 from tests.integration.test_artifact_status import rulesfile_warnings
 from tests.integration.test_oci_agent import agent_args, artifact_status, condition, rules_text
@@ -114,7 +113,7 @@ async def running_pulls(
     client = await Client.connect(kubeconfig=str(control_plane.kubeconfig), field_manager="test", direct=True)
     settings = PullSettings(cache_dir=cache, min_refresh=0.3, retry_initial=0.2, retry_max=0.5, request_timeout=5.0,
                             allow_private=True, extra_ca=str(registry.ca))  # fmt: skip
-    pulls = OCIPulls(client, namespace, settings, AgentMetrics(CollectorRegistry()), lambda: None, instance=instance)
+    pulls = OCIPulls(client, namespace, settings, AgentMetrics(promtext.Registry()), lambda: None, instance=instance)
     try:
         async with anyio.create_task_group() as group:
             await group.start(pulls.run)

@@ -96,7 +96,7 @@ def status_of(index: int, revision: int) -> Json:
 
 
 def refusals(metrics: RuntimeMetrics) -> float:
-    return sum(sample.value for family in metrics.registry.collect() if family.name == "rest_client_requests"
+    return sum(sample.value for family in metrics.registry.collect() if family.name == "rest_client_requests_total"
                for sample in family.samples if sample.labels.get("code") == "429")  # fmt: skip
 
 

@@ -21,8 +21,8 @@ LAZY_PACKAGES = ["falco_operator.api", "falco_operator.kube", "falco_operator.ar
 # pydantic and every model (the agent reads and writes through ``api.plain`` and ``api.plain_report``), the
 # registry client and signature verification (only for OCI artifacts, and those that ask for verification), RE2
 # (only for regex conditions), the development and publishing tools, httpx and what it brings (the agent's own
-# HTTP client speaks to the API server and Falco; httpx is for pulls). Still imported by others: ``urllib.request``
-# (prometheus_client's exposition).
+# HTTP client speaks to the API server and Falco; httpx is for pulls), and a metrics client library with its HTTP
+# servers (the agent renders its metrics with ``kube/promtext.py``).
 NOT_ON_THE_AGENT_PATH = [
     "pydantic",
     "pydantic_core",
@@ -41,6 +41,10 @@ NOT_ON_THE_AGENT_PATH = [
     "h2",
     "idna",
     "cryptography",
+    "prometheus_client",
+    "http.server",
+    "wsgiref",
+    "urllib.request",
     "re2",
     "falco_operator.artifacts.oci.registry",
     "falco_operator.artifacts.oci.archive",
