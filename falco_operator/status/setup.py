@@ -73,7 +73,9 @@ def setup_status_controllers(
             return [Request(namespace, str(item["name"])) for item in
                     ((obj.get("status") or {}).get("artifacts") or []) if item.get("kind") == kind]  # fmt: skip
 
-        def last_awaited(obj: Json, kind: str = resource.kind, reconciler: Any = reconciler) -> list[Request]:
+        def last_awaited(
+            obj: Json, kind: str = resource.kind, reconciler: ArtifactStatusReconciler = reconciler
+        ) -> list[Request]:
             pod = str((obj.get("metadata") or {}).get("name") or "")
             return [request for request in reported(obj, kind) if reconciler.coalescer.reported(request, pod)]
 
