@@ -19,7 +19,7 @@ import anyio.abc
 import httpx
 
 from falco_operator.api import FalcoProbe
-from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Medium, Outcome, RulesSetCheck
+from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Medium, Outcome, Plan, RulesSetCheck
 from falco_operator.artifacts.image_defaults import ImageDefaults
 from falco_operator.kube import ApiError, Backoff, Client, EventHandler, Informer, RuntimeMetrics
 from falco_operator.kube.endpoints import HttpEndpoints, metrics_handler, probe_handler
@@ -121,6 +121,10 @@ class Agent:
         """Monotonic time of the last swap or nudge: Falco is asked most often right after it."""
         self._answer_awaited = False
         """Falco answered while a report waits for its answer: the next pass runs without the debounce."""
+        self._replan = True
+        """Something the pass plans from changed since the last plan (or that pass failed); when only Falco's answer
+        did, the next pass confirms the last plan's outcomes again without planning or swapping."""
+        self._planned: tuple[Deliveries, Plan] | None = None
         self._poll_now = anyio.Event()
         self._outcomes: list[Outcome] = []
         self._swapped_at: float | None = None
@@ -221,6 +225,19 @@ class Agent:
     async def _pass(self, first: bool) -> None:
         changed_at, self._first_change_at = self._first_change_at, None
         self._answer_awaited = False
+        if first or self._replan or self._planned is None:
+            self._replan = False
+            try:
+                self._planned = await self._plan_and_swap(first, changed_at)
+            except BaseException:
+                self._replan = True
+                raise
+        deliveries, result = self._planned
+        self._remember(result.outcomes, result.remembered)
+        self._outcomes = list(result.outcomes)
+        await self._report(deliveries, result)
+
+    async def _plan_and_swap(self, first: bool, changed_at: float | None) -> tuple[Deliveries, Plan]:
         deliveries = await self._deliveries(self._selected(), first)
         artifacts = deliveries.artifacts
         # A new generation of the Falco may change its artifactVerification: every source is checked again.
@@ -242,6 +259,10 @@ class Agent:
                                          artifact_needs=self.pulls.artifact_needs(),
                                          withheld=deliveries.withheld)  # fmt: skip
         swapped = await anyio.to_thread.run_sync(self.materializer.apply, result.directories)
+        self._after_swap(swapped, result, first, changed_at)
+        return deliveries, result
+
+    def _after_swap(self, swapped: list[str], result: Plan, first: bool, changed_at: float | None) -> None:
         if swapped:
             for directory in swapped:
                 self.metrics.swaps.labels(directory).inc()
@@ -256,8 +277,8 @@ class Agent:
             self._poll_now.set()
             if not first and self.settings.falco_url and self.falco_view.reachable:
                 self.report_hold.arm(time.monotonic(), self.falco_loads.reloads)
-        self._remember(result.outcomes, result.remembered)
-        self._outcomes = list(result.outcomes)
+
+    async def _report(self, deliveries: Deliveries, result: Plan) -> None:
         if not self.ready:
             # Ready means the files are on disk: Falco may start even while the report cannot be written yet.
             self.ready = True
@@ -320,10 +341,10 @@ class Agent:
                 view = await observe(http, url, self.falco_view)
                 self.falco_loads.observed(view, time.time())
                 if view != self.falco_view:
-                    self.falco_view = view
-                    self.engine_version = view.engine_version or self.engine_version
+                    engine = view.engine_version or self.engine_version
+                    self.falco_view, planned_with, self.engine_version = view, self.engine_version, engine
                     self._answer_awaited = self._answer_awaited or self.report_hold.held is not None
-                    self._mark_dirty()
+                    self._mark_dirty(replan=engine != planned_with)  # the planner judges the engine version
                 if self.falco_loads.refused(view, time.time()) != self._refused:
                     self._refused = not self._refused  # a new state to report: Refused, or no longer
                     self._mark_dirty()
@@ -365,7 +386,8 @@ class Agent:
 
     # -- events -------------------------------------------------------------------------------------------
 
-    def _mark_dirty(self) -> None:
+    def _mark_dirty(self, replan: bool = True) -> None:
+        self._replan = self._replan or replan
         if self._first_change_at is None:
             self._first_change_at = time.monotonic()
         self._changes += 1
