@@ -18,7 +18,7 @@ import anyio
 import anyio.abc
 
 from falco_operator.api.plain_report import FalcoProbe
-from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Medium, Outcome, RulesSetCheck
+from falco_operator.artifacts import Artifact, ArtifactKey, Delivered, Medium, Outcome, Plan, RulesSetCheck
 from falco_operator.artifacts.image_defaults import ImageDefaults
 from falco_operator.kube import ApiError, Backoff, Client, EventHandler, Informer, RuntimeMetrics
 from falco_operator.kube.endpoints import HttpEndpoints, metrics_handler, probe_handler
@@ -27,7 +27,7 @@ from falco_operator.kube.resources import NODES
 from falco_operator.resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 
 from .analysis import SAMPLE_INTERVAL, AnalysisWatches, parse_sample, progress_of, reported_analyses
-from .confirmation import UNKNOWN, FalcoLoads, confirm, loads_expected, missed_swap, observe
+from .confirmation import UNKNOWN, FalcoLoads, confirm, loads_expected, missed_swap, observe, poll_interval
 from .delivery import Deliveries, choose
 from .layout import PRESERVED
 from .materializer import Directories, Materializer
@@ -63,7 +63,7 @@ class Settings:
     falco_poll_interval: float = 30.0
     """How often Falco is asked when nothing changed."""
     falco_fast_window: float = 30.0
-    """After a swap, Falco is asked every half second for this long (or until it confirms everything)."""
+    """After a swap, Falco is asked often for this long (or until it confirms everything): ``poll_interval``."""
     confirm_window: float = 2.0
     """After a swap Falco is expected to confirm, the report waits this long for it (``report_hold``); 0: never."""
     pulls: PullSettings | None = None
@@ -117,6 +117,14 @@ class Agent:
         """The engine version Falco last reported: kept while Falco does not answer (it changes only with Falco's
         image, and a Falco restarting, or refusing to start, must not let rules it cannot load through)."""
         self._fast_polls_until = 0.0
+        self._falco_changed_at: float | None = None
+        """Monotonic time of the last swap or nudge: Falco is asked most often right after it."""
+        self._answer_awaited = False
+        """Falco answered while a report waits for its answer: the next pass runs without the debounce."""
+        self._replan = True
+        """Something the pass plans from changed since the last plan (or that pass failed); when only Falco's answer
+        did, the next pass confirms the last plan's outcomes again without planning or swapping."""
+        self._planned: tuple[Deliveries, Plan] | None = None
         self._poll_now = anyio.Event()
         self._outcomes: list[Outcome] = []
         self._swapped_at: float | None = None
@@ -195,6 +203,8 @@ class Agent:
         await self._dirty.wait()
 
     async def _coalesce(self) -> None:
+        if self._answer_awaited:
+            return  # Falco's answer to a swap comes alone (no burst to gather), and the held report waits for it
         deadline = time.monotonic() + self.settings.max_delay
         while time.monotonic() < deadline:
             seen = self._changes
@@ -214,6 +224,20 @@ class Agent:
 
     async def _pass(self, first: bool) -> None:
         changed_at, self._first_change_at = self._first_change_at, None
+        self._answer_awaited = False
+        if first or self._replan or self._planned is None:
+            self._replan = False
+            try:
+                self._planned = await self._plan_and_swap(first, changed_at)
+            except BaseException:
+                self._replan = True
+                raise
+        deliveries, result = self._planned
+        self._remember(result.outcomes, result.remembered)
+        self._outcomes = list(result.outcomes)
+        await self._report(deliveries, result)
+
+    async def _plan_and_swap(self, first: bool, changed_at: float | None) -> tuple[Deliveries, Plan]:
         deliveries = await self._deliveries(self._selected(), first)
         artifacts = deliveries.artifacts
         # A new generation of the Falco may change its artifactVerification: every source is checked again.
@@ -235,6 +259,10 @@ class Agent:
                                          artifact_needs=self.pulls.artifact_needs(),
                                          withheld=deliveries.withheld)  # fmt: skip
         swapped = await anyio.to_thread.run_sync(self.materializer.apply, result.directories)
+        self._after_swap(swapped, result, first, changed_at)
+        return deliveries, result
+
+    def _after_swap(self, swapped: list[str], result: Plan, first: bool, changed_at: float | None) -> None:
         if swapped:
             for directory in swapped:
                 self.metrics.swaps.labels(directory).inc()
@@ -242,14 +270,15 @@ class Agent:
             if changed_at is not None and not first:
                 self.metrics.propagation.observe(time.monotonic() - changed_at)
             log.info("swapped %s", ", ".join(swapped))
-            self._fast_polls_until = time.monotonic() + self.settings.falco_fast_window
+            self._falco_changed_at = time.monotonic()
+            self._fast_polls_until = self._falco_changed_at + self.settings.falco_fast_window
             self._swapped_at = time.time()
             self.falco_loads.swapped(self._swapped_at, {outcome.key: outcome.delivered for outcome in result.outcomes})
             self._poll_now.set()
             if not first and self.settings.falco_url and self.falco_view.reachable:
                 self.report_hold.arm(time.monotonic(), self.falco_loads.reloads)
-        self._remember(result.outcomes, result.remembered)
-        self._outcomes = list(result.outcomes)
+
+    async def _report(self, deliveries: Deliveries, result: Plan) -> None:
         if not self.ready:
             # Ready means the files are on disk: Falco may start even while the report cannot be written yet.
             self.ready = True
@@ -312,9 +341,10 @@ class Agent:
                 view = await observe(http, url, self.falco_view)
                 self.falco_loads.observed(view, time.time())
                 if view != self.falco_view:
-                    self.falco_view = view
-                    self.engine_version = view.engine_version or self.engine_version
-                    self._mark_dirty()
+                    engine = view.engine_version or self.engine_version
+                    self.falco_view, planned_with, self.engine_version = view, self.engine_version, engine
+                    self._answer_awaited = self._answer_awaited or self.report_hold.held is not None
+                    self._mark_dirty(replan=engine != planned_with)  # the planner judges the engine version
                 if self.falco_loads.refused(view, time.time()) != self._refused:
                     self._refused = not self._refused  # a new state to report: Refused, or no longer
                     self._mark_dirty()
@@ -327,6 +357,7 @@ class Agent:
                     # Fast until Falco answers the nudge or the wait for it ends (longer after slow reloads).
                     wait = max(self.settings.falco_fast_window, self.falco_loads.refusal_wait + 1.0)
                     self._fast_polls_until = time.monotonic() + wait
+                    self._falco_changed_at = time.monotonic()
                 if self._swapped_at is not None and (view.reloaded_at or 0.0) >= self._swapped_at:
                     self._swapped_at = None  # Falco reloaded after the last swap
                 # Falco's answer to a swap is awaited (loaded, or refused a few seconds after the nudge).
@@ -334,8 +365,9 @@ class Agent:
                     self._fast_polls_until = 0.0
                 if self.analysis.sampling:
                     await self._sample_for_analysis(http, url)
-                fast = time.monotonic() < self._fast_polls_until
-                interval = 0.5 if fast else self.settings.falco_poll_interval
+                now = time.monotonic()
+                since = now - self._falco_changed_at if self._falco_changed_at is not None else None
+                interval = poll_interval(since, now < self._fast_polls_until, self.settings.falco_poll_interval)
                 with anyio.move_on_after(min(interval, SAMPLE_INTERVAL) if self.analysis.sampling else interval):
                     await self._poll_now.wait()
 
@@ -354,7 +386,8 @@ class Agent:
 
     # -- events -------------------------------------------------------------------------------------------
 
-    def _mark_dirty(self) -> None:
+    def _mark_dirty(self, replan: bool = True) -> None:
+        self._replan = self._replan or replan
         if self._first_change_at is None:
             self._first_change_at = time.monotonic()
         self._changes += 1

@@ -1,7 +1,7 @@
 """Hold the report after a swap until Falco confirms it, so that one change is one report write.
 
 After a swap Falco is expected to confirm (the agent asks Falco, and Falco answered before the swap), the report
-that says ``Installed`` is not written at once: Falco is asked every half second meanwhile, and the report is
+that says ``Installed`` is not written at once: Falco is asked often meanwhile (``poll_interval``), and the report is
 written when Falco has confirmed every Rulesfile and Plugin the change touched (``Loaded``: one write with both
 facts) or when the window ends (``Installed``; ``Loaded`` follows in a second write). A report that says anything
 else a reader must not wait for is written at once: a failure (``Invalid``, ``Failed``, ``Refused``), a source

@@ -7,7 +7,9 @@ Falco on the first node, stand-ins serving Falco's endpoints on the others). The
 1. one Rulesfile created, then changed: API requests by verb and resource (``apiserver_request_total``), and the
    writes to the Rulesfile itself (audit log), each until ``Programmed=True`` with N/N loaded plus 3 s;
 2. propagation over U updates: PATCH → the new bytes in every agent's directory, and → ``Programmed=True`` for
-   that generation, and from the last node's files to ``Programmed`` (p50, p95, p99, max);
+   that generation, and from the last node's files to ``Programmed`` (p50, p95, p99, max), split by the audit log
+   into the agents' part (the last node's files → the last report write), the operator's (→ the status write
+   that says ``Programmed``) and this benchmark's polling (→ seen), with the node whose report came last;
 3. steady state (largest N only): 20 artifacts and 10 Falco CRs (nine more as one-replica Deployments), S
    seconds without changes: writes (Lease renewals apart) and requests per minute.
 
@@ -22,6 +24,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ import kr8s.asyncio
 
 from bench.agent import runtime_python
 from e2e.agent import falco_pods, rule, rulesfile
-from e2e.audit import AuditMark
+from e2e.audit import AuditMark, completed_at
 from e2e.controlplane import start_cluster
 from e2e.falco import find_falco
 from e2e.fleet import Fleet, agent_fleet, api_requests
@@ -102,7 +105,7 @@ async def one_size(nodes: int, updates: int, steady: float, python: str, workdir
                                    binaries=find_falco(), python=python) as fleet:  # fmt: skip
                 out.append(f"N={nodes}: {nodes} agents ready in {time.monotonic() - started:.0f} s")
                 out += await write_amplification(api, plane, fleet, nodes)
-                out += await propagation(api, fleet, nodes, updates)
+                out += await propagation(api, fleet, nodes, updates, plane.state.audit_log)
                 if steady:
                     out += await steady_state(api, plane, steady)
             if api._session is not None:
@@ -161,12 +164,53 @@ async def one_update(
     return to_files, time.monotonic() - started
 
 
-async def propagation(api: kr8s.asyncio.Api, fleet: Fleet, nodes: int, updates: int) -> list[str]:
+@dataclass
+class Breakdown:
+    """Where the time from the last node's files to ``Programmed`` went, per update (seconds)."""
+
+    agents: list[float] = field(default_factory=list)
+    """The last node's files → the last report write the API server completed."""
+    operator: list[float] = field(default_factory=list)
+    """The last report write → the status write that says ``Programmed``."""
+    polling: list[float] = field(default_factory=list)
+    """That status write → this benchmark saw it."""
+    last: Counter[str] = field(default_factory=Counter)
+    """Which node's report came last, how often."""
+
+    def add(self, writes: list[Json], files_at: float, seen_at: float, pods: dict[str, str]) -> None:
+        reports = [w for w in writes if w["objectRef"].get("resource") == "artifactreports"]
+        statuses = [w for w in writes if w["objectRef"].get("resource") == "rulesfiles"
+                    and w["objectRef"].get("subresource") == "status"]  # fmt: skip
+        if not reports or not statuses:
+            return
+        last_report = max(reports, key=completed_at)
+        written = completed_at(statuses[-1])
+        self.agents.append(completed_at(last_report) - files_at)
+        self.operator.append(written - completed_at(last_report))
+        self.polling.append(seen_at - written)
+        name = str(last_report["objectRef"].get("name"))
+        self.last[pods.get(name, name)] += 1
+
+    def lines(self, indent: str) -> list[str]:
+        if not self.agents:
+            return []
+        last = ", ".join(f"{node} {count}" for node, count in self.last.most_common(3))
+        return [f"{indent}of which the agents (files → last report) {spread(self.agents)}",
+                f"{indent}         the operator (last report → status) {spread(self.operator)}",
+                f"{indent}         this benchmark's polling {spread(self.polling)}",
+                f"{indent}         the last report from: {last}"]  # fmt: skip
+
+
+async def propagation(api: kr8s.asyncio.Api, fleet: Fleet, nodes: int, updates: int, audit: Path) -> list[str]:
     to_files: list[float] = []
     to_programmed: list[float] = []
+    breakdown = Breakdown()
+    pods = {agent.pod: node for node, agent in fleet.agents.items()}
     cpu_before = agents_cpu(fleet)
     for index in range(updates):
+        mark, began = AuditMark.now(audit), time.time()
         files, done = await one_update(api, fleet, nodes, index, index + 3)
+        breakdown.add(mark.writes_since(namespace=NAMESPACE), began + files, began + done, pods)
         to_files.append(files)
         to_programmed.append(done)
     per_update = (agents_cpu(fleet) - cpu_before) / updates / nodes * 1000
@@ -175,6 +219,7 @@ async def propagation(api: kr8s.asyncio.Api, fleet: Fleet, nodes: int, updates: 
             f"  {' ' * (len(str(updates)) + 24)}Programmed=True {spread(to_programmed)}",
             f"  {' ' * (len(str(updates)) + 7)}Programmed after the last node's files "
             f"{spread([done - files for done, files in zip(to_programmed, to_files, strict=True)])}",
+            *breakdown.lines(" " * (len(str(updates)) + 9)),
             f"  CPU of one agent per update (event, files, report, Falco polls): {per_update:.0f} ms; "
             f"all {nodes} agents: {total:.2f} CPU-seconds per update on {os.cpu_count()} cores"]  # fmt: skip
 

@@ -41,7 +41,7 @@ import kr8s.asyncio
 
 from bench.artifacts_at_scale import ARTIFACTS, NAMESPACE, QUIET, cpu_seconds, programmed
 from e2e.agent import FALCO_API, rule, rulesfile
-from e2e.audit import AuditMark
+from e2e.audit import AuditMark, completed_at
 from e2e.controlplane import ControlPlane
 from e2e.controlplane.processes import popen, terminate
 from e2e.fleet import request_counts
@@ -159,12 +159,21 @@ class Phase:
                 continue
             if ref.get("resource") == "rulesfiles" and ref.get("name") == "shared":
                 shared["status" if ref.get("subresource") == "status" else "spec"] += 1
-        extra = {"load_average_1m": round(os.getloadavg()[0], 1)}
+        extra: Json = {"load_average_1m": round(os.getloadavg()[0], 1), **write_times(writes)}
         return cls(name, after.at - before.at, after.requests - before.requests, after.throttled - before.throttled,
                    after.watches, after.etcd_db_bytes - before.etcd_db_bytes, after.etcd_puts - before.etcd_puts,
                    after.operator_cpu - before.operator_cpu, after.operator_rss, after.workers_rss, by, shared,
                    {name: (cpu - before.control_plane[name][0], resident)
                     for name, (cpu, resident) in after.control_plane.items()}, extra)  # fmt: skip
+
+    def timeline(self) -> str:
+        """When the shared Rulesfile's status was written, and the first and last report applies accepted."""
+        at = self.extra.get("status_writes_at_s")
+        if not at:
+            return ""
+        reports = self.extra.get("reports_at_s") or ["-", "-"]
+        return (f"    after the user's write: status written at {', '.join(f'{t:.1f}' for t in at)} s; "
+                f"reports accepted from {reports[0]} to {reports[1]} s")  # fmt: skip
 
     def rate(self, count: float) -> float:
         return count / self.seconds if self.seconds else 0.0
@@ -203,6 +212,7 @@ class Phase:
                 if "rss_per_agent_kib" in self.extra
                 else ""
             ),
+            *([self.timeline()] if self.timeline() else []),
         ]
 
 
@@ -431,6 +441,23 @@ async def quiet(name: str, seconds: float, snapshot: Callable[[], Snapshot]) -> 
     before = snapshot()
     await anyio.sleep(seconds)
     return Phase.between(name, before, snapshot())
+
+
+def write_times(writes: list[Json]) -> Json:
+    """Seconds from the user's write of the shared Rulesfile (its spec) to each write of its status, and to the
+    first and last report apply accepted: how a change's status writes fall among its reports."""
+    accepted = [w for w in writes if int((w.get("responseStatus") or {}).get("code") or 0) < 400]
+    shared = [w for w in accepted if (w.get("objectRef") or {}).get("resource") == "rulesfiles"
+              and (w.get("objectRef") or {}).get("name") == "shared"]  # fmt: skip
+    edits = [completed_at(w) for w in shared if (w.get("objectRef") or {}).get("subresource") != "status"]
+    if not edits:
+        return {}
+    start = min(edits)
+    statuses = sorted(completed_at(w) - start for w in shared if (w.get("objectRef") or {}).get("subresource"))
+    reports = sorted(completed_at(w) - start for w in accepted
+                     if (w.get("objectRef") or {}).get("resource") == "artifactreports")  # fmt: skip
+    return {"status_writes_at_s": [round(t, 2) for t in statuses],
+            "reports_at_s": [round(reports[0], 1), round(reports[-1], 1)] if reports else None}  # fmt: skip
 
 
 def shown(phase: Phase) -> Phase:

@@ -1,15 +1,26 @@
 """When the status reconciler writes an artifact's status: when the change it follows has settled, not on a timer.
 
-Reports reconcile an artifact soon after they arrive (a short batching delay in the work queue), and each reconcile
-computes the whole status, but a status that differs from the live one is written only when
+Reports reconcile an artifact soon after they arrive (a short batching delay in the work queue; at once when the
+report is the last one awaited), and each reconcile computes the whole status, but a status that differs from the
+live one is written only when
 
 - its ``observedGeneration`` changes (the new generation seen: written at once), or its ``rollout`` does (the
   agents read which nodes run the candidate from it: written at once),
 - it has settled: every targeted agent reported the current generation in a final state (Loaded; Invalid, Failed,
-  Refused; Installed with nothing more to expect from Falco, as for a Config), or
-- the window since the first unwritten difference expired: what is known is written, and a difference that keeps
-  coming right after such a write gets twice the window, up to ``MAX_WINDOW``, so a rollout that spreads over
-  a long time still costs few writes.
+  Refused; Installed with nothing more to expect from Falco, as for a Config),
+- a failure shows that the live status does not (a condition turns False for another reason than waiting:
+  ``Failed``, ``Refused``, ``Valid=False``, ...): written ``WINDOW`` after it was first seen, with the failures
+  that came meanwhile,
+- or the change progressed without settling: its first progress write ``WINDOW`` after the first unwritten
+  difference, any later one ``PROGRESS_INTERVAL`` after the previous write.
+
+A change therefore costs 2 writes when it settles within ``WINDOW`` of its first report (the new generation;
+settled), 3 when it takes longer, however many agents report and however long they take to, up to
+``PROGRESS_INTERVAL``; a change still unsettled after that (a stalled node, a fleet whose reports the API server
+spreads over minutes) adds one write a minute at most, and a change whose status stops changing adds none. Before,
+an unsettled difference was written every time a window (2 s doubling to 16 s) expired: at 1,000 and 2,000
+simulated agents, whose reports the API server spreads over tens of seconds (429s and retries), that was 4-5 and
+6-17 writes per change.
 
 The memory of unwritten differences lives in the reconciler (one small record per artifact); after a restart there
 is none, and a difference found then is written at once.
@@ -27,8 +38,11 @@ from .aggregate import ROLLED_BACK, ROLLING, Agent, Target, report_entry, same_s
 
 Json = dict[str, Any]
 WINDOW = 2.0
-"""Seconds an unsettled difference may wait for more reports before what is known is written."""
-MAX_WINDOW = 16.0
+"""Seconds an unsettled difference may wait for more reports before the change's first progress write, and a
+failure before it is written."""
+PROGRESS_INTERVAL = 60.0
+"""Seconds between a change's later progress writes: a reader of a change that takes longer sees its counts move
+once a minute, and the writes to the shared object stay at one a minute however many agents report."""
 EARLY_ENOUGH = 0.001
 """A window this close to its end has expired (a recheck a rounding error early would only recheck again)."""
 COST_SHARE = 0.1
@@ -37,7 +51,11 @@ COST_SHARE = 0.1
 AWAITING_FALCO = "NotLoaded"
 """The reason of an ``Installed`` entry whose agent still expects its Falco to confirm it (``Loaded``)."""
 FINAL_STATES = ("Loaded", "Invalid", "Failed", "Refused")
-Why = Literal["same", "first", "generation", "rollout", "settled", "window", "held"]
+WAITING_REASONS = ("Pending", "RollingOut")
+"""Reasons of a False condition that say the change goes on, not that something failed."""
+Why = Literal["same", "first", "generation", "rollout", "settled", "failure", "progress", "held"]
+STARTS_A_CHANGE = ("first", "generation", "rollout", "settled")
+"""Writes after which the next difference is a new change (its first progress write ``WINDOW`` later)."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +64,11 @@ class Memory:
 
     since: float | None = None
     """When the computed status first differed from the live one without being written (None: no difference)."""
-    window: float = WINDOW
-    """How long the difference found at ``since`` may wait."""
+    failing_since: float | None = None
+    """When the computed status first showed a failure the live one does not (None: none)."""
     last_write: float | None = None
-    expired: float | None = None
-    """The window whose expiry caused the last write (None: the last write was not a window's)."""
+    progress: int = 0
+    """Progress and failure writes since the last write that began a change (``STARTS_A_CHANGE``)."""
 
 
 @dataclass(frozen=True)
@@ -59,13 +77,13 @@ class Decision:
     why: Why
     memory: Memory
     recheck_after: float | None = None
-    """Seconds until the window expires, when the difference is held."""
+    """Seconds until the difference held is due, when one is."""
 
 
 def decide(memory: Memory | None, old: Json | None, desired: Json, settled: Callable[[], bool], now: float) -> Decision:
     """Whether to write ``desired`` over ``old`` now. ``settled`` is asked only when the answer depends on it."""
     if same_status(old, desired):
-        return Decision(False, "same", replace(memory or Memory(), since=None))
+        return Decision(False, "same", replace(memory or Memory(), since=None, failing_since=None))
     if memory is None:
         return _written(Memory(), "first", now)
     if (old or {}).get("observedGeneration") != desired.get("observedGeneration"):
@@ -74,25 +92,30 @@ def decide(memory: Memory | None, old: Json | None, desired: Json, settled: Call
         return _written(memory, "rollout", now)  # the agents follow status.rollout: a step waits for no window
     if settled():
         return _written(memory, "settled", now)
-    if memory.since is None:
-        memory = replace(memory, since=now, window=_next_window(memory, now))
-    assert memory.since is not None
-    remaining = memory.since + memory.window - now
-    if remaining < EARLY_ENOUGH:
-        return _written(memory, "window", now)
-    return Decision(False, "held", memory, remaining)
+    since = memory.since if memory.since is not None else now
+    failing = (memory.failing_since if memory.failing_since is not None else now) if new_failure(old, desired) else None
+    memory = replace(memory, since=since, failing_since=failing)
+    if failing is not None and failing + WINDOW - now < EARLY_ENOUGH:
+        return _written(memory, "failure", now)
+    progress_due = since + WINDOW if memory.progress == 0 else (memory.last_write or since) + PROGRESS_INTERVAL
+    if progress_due - now < EARLY_ENOUGH:
+        return _written(memory, "progress", now)
+    due = min(progress_due, failing + WINDOW) if failing is not None else progress_due
+    return Decision(False, "held", memory, due - now)
 
 
 def _written(memory: Memory, why: Why, now: float) -> Decision:
-    expired = memory.window if why == "window" else None
-    return Decision(True, why, Memory(since=None, window=memory.window, last_write=now, expired=expired))
+    progress = 0 if why in STARTS_A_CHANGE else memory.progress + 1
+    return Decision(True, why, Memory(last_write=now, progress=progress))
 
 
-def _next_window(memory: Memory, now: float) -> float:
-    """``WINDOW``, or twice the last window when this difference follows right after that window's write."""
-    if memory.expired is not None and memory.last_write is not None and now - memory.last_write < memory.expired:
-        return min(2 * memory.expired, MAX_WINDOW)
-    return WINDOW
+def new_failure(old: Json | None, desired: Json) -> bool:
+    """Whether a condition of ``desired`` says something failed (False, for another reason than waiting) where the
+    same condition of ``old`` did not, or for another reason."""
+    before = {c.get("type"): (c.get("status"), c.get("reason")) for c in (old or {}).get("conditions") or []}
+    return any(condition.get("status") == "False" and condition.get("reason") not in WAITING_REASONS
+               and before.get(condition.get("type")) != (condition.get("status"), condition.get("reason"))
+               for condition in desired.get("conditions") or [])  # fmt: skip
 
 
 def settled(target: Target, agents: Iterable[Agent], reports: Mapping[str, Json], desired: Json) -> bool:
@@ -118,6 +141,22 @@ def settled(target: Target, agents: Iterable[Agent], reports: Mapping[str, Json]
     return True
 
 
+def awaited(target: Target, agents: Iterable[Agent], reports: Mapping[str, Json], rollout: Json | None) -> set[str]:
+    """The pods of the targeted agents that have not reported, in a final state, the generation they are to run
+    (judged as ``settled`` does, by each agent's own report): when the last of them reports, the change may have
+    settled, and the artifact is reconciled at once rather than after the batching delay."""
+    rollout = rollout or {}
+    phase = rollout.get("phase")
+    rolling = rollout.get("candidateGeneration") == target.generation and phase in (*ROLLING, *ROLLED_BACK)
+    step = set(rollout.get("nodes") or []) if rolling and phase in ROLLING else set()
+    waiting = set()
+    for agent in targeted(target, agents):
+        generation = target.generation if not rolling or agent.node in step else rollout.get("stableGeneration")
+        if not _final(report_entry(reports.get(agent.pod), target.kind, target.name), generation):
+            waiting.add(agent.pod)
+    return waiting
+
+
 def _final(entry: Json | None, generation: Any) -> bool:
     if entry is None or entry.get("generation") != generation:
         return False
@@ -134,6 +173,8 @@ class _Record:
     it, the cache has not seen that write yet."""
     started: float | None = None
     cost: float = 0.0
+    awaited: set[str] | None = None
+    """The pods whose reports the last computation still waited for (``awaited``), less those that reported since."""
 
 
 class StatusCoalescer:
@@ -181,6 +222,18 @@ class StatusCoalescer:
         record.memory = decision.memory
         record.written = status
         record.written_over = (raw.get("metadata") or {}).get("resourceVersion")
+
+    def awaiting(self, request: Request, pods: set[str]) -> None:
+        """The pods whose reports the status computed now waits for (read from the same cache as the status)."""
+        self._records.setdefault(request, _Record()).awaited = pods
+
+    def reported(self, request: Request, pod: str) -> bool:
+        """Whether the report of ``pod`` that just arrived is the last one awaited: it may settle the change."""
+        record = self._records.get(request)
+        if record is None or not record.awaited or pod not in record.awaited:
+            return False
+        record.awaited.discard(pod)
+        return not record.awaited
 
     def forget(self, request: Request) -> None:
         self._records.pop(request, None)

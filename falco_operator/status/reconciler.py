@@ -19,7 +19,7 @@ from ..kube.resources import CONFIG_MAPS, NODES, PODS
 from ..resources import ARTIFACTREPORTS, FALCOS
 from ..rollout.driver import RolloutDriver
 from .aggregate import Agent, Target, artifact_status, targeted, warnings_to_record, with_rollout
-from .coalescing import StatusCoalescer, settled
+from .coalescing import StatusCoalescer, awaited, settled
 
 Json = dict[str, Any]
 log = logging.getLogger("falco_operator.status")
@@ -108,6 +108,8 @@ class ArtifactStatusReconciler:
         live = self.coalescer.believed(request, raw)
         agents, now = agents_in(self.cache, request.namespace), self.clock()
         desired = artifact_status(target, agents, reports, live, now)
+        # Read from the same cache as the reports, before any await: a report handled later is not missed.
+        self.coalescer.awaiting(request, awaited(target, agents, reports, (live or {}).get("rollout")))
         rollout = await self.rollout_driver.advance(raw, now, [(agent.pod, agent.node) for agent in
                                                     targeted(target, agents)], reports, desired, content)  # fmt: skip
         desired = with_rollout(desired, rollout.rollout, live, now)

@@ -26,7 +26,8 @@ from .reconciler import FALCO_PODS, ArtifactStatusReconciler, node_metadata, pod
 Json = dict[str, Any]
 REPORT_BATCHING = 0.2
 """Seconds during which reports and pod moves about one artifact are gathered into one reconcile; when the status
-is written is the reconciler's decision (``coalescing``)."""
+is written is the reconciler's decision (``coalescing``). The report of the last agent the status waits for
+reconciles at once: the change may have settled, and ``Programmed`` waits for no batch."""
 
 POD_PLACEMENT_CHANGED = Predicate(
     update=lambda old, new: (
@@ -72,8 +73,15 @@ def setup_status_controllers(
             return [Request(namespace, str(item["name"])) for item in
                     ((obj.get("status") or {}).get("artifacts") or []) if item.get("kind") == kind]  # fmt: skip
 
+        def last_awaited(
+            obj: Json, kind: str = resource.kind, reconciler: ArtifactStatusReconciler = reconciler
+        ) -> list[Request]:
+            pod = str((obj.get("metadata") or {}).get("name") or "")
+            return [request for request in reported(obj, kind) if reconciler.coalescer.reported(request, pod)]
+
         for informer in reports:
             controller.watches(informer, reported, delay=REPORT_BATCHING)
+            controller.watches(informer, last_awaited)
         for informer in pods:
             controller.watches(informer, in_namespace, POD_PLACEMENT_CHANGED, delay=REPORT_BATCHING)
         for informer in falcos:

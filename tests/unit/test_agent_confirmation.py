@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from artifact_agent.confirmation import (
+    FAST_POLLS,
+    FIRST_POLLS,
+    FIRST_POLLS_FOR,
     FalcoLoads,
     FalcoView,
     confirm,
@@ -16,6 +19,7 @@ from artifact_agent.confirmation import (
     parse_reload_time,
     parse_rules_hashes,
     parse_versions,
+    poll_interval,
 )
 from artifact_agent.layout import GenerationDirectory
 from artifact_agent.recovery import recover_last_good
@@ -218,3 +222,11 @@ def test_after_an_agent_restart_a_plugin_is_loaded_only_on_falcos_own_evidence()
     confirmed = confirm([outcome], restarted, loads, {}, now=1001.0)[0]
     assert (confirmed.state, confirmed.reason) == ("Loaded", "Loaded")
     assert "the version could not be checked" in (confirmed.message or "")
+
+
+def test_falco_is_asked_most_often_right_after_a_swap_then_every_half_second_then_rarely() -> None:
+    assert poll_interval(0.0, awaited=True, idle=30.0) == FIRST_POLLS
+    assert poll_interval(FIRST_POLLS_FOR - 0.01, awaited=True, idle=30.0) == FIRST_POLLS
+    assert poll_interval(FIRST_POLLS_FOR, awaited=True, idle=30.0) == FAST_POLLS
+    assert poll_interval(None, awaited=True, idle=30.0) == FAST_POLLS, "no swap seen by this run"
+    assert poll_interval(0.0, awaited=False, idle=30.0) == 30.0, "Falco confirmed: nothing awaited"

@@ -1,9 +1,11 @@
-"""When an artifact's status is written (pure): at a new generation, when every targeted agent has settled, or when
-the window for more reports expired; with the real aggregation computing the statuses."""
+"""When an artifact's status is written (pure): at a new generation, when every targeted agent has settled, when a
+failure shows, or as progress (once a change's first window expired, then at most once a minute); with the real
+aggregation computing the statuses."""
 
 from __future__ import annotations
 
 import itertools
+import random
 from typing import Any
 
 import pytest
@@ -12,11 +14,12 @@ from falco_operator.kube import Request
 from falco_operator.status import Agent, Target, artifact_status
 from falco_operator.status.coalescing import (
     COST_SHARE,
-    MAX_WINDOW,
+    PROGRESS_INTERVAL,
     WINDOW,
     Decision,
     Memory,
     StatusCoalescer,
+    awaited,
     decide,
     settled,
 )
@@ -51,9 +54,11 @@ class Run:
         self.live: Json | None = None
         self.memory: Memory | None = Memory()
         self.writes: list[tuple[float, str, Json]] = []
+        self.awaited: set[str] = set()
 
     def reconcile(self, now: float) -> Decision:
         desired = artifact_status(self.target, self.agents, self.reports, self.live, NOW)
+        self.awaited = awaited(self.target, self.agents, self.reports, None)
         decision = decide(self.memory, self.live, desired,
                           lambda: settled(self.target, self.agents, self.reports, desired), now)  # fmt: skip
         self.memory = decision.memory
@@ -62,57 +67,118 @@ class Run:
             self.writes.append((now, decision.why, desired))
         return decision
 
+    def whys(self) -> list[str]:
+        return [why for _, why, _ in self.writes]
+
 
 def programmed(status: Json) -> str:
     return next(str(c["status"]) for c in status["conditions"] if c["type"] == "Programmed")
 
 
-def rollout(count: int, spread: float, batching: float = 0.2) -> tuple[Run, float]:
-    """A new generation, then every agent's one Loaded report evenly over ``spread`` seconds; the artifact is
-    reconciled ``batching`` after the first report since its last reconcile, and when a window expires. Returns
-    the run and the time of the last report."""
-    run = Run(fleet(count))
-    run.live = artifact_status(Target("Rulesfile", "rules", 1), run.agents, {}, None, NOW)
-    run.reconcile(0.0)  # the new generation
-    arrivals = [0.05 + spread * index / max(count - 1, 1) for index in range(count)]
+def replay(run: Run, arrivals: list[tuple[float, str, Json]], batching: float = 0.2) -> Run:
+    """Reports arriving at the given times (seconds, pod, report), reconciled as the status controller does:
+    ``batching`` after the first report since the last reconcile, at once for the last awaited agent's report,
+    and when a held difference is due; until every report arrived and nothing is due."""
+    pending = sorted(arrivals, key=lambda arrival: arrival[0])
     due: float | None = None
     recheck: float | None = None
-    index, now = 0, 0.0
-    while index < count or due is not None or recheck is not None:
-        upcoming = [t for t in (due, recheck, arrivals[index] if index < count else None) if t is not None]
+    while pending or due is not None or recheck is not None:
+        upcoming = [t for t in (due, recheck, pending[0][0] if pending else None) if t is not None]
         now = min(upcoming)
-        if index < count and arrivals[index] == now:
-            run.reports[run.agents[index].pod] = report(entry("Loaded"))
-            index += 1
-            due = due if due is not None else now + batching
-            continue
+        assert now < 3600, "a difference held forever"
+        if pending and pending[0][0] == now:
+            _, pod, body = pending.pop(0)
+            run.reports[pod] = body
+            last = pod in run.awaited and not run.awaited - {pod}
+            run.awaited.discard(pod)
+            if not last:
+                due = due if due is not None else now + batching
+                continue
         due = recheck = None
         decision = run.reconcile(now)
         recheck = now + decision.recheck_after if decision.recheck_after is not None else None
-    return run, arrivals[-1]
+    return run
 
 
-def test_a_new_generation_is_written_at_once_and_the_rest_when_the_last_agent_reported() -> None:
+def new_generation(count: int) -> Run:
+    run = Run(fleet(count))
+    run.live = artifact_status(Target("Rulesfile", "rules", 1), run.agents, {}, None, NOW)
+    run.reconcile(0.0)  # the new generation
+    return run
+
+
+def evenly(run: Run, spread: float, state: str = "Loaded") -> list[tuple[float, str, Json]]:
+    count = len(run.agents)
+    return [(0.05 + spread * index / max(count - 1, 1), agent.pod, report(entry(state)))
+            for index, agent in enumerate(run.agents)]  # fmt: skip
+
+
+def test_a_new_generation_is_written_at_once_and_the_rest_as_soon_as_the_last_agent_reported() -> None:
     for count in (3, 100, 2000):
-        run, last = rollout(count, spread=1.5)
-        assert [why for _, why, _ in run.writes] == ["generation", "settled"], count
+        run = new_generation(count)
+        arrivals = evenly(run, spread=1.5)
+        replay(run, arrivals)
+        assert run.whys() == ["generation", "settled"], count
         when, _, status = run.writes[-1]
         assert programmed(status) == "True"
         assert status["nodes"]["loaded"] == count
-        assert when - last <= 0.2 + 1e-9, "Programmed one batching delay after the last report"
+        assert when == arrivals[-1][0], "the last awaited report reconciles at once: no batching delay"
 
 
-@pytest.mark.parametrize(("count", "spread"), [(300, 15.0), (200, 30.0), (2000, 60.0)])
-def test_a_slow_rollout_writes_progress_in_growing_windows(count: int, spread: float) -> None:
-    run, last = rollout(count, spread)
-    whys = [why for _, why, _ in run.writes]
-    assert whys[0] == "generation"
-    assert whys[-1] == "settled"
-    windows = [b - a for (a, _, _), (b, why, _) in itertools.pairwise(run.writes) if why == "window"]
-    assert len(windows) <= 5, windows  # 2, 4, 8, 16, 16 s (each from a first difference, one batching late)
-    assert all(later >= earlier - 0.2 for earlier, later in itertools.pairwise(windows)), windows
-    assert max(windows) <= MAX_WINDOW + 0.5  # the window, after the reconcile that saw the next difference
-    assert run.writes[-1][0] - last <= 0.2 + 1e-9
+@pytest.mark.parametrize("count", [3, 100, 2000])
+@pytest.mark.parametrize("spread", [5.0, 15.0, 45.0])
+def test_the_writes_of_a_change_do_not_grow_with_the_agents_or_the_spread_of_their_reports(
+    count: int, spread: float
+) -> None:
+    """Reports spread by the API server's refusals and the agents' retries: in clumps, at random, over up to 45 s."""
+    run = new_generation(count)
+    rng = random.Random(count * 1000 + int(spread))
+    times = [0.3, 0.3 + spread] + [rng.choice([0.3, 0.5, 1.0]) + rng.random() ** 2 * spread for _ in range(count - 2)]
+    arrivals = [(when, agent.pod, report(entry("Loaded"))) for when, agent in zip(times, run.agents, strict=True)]
+    replay(run, arrivals)
+    assert run.whys() == ["generation", "progress", "settled"], count
+    _, progress, last = (when for when, _, _ in run.writes)
+    assert progress - min(when for when, _, _ in arrivals) <= WINDOW + 0.2 + 1e-9, "one window after the first report"
+    assert last == max(when for when, _, _ in arrivals)
+    assert programmed(run.writes[-1][2]) == "True"
+
+
+def test_a_change_that_settles_within_the_window_costs_two_writes() -> None:
+    run = new_generation(100)
+    replay(run, evenly(run, spread=WINDOW - 0.5))
+    assert run.whys() == ["generation", "settled"]
+
+
+def test_a_long_change_shows_its_progress_once_a_minute_and_a_stalled_one_stops_writing() -> None:
+    run = new_generation(100)
+    # One report every 3 s for five minutes: never settled, never quiet.
+    arrivals = [(1.0 + 3.0 * index, agent.pod, report(entry("Loaded"))) for index, agent in enumerate(run.agents)]
+    replay(run, arrivals)
+    progress = [when for when, why, _ in run.writes if why == "progress"]
+    assert progress[0] == 1.0 + 0.2 + WINDOW, "a window after the reconcile that saw the first report"
+    assert all(later - earlier >= PROGRESS_INTERVAL - 1e-9 for earlier, later in itertools.pairwise(progress)), progress
+    assert len(progress) <= 1 + (arrivals[-1][0] - progress[0]) // PROGRESS_INTERVAL
+    assert run.whys()[-1] == "settled"
+
+    stalled = new_generation(100)
+    reported = [(0.5 + 0.1 * index, agent.pod, report(entry("Loaded"))) for index, agent in enumerate(stalled.agents)]
+    replay(stalled, reported[:-1])  # the last agent never reports
+    assert stalled.whys() == ["generation", "progress", "progress"], "then nothing: the status stopped changing"
+    assert stalled.writes[-1][2]["nodes"]["loaded"] == 99
+    assert stalled.writes[-1][0] - stalled.writes[-2][0] == pytest.approx(PROGRESS_INTERVAL)
+
+
+def test_a_failure_is_written_a_window_after_it_showed() -> None:
+    run = new_generation(100)
+    arrivals = evenly(run, spread=20.0)
+    failed_at, pod, _ = arrivals[50]
+    arrivals[50] = (failed_at, pod, report(entry("Invalid", reason="InvalidRules")))
+    replay(run, arrivals)
+    assert run.whys() == ["generation", "progress", "failure", "settled"]
+    when, _, status = run.writes[2]
+    assert failed_at + WINDOW <= when <= failed_at + WINDOW + 0.2 + 1e-9
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Valid"] == "False"
+    assert programmed(status) == "False"
 
 
 def test_an_unsettled_difference_waits_for_the_window_then_is_written_as_known() -> None:
@@ -125,21 +191,21 @@ def test_an_unsettled_difference_waits_for_the_window_then_is_written_as_known()
     again = run.reconcile(11.0)
     assert (again.write, again.recheck_after) == (False, WINDOW - 1.0), "the window runs from the first difference"
     written = run.reconcile(12.0)
-    assert (written.write, written.why) == (True, "window")
+    assert (written.write, written.why) == (True, "progress")
     assert run.live is not None
     assert run.live["nodes"]["installed"] == 2
 
 
-def test_the_window_doubles_only_for_differences_right_after_a_window_write() -> None:
-    memory = Memory(since=0.0)
-    first = decide(memory, {"observedGeneration": 2}, {"observedGeneration": 2, "x": 1}, lambda: False, WINDOW)
-    assert first.why == "window"
-    soon = decide(first.memory, {"observedGeneration": 2, "x": 1}, {"observedGeneration": 2, "x": 2},
-                  lambda: False, WINDOW + 0.5)  # fmt: skip
-    assert soon.recheck_after == 2 * WINDOW
-    later = decide(first.memory, {"observedGeneration": 2, "x": 1}, {"observedGeneration": 2, "x": 2},
-                   lambda: False, WINDOW + 60.0)  # fmt: skip
-    assert later.recheck_after == WINDOW, "a difference long after the last write starts a new change"
+def test_later_progress_waits_the_interval_and_a_settled_write_starts_a_new_change() -> None:
+    old, new = {"observedGeneration": 2, "x": 1}, {"observedGeneration": 2, "x": 2}
+    first = decide(Memory(since=0.0), {"observedGeneration": 2}, old, lambda: False, WINDOW)
+    assert (first.why, first.memory.progress) == ("progress", 1)
+    soon = decide(first.memory, old, new, lambda: False, WINDOW + 0.5)
+    assert soon.recheck_after == PROGRESS_INTERVAL - 0.5
+    done = decide(first.memory, old, new, lambda: True, WINDOW + 1.0)
+    assert (done.why, done.memory.progress) == ("settled", 0)
+    after = decide(done.memory, new, {"observedGeneration": 2, "x": 3}, lambda: False, WINDOW + 2.0)
+    assert after.recheck_after == WINDOW, "a difference after a settled write starts a new change"
 
 
 def test_what_counts_as_settled() -> None:
@@ -191,6 +257,22 @@ def test_no_difference_no_write_and_the_first_look_after_a_start_writes_at_once(
     assert (step.write, step.why) == (True, "rollout")
     unchanged = {**status, "rollout": {"step": 1}}
     assert decide(Memory(), unchanged, {**unchanged, "nodes": {}}, lambda: False, 0.0).why == "held"
+
+
+def test_the_last_awaited_report_is_told_apart() -> None:
+    coalescer = StatusCoalescer(Clock())
+    key = Request("ns", "rules")
+    assert not coalescer.reported(key, "pod-0"), "nothing computed yet"
+    agents = fleet(3)
+    loaded = {"pod-0": report(entry("Loaded")), "pod-1": report(entry("Installed", reason="NotLoaded"))}
+    coalescer.awaiting(key, awaited(TARGET, agents, loaded, None))
+    assert not coalescer.reported(key, "pod-0"), "not awaited"
+    assert not coalescer.reported(key, "pod-1")
+    assert coalescer.reported(key, "pod-2"), "the last one"
+    assert not coalescer.reported(key, "pod-2"), "once"
+    rollout = {"candidateGeneration": 2, "stableGeneration": 1, "phase": "Progressing", "nodes": ["node0000"]}
+    kept = {"pod-1": report(entry("Loaded", generation=1)), "pod-2": report(entry("Loaded", generation=1))}
+    assert awaited(TARGET, agents, kept, rollout) == {"pod-0"}, "the step's node, to run the candidate"
 
 
 class Clock:
