@@ -126,6 +126,9 @@ class Agent:
         did, the next pass confirms the last plan's outcomes again without planning or swapping."""
         self._planned: tuple[Deliveries, Plan] | None = None
         self._poll_now = anyio.Event()
+        self._report_wanted = anyio.Event()
+        self._report_pending: Json = {}
+        """The latest status the passes produced, written by ``_write_reports``."""
         self._outcomes: list[Outcome] = []
         self._swapped_at: float | None = None
         """Unix time of the last swap Falco has not been nudged for."""
@@ -169,6 +172,7 @@ class Agent:
             self.analysis.adopt(reported_analyses(self.reporter.written))
             if self.settings.falco_url:
                 group.start_soon(self._watch_falco, self.settings.falco_url)
+            group.start_soon(self._write_reports)
             task_status.started()
             await self._loop()
 
@@ -195,11 +199,7 @@ class Agent:
                 await self._dirty.wait()
                 return
             log.debug("Falco has not confirmed the swap in time: writing what is on disk")
-            try:
-                await self._publish(self.report_hold.release())
-            except (ApiError, OSError) as error:
-                log.warning("writing the report failed, retrying with the next pass: %s", error)
-                self._dirty.set()
+            self._publish(self.report_hold.release())
         await self._dirty.wait()
 
     async def _coalesce(self) -> None:
@@ -293,11 +293,30 @@ class Agent:
                                self.pulls.signers(), self.analysis.verdicts())  # fmt: skip
         if self.report_hold.hold(status, self.reporter.written, time.monotonic()):
             return  # written once Falco confirms it, or when the window ends (``_next_change``)
-        await self._publish(status)
+        self._publish(status)
 
-    async def _publish(self, status: Json | None) -> None:
-        if status is not None and await self.reporter.publish(status):
-            self.metrics.report_writes.inc()
+    def _publish(self, status: Json | None) -> None:
+        """Hand the status to the report writer: the pass goes on while the write is made (or refused, retried)."""
+        if status is not None:
+            self._report_pending = status
+            self._report_wanted.set()
+
+    async def _write_reports(self) -> None:
+        """Write the latest status handed over; a refused write is retried with whatever is latest by then, so
+        files keep reaching the disk however long the API server refuses reports."""
+        backoff = Backoff(initial=1.0, cap=30.0)
+        while True:
+            await self._report_wanted.wait()
+            self._report_wanted = anyio.Event()
+            try:
+                if await self.reporter.publish(lambda: self._report_pending):
+                    self.metrics.report_writes.inc()
+                backoff.reset()
+            except (ApiError, OSError) as error:
+                delay = backoff.next_delay()
+                log.warning("writing the report failed, retrying in %.1fs: %s", delay, error)
+                await anyio.sleep(delay)
+                self._report_wanted.set()
 
     async def _deliveries(self, selected: list[Artifact], first: bool) -> Deliveries:
         """What this node delivers of each selected artifact (a staged rollout's stable generation from its

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -123,7 +123,8 @@ class Identity:
 
 REPORT_RETRIES = RetryPolicy()
 """A report write refused under load (every agent of a fleet applies at once after a change) is retried here,
-without planning the pass again; after a minute the pass fails and the agent's own backoff takes over."""
+for at most a minute, each attempt with the latest status; after that the agent's report writer backs off and
+tries again (passes never wait for it)."""
 
 
 class Reporter:
@@ -153,24 +154,35 @@ class Reporter:
         self._exists = existing is not None
         self._written = (existing or {}).get("status") if existing else None
 
-    async def publish(self, status: Json) -> bool:
-        """Write ``status`` when it differs from what the report holds; True when a write was made."""
-        if self._exists and status == self._written:
+    async def publish(self, status: Json | Callable[[], Json]) -> bool:
+        """Write the status when it differs from what the report holds; True when a write was made.
+
+        ``status`` may be a function giving the latest status: a write refused and retried then sends whatever is
+        latest at each attempt, so a change that came meanwhile is not queued behind an outdated one.
+        """
+        latest = status if callable(status) else (lambda: status)
+        if self._exists and latest() == self._written:
             return False
         if not self._exists:
             await self._create()
-        # Server-side apply of the whole status: what this agent no longer says (an artifact gone, a field
-        # unset) is removed, which a merge patch would leave behind.
-        body = {"apiVersion": ARTIFACTREPORTS.api_version, "kind": "ArtifactReport",
-                "metadata": {"name": self._identity.pod_name, "namespace": self._identity.namespace},
-                "status": status}  # fmt: skip
+        sent: list[Json] = []
+
+        async def apply_latest() -> Json:
+            current = latest()
+            sent.append(current)
+            # Server-side apply of the whole status: what this agent no longer says (an artifact gone, a field
+            # unset) is removed, which a merge patch would leave behind.
+            body = {"apiVersion": ARTIFACTREPORTS.api_version, "kind": "ArtifactReport",
+                    "metadata": {"name": self._identity.pod_name, "namespace": self._identity.namespace},
+                    "status": current}  # fmt: skip
+            return await self._client.apply(ARTIFACTREPORTS, body, subresource="status")
+
         try:
-            await with_retries(lambda: self._client.apply(ARTIFACTREPORTS, body, subresource="status"), self._retries,
-                               what="ArtifactReport status apply")  # fmt: skip
+            await with_retries(apply_latest, self._retries, what="ArtifactReport status apply")
         except NotFound:
             self._exists = False  # deleted behind our back: created again on the next change
             raise
-        self._written = status
+        self._written = sent[-1]
         return True
 
     async def _create(self) -> None:
