@@ -211,8 +211,9 @@ class Reporter:
                 "metadata": {"name": self._identity.pod_name, "namespace": self._identity.namespace},
                 "status": status}  # fmt: skip
         try:
-            await with_retries(lambda: self._client.apply(ARTIFACTREPORTS, body, subresource="status"), self._retries,
-                               what="ArtifactReport status apply")  # fmt: skip
+            # The server answers with the whole report, which nothing here reads: it is not decoded.
+            await with_retries(lambda: self._client.apply_unread(ARTIFACTREPORTS, body, subresource="status"),
+                               self._retries, what="ArtifactReport status apply")  # fmt: skip
         except NotFound:
             self._exists = False  # deleted behind our back: created again on the next change
             raise
