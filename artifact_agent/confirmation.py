@@ -28,6 +28,7 @@ not confirm is *Refused* (``FalcoLoads``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -248,13 +249,26 @@ def _same_content(delivered: Delivered, other: Delivered | None) -> bool:
 
 def parse_rules_hashes(metrics: str) -> dict[str, str]:
     found: dict[str, str] = {}
+    start = RULES_METRIC + "{"
     for line in metrics.splitlines():
+        if not line.startswith(start):  # most lines: other metrics
+            continue
         match = _SAMPLE.match(line)
         if match:
-            labels = dict(_LABEL.findall(match["labels"]))
-            if "file_name" in labels and "sha256" in labels:
-                found[labels["file_name"]] = labels["sha256"]
+            sample = _rules_sample(match["labels"])
+            if sample is not None:
+                found[sample[0]] = sample[1]
     return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _rules_sample(labels: str) -> tuple[str, str] | None:
+    """A rules file's name and SHA-256 from a sample's labels (the same labels come back on every look at Falco
+    until it loads other files)."""
+    pairs = dict(_LABEL.findall(labels))
+    if "file_name" in pairs and "sha256" in pairs:
+        return pairs["file_name"], pairs["sha256"]
+    return None
 
 
 async def observe(http: HttpClient, url: str, previous: FalcoView = UNKNOWN) -> FalcoView:

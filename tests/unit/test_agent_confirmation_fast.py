@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
-from artifact_agent.confirmation import FalcoView, _Digests, confirm, loads_expected
+from artifact_agent.confirmation import RULES_METRIC, FalcoView, _Digests, confirm, loads_expected, parse_rules_hashes
 from falco_operator.artifacts import ArtifactKey, Delivered, Outcome, sha256_hex
 from falco_operator.artifacts.model import State
 
@@ -44,3 +45,29 @@ def test_digests_stay_right_when_the_memory_is_forgotten() -> None:
         for chunk in chunks:
             assert digests(chunk) == sha256_hex(chunk)
             assert digests(bytes(bytearray(chunk))) == sha256_hex(chunk)  # an equal copy
+
+
+def rules_hashes_line_by_line(metrics: str) -> dict[str, str]:
+    """The reading ``parse_rules_hashes`` makes, in its plainest form: every line's labels parsed."""
+    found: dict[str, str] = {}
+    for line in metrics.splitlines():
+        match = re.match(r"^" + RULES_METRIC + r"\{(?P<labels>[^}]*)\}", line)
+        if match:
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match["labels"]))
+            if "file_name" in labels and "sha256" in labels:
+                found[labels["file_name"]] = labels["sha256"]
+    return found
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_rules_hashes_are_read_as_line_by_line(seed: int) -> None:
+    chance = random.Random(seed)
+    pieces = ['file_name="a.yaml"', 'file_name="b \\"q\\".yaml"', 'sha256="ab12"', 'sha256="cd34"', 'hostname="n1"',
+              "evt_source=x", 'file_name=""']  # fmt: skip
+    lines = []
+    for _ in range(chance.randint(0, 12)):
+        labels = ",".join(chance.sample(pieces, chance.randint(0, 4)))
+        metric = chance.choice([RULES_METRIC, RULES_METRIC, "falcosecurity_other", RULES_METRIC + "_x", "#"])
+        lines.append(f"{metric}{{{labels}}} 1" if chance.random() < 0.9 else f"{metric} {labels}")
+    text = chance.choice(["\n", "\r\n", "\n\n"]).join(lines)
+    assert parse_rules_hashes(text) == rules_hashes_line_by_line(text)
