@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -82,8 +82,10 @@ class ReportedEntries:
         self._entries[outcome.key] = (inputs, wire)
         return outcome.key, wire
 
-    def keep_only(self, reported: Iterable[tuple[ArtifactKey, Json]]) -> None:
+    def keep_only(self, reported: Sequence[tuple[ArtifactKey, Json]]) -> None:
         """Forget the artifacts no longer reported."""
+        if len(self._entries) == len(reported):
+            return  # every key reported has an entry: the same keys
         current = {key for key, _ in reported}
         for key in [key for key in self._entries if key not in current]:
             del self._entries[key]
