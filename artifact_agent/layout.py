@@ -129,7 +129,7 @@ class GenerationDirectory:
         for name in sorted(names):
             link = os.path.join(root, name)
             wanted = f"{DATA}/{name}"
-            if os.path.islink(link) and os.readlink(link) == wanted:
+            if _link_target(link) == wanted:
                 continue
             temporary = os.path.join(root, f"..{name}.tmp")
             if os.path.lexists(temporary):
@@ -161,6 +161,14 @@ def _place(target: str, data: bytes, unchanged_source: str | None) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def _link_target(path: str) -> str | None:
+    """Where a symlink points; None when the path is no symlink or absent (one system call, not two)."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def _remove(entry: str) -> None:
