@@ -35,7 +35,7 @@ from .metrics import AgentMetrics
 from .planner import PassPlanner
 from .pulls import OCIPulls, PullSettings
 from .recovery import recover_last_good
-from .report import Identity, Reporter, report_status
+from .report import Identity, ReportedEntries, Reporter, report_status
 from .report_hold import ReportHold
 from .selection import select
 from .sources import ConfigMapWatches, resolve
@@ -86,6 +86,7 @@ class Agent:
         self.metrics = AgentMetrics(metrics.registry)
         self.materializer = Materializer(settings.directories)
         self.reporter = Reporter(client, settings.identity)
+        self.reported_entries = ReportedEntries()
         self.planner = PassPlanner(
             str(settings.directories.plugins), rules_set_check, image_defaults=settings.image_defaults
         )
@@ -290,7 +291,7 @@ class Agent:
             self._poll_now.set()  # a watch's first sample, now
         status = report_status(outcomes, self.settings.directories.by_kind(), self._falco_probe(),
                                self.pulls.refresh_problems(), result.image_defaults,
-                               self.pulls.signers(), self.analysis.verdicts())  # fmt: skip
+                               self.pulls.signers(), self.analysis.verdicts(), self.reported_entries)  # fmt: skip
         if self.report_hold.hold(status, self.reporter.written, time.monotonic()):
             return  # written once Falco confirms it, or when the window ends (``_next_change``)
         self._publish(status)

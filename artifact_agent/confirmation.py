@@ -28,6 +28,7 @@ not confirm is *Refused* (``FalcoLoads``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -267,13 +268,26 @@ def _same_content(delivered: Delivered, other: Delivered | None) -> bool:
 
 def parse_rules_hashes(metrics: str) -> dict[str, str]:
     found: dict[str, str] = {}
+    start = RULES_METRIC + "{"
     for line in metrics.splitlines():
+        if not line.startswith(start):  # most lines: other metrics
+            continue
         match = _SAMPLE.match(line)
         if match:
-            labels = dict(_LABEL.findall(match["labels"]))
-            if "file_name" in labels and "sha256" in labels:
-                found[labels["file_name"]] = labels["sha256"]
+            sample = _rules_sample(match["labels"])
+            if sample is not None:
+                found[sample[0]] = sample[1]
     return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _rules_sample(labels: str) -> tuple[str, str] | None:
+    """A rules file's name and SHA-256 from a sample's labels (the same labels come back on every look at Falco
+    until it loads other files)."""
+    pairs = dict(_LABEL.findall(labels))
+    if "file_name" in pairs and "sha256" in pairs:
+        return pairs["file_name"], pairs["sha256"]
+    return None
 
 
 async def observe(http: HttpClient, url: str, previous: FalcoView = UNKNOWN) -> FalcoView:
@@ -340,16 +354,54 @@ def _confirmed(
     """The Loaded outcome when Falco confirms it, else why not (for a Rulesfile or a Plugin)."""
     kind = outcome.key.kind
     if kind == "Rulesfile":
-        rules = {name: data for (directory, name), data in outcome.delivered.files.items() if directory == RULES_DIR}
-        if rules and all(view.rules.get(name) == sha256_hex(data) for name, data in rules.items()):
+        loaded = _rules_loaded(outcome, view)
+        if loaded is not None:
             return dataclasses.replace(outcome, state="Loaded", reason="Loaded", message="Falco loaded " +
-                                       ", ".join(sorted(rules)))  # fmt: skip
+                                       ", ".join(sorted(loaded)))  # fmt: skip
         return ("; not loaded by Falco (yet; if this stays, Falco refused the reload and kept its previous rules: "
                 "see its log)")  # fmt: skip
     if kind == "Plugin" and outcome.delivered.plugin_entry is not None:
         name = str(outcome.delivered.plugin_entry["name"])
         return _plugin_confirmed(outcome, name, view, loads, versions.get(outcome.delivered.digest or ""))
     return None
+
+
+def _rules_loaded(outcome: Outcome, view: FalcoView) -> list[str] | None:
+    """The names of a Rulesfile's rules files when Falco reports each of them with the SHA-256 written, else None."""
+    names = []
+    for (directory, name), data in outcome.delivered.files.items():
+        if directory == RULES_DIR:
+            if view.rules.get(name) != _sha256(data):
+                return None
+            names.append(name)
+    return names or None
+
+
+class _Digests:
+    """SHA-256 of the rules files by their bytes: Falco is asked every half second after a swap, and each answer
+    is checked against every Rulesfile's files, which change only when a swap writes them. Keyed by the bytes
+    (Python keeps a bytes object's hash: the same object is looked up without reading it again); forgotten all at
+    once when the bytes kept pass ``max_bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._digests: dict[bytes, str] = {}
+        self._bytes = 0
+
+    def __call__(self, data: bytes) -> str:
+        digest = self._digests.get(data)
+        if digest is None:
+            digest = sha256_hex(data)
+            if self._bytes + len(data) > self.max_bytes:
+                self._digests.clear()
+                self._bytes = 0
+            if len(data) <= self.max_bytes:
+                self._digests[data] = digest
+                self._bytes += len(data)
+        return digest
+
+
+_sha256 = _Digests(max_bytes=8 * 1024 * 1024)
 
 
 def _plugin_confirmed(
@@ -409,6 +461,9 @@ def _refused(outcome: Outcome) -> Outcome:
 
 def loads_expected(outcomes: Iterable[Outcome], view: FalcoView) -> bool:
     """Whether every Installed Rulesfile is confirmed (polling may slow down then)."""
+    # What ``confirm`` says of them, without building the confirmed outcomes: an Installed Rulesfile is
+    # confirmed exactly when Falco reports its files as written.
     return view.reachable and all(
-        outcome.state != "Installed" or outcome.key.kind != "Rulesfile" for outcome in confirm(outcomes, view)
+        outcome.state != "Installed" or outcome.key.kind != "Rulesfile" or _rules_loaded(outcome, view) is not None
+        for outcome in outcomes
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,36 +32,84 @@ def report_status(
     outcomes: Iterable[Outcome], directories: Mapping[str, Path], falco: FalcoProbe | None = None,
     refresh_problems: Mapping[ArtifactKey, Unavailable] | None = None, image_defaults: ImageDefaultsInUse | None = None,
     signers: Mapping[ArtifactKey, tuple[str, str]] | None = None,
-    analyses: Mapping[ArtifactKey, ReportedAnalysis] | None = None,
+    analyses: Mapping[ArtifactKey, ReportedAnalysis] | None = None, entries: ReportedEntries | None = None,
 ) -> Json:  # fmt: skip
     """The ``status`` of the report: one entry per applicable artifact, in a stable order; what Falco says; why an
     OCI source could not be resolved again (``refresh_problems``), apart from the state of what is delivered; what
     Falco loads from its image (``image_defaults``); who signed each verified OCI artifact (``signers``: its
     digest and the keys' fingerprints), shown while that digest is the one delivered; the verdicts on rollout
-    candidates this node delivers (``analyses``), each on the entry of the generation it judged."""
+    candidates this node delivers (``analyses``), each on the entry of the generation it judged. ``entries``: the
+    entries of the previous reports, reused where what they are made of did not change (the same status)."""
     problems = refresh_problems or {}
     verdicts = analyses or {}
     signed_by = signers or {}
-    entries = [
-        ReportedArtifact(
-            kind=outcome.key.kind,
-            name=outcome.key.name,
-            generation=outcome.generation,
-            digest=outcome.delivered.digest,
-            signer=_signer(signed_by.get(outcome.key), outcome.delivered.digest),
-            sha256=outcome.sha256,
-            config_map_sha256=config_map_sha256(outcome),
-            files=sorted(str(directories[directory] / name) for directory, name in outcome.delivered.files) or None,
-            state=outcome.state,
-            reason=outcome.reason,
-            message=_clipped(outcome.message),
-            refresh_problem=_refresh_problem(problems.get(outcome.key)),
-            analysis=_analysis(verdicts.get(outcome.key), outcome.generation),
-        )
+    memo = entries if entries is not None else ReportedEntries()
+    folders = tuple(directories.items())
+    reported = [
+        memo.entry(outcome, folders, signed_by.get(outcome.key), problems.get(outcome.key), verdicts.get(outcome.key))
         for outcome in sorted(outcomes, key=lambda outcome: outcome.key)
     ]
+    memo.keep_only(reported)
     image = reported_image_defaults(image_defaults) if image_defaults is not None else None
-    return ArtifactReportStatus(artifacts=entries, falco=falco, image_defaults=image).to_wire()
+    return {"artifacts": [wire for _, wire in reported],
+            **ArtifactReportStatus(falco=falco, image_defaults=image).to_wire()}  # fmt: skip
+
+
+Inputs = tuple[Any, ...]
+
+
+class ReportedEntries:
+    """Each artifact's entry in the report (its JSON form), kept with everything it was made of: a pass rebuilds
+    only the entries of artifacts whose outcome, signer, refresh problem or verdict changed (most passes change
+    one artifact of many, or none). Entries are shared between the statuses built: nobody changes them."""
+
+    def __init__(self) -> None:
+        self._entries: dict[ArtifactKey, tuple[Inputs, Json]] = {}
+
+    def entry(
+        self, outcome: Outcome, directories: tuple[tuple[str, Path], ...], signed: tuple[str, str] | None,
+        problem: Unavailable | None, verdict: ReportedAnalysis | None,
+    ) -> tuple[ArtifactKey, Json]:  # fmt: skip
+        delivered = outcome.delivered
+        # Compared, never hashed: bytes compare by identity first (the same objects from pass to pass), then
+        # by content.
+        inputs = (outcome.generation, outcome.state, outcome.reason, outcome.message, delivered.digest,
+                  list(delivered.files.items()), signed, problem, verdict, directories)  # fmt: skip
+        known = self._entries.get(outcome.key)
+        if known is not None and known[0] == inputs:
+            return outcome.key, known[1]
+        wire = _entry(outcome, dict(directories), signed, problem, verdict).to_wire()
+        self._entries[outcome.key] = (inputs, wire)
+        return outcome.key, wire
+
+    def keep_only(self, reported: Sequence[tuple[ArtifactKey, Json]]) -> None:
+        """Forget the artifacts no longer reported."""
+        if len(self._entries) == len(reported):
+            return  # every key reported has an entry: the same keys
+        current = {key for key, _ in reported}
+        for key in [key for key in self._entries if key not in current]:
+            del self._entries[key]
+
+
+def _entry(
+    outcome: Outcome, directories: Mapping[str, Path], signed: tuple[str, str] | None, problem: Unavailable | None,
+    verdict: ReportedAnalysis | None,
+) -> ReportedArtifact:  # fmt: skip
+    return ReportedArtifact(
+        kind=outcome.key.kind,
+        name=outcome.key.name,
+        generation=outcome.generation,
+        digest=outcome.delivered.digest,
+        signer=_signer(signed, outcome.delivered.digest),
+        sha256=outcome.sha256,
+        config_map_sha256=config_map_sha256(outcome),
+        files=sorted(str(directories[directory] / name) for directory, name in outcome.delivered.files) or None,
+        state=outcome.state,
+        reason=outcome.reason,
+        message=_clipped(outcome.message),
+        refresh_problem=_refresh_problem(problem),
+        analysis=_analysis(verdict, outcome.generation),
+    )
 
 
 def _analysis(verdict: ReportedAnalysis | None, delivered: int | None) -> ReportedAnalysis | None:
@@ -167,7 +215,7 @@ class Reporter:
             await self._create()
         sent: list[Json] = []
 
-        async def apply_latest() -> Json:
+        async def apply_latest() -> None:
             current = latest()
             sent.append(current)
             # Server-side apply of the whole status: what this agent no longer says (an artifact gone, a field
@@ -175,7 +223,8 @@ class Reporter:
             body = {"apiVersion": ARTIFACTREPORTS.api_version, "kind": "ArtifactReport",
                     "metadata": {"name": self._identity.pod_name, "namespace": self._identity.namespace},
                     "status": current}  # fmt: skip
-            return await self._client.apply(ARTIFACTREPORTS, body, subresource="status")
+            # The server answers with the whole report, which nothing here reads: it is not decoded.
+            await self._client.apply_unread(ARTIFACTREPORTS, body, subresource="status")
 
         try:
             await with_retries(apply_latest, self._retries, what="ArtifactReport status apply")

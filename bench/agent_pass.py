@@ -24,7 +24,7 @@ import anyio
 import anyio.to_thread
 
 from artifact_agent.planner import PassPlanner
-from artifact_agent.report import report_status
+from artifact_agent.report import ReportedEntries, report_status
 from artifact_agent.selection import select
 from bench import profiled_agent
 from falco_operator.artifacts.rules import rules_set_check
@@ -54,6 +54,7 @@ async def passes(artifacts: int, updates: int, profile: cProfile.Profile | None)
     planner = PassPlanner(str(DIRECTORIES["plugins"]), rules_set_check)
     objects = [rulesfile(index, 100 + index, 0) for index in range(artifacts)]
     last_good: dict[Any, Any] = {}
+    entries = ReportedEntries()  # kept from pass to pass, as the agent keeps them
     spent: list[float] = []
     for update in range(updates + 1):
         changed = update % artifacts
@@ -64,7 +65,7 @@ async def passes(artifacts: int, updates: int, profile: cProfile.Profile | None)
         chosen, _ = select(objects, {}, {}, "falco")
         result = await planner.plan(chosen, {}, last_good)
         last_good = dict(result.remembered)
-        report_status(result.outcomes, DIRECTORIES)
+        report_status(result.outcomes, DIRECTORIES, entries=entries)
         if profile is not None:
             profile.disable()
         if update:  # the first pass reads and checks everything: a start, not an update

@@ -91,8 +91,10 @@ class Client:
         content_type: str = "application/json",
         timeout: float | None = None,
         accept: str | None = None,
+        decode: bool = True,
     ) -> Any:
-        """One request; returns the decoded JSON body or raises ``ApiError`` (``NotFound``, ``Conflict``...)."""
+        """One request; returns the decoded JSON body or raises ``ApiError`` (``NotFound``, ``Conflict``...).
+        ``decode=False``: a successful answer's body is read but not decoded (None is returned)."""
         kwargs: dict[str, Any] = {"params": params, "timeout": timeout or self.timeout}
         headers = {"Content-Type": content_type}
         if accept:
@@ -106,6 +108,8 @@ class Client:
                 await self._reauthenticate(generation)
                 continue
             break
+        if status < 400 and not decode:
+            return None
         decoded = _decode(text)
         if status >= 400:
             raise ApiError.from_response(status, decoded, text, retry_after)
@@ -226,6 +230,15 @@ class Client:
         params = {"fieldManager": self.field_manager, "force": "true" if force else "false"}
         result: Json = await self.request("PATCH", path, params=params, body=body, content_type=APPLY_PATCH)
         return result
+
+    async def apply_unread(
+        self, resource: Resource, body: Json, *, force: bool = True, subresource: str | None = None
+    ) -> None:
+        """``apply`` for a writer that does not read the object the server answers with: the answer (the whole
+        object, a report of every artifact) is not decoded."""
+        path = resource.path(_namespace_of(resource, body, None), body["metadata"]["name"], subresource)
+        params = {"fieldManager": self.field_manager, "force": "true" if force else "false"}
+        await self.request("PATCH", path, params=params, body=body, content_type=APPLY_PATCH, decode=False)
 
     async def merge_patch(
         self,

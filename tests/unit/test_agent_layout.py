@@ -67,3 +67,35 @@ def test_plugins_leave_only_after_the_config_that_loads_them(tmp_path: Path) -> 
     assert swapped == ["plugins", "config", "plugins"]
     assert visible(directories.plugins) == {"b.so": b"B"}
     assert materializer.apply({"plugins": {"b.so": b"B"}, "config": {"p.yaml": b"load b"}, "rules": {}}) == []
+
+
+def test_written_files_are_world_readable_whatever_the_umask(tmp_path: Path) -> None:
+    directory = GenerationDirectory(tmp_path / "d")
+    before = os.umask(0o077)
+    try:
+        directory.swap({"a.yaml": b"a"})
+    finally:
+        os.umask(before)
+    assert (directory.path / "a.yaml").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_generation_someone_nested_a_directory_in_is_still_removed(tmp_path: Path) -> None:
+    directory = GenerationDirectory(tmp_path / "d")
+    directory.swap({"a.yaml": b"a"})
+    first = directory.current_generation()
+    assert first is not None
+    (first / "nested").mkdir()
+    (first / "nested" / "x").write_bytes(b"x")
+    directory.swap({"a.yaml": b"b"})
+    assert not first.exists()
+    assert visible(directory.path) == {"a.yaml": b"b"}
+
+
+def test_a_visible_name_that_is_not_the_expected_link_is_replaced(tmp_path: Path) -> None:
+    directory = GenerationDirectory(tmp_path / "d")
+    directory.swap({"a.yaml": b"a"})
+    (directory.path / "a.yaml").unlink()
+    (directory.path / "a.yaml").write_bytes(b"foreign")
+    directory.swap({"a.yaml": b"a2"})
+    assert os.readlink(directory.path / "a.yaml") == f"{DATA}/a.yaml"
+    assert visible(directory.path) == {"a.yaml": b"a2"}
