@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,7 @@ async def steady_state(api: kr8s.asyncio.Api, plane: Any, seconds: float) -> lis
         await call(api, "POST", f"/apis/instance.falcosecurity.dev/v1alpha1/namespaces/{NAMESPACE}/falcos", body=body)
     await anyio.sleep(15)  # every artifact and Falco settles (reports, status, pods) before the quiet period
     mark, before = AuditMark.now(plane.state.audit_log), api_requests(plane)
+    mark_time = datetime.now(UTC)
     await anyio.sleep(seconds)
     writes = mark.writes_since()
     ours = [w for w in writes if _of_the_project(w) and w["objectRef"].get("resource") != "leases"]
@@ -245,10 +247,20 @@ async def steady_state(api: kr8s.asyncio.Api, plane: Any, seconds: float) -> lis
     reads = sum(count for (verb, resource), count in delta.items() if verb in ("GET", "LIST", "WATCH")
                 and resource != "leases")  # fmt: skip
     described = Counter(f"{w['verb']} {w['objectRef'].get('resource')}" for w in ours).most_common(5)
+    # When each write came, in seconds into the quiet period: a status still settling writes early, churn throughout.
+    when = sorted(round(_seconds_after(w, mark_time)) for w in ours)
     return [f"  steady state, 20 artifacts, 10 Falco CRs, {seconds:.0f} s: {len(ours)} writes by operator and agents "
-            f"({described or 'none'}), {leases} Lease renewals by the operator; "
+            f"({described or 'none'}{f', at {when} s' if when else ''}), {leases} Lease renewals by the operator; "
             f"{len(simulated)} writes by the node simulator and control plane; "
             f"reads (all clients) {reads / (seconds / 60):.0f}/min"]  # fmt: skip
+
+
+def _seconds_after(write: Json, start: datetime) -> float:
+    stamp = str(write.get("stageTimestamp") or write.get("requestReceivedTimestamp") or "")
+    try:
+        return (datetime.fromisoformat(stamp.replace("Z", "+00:00")) - start).total_seconds()
+    except ValueError:
+        return -1.0
 
 
 def _of_the_project(write: Json) -> bool:
