@@ -10,7 +10,6 @@ from pydantic import ConfigDict, Field
 from .base import KubeModel
 from .ocirefs import (
     DEFAULT_KEY_ENTRY,
-    DEFAULT_REGISTRY,
     DEFAULT_TAG,
     DEFAULT_TRUSTED_ROOT_ENTRY,
     DURATION_PATTERN,
@@ -26,8 +25,9 @@ from .ocirefs import (
     KeylessSource,
     KeySource,
     OCILocation,
-    parse_duration,
-    parse_reference,
+    oci_credentials,
+    oci_location,
+    oci_refresh_seconds,
 )
 from .schema_types import cel, validations
 
@@ -224,29 +224,14 @@ class OCIArtifact(KubeModel):
 
     def location(self) -> OCILocation:
         """The registry, repository and tag or digest, whichever form the user wrote."""
-        registry = self.registry or Registry()
-        plain_http = bool(registry.plain_http)
-        insecure = bool(registry.tls and registry.tls.insecure_skip_verify)
-        if self.reference:
-            host, repository, tag, digest = parse_reference(self.reference)
-            return OCILocation(host, repository, tag, digest, plain_http, insecure)
-        if self.image is None:
-            raise ValueError("ociArtifact has neither reference nor image")
-        tag, digest = (None, self.image.tag) if self.image.tag.startswith("sha256:") else (self.image.tag, None)
-        return OCILocation(registry.name or DEFAULT_REGISTRY, self.image.repository, tag, digest, plain_http, insecure)
+        return oci_location(self)
 
     def refresh_seconds(self, floor: float = MIN_REFRESH_SECONDS) -> float | None:
-        """``refreshInterval`` in seconds, never under ``floor`` (None: resolve once per spec change). The CRD
-        refuses shorter intervals; objects stored before it did are held to the floor here."""
-        return max(floor, parse_duration(self.refresh_interval)) if self.refresh_interval else None
+        """``refreshInterval`` in seconds, never under ``floor`` (None: resolve once per spec change)."""
+        return oci_refresh_seconds(self, floor)
 
     def credentials(self) -> CredentialsRef | None:
-        if self.pull_secret:
-            return CredentialsRef(self.pull_secret.secret_name, self.pull_secret.username_key,
-                                  self.pull_secret.password_key)  # fmt: skip
-        if self.registry and self.registry.auth:
-            return CredentialsRef(self.registry.auth.secret_ref.name, "username", "password")
-        return None
+        return oci_credentials(self)
 
 
 class RulesOCIArtifact(OCIArtifact):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 DEFAULT_REGISTRY = "ghcr.io"
 DEFAULT_TAG = "latest"
@@ -117,3 +118,94 @@ def parse_duration(text: str) -> float:
     return sum(
         float(number) * _DURATION_UNITS[unit] for number, unit in re.findall(r"([0-9.]+)(ns|us|µs|ms|s|m|h)", text)
     )
+
+
+# What the models (``oci``) and the plain classes (``plain``) of an ``ociArtifact`` have in common, read-only: the
+# functions below give both the same answers.
+
+
+class _ImageFields(Protocol):
+    @property
+    def repository(self) -> str: ...
+    @property
+    def tag(self) -> str: ...
+
+
+class _SecretRefFields(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _AuthFields(Protocol):
+    @property
+    def secret_ref(self) -> _SecretRefFields: ...
+
+
+class _TLSFields(Protocol):
+    @property
+    def insecure_skip_verify(self) -> bool | None: ...
+
+
+class _RegistryFields(Protocol):
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def plain_http(self) -> bool | None: ...
+    @property
+    def tls(self) -> _TLSFields | None: ...
+    @property
+    def auth(self) -> _AuthFields | None: ...
+
+
+class _PullSecretFields(Protocol):
+    @property
+    def secret_name(self) -> str: ...
+    @property
+    def username_key(self) -> str: ...
+    @property
+    def password_key(self) -> str: ...
+
+
+class OCISourceFields(Protocol):
+    @property
+    def reference(self) -> str | None: ...
+    @property
+    def image(self) -> _ImageFields | None: ...
+    @property
+    def registry(self) -> _RegistryFields | None: ...
+    @property
+    def pull_secret(self) -> _PullSecretFields | None: ...
+    @property
+    def refresh_interval(self) -> str | None: ...
+
+
+def oci_location(source: OCISourceFields) -> OCILocation:
+    """The registry, repository and tag or digest, whichever form the user wrote."""
+    registry = source.registry
+    plain_http = bool(registry and registry.plain_http)
+    insecure = bool(registry and registry.tls and registry.tls.insecure_skip_verify)
+    if source.reference:
+        host, repository, tag, digest = parse_reference(source.reference)
+        return OCILocation(host, repository, tag, digest, plain_http, insecure)
+    if source.image is None:
+        raise ValueError("ociArtifact has neither reference nor image")
+    image_tag = source.image.tag
+    tag, digest = (None, image_tag) if image_tag.startswith("sha256:") else (image_tag, None)
+    host = (registry.name if registry else None) or DEFAULT_REGISTRY
+    return OCILocation(host, source.image.repository, tag, digest, plain_http, insecure)
+
+
+def oci_refresh_seconds(source: OCISourceFields, floor: float = MIN_REFRESH_SECONDS) -> float | None:
+    """``refreshInterval`` in seconds, never under ``floor`` (None: resolve once per spec change). The CRD refuses
+    shorter intervals; objects stored before it did are held to the floor here."""
+    return max(floor, parse_duration(source.refresh_interval)) if source.refresh_interval else None
+
+
+def oci_credentials(source: OCISourceFields) -> CredentialsRef | None:
+    """The Secret and keys holding the registry's credentials, if any."""
+    if source.pull_secret:
+        secret = source.pull_secret
+        return CredentialsRef(secret.secret_name, secret.username_key, secret.password_key)
+    if source.registry and source.registry.auth:
+        return CredentialsRef(source.registry.auth.secret_ref.name, "username", "password")
+    return None
