@@ -48,6 +48,8 @@ Json = dict[str, Any]
 ARTIFACTS = "/apis/artifact.falcosecurity.dev/v1alpha1/namespaces/{ns}/{plural}"
 QUIET = "evt.type = open and proc.name = nope"
 NAMESPACE = "bench"
+SETTLE = 75.0
+"""Seconds from the steady-state objects' creation to the quiet period (more than a status progress interval)."""
 FILE = "50-03-shared-inline.yaml"
 AGENT_USER = f"system:serviceaccount:{NAMESPACE}:falco"
 
@@ -235,7 +237,10 @@ async def steady_state(api: kr8s.asyncio.Api, plane: Any, seconds: float) -> lis
         body = {"apiVersion": "instance.falcosecurity.dev/v1alpha1", "kind": "Falco",
                 "metadata": {"name": f"extra-{index}"}, "spec": {"type": "Deployment", "replicas": 1}}  # fmt: skip
         await call(api, "POST", f"/apis/instance.falcosecurity.dev/v1alpha1/namespaces/{NAMESPACE}/falcos", body=body)
-    await anyio.sleep(15)  # every artifact and Falco settles (reports, status, pods) before the quiet period
+    # Every artifact and Falco settles (reports, status, pods) before the quiet period. These artifacts never settle
+    # fully (the nine Deployments' pods have no agents), and the status controller writes an unsettled change's
+    # progress at most once a minute: the quiet period starts after that minute.
+    await anyio.sleep(SETTLE)
     mark, before = AuditMark.now(plane.state.audit_log), api_requests(plane)
     mark_time = datetime.now(UTC)
     await anyio.sleep(seconds)
