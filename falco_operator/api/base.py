@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from .selection import selector_matches
+
 
 class KubeModel(BaseModel):
     """camelCase on the wire, snake_case in Python; unknown fields from newer servers are ignored."""
@@ -38,21 +40,7 @@ class LabelSelector(KubeModel):
     """Requirements that must all hold."""
 
     def matches(self, labels: dict[str, str]) -> bool:
-        if any(labels.get(key) != value for key, value in (self.match_labels or {}).items()):
-            return False
-        for requirement in self.match_expressions or []:
-            present = requirement.key in labels
-            value = labels.get(requirement.key)
-            values = requirement.values or []
-            if requirement.operator == "In" and not (present and value in values):
-                return False
-            if requirement.operator == "NotIn" and present and value in values:
-                return False
-            if requirement.operator == "Exists" and not present:
-                return False
-            if requirement.operator == "DoesNotExist" and present:
-                return False
-        return True
+        return selector_matches(self.match_labels, self.match_expressions, labels)
 
 
 class Condition(KubeModel):

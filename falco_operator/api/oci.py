@@ -28,6 +28,7 @@ from .ocirefs import (
     oci_credentials,
     oci_location,
     oci_refresh_seconds,
+    verification_source,
 )
 from .schema_types import cel, validations
 
@@ -166,14 +167,7 @@ class Verification(KubeModel):
 
     def key_source(self) -> KeySource | KeylessSource:
         """What to verify with, and where it is read from."""
-        if self.keyless is not None:
-            root = self.keyless.trusted_root.config_map_ref
-            return KeylessSource(root.name, root.key, self.keyless.identity, self.keyless.identity_regexp,
-                                 self.keyless.issuer)  # fmt: skip
-        assert self.key is not None  # the CRD requires exactly one
-        ref = self.key.config_map_ref or self.key.secret_ref
-        assert ref is not None  # the CRD requires exactly one
-        return KeySource("ConfigMap" if self.key.config_map_ref else "Secret", ref.name, ref.key)
+        return verification_source(self.key, self.keyless)
 
 
 _OCI_RULES = (

@@ -209,3 +209,44 @@ def oci_credentials(source: OCISourceFields) -> CredentialsRef | None:
     if source.registry and source.registry.auth:
         return CredentialsRef(source.registry.auth.secret_ref.name, "username", "password")
     return None
+
+
+class _EntryRefFields(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+
+
+class _SignatureKeyFields(Protocol):
+    @property
+    def config_map_ref(self) -> _EntryRefFields | None: ...
+    @property
+    def secret_ref(self) -> _EntryRefFields | None: ...
+
+
+class _TrustedRootFields(Protocol):
+    @property
+    def config_map_ref(self) -> _EntryRefFields: ...
+
+
+class _KeylessFields(Protocol):
+    @property
+    def identity(self) -> str | None: ...
+    @property
+    def identity_regexp(self) -> str | None: ...
+    @property
+    def issuer(self) -> str: ...
+    @property
+    def trusted_root(self) -> _TrustedRootFields: ...
+
+
+def verification_source(key: _SignatureKeyFields | None, keyless: _KeylessFields | None) -> KeySource | KeylessSource:
+    """What a verification policy verifies with, and where it is read from (the CRD requires exactly one)."""
+    if keyless is not None:
+        root = keyless.trusted_root.config_map_ref
+        return KeylessSource(root.name, root.key, keyless.identity, keyless.identity_regexp, keyless.issuer)
+    assert key is not None  # the CRD requires exactly one
+    ref = key.config_map_ref or key.secret_ref
+    assert ref is not None  # the CRD requires exactly one
+    return KeySource("ConfigMap" if key.config_map_ref else "Secret", ref.name, ref.key)

@@ -32,7 +32,9 @@ from .ocirefs import (
     oci_credentials,
     oci_location,
     oci_refresh_seconds,
+    verification_source,
 )
+from .selection import selector_matches
 from .wire import REQUIRED, Fields, Wire
 
 ARTIFACT_API_VERSION = "artifact.falcosecurity.dev/v1alpha1"
@@ -118,21 +120,7 @@ class LabelSelector(Wire):
         return cls.read(Fields(raw, "selector"))
 
     def matches(self, labels: dict[str, str]) -> bool:
-        if any(labels.get(key) != value for key, value in (self.match_labels or {}).items()):
-            return False
-        for requirement in self.match_expressions or ():
-            present = requirement.key in labels
-            value = labels.get(requirement.key)
-            values = requirement.values or ()
-            if requirement.operator == "In" and not (present and value in values):
-                return False
-            if requirement.operator == "NotIn" and present and value in values:
-                return False
-            if requirement.operator == "Exists" and not present:
-                return False
-            if requirement.operator == "DoesNotExist" and present:
-                return False
-        return True
+        return selector_matches(self.match_labels, self.match_expressions, labels)
 
 
 # --- status -------------------------------------------------------------------------------------------------------
@@ -400,14 +388,7 @@ class Verification(Wire):
 
     def key_source(self) -> KeySource | KeylessSource:
         """What to verify with, and where it is read from."""
-        if self.keyless is not None:
-            root = self.keyless.trusted_root.config_map_ref
-            return KeylessSource(root.name, root.key, self.keyless.identity, self.keyless.identity_regexp,
-                                 self.keyless.issuer)  # fmt: skip
-        assert self.key is not None  # the CRD requires exactly one
-        ref = self.key.config_map_ref or self.key.secret_ref
-        assert ref is not None  # the CRD requires exactly one
-        return KeySource("ConfigMap" if self.key.config_map_ref else "Secret", ref.name, ref.key)
+        return verification_source(self.key, self.keyless)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
