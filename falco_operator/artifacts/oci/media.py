@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import platform
+import os
 from dataclasses import dataclass
 
 _ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -10,7 +10,7 @@ _ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm6
 
 def machine_architecture() -> str:
     """This machine's architecture as OCI platforms name it (``amd64``, ``arm64``)."""
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()
     return _ARCHITECTURES.get(machine, machine)
 
 

@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 from ..messages import MAX_QUOTED, capped, quoted
@@ -204,10 +204,16 @@ class FieldCatalogue:
 _EVENT_ARGUMENT_FIELDS = ("evt.arg", "evt.rawarg")
 
 
+def read_data(name: str) -> str:
+    """One of the JSON files generated from Falco, beside this module (read as a plain file: ``importlib.resources``
+    would bring ``tempfile``, ``shutil`` and ``random`` onto the agent's path)."""
+    return Path(__file__).with_name(name).read_text()
+
+
 @cache
 def event_parameters() -> frozenset[str]:
     """Names of event parameters (``evt.arg.<name>``), from Falco's event table."""
-    document = json.loads(resources.files(__package__).joinpath("events.json").read_text())
+    document = json.loads(read_data("events.json"))
     return frozenset(document["event_parameters"])
 
 
@@ -217,7 +223,7 @@ def _is_index(text: str) -> bool:
 
 @cache
 def _load() -> FieldCatalogue:
-    document: dict[str, Any] = json.loads(resources.files(__package__).joinpath("fields.json").read_text())
+    document: dict[str, Any] = json.loads(read_data("fields.json"))
     fields = {}
     for name, entry in document["fields"].items():
         fields[name] = FieldInfo(

@@ -27,7 +27,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any, Literal
 
 from ..messages import capped, quoted
@@ -48,7 +47,7 @@ from .condition import (
     walk,
 )
 from .dependencies import Dependencies
-from .fields import FieldCatalogue
+from .fields import FieldCatalogue, read_data
 from .output import output_problem
 from .requirements import Requirement, engine_problem, parse_version, plugin_requirement_verdict
 
@@ -857,7 +856,7 @@ def _type_problem(check: Check, left: FieldRef, catalogue: FieldCatalogue) -> st
 @cache
 def event_types() -> frozenset[str]:
     """Every name ``evt.type`` may be compared with (Falco's event and syscall names)."""
-    document = json.loads(resources.files(__package__).joinpath("events.json").read_text())
+    document = json.loads(read_data("events.json"))
     return frozenset(document["event_types"])
 
 
