@@ -30,6 +30,9 @@ resolutions, and the temporary files of writes in progress; nothing else.
 Credentials come from a Secret read by name at every pull that needs it (never listed or watched): a fixed Secret
 works at the next retry, and a Secret that no longer authenticates is noticed at the next refresh, even while the
 registry would still take the credentials read before.
+
+The agent imports this module with its first artifact that has an OCI source (``oci_sources.OCISources``, which
+runs these pulls in its own task group: ``attach``, ``close``); ``PullSettings`` lives in ``pull_settings.py``.
 """
 
 from __future__ import annotations
