@@ -82,10 +82,21 @@ def _make(cls: type[_T], *, repr: bool, eq: bool, order: bool, frozen: bool, kw_
         raise TypeError(f"Cannot overwrite attribute {defined[0]} in class {cls.__name__}")
     made = dataclasses.dataclass(cls, repr=False, eq=False, frozen=frozen, kw_only=kw_only, slots=slots)
     fields = dataclasses.fields(made)  # type: ignore[arg-type]
+    # Most classes show, compare and hash all their fields: one tuple of names and one getter serve them all.
+    names = tuple(field.name for field in fields)
+    getters: dict[tuple[str, ...], _Values] = {}
+
+    def values(selected: tuple[str, ...]) -> _Values:
+        selected = names if selected == names else selected
+        if selected not in getters:
+            getters[selected] = _values(selected)
+        return getters[selected]
+
     methods: dict[str, object] = {}
     if repr and "__repr__" not in own:
-        methods["__repr__"] = _repr(tuple(field.name for field in fields if field.repr))
-    compared = _values(tuple(field.name for field in fields if field.compare))
+        shown = tuple(field.name for field in fields if field.repr)
+        methods["__repr__"] = _repr(names if shown == names else shown, values(shown))
+    compared = values(tuple(field.name for field in fields if field.compare))
     if eq and "__eq__" not in own:
         methods["__eq__"] = _comparison(compared, operator.eq)
     if order:
@@ -95,10 +106,10 @@ def _make(cls: type[_T], *, repr: bool, eq: bool, order: bool, frozen: bool, kw_
     explicit_hash = not (class_hash is dataclasses.MISSING or (class_hash is None and "__eq__" in own))
     if eq and not explicit_hash:
         hashed = (field.name for field in fields if (field.compare if field.hash is None else field.hash))
-        methods["__hash__"] = _hash(_values(tuple(hashed))) if frozen else None
+        methods["__hash__"] = _hash(values(tuple(hashed))) if frozen else None
     if frozen:
         # In place of dataclass's own, compiled per class and closed over the class before slots made a new one.
-        methods["__setattr__"], methods["__delattr__"] = _frozen(made, tuple(field.name for field in fields))
+        methods["__setattr__"], methods["__delattr__"] = _frozen(made, names)
     for name, method in methods.items():
         setattr(made, name, method)
     return made
@@ -139,9 +150,7 @@ _IN_REPR: set[tuple[int, int]] = set()
 """The instances (and threads) whose repr is being made, to answer ``...`` for an instance within its own."""
 
 
-def _repr(names: tuple[str, ...]) -> Callable[[object], str]:
-    values = _values(names)
-
+def _repr(names: tuple[str, ...], values: _Values) -> Callable[[object], str]:
     def repr_(self: object) -> str:
         key = (id(self), get_ident())
         if key in _IN_REPR:
