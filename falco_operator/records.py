@@ -95,10 +95,10 @@ def _make(cls: type[_T], *, repr: bool, eq: bool, order: bool, frozen: bool, kw_
     methods: dict[str, object] = {}
     if repr and "__repr__" not in own:
         shown = tuple(field.name for field in fields if field.repr)
-        methods["__repr__"] = _repr(names if shown == names else shown, values(shown))
+        methods["__repr__"] = _repr(shown, values(shown))
     compared = values(tuple(field.name for field in fields if field.compare))
     if eq and "__eq__" not in own:
-        methods["__eq__"] = _comparison(compared, operator.eq)
+        methods["__eq__"] = _equality(compared)
     if order:
         for name, operation in zip(_ORDER, (operator.lt, operator.le, operator.gt, operator.ge), strict=True):
             methods[name] = _comparison(compared, operation)
@@ -130,6 +130,15 @@ def _no_values(instance: object) -> tuple[Any, ...]:
     return ()
 
 
+def _equality(values: _Values) -> Callable[[object, object], Any]:
+    def eq(self: object, other: object) -> Any:
+        if other.__class__ is self.__class__:
+            return values(self) == values(other)
+        return NotImplemented
+
+    return eq
+
+
 def _comparison(values: _Values, operation: Callable[[Any, Any], Any]) -> Callable[[object, object], Any]:
     def compare(self: object, other: object) -> Any:
         if other.__class__ is self.__class__:
@@ -151,16 +160,17 @@ _IN_REPR: set[tuple[int, int]] = set()
 
 
 def _repr(names: tuple[str, ...], values: _Values) -> Callable[[object], str]:
+    template = "(" + ", ".join(f"{name}={{!r}}" for name in names) + ")"
+
     def repr_(self: object) -> str:
         key = (id(self), get_ident())
         if key in _IN_REPR:
             return "..."
         _IN_REPR.add(key)
         try:
-            shown = ", ".join([f"{name}={value!r}" for name, value in zip(names, values(self), strict=True)])
+            return self.__class__.__qualname__ + template.format(*values(self))
         finally:
             _IN_REPR.discard(key)
-        return f"{self.__class__.__qualname__}({shown})"
 
     return repr_
 
