@@ -8,8 +8,8 @@ closures. The artifact agent imports some 120 such classes, so this was over a M
 ``record`` takes the same arguments with the same meaning (the subset the project uses) and makes the same class,
 with the same ``__init__``, fields (``dataclasses.fields``, ``replace``, ``asdict`` and ``is_dataclass`` work as
 before), ``__match_args__``, slots and pickling. Only ``__init__`` stays compiled per class, since it is what runs
-per instance. The other methods are one shared function each, closed over the class's field names; they behave as
-``dataclass``'s:
+per instance. Each other method is one shared code object, closed per class over its field names and one
+``operator.attrgetter`` of them; they behave as ``dataclass``'s:
 
 - ``__eq__`` compares the tuples of the ``compare`` fields of two instances of the very same class, and answers
   ``NotImplemented`` otherwise; ``order=True`` adds ``__lt__``, ``__le__``, ``__gt__`` and ``__ge__`` alike.
@@ -19,8 +19,10 @@ per instance. The other methods are one shared function each, closed over the cl
   repr.
 - frozen: assigning or deleting a field raises ``dataclasses.FrozenInstanceError``.
 
-A method the class body defines itself is kept, as ``dataclass`` keeps it. ``__dataclass_params__`` is the one
-difference: it reads ``repr=False, eq=False``, since ``dataclass`` did not make those methods.
+A method the class body defines itself is kept, as ``dataclass`` keeps it. Two differences: ``__dataclass_params__``
+reads ``repr=False, eq=False``, since ``dataclass`` did not make those methods; and assigning a name that is not a
+field to a frozen slotted instance raises ``FrozenInstanceError``, where Python 3.11's ``dataclass`` fails with a
+TypeError (its ``__setattr__`` checks the class that slots replaced).
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ def _repr(names: tuple[str, ...], values: _Values) -> Callable[[object], str]:
 
 def _frozen(
     owner: type[Any], names: tuple[str, ...]
-) -> tuple[Callable[[object, str, object], None], Callable[..., None]]:
+) -> tuple[Callable[[object, str, object], None], Callable[[object, str], None]]:
     def setattr_(self: object, name: str, value: object) -> None:
         if type(self) is owner or name in names:
             raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
