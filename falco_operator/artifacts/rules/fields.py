@@ -15,17 +15,17 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from ...records import record
 from ..messages import MAX_QUOTED, capped, quoted
 
 Severity = Literal["ok", "error", "warning"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FieldInfo:
     name: str
     type: str
@@ -39,7 +39,7 @@ class FieldInfo:
     """Falco still accepts it, with a warning (LOAD_DEPRECATED_ITEM)."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PluginInfo:
     name: str
     version: str | None
@@ -48,7 +48,7 @@ class PluginInfo:
     """The event source the plugin provides (``k8s_audit``); None for a plugin that only extracts fields."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FieldLookup:
     info: FieldInfo | None
     problem: str | None

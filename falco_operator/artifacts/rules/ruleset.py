@@ -25,10 +25,11 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cache
 from typing import Any, Literal
 
+from ...records import record
 from ..messages import capped, quoted
 from ..validation import Invalid, check_rules
 from ..yamldoc import line_of
@@ -59,7 +60,7 @@ LIST_OPERATORS = ("in", "intersects", "pmatch")
 _MODIFIERS = ("oneof", "anyof", "allof")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Finding:
     file: str
     line: int | None
@@ -75,7 +76,7 @@ class Finding:
         return f"{where}: {self.severity}: {self.message}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LoadContext:
     """What the Falco that loads the set provides: None means unknown (then the check cannot judge it)."""
 
@@ -88,7 +89,7 @@ class LoadContext:
     what they define; their own findings are not the set's (they name these files)."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RulesFile:
     """One file of the set: its name and its items as loaded (``yamldoc.load_yaml``: lines are kept)."""
 
@@ -98,14 +99,14 @@ class RulesFile:
     """The file's text, when known: positions inside folded conditions are then mapped to their own lines."""
 
 
-@dataclass
+@record
 class _Where:
     file: str
     line: int | None
     text: str | None = None
 
 
-@dataclass
+@record
 class _List:
     name: str
     items: list[str]
@@ -114,7 +115,7 @@ class _List:
     where: _Where
 
 
-@dataclass
+@record
 class _Macro:
     name: str
     condition: str
@@ -124,7 +125,7 @@ class _Macro:
     condition_line: int | None
 
 
-@dataclass
+@record
 class _Exception:
     name: str
     fields: str | list[str] | None
@@ -133,7 +134,7 @@ class _Exception:
     where: _Where
 
 
-@dataclass
+@record
 class _Rule:
     name: str
     condition: str
@@ -153,7 +154,7 @@ class _Stop(Exception):
         self.finding = finding
 
 
-@dataclass
+@record
 class _Collector:
     catalogue: FieldCatalogue
     standalone: bool
@@ -516,14 +517,14 @@ def _unmet_plugin_requirements(collector: _Collector) -> list[Finding]:
 # -- compiling -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Failure:
     finding: Finding
     undefined_macro: str | None = None
     """The macro an item uses that is not defined for it (it may be one a later file defines)."""
 
 
-@dataclass
+@record
 class _Compiled:
     """What the compiles after the files so far found, for the next compile to reuse."""
 
