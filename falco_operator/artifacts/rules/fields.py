@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
@@ -25,7 +26,7 @@ from ..messages import MAX_QUOTED, capped, quoted
 Severity = Literal["ok", "error", "warning"]
 
 
-@record(frozen=True)
+@record(frozen=True, slots=True)
 class FieldInfo:
     name: str
     type: str
@@ -225,10 +226,14 @@ def _is_index(text: str) -> bool:
 def _load() -> FieldCatalogue:
     document: dict[str, Any] = json.loads(read_data("fields.json"))
     fields = {}
+    # The catalogue stays in memory for good: one copy of each of the few distinct source and plugin tuples.
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {}
     for name, entry in document["fields"].items():
+        sources, plugins = tuple(entry["sources"]), tuple(entry.get("plugins", ()))
         fields[name] = FieldInfo(
-            name=name, type=entry["type"], sources=tuple(entry["sources"]), plugins=tuple(entry.get("plugins", ())),
-            arg=entry.get("arg", "none"), arg_index="index" in entry.get("arg_kinds", ()),
+            name=name, type=sys.intern(entry["type"]), sources=shared.setdefault(sources, sources),
+            plugins=shared.setdefault(plugins, plugins),
+            arg=sys.intern(entry.get("arg", "none")), arg_index="index" in entry.get("arg_kinds", ()),
             arg_key="key" in entry.get("arg_kinds", ()), deprecated=bool(entry.get("deprecated")),
         )  # fmt: skip
     plugins = {name: PluginInfo(name, entry.get("version"), entry.get("event_source"))
