@@ -229,11 +229,11 @@ def _load() -> FieldCatalogue:
     # The catalogue stays in memory for good: one copy of each of the few distinct source and plugin tuples.
     shared: dict[tuple[str, ...], tuple[str, ...]] = {}
     for name, entry in document["fields"].items():
-        sources, plugins = tuple(entry["sources"]), tuple(entry.get("plugins", ()))
+        sources, providers = tuple(entry["sources"]), tuple(entry.get("plugins", ()))
         fields[name] = FieldInfo(
             name=name, type=sys.intern(entry["type"]), sources=shared.setdefault(sources, sources),
-            plugins=shared.setdefault(plugins, plugins),
-            arg=sys.intern(entry.get("arg", "none")), arg_index="index" in entry.get("arg_kinds", ()),
+            plugins=shared.setdefault(providers, providers),
+            arg=entry.get("arg", "none"), arg_index="index" in entry.get("arg_kinds", ()),
             arg_key="key" in entry.get("arg_kinds", ()), deprecated=bool(entry.get("deprecated")),
         )  # fmt: skip
     plugins = {name: PluginInfo(name, entry.get("version"), entry.get("event_source"))
