@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from functools import partial
@@ -29,34 +27,13 @@ import anyio
 import kr8s.asyncio
 
 from bench.falco_reconcile import rss_mib
+from bench.runtime import compile_bytecode, runtime_python
 from e2e.agent import AgentProcess, falco_pods, rule, rulesfile
 from e2e.controlplane import start_cluster
 from e2e.kube import call
 from e2e.operator import install_crds, run_operator
 
 ARTIFACTS = "/apis/artifact.falcosecurity.dev/v1alpha1/namespaces/{ns}/{plural}"
-ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_VENV = ROOT / ".venv-runtime"
-
-
-def runtime_python() -> str:
-    """A virtualenv with the project and its runtime dependencies only (as the image installs it)."""
-    python = RUNTIME_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(RUNTIME_VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(ROOT)], check=True, cwd=RUNTIME_VENV)
-    compile_bytecode(str(python))
-    return str(python)
-
-
-def compile_bytecode(python: str) -> None:
-    """Bytecode at both levels the image carries (the Containerfile's ``compileall``) for the interpreter's path and
-    for this tree, which the agent runs from (``PYTHONPATH``): a pod never compiles a module when it starts, and
-    with ``PYTHONDONTWRITEBYTECODE`` set, a benchmark's agent would compile every module at every start."""
-    path = subprocess.run([python, "-c", "import os, sys; print(*(p for p in sys.path if os.path.isdir(p)))"],
-                          check=True, capture_output=True, text=True).stdout.split()  # fmt: skip
-    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "-o", "0", "-o", "2", "-x", "/(test|tests|idle_test)/",
-                    *path, str(ROOT / "falco_operator"), str(ROOT / "artifact_agent")], check=True)  # fmt: skip
 
 
 async def start_timed(agent: AgentProcess) -> float:

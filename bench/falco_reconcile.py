@@ -21,7 +21,7 @@ from pathlib import Path
 import anyio
 import kr8s.asyncio
 
-from bench.agent import runtime_python
+from bench.runtime import runtime_python
 from e2e.agent import rule, rulesfile
 from e2e.audit import AuditMark
 from e2e.controlplane import start_cluster

@@ -39,8 +39,8 @@ from typing import Any
 import anyio
 import kr8s.asyncio
 
-from bench.agent import runtime_python
 from bench.artifacts_at_scale import ARTIFACTS, NAMESPACE, QUIET, cpu_seconds, programmed
+from bench.runtime import runtime_python
 from e2e.agent import FALCO_API, rule, rulesfile
 from e2e.audit import AuditMark, completed_at
 from e2e.controlplane import ControlPlane
