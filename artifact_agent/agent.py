@@ -23,6 +23,7 @@ from falco_operator.artifacts.image_defaults import ImageDefaults
 from falco_operator.kube import ApiError, Backoff, Client, EventHandler, Informer, RuntimeMetrics
 from falco_operator.kube.endpoints import HttpEndpoints, metrics_handler, probe_handler
 from falco_operator.kube.http import HttpClient, TransportError
+from falco_operator.kube.informer import strip_last_applied
 from falco_operator.kube.resources import NODES
 from falco_operator.resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 
@@ -103,7 +104,8 @@ class Agent:
         """The watches of the rollout candidates this node delivers."""
         identity = settings.identity
         namespace = identity.namespace
-        self.artifact_informers = [Informer(client, resource, namespace=namespace)
+        # kubectl's last-applied copy of each artifact is dropped from the cache: the agent never reads it.
+        self.artifact_informers = [Informer(client, resource, namespace=namespace, transform=strip_last_applied)
                                    for resource in (RULESFILES, PLUGINS, CONFIGS)]  # fmt: skip
         self.node_informer = Informer(
             client, NODES, field_selector=f"metadata.name={identity.node_name}", metadata_only=True

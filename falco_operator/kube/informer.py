@@ -276,6 +276,18 @@ def strip_managed_fields(obj: Json) -> Json:
     return obj
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def strip_last_applied(obj: Json) -> Json:
+    """The object without the annotation ``kubectl apply`` leaves: a copy of the whole object as last applied (an
+    inline Rulesfile's rules twice), for a cache whose readers never look at it."""
+    annotations = (obj.get("metadata") or {}).get("annotations")
+    if isinstance(annotations, dict):
+        annotations.pop(LAST_APPLIED, None)
+    return obj
+
+
 _KEYS: dict[str, str] = {}
 KEYS_KEPT = 65_536
 """At most this many distinct keys are shared (field names, label and annotation keys: a small vocabulary)."""
