@@ -11,8 +11,12 @@ alive (``Connection: close`` is honoured); an error, a cancellation or a body le
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
+import os
 import select
+import socket
 import ssl
 import time
 import zlib
@@ -380,7 +384,9 @@ class HttpClient:
         try:
             with anyio.fail_after(timeout):
                 if context is None:
-                    return await anyio.connect_tcp(host, port)
+                    return (
+                        await _connect_plain(host, port) if _is_address(host) else await anyio.connect_tcp(host, port)
+                    )
                 return await anyio.connect_tcp(host, port, ssl_context=context, tls_hostname=host,
                                                tls_standard_compatible=False)  # fmt: skip
         except TimeoutError:
@@ -422,6 +428,34 @@ class HttpClient:
         idle.append(connection)
         if len(idle) > self._max_idle:
             await idle.pop(0).close()
+
+
+async def _connect_plain(host: str, port: int) -> anyio.abc.SocketStream:
+    """A TCP connection to an IP address: what ``anyio.connect_tcp`` does for one address, without the task group
+    it runs its connection attempts in (Falco's web server is asked several times a second after a swap)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setblocking(False)
+        try:
+            sock.connect((host, port))
+        except BlockingIOError:
+            await anyio.wait_writable(sock)
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                raise OSError(error, os.strerror(error)) from None
+        return await anyio.abc.SocketStream.from_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+@functools.lru_cache(maxsize=64)
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 _tls: ssl.SSLContext | None = None

@@ -6,6 +6,7 @@ import datetime
 import gzip
 import ipaddress
 import json
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,7 +22,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from falco_operator.kube.http import ConnectError, HttpClient, ProtocolError, TimedOut, Timeouts, _Connection
+from falco_operator.kube.http import (
+    ConnectError,
+    HttpClient,
+    ProtocolError,
+    TimedOut,
+    Timeouts,
+    _Connection,
+    _is_address,
+)
 
 
 @pytest.fixture
@@ -337,6 +346,30 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
     async with HttpClient(f"http://127.0.0.1:{port}") as http:
         with pytest.raises(ConnectError, match=r"cannot connect to 127\.0\.0\.1"):
             await http.get("/")
+
+
+async def test_an_address_and_a_host_name_reach_the_same_server_with_nodelay() -> None:
+    async with serve(echo) as server:
+        for host in ("127.0.0.1", "localhost"):
+            async with HttpClient(f"http://{host}:{server.port}") as http:
+                assert (await http.get("/x")).json()["target"] == "/x"
+                [(connection,)] = [tuple(idle) for idle in http._idle.values()]
+                sock = connection.stream.extra(anyio.abc.SocketAttribute.raw_socket)
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert server.connections == 2
+
+
+async def test_a_timed_out_connect_to_an_address_is_timed_out() -> None:
+    # 192.0.2.1 (TEST-NET-1) is never routed: the connection attempt hangs (or fails at once without a route).
+    async with HttpClient("http://192.0.2.1:9", timeout=0.2) as http:
+        with pytest.raises((TimedOut, ConnectError)):
+            await http.get("/")
+        assert http.idle_connections() == 0
+
+
+def test_only_ip_addresses_skip_the_name_lookup() -> None:
+    assert [_is_address(host) for host in ("127.0.0.1", "::1", "10.1.2.3")] == [True, True, True]
+    assert [_is_address(host) for host in ("localhost", "falco.example", "")] == [False, False, False]
 
 
 @dataclass(frozen=True)
