@@ -107,8 +107,9 @@ class _Connection:
         poller.register(sock, select.POLLIN)
         return not poller.poll(0)
 
-    async def send(self, event: h11.Event, timeout: float) -> None:
-        data = self.protocol.send(event)
+    async def send(self, events: list[h11.Event], timeout: float) -> None:
+        """Send the events' bytes in one write (a request's head and body: one TLS record, one system call)."""
+        data = b"".join(self.protocol.send(event) or b"" for event in events)
         if not data:
             return
         try:
@@ -312,15 +313,21 @@ class HttpClient:
         origin, request = self._prepare(method, url, params, headers, content)
         body = content.encode() if isinstance(content, str) else content
         try:
-            with anyio.fail_after(timeouts.connect):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise TimedOut(f"no free connection within {timeouts.connect:g} s") from None
+            self._slots.acquire_nowait()  # a free slot is taken without a pass through the event loop
+        except anyio.WouldBlock:
+            await self._wait_for_slot(timeouts.connect)
         try:
             async with self._exchanging(origin, request, body, timeouts, stream) as response:
                 yield response
         finally:
             self._slots.release()
+
+    async def _wait_for_slot(self, timeout: float) -> None:
+        try:
+            with anyio.fail_after(timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise TimedOut(f"no free connection within {timeout:g} s") from None
 
     @asynccontextmanager
     async def _exchanging(
@@ -397,10 +404,10 @@ class HttpClient:
     async def _exchange(
         self, connection: _Connection, request: h11.Request, body: bytes | None, timeouts: Timeouts
     ) -> Response:
-        await connection.send(request, timeouts.write)
-        if body:
-            await connection.send(h11.Data(data=body), timeouts.write)
-        await connection.send(h11.EndOfMessage(), timeouts.write)
+        events: list[h11.Event] = (
+            [request, h11.Data(data=body), h11.EndOfMessage()] if body else [request, h11.EndOfMessage()]
+        )
+        await connection.send(events, timeouts.write)
         try:
             while True:
                 event = await connection.next_event(timeouts.read)

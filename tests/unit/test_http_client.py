@@ -367,6 +367,47 @@ async def test_a_timed_out_connect_to_an_address_is_timed_out() -> None:
         assert http.idle_connections() == 0
 
 
+class CountedWrites(anyio.abc.ByteStream):
+    """A real connection whose writes are recorded."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self.stream = stream
+        self.writes: list[bytes] = []
+
+    async def send(self, item: bytes) -> None:
+        self.writes.append(item)
+        await self.stream.send(item)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self.stream.receive(max_bytes)
+
+    async def send_eof(self) -> None:
+        await self.stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+async def test_a_request_head_and_body_go_out_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    streams: list[CountedWrites] = []
+    connect = HttpClient._connect
+
+    async def counted(self: HttpClient, origin: tuple[str, str, int], timeout: float) -> anyio.abc.ByteStream:
+        streams.append(CountedWrites(await connect(self, origin, timeout)))
+        return streams[-1]
+
+    monkeypatch.setattr(HttpClient, "_connect", counted)
+    async with serve(echo) as server, HttpClient(server.url()) as http:
+        said = (await http.request("PATCH", "/x", content='{"status": {}}')).json()
+        assert (await http.get("/y")).json()["target"] == "/y"
+    assert said["body"] == '{"status": {}}'
+    writes = [write for stream in streams for write in stream.writes]
+    assert len(writes) == 2
+    assert writes[0].startswith(b"PATCH /x HTTP/1.1\r\n")
+    assert writes[0].endswith(b'\r\n\r\n{"status": {}}')
+    assert writes[1].startswith(b"GET /y HTTP/1.1\r\n")
+
+
 def test_only_ip_addresses_skip_the_name_lookup() -> None:
     assert [_is_address(host) for host in ("127.0.0.1", "::1", "10.1.2.3")] == [True, True, True]
     assert [_is_address(host) for host in ("localhost", "falco.example", "")] == [False, False, False]
