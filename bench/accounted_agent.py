@@ -11,6 +11,7 @@ a profiler's wall time, leaves out waits; the counting itself costs a few micros
 
 from __future__ import annotations
 
+import asyncio.base_events
 import asyncio.events
 import functools
 import json
@@ -103,8 +104,19 @@ def stop(_signal: int, _frame: FrameType | None) -> None:
         json.dump(result, file)
 
 
+def counted_iterations(run_once: Callable[[Any], None]) -> Callable[[Any], None]:
+    @functools.wraps(run_once)
+    def wrapper(loop: Any) -> None:
+        if active:
+            charge("(event loop iterations: count only)", 0.0)
+        run_once(loop)
+
+    return wrapper
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGUSR1, start)
+    asyncio.base_events.BaseEventLoop._run_once = counted_iterations(asyncio.base_events.BaseEventLoop._run_once)  # type: ignore[attr-defined]
     signal.signal(signal.SIGUSR2, stop)
     asyncio.events.Handle._run = accounted_run(asyncio.events.Handle._run)  # type: ignore[method-assign,assignment]
     anyio.to_thread.run_sync = accounted(anyio.to_thread.run_sync)  # type: ignore[assignment]
