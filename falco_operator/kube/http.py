@@ -32,6 +32,8 @@ import anyio.abc
 import h11
 
 READ_SIZE = 65_536
+CLOSE_TIMEOUT = 1.0
+"""Closing a connection never waits for the peer; this bounds it should a stream do so all the same."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 Origin = tuple[str, str, int]
 
@@ -151,7 +153,11 @@ class _Connection:
         return self.protocol.our_state is h11.DONE and self.protocol.their_state is h11.DONE
 
     async def close(self) -> None:
-        await anyio.aclose_forcefully(self.stream)
+        # The streams made here close at once (a socket is aborted, TLS is not unwrapped: no close_notify is
+        # awaited), so the close is shielded rather than cancelled as ``aclose_forcefully`` does: cancelling a
+        # scope formats the task's repr and schedules the cancellation, for every connection a server closes.
+        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLOSE_TIMEOUT):
+            await self.stream.aclose()
 
 
 class Response:

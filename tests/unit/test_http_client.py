@@ -408,6 +408,20 @@ async def test_a_request_head_and_body_go_out_in_one_write(monkeypatch: pytest.M
     assert writes[1].startswith(b"GET /y HTTP/1.1\r\n")
 
 
+async def test_a_connection_closes_at_once_even_in_a_cancelled_scope() -> None:
+    async with serve(echo) as server:
+        stream = await anyio.connect_tcp("127.0.0.1", server.port)
+        connection = _Connection(stream)
+        finished = False
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await connection.close()  # neither raises the cancellation nor waits for the server
+            finished = True
+        assert finished
+        with pytest.raises(anyio.ClosedResourceError):
+            await stream.send(b"GET / HTTP/1.1\r\n\r\n")
+
+
 def test_only_ip_addresses_skip_the_name_lookup() -> None:
     assert [_is_address(host) for host in ("127.0.0.1", "::1", "10.1.2.3")] == [True, True, True]
     assert [_is_address(host) for host in ("localhost", "falco.example", "")] == [False, False, False]
