@@ -450,12 +450,14 @@ async def _connect_plain(host: str, port: int) -> anyio.abc.SocketStream:
     try:
         sock.setblocking(False)
         try:
-            sock.connect((host, port))
-        except BlockingIOError:
-            await anyio.wait_writable(sock)
-            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if error:
-                raise OSError(error, os.strerror(error)) from None
+            try:
+                sock.connect((host, port))
+            except BlockingIOError:
+                await anyio.wait_writable(sock)
+                if error := sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    raise OSError(error, os.strerror(error)) from None
+        except OSError as error:
+            raise OSError("All connection attempts failed") from error  # as anyio says it (the cause chained)
         return await anyio.abc.SocketStream.from_socket(sock)
     except BaseException:
         sock.close()
