@@ -32,8 +32,9 @@ from .delivery import Deliveries, choose
 from .layout import PRESERVED
 from .materializer import Directories, Materializer
 from .metrics import AgentMetrics
+from .oci_sources import OCISources
 from .planner import PassPlanner
-from .pulls import OCIPulls, PullSettings
+from .pull_settings import PullSettings
 from .recovery import recover_last_good
 from .report import Identity, ReportedEntries, Reporter, report_status
 from .report_hold import ReportHold
@@ -112,7 +113,7 @@ class Agent:
         ) if identity.instance else None  # fmt: skip
         self.config_maps = ConfigMapWatches(client, namespace, self._mark_dirty)
         pulls = settings.pulls or PullSettings(cache_dir=settings.directories.plugins / OCI_CACHE)
-        self.pulls = OCIPulls(client, namespace, pulls, self.metrics, self._mark_dirty, instance=identity.instance)
+        self.pulls = OCISources(client, namespace, pulls, self.metrics, self._mark_dirty, instance=identity.instance)
         self.falco_view = UNKNOWN
         self.engine_version: str | None = None
         """The engine version Falco last reported: kept while Falco does not answer (it changes only with Falco's

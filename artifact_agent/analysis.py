@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from falco_operator.api.ocirefs import parse_duration
 from falco_operator.api.plain import RolloutAnalysis
 from falco_operator.api.plain_report import ReportedAnalysis
 from falco_operator.artifacts import ArtifactKey, Outcome
+from falco_operator.records import record
 
 from .confirmation import FalcoLoads
 from .delivery import Candidate
@@ -47,7 +48,7 @@ _LINE = re.compile(r"^(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?:\{(?P<labels>[^}]*)\}
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Sample:
     """What one look at Falco's ``/metrics`` says, taken at ``at`` (monotonic seconds)."""
 
@@ -146,7 +147,7 @@ def _summary(base: Sample, now: Sample, measured: float) -> str:
     return f"within limits over {measured:.0f}s: " + ", ".join(figures)
 
 
-@dataclass
+@record
 class Watch:
     """One candidate generation on this node, from its delivery to its verdict."""
 
@@ -184,7 +185,7 @@ class Watch:
         return True
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Progress:
     """Where a candidate stands on this node, as the last pass saw it."""
 

@@ -27,7 +27,7 @@ from falco_operator.resources import registry
 
 from .agent import OCI_CACHE, Agent, Settings
 from .materializer import Directories
-from .pulls import PullSettings
+from .pull_settings import PullSettings
 from .report import Identity
 
 log = logging.getLogger("artifact_agent")

@@ -32,7 +32,7 @@ import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from falco_operator.artifacts import (
     RULES_DIR,
@@ -43,6 +43,7 @@ from falco_operator.artifacts import (
     sha256_hex,
 )
 from falco_operator.kube.http import HttpClient, TransportError
+from falco_operator.records import record
 
 RULES_METRIC = "falcosecurity_falco_sha256_rules_files_info"
 FIRST_POLLS = 0.1
@@ -69,7 +70,7 @@ _SAMPLE = re.compile(r"^" + RULES_METRIC + r"\{(?P<labels>[^}]*)\}")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FalcoView:
     reachable: bool
     version: str | None = None
@@ -86,7 +87,7 @@ class FalcoView:
 UNKNOWN = FalcoView(reachable=False)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FalcoVersions:
     """What ``/versions`` says: Falco's version, its engine's (x.y.z) and the plugins it runs (name → version)."""
 
@@ -158,7 +159,7 @@ def missed_swap(view: FalcoView, swapped_at: float | None, now: float) -> bool:
 Deliveries = Mapping[ArtifactKey, Delivered]
 
 
-@dataclass
+@record
 class FalcoLoads:
     """What the agent knows of Falco's restarts after its swaps: what Falco loaded, what it refused.
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from falco_operator.api.plain import SNAPSHOT_CONTENT_KEY, SNAPSHOT_KEY, RolloutAnalysis
 from falco_operator.artifacts import (
@@ -25,6 +25,7 @@ from falco_operator.artifacts import (
     artifact_key,
     parse_artifact,
 )
+from falco_operator.records import record
 from falco_operator.rollout.effective import LIVE_PHASES, delivers_live
 
 from .sources import config_map_reference
@@ -33,7 +34,7 @@ ReadKey = Callable[[str, str], Resolution]
 """Reads one key of a ConfigMap of the namespace: (name, key) → its bytes, or why not."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Candidate:
     """A rollout's candidate generation that this node delivers: the agent watches Falco running it."""
 
@@ -41,7 +42,7 @@ class Candidate:
     analysis: RolloutAnalysis
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Deliveries:
     artifacts: list[Artifact]
     """What to plan: each artifact as it is in the API, or its stable generation."""

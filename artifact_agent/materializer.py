@@ -9,15 +9,15 @@ touched.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from falco_operator.artifacts import CONFIG_DIR, PLUGINS_DIR, RULES_DIR
+from falco_operator.records import record
 
 from .layout import GenerationDirectory
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Directories:
     rules: Path
     config: Path

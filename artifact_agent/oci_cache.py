@@ -27,8 +27,9 @@ import shutil
 import threading
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+
+from falco_operator.records import record
 
 log = logging.getLogger("artifact_agent.oci_cache")
 CONFIG = "config"
@@ -50,7 +51,7 @@ def source_name(source: str) -> str:
     return f"{SOURCE}-{hashlib.sha256(source.encode()).hexdigest()}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CacheUse:
     """What one artifact (or one pull not answered yet) needs kept: the files of these digests of kind ``label``
     (each with its config), and what ``source`` last resolved to."""

@@ -30,6 +30,9 @@ resolutions, and the temporary files of writes in progress; nothing else.
 Credentials come from a Secret read by name at every pull that needs it (never listed or watched): a fixed Secret
 works at the next retry, and a Secret that no longer authenticates is noticed at the next refresh, even while the
 registry would still take the credentials read before.
+
+The agent imports this module with its first artifact that has an OCI source (``oci_sources.OCISources``, which
+runs these pulls in its own task group: ``attach``, ``close``); ``PullSettings`` lives in ``pull_settings.py``.
 """
 
 from __future__ import annotations
@@ -41,15 +44,14 @@ import os
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 
 from falco_operator.api.ocirefs import MIN_REFRESH_SECONDS, CredentialsRef, KeylessSource, KeySource, OCILocation
-from falco_operator.api.plain import OCIArtifact, Plugin, Rulesfile, Verification
+from falco_operator.api.plain import Verification
 from falco_operator.artifacts import Artifact, ArtifactKey, Content, Resolution, Unavailable, artifact_key
 from falco_operator.artifacts.needs import ArtifactNeeds, artifact_needs
 from falco_operator.artifacts.oci.credentials import (
@@ -59,8 +61,7 @@ from falco_operator.artifacts.oci.credentials import (
     credentials_from_secret,
 )
 from falco_operator.artifacts.oci.failures import CONFIG_UNREADABLE, PullFailed, withdraws
-from falco_operator.artifacts.oci.hosts import RegistryHosts
-from falco_operator.artifacts.oci.media import PLUGIN, RULES, ArtifactType, machine_architecture
+from falco_operator.artifacts.oci.media import PLUGIN, ArtifactType
 from falco_operator.artifacts.oci.signatures import (
     KEY_UNAVAILABLE,
     SIGNATURE_INVALID,
@@ -83,42 +84,13 @@ if TYPE_CHECKING:  # the registry client, httpx and keyless verification (x509) 
 
 from .metrics import AgentMetrics
 from .oci_cache import CONFIG, CacheUse, DigestCache
+from .pull_settings import PullSettings, oci_source
 
 log = logging.getLogger("artifact_agent.pulls")
+__all__ = ["OCIPulls", "PullRequest", "PullSettings", "pull_request"]
 Json = dict[str, Any]
 MAX_UNREADABLE_CONFIGS = 256
 """How many digests whose config can never be read are remembered (the newest), each with the reason's message."""
-
-
-@dataclass(frozen=True)
-class PullSettings:
-    cache_dir: Path
-    concurrency: int = 3
-    """Pulls running at once."""
-    request_timeout: float = 30.0
-    """Bound on every connect, read and write to a registry."""
-    pull_deadline: float = 300.0
-    """Bound on one whole pull (resolve, credentials, download)."""
-    max_rules_bytes: int = 4 * 1024 * 1024
-    """Largest rules layer, and largest uncompressed rules archive, accepted (rules are parsed with a 4 MiB cap
-    anyway)."""
-    max_plugin_bytes: int = 64 * 1024 * 1024
-    """Largest plugin layer, and largest uncompressed plugin archive, accepted. The file taken out is held in
-    memory, so this stays well under the agent container's 256 MiB memory limit."""
-    min_refresh: float = MIN_REFRESH_SECONDS
-    """Shortest ``refreshInterval`` honoured (the CRD refuses shorter ones; older objects are raised to it)."""
-    retry_initial: float = 5.0
-    retry_max: float = 120.0
-    extra_ca: str | None = None
-    """A PEM file of CAs trusted for registries besides the system's."""
-    allow_private: bool = False
-    """Reach registries and token services at loopback, link-local and private addresses too."""
-    architecture: str = field(default_factory=machine_architecture)
-    hosts: RegistryHosts = field(default_factory=RegistryHosts)
-    """CAs per registry host and mirrors (the Falco's ``spec.registries``)."""
-
-    def max_bytes(self, kind: ArtifactType) -> int:
-        return self.max_plugin_bytes if kind == PLUGIN else self.max_rules_bytes
 
 
 @dataclass(frozen=True)
@@ -149,15 +121,10 @@ class PullRequest:
 
 
 def pull_request(artifact: Artifact, min_refresh: float = MIN_REFRESH_SECONDS) -> PullRequest | None:
-    oci: OCIArtifact | None
-    if isinstance(artifact, Rulesfile):
-        oci, kind = artifact.spec.oci(), RULES
-    elif isinstance(artifact, Plugin):
-        oci, kind = artifact.spec.oci_artifact, PLUGIN
-    else:
+    source = oci_source(artifact)
+    if source is None:
         return None
-    if oci is None:
-        return None
+    oci, kind = source
     location = oci.location()
     refresh = oci.refresh_seconds(min_refresh) if location.digest is None else None
     verify = oci.verify.key_source() if oci.verify else None
@@ -235,13 +202,24 @@ class OCIPulls:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
             async with anyio.create_task_group() as group:
-                self._group = group
+                self.attach(group)
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
-                for http in [client for _, client in self._clients.values()] + self._retired:
-                    await http.aclose()
+                await self.close()
+
+    def attach(self, group: anyio.abc.TaskGroup) -> None:
+        """Run the pulls in ``group``, a task group already running (``run`` makes its own); whoever owns it calls
+        ``close`` once it has ended."""
+        self._group = group
+
+    async def close(self) -> None:
+        """Close the registry clients; after the pulls' task group has ended."""
+        for http in [client for _, client in self._clients.values()] + self._retired:
+            await http.aclose()
+        self._clients.clear()
+        self._retired.clear()
 
     # -- what the agent's pass uses -----------------------------------------------------------------------
 

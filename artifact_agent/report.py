@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from falco_operator.artifacts.image_defaults import CONTAINER_PLUGIN, IMAGE_RULE
 from falco_operator.artifacts.naming import Medium, parse_artifact_file_name
 from falco_operator.kube import ApiError, Client, Conflict, NotFound
 from falco_operator.kube.retry import RetryPolicy, with_retries
+from falco_operator.records import record
 from falco_operator.resources import ARTIFACTREPORTS
 
 log = logging.getLogger("artifact_agent.report")
@@ -160,7 +161,7 @@ def _refresh_problem(problem: Unavailable | None) -> RefreshProblem | None:
     return RefreshProblem(reason=problem.reason, message=message)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Identity:
     pod_name: str
     namespace: str

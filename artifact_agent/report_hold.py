@@ -13,8 +13,9 @@ and a change of a Config alone (never ``Loaded``) makes nothing wait.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from falco_operator.records import record
 
 Json = dict[str, Any]
 CONFIRMED_KINDS = frozenset({"Rulesfile", "Plugin"})
@@ -56,7 +57,7 @@ def awaits_confirmation(status: Mapping[str, Any], written: Mapping[str, Any] | 
     return any(entry.get("state") == "Installed" and entry.get("kind") in CONFIRMED_KINDS for entry in changed)
 
 
-@dataclass
+@record
 class ReportHold:
     """The report a pass did not write because Falco may still confirm it, and until when it waits (monotonic)."""
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from functools import partial
@@ -29,23 +27,13 @@ import anyio
 import kr8s.asyncio
 
 from bench.falco_reconcile import rss_mib
+from bench.runtime import compile_bytecode, runtime_python
 from e2e.agent import AgentProcess, falco_pods, rule, rulesfile
 from e2e.controlplane import start_cluster
 from e2e.kube import call
 from e2e.operator import install_crds, run_operator
 
 ARTIFACTS = "/apis/artifact.falcosecurity.dev/v1alpha1/namespaces/{ns}/{plural}"
-ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_VENV = ROOT / ".venv-runtime"
-
-
-def runtime_python() -> str:
-    """A virtualenv with the project and its runtime dependencies only (as the image installs it)."""
-    python = RUNTIME_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(RUNTIME_VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(ROOT)], check=True, cwd=RUNTIME_VENV)
-    return str(python)
 
 
 async def start_timed(agent: AgentProcess) -> float:
@@ -63,6 +51,8 @@ async def settled_rss(agent: AgentProcess) -> float:
 
 async def main(artifacts: int, given_python: str | None) -> None:
     python = given_python or runtime_python()
+    if given_python:
+        compile_bytecode(given_python)
     with tempfile.TemporaryDirectory() as workdir:
         plane = start_cluster(Path(workdir) / "plane")
         try:

@@ -29,9 +29,9 @@ from pathlib import Path
 import anyio
 import kr8s.asyncio
 
-from bench.agent import runtime_python
 from bench.artifacts_at_scale import ARTIFACTS, NAMESPACE, QUIET, cpu_seconds, one_update, until_programmed
 from bench.falco_reconcile import rss_mib
+from bench.runtime import runtime_python
 from e2e.agent import falco_pods, rule, rulesfile
 from e2e.controlplane import start_cluster
 from e2e.fleet import Fleet, agent_fleet

@@ -33,7 +33,7 @@ from typing import Any
 import anyio
 import kr8s.asyncio
 
-from bench.agent import runtime_python
+from bench.runtime import runtime_python
 from e2e.agent import falco_pods, rule, rulesfile
 from e2e.audit import AuditMark, completed_at
 from e2e.controlplane import start_cluster

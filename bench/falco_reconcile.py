@@ -2,7 +2,8 @@
 
 Starts a local control plane with 3 simulated nodes and the operator (its own process and ServiceAccount),
 creates N Falcos at once, and prints: time until all are Reconciled, until all are Available, writes per
-Falco (from the API server's audit log), writes in a 30 s steady state, and the operator's resident memory.
+Falco (from the API server's audit log), writes in a 30 s steady state, and the operator's resident memory. The
+operator runs with ``.venv-runtime`` (the runtime dependencies only, as in the image; made on first use).
 
 Run: ``.venv/bin/python -m bench.falco_reconcile [--falcos 50]`` (figures depend on the machine; compare
 ratios between runs on one machine).
@@ -20,6 +21,7 @@ from pathlib import Path
 import anyio
 import kr8s.asyncio
 
+from bench.runtime import runtime_python
 from e2e.agent import rule, rulesfile
 from e2e.audit import AuditMark
 from e2e.controlplane import start_cluster
@@ -124,7 +126,10 @@ async def main(
                 await call(admin, "POST", FLOW_SCHEMAS, body=lease_flow_schema(USERNAME))
                 if admin._session is not None:
                     await admin._session.aclose()
-            with run_operator(plane, Path(workdir), "--sync-period=10", *operator_args) as operator:
+            # The operator runs with the runtime dependencies only, as in the image (the development virtualenv's
+            # httpx imports its command line's rich, click and pygments: about 5 MiB).
+            with run_operator(plane, Path(workdir), "--sync-period=10", *operator_args,
+                              python=runtime_python()) as operator:  # fmt: skip
                 api = await kr8s.asyncio.api(kubeconfig=str(plane.kubeconfig))
                 namespace = "bench"
                 await call(api, "POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})

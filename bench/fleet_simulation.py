@@ -40,6 +40,7 @@ import anyio
 import kr8s.asyncio
 
 from bench.artifacts_at_scale import ARTIFACTS, NAMESPACE, QUIET, cpu_seconds, programmed
+from bench.runtime import runtime_python
 from e2e.agent import FALCO_API, rule, rulesfile
 from e2e.audit import AuditMark, completed_at
 from e2e.controlplane import ControlPlane
@@ -387,7 +388,7 @@ async def one_size(
             await call(api, "POST", "/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas", body=OPERATOR_LEASE_FLOW)
         began = time.monotonic()
         await create_nodes(api, names)
-        with run_operator(plane, workdir / "operator", *operator_args) as operator:
+        with run_operator(plane, workdir / "operator", *operator_args, python=runtime_python()) as operator:
             await call(api, "POST", "/api/v1/namespaces", body={"metadata": {"name": NAMESPACE}})
             pods = await falco_pods(api, nodes)
             agents = await pod_tokens(api, pods)

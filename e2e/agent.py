@@ -18,6 +18,8 @@ from typing import Any
 
 import kr8s.asyncio
 
+from falco_operator.instance.podtemplate import AGENT_INTERPRETER_ENV
+
 from .controlplane import ControlPlane, write_token_kubeconfig
 from .controlplane.cluster import free_port
 from .controlplane.processes import popen, terminate
@@ -73,8 +75,16 @@ class AgentProcess:
         bound = (self.pod, self.pod_uid) if self.pod_uid else None
         token = service_account_token(self.plane, self.namespace, self.falco, pod=bound)
         write_token_kubeconfig(kubeconfig, self.plane.server, self.plane.ca_file, token, self.namespace)
-        env = dict(os.environ, PYTHONPATH=str(ROOT), POD_NAME=self.pod, POD_NAMESPACE=self.namespace,
-                   POD_UID=self.pod_uid, NODE_NAME=self.node, FALCO_INSTANCE=self.falco)  # fmt: skip
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(ROOT),
+            POD_NAME=self.pod,
+            POD_NAMESPACE=self.namespace,
+            POD_UID=self.pod_uid,
+            NODE_NAME=self.node,
+            FALCO_INSTANCE=self.falco,
+            **AGENT_INTERPRETER_ENV,  # the agent's interpreter runs as in the pod
+        )
         command = [self.python, "-m", "artifact_agent", f"--kubeconfig={kubeconfig}",
                    f"--rules-dir={self.rules_dir}", f"--config-dir={self.config_dir}",
                    f"--plugins-dir={self.plugins_dir}", f"--probe-address=127.0.0.1:{self.probe_port}",

@@ -93,8 +93,12 @@ def prepare_operator(plane: ControlPlane, kubeconfig: Path, token_seconds: int =
     write_token_kubeconfig(kubeconfig, plane.server, plane.ca_file, token)
 
 
-def operator_command(kubeconfig: Path, metrics_port: int, probe_port: int, *extra_args: str) -> list[str]:
-    return [sys.executable, "-m", "falco_operator", "run", f"--kubeconfig={kubeconfig}",
+def operator_command(
+    kubeconfig: Path, metrics_port: int, probe_port: int, *extra_args: str, python: str | None = None
+) -> list[str]:
+    """``python`` (default: this interpreter) runs the operator: a benchmark passes one with the runtime
+    dependencies only, as the image has them (``bench.agent.runtime_python``)."""
+    return [python or sys.executable, "-m", "falco_operator", "run", f"--kubeconfig={kubeconfig}",
             f"--metrics-bind-address=127.0.0.1:{metrics_port}", f"--health-probe-bind-address=127.0.0.1:{probe_port}",
             *extra_args]  # fmt: skip
 
@@ -121,7 +125,7 @@ def wait_ready(probe_port: int, alive: Callable[[], bool], describe: Callable[[]
 
 @contextmanager
 def run_operator(
-    plane: ControlPlane, workdir: Path, *extra_args: str, install: bool = True
+    plane: ControlPlane, workdir: Path, *extra_args: str, install: bool = True, python: str | None = None
 ) -> Iterator[RunningOperator]:
     """Run ``falco-operator run`` with the ServiceAccount's token and leader election, for one ``with`` block."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +134,7 @@ def run_operator(
     metrics_port, probe_port = free_port(), free_port()
     log_path = workdir / "operator.log"
     command = operator_command(kubeconfig, metrics_port, probe_port, "--leader-elect",
-                               f"--leader-election-namespace={NAMESPACE}", *extra_args)  # fmt: skip
+                               f"--leader-election-namespace={NAMESPACE}", *extra_args, python=python)  # fmt: skip
     with log_path.open("wb") as log:
         process = popen(command, stdout=log, env=operator_env(), cwd=ROOT)
     running = RunningOperator(process, metrics_port, probe_port, log_path)

@@ -10,15 +10,16 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .api.ocirefs import DEFAULT_TAG, parse_reference
 from .artifacts.oci.credentials import Credentials, normalize_host
-from .artifacts.oci.packing import PackedIndex, PackedManifest, Platform, pack_plugin, pack_rules
-from .artifacts.oci.publishing import Destination, Publisher, PublishFailed
-from .artifacts.oci.registry import machine_architecture
+from .artifacts.oci.media import machine_architecture
 from .artifacts.yamldoc import YamlProblem, load_yaml
 from .lint import add_load_context_options, lint_rules, load_context
+
+if TYPE_CHECKING:  # packing and the registry client (httpx) are imported when a push runs, not with the command line
+    from .artifacts.oci.packing import PackedIndex, PackedManifest, Platform
 
 PUSHED = 0
 REFUSED = 1
@@ -92,6 +93,9 @@ def add_push_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def run_push(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .artifacts.oci.packing import PackedIndex, pack_plugin
+    from .artifacts.oci.publishing import Destination, Publisher, PublishFailed
+
     try:
         host, repository, tag, digest = parse_reference(args.reference)
     except ValueError as error:
@@ -136,6 +140,8 @@ def default_version(tag: str) -> str | None:
 
 
 def _pack_rules(args: argparse.Namespace, name: str, version: str | None, err: TextIO) -> PackedManifest | None:
+    from .artifacts.oci.packing import pack_rules
+
     """The packed rules file; None when the lint refuses it (its findings printed to ``err``)."""
     files: list[Path] = args.files
     if len(files) != 1:
@@ -154,6 +160,8 @@ def _pack_rules(args: argparse.Namespace, name: str, version: str | None, err: T
 
 
 def _libraries(files: list[Path], platforms: list[str]) -> list[tuple[Platform, str, bytes]]:
+    from .artifacts.oci.packing import Platform
+
     pairs: list[tuple[Platform, Path]] = []
     for value in platforms:
         platform_text, equals, file = value.partition("=")

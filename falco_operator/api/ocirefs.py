@@ -8,8 +8,9 @@ the models of the CRDs and takes these from here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Protocol
+
+from ..records import record
 
 DEFAULT_REGISTRY = "ghcr.io"
 DEFAULT_TAG = "latest"
@@ -34,7 +35,7 @@ MAX_IDENTITY_REGEXP = 512
 """The longest ``identityRegexp``: compiled with RE2 (linear time, no backtracking), and bounded in size too."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KeySource:
     """Where one verification key is read from (by name, in the namespace of the object that names it)."""
 
@@ -47,7 +48,7 @@ class KeySource:
         return f"{self.kind} {self.name} (key {self.key})"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KeylessSource:
     """A keyless policy: the trusted root's ConfigMap (read by name), and the identity and issuer required."""
 
@@ -68,7 +69,7 @@ class KeylessSource:
         return f"identity {who} from issuer {self.issuer}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class OCILocation:
     registry: str
     repository: str
@@ -83,7 +84,7 @@ class OCILocation:
         return f"{self.registry}/{self.repository}{suffix}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CredentialsRef:
     secret_name: str
     username_key: str

@@ -10,9 +10,10 @@ these are what a pass of the agent reads, once per ``resourceVersion``. Instance
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, ClassVar, Literal
 
+from ..records import record
 from .ocirefs import (
     DEFAULT_KEY_ENTRY,
     DEFAULT_TAG,
@@ -74,7 +75,7 @@ def _name(fields: Fields, key: str = "name") -> str:
 # --- metadata and selectors ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class ObjectMeta(Wire):
     name: str | None = None
     namespace: str | None = None
@@ -91,7 +92,7 @@ class ObjectMeta(Wire):
                    uid=fields.text("uid"), resource_version=fields.text("resourceVersion"))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class LabelSelectorRequirement(Wire):
     key: str
     operator: Operator
@@ -103,7 +104,7 @@ class LabelSelectorRequirement(Wire):
                    values=fields.strings("values"))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class LabelSelector(Wire):
     """`metav1.LabelSelector`: the requirements are ANDed; an empty selector matches everything."""
 
@@ -126,7 +127,7 @@ class LabelSelector(Wire):
 # --- status -------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class Condition(Wire):
     type: str
     status: ConditionStatus
@@ -145,7 +146,7 @@ class Condition(Wire):
                    message=fields.text("message", REQUIRED, max_length=32768))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class NodeCounts(Wire):
     targeted: int = 0
     installed: int = 0
@@ -160,7 +161,7 @@ class NodeCounts(Wire):
                    summary=fields.text("summary"))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class RolloutStatus(Wire):
     phase: RolloutPhase
     stable_generation: int | None = None
@@ -182,7 +183,7 @@ class RolloutStatus(Wire):
                    message=fields.text("message"))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class ArtifactStatus(Wire):
     observed_generation: int | None = None
     resolved_digest: str | None = None
@@ -203,7 +204,7 @@ class ArtifactStatus(Wire):
 # --- rollout ------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class RolloutStep(Wire):
     nodes: int | None = None
     percent: int | None = None
@@ -214,7 +215,7 @@ class RolloutStep(Wire):
                    percent=fields.integer("percent", ge=1, le=100))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class RolloutAnalysis(Wire):
     duration: str = DEFAULT_ANALYSIS_DURATION
     max_rule_rate: float | None = None
@@ -232,7 +233,7 @@ class RolloutAnalysis(Wire):
                    max_cpu=fields.number("maxCpu", ge=0, le=MAX_CPU))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class Rollout(Wire):
     steps: tuple[RolloutStep, ...]
     analysis: RolloutAnalysis = field(default_factory=RolloutAnalysis)
@@ -246,7 +247,7 @@ class Rollout(Wire):
 # --- OCI sources --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class ImageRef(Wire):
     repository: str
     tag: str = DEFAULT_TAG
@@ -257,7 +258,7 @@ class ImageRef(Wire):
                    tag=fields.text("tag", DEFAULT_TAG, pattern=TAG_PATTERN, max_length=135))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class SecretRef(Wire):
     name: str
 
@@ -266,7 +267,7 @@ class SecretRef(Wire):
         return cls(name=_name(fields))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class RegistryAuth(Wire):
     secret_ref: SecretRef
 
@@ -275,7 +276,7 @@ class RegistryAuth(Wire):
         return cls(secret_ref=fields.required_model("secretRef", SecretRef.read))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class RegistryTLS(Wire):
     insecure_skip_verify: bool | None = None
 
@@ -284,7 +285,7 @@ class RegistryTLS(Wire):
         return cls(insecure_skip_verify=fields.flag("insecureSkipVerify"))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class Registry(Wire):
     WIRE_NAMES: ClassVar[dict[str, str]] = {"plain_http": "plainHTTP"}
     name: str | None = None
@@ -299,7 +300,7 @@ class Registry(Wire):
                    tls=fields.model("tls", RegistryTLS.read))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class PullSecret(Wire):
     secret_name: str
     username_key: str = "username"
@@ -316,7 +317,7 @@ def _entry_key(fields: Fields, default: str) -> str:
     return key
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class KeyEntryRef(Wire):
     name: str
     key: str = DEFAULT_KEY_ENTRY
@@ -326,7 +327,7 @@ class KeyEntryRef(Wire):
         return cls(name=_name(fields), key=_entry_key(fields, DEFAULT_KEY_ENTRY))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class SignatureKey(Wire):
     config_map_ref: KeyEntryRef | None = None
     secret_ref: KeyEntryRef | None = None
@@ -337,7 +338,7 @@ class SignatureKey(Wire):
                    secret_ref=fields.model("secretRef", KeyEntryRef.read))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class TrustedRootRef(Wire):
     name: str
     key: str = DEFAULT_TRUSTED_ROOT_ENTRY
@@ -347,7 +348,7 @@ class TrustedRootRef(Wire):
         return cls(name=_name(fields), key=_entry_key(fields, DEFAULT_TRUSTED_ROOT_ENTRY))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class TrustedRoot(Wire):
     config_map_ref: TrustedRootRef
 
@@ -356,7 +357,7 @@ class TrustedRoot(Wire):
         return cls(config_map_ref=fields.required_model("configMapRef", TrustedRootRef.read))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class KeylessVerification(Wire):
     identity: str | None = None
     identity_regexp: str | None = None
@@ -371,7 +372,7 @@ class KeylessVerification(Wire):
                    trusted_root=fields.required_model("trustedRoot", TrustedRoot.read))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class Verification(Wire):
     key: SignatureKey | None = None
     keyless: KeylessVerification | None = None
@@ -391,7 +392,7 @@ class Verification(Wire):
         return verification_source(self.key, self.keyless)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class OCIArtifact(Wire):
     """Where an artifact comes from: `image` + `registry`, or the seed's `reference` + `pullSecret`."""
 
@@ -426,7 +427,7 @@ class OCIArtifact(Wire):
         return oci_credentials(self)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class RulesOCIArtifact(OCIArtifact):
     """The Rulesfile's `ociArtifact`, which also accepts the seed's `inline` rules."""
 
@@ -440,7 +441,7 @@ class RulesOCIArtifact(OCIArtifact):
 # --- the kinds ----------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class RulesConfigMapRef(Wire):
     name: str
     key: str = "rules.yaml"
@@ -450,7 +451,7 @@ class RulesConfigMapRef(Wire):
         return cls(name=_name(fields), key=fields.text("key", "rules.yaml", min_length=1, max_length=NAME_LENGTH))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class ConfigConfigMapRef(Wire):
     name: str
     key: str = "config.yaml"
@@ -472,7 +473,7 @@ def _priority(fields: Fields) -> int:
     return priority
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class RulesfileSpec(Wire):
     oci_artifact: RulesOCIArtifact | None = None
     inline_rules: Any = None
@@ -503,7 +504,7 @@ class RulesfileSpec(Wire):
         return None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class PluginConfig(Wire):
     name: str | None = None
     library_path: str | None = None
@@ -517,7 +518,7 @@ class PluginConfig(Wire):
                    open_params=fields.text("openParams"))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class PluginSpec(Wire):
     oci_artifact: OCIArtifact | None = None
     config: PluginConfig | None = None
@@ -531,7 +532,7 @@ class PluginSpec(Wire):
                    config=fields.model("config", PluginConfig.read), **_targeting(fields))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class ConfigSpec(Wire):
     config: Any = None
     config_map_ref: ConfigConfigMapRef | None = None
@@ -554,7 +555,7 @@ def _envelope(fields: Fields, kind: str) -> dict[str, Any]:
             "status": fields.model("status", ArtifactStatus.read)}  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class Rulesfile(Wire):
     api_version: str = ARTIFACT_API_VERSION
     kind: Literal["Rulesfile"] = "Rulesfile"
@@ -568,7 +569,7 @@ class Rulesfile(Wire):
         return cls(spec=fields.required_model("spec", RulesfileSpec.read), **_envelope(fields, "Rulesfile"))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class Plugin(Wire):
     api_version: str = ARTIFACT_API_VERSION
     kind: Literal["Plugin"] = "Plugin"
@@ -586,7 +587,7 @@ class Plugin(Wire):
         return (self.spec.config.name if self.spec.config else None) or self.metadata.name or ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class Config(Wire):
     api_version: str = ARTIFACT_API_VERSION
     kind: Literal["Config"] = "Config"

@@ -4,9 +4,9 @@ back unchanged (tests/unit/test_plain_parity.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
+from ..records import record
 from .wire import REQUIRED, Fields, Wire
 
 ArtifactState = Literal["Installed", "Loaded", "Refused", "Invalid", "Failed", "Pending"]
@@ -14,7 +14,7 @@ AnalysisResult = Literal["Passed", "Failed"]
 ANALYSIS_RESULTS: tuple[AnalysisResult, ...] = ("Passed", "Failed")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class ReportedAnalysis(Wire):
     """This node's verdict on a rollout's candidate generation."""
 
@@ -32,13 +32,13 @@ class ReportedAnalysis(Wire):
                    message=fields.text("message"), seconds=fields.number("seconds"))  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class RefreshProblem(Wire):
     reason: str
     message: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class ReportedArtifact(Wire):
     kind: str
     """Rulesfile, Plugin, Config or FalcoRule."""
@@ -56,13 +56,13 @@ class ReportedArtifact(Wire):
     analysis: ReportedAnalysis | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class FalcoProbe(Wire):
     version: str | None = None
     reachable: bool | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class ReportedImageDefaults(Wire):
     rules: list[str] | None = None
     rules_sha256: str | None = None
@@ -70,7 +70,7 @@ class ReportedImageDefaults(Wire):
     replaced_by: list[str] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(frozen=True, slots=True, kw_only=True)
 class ArtifactReportStatus(Wire):
     artifacts: list[ReportedArtifact] | None = None
     falco: FalcoProbe | None = None

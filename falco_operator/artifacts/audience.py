@@ -9,11 +9,11 @@ artifacts select it) leave the Node out: an artifact that reaches any of its nod
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..api.plain import LabelSelector
 from ..api.wire import Refused
+from ..records import record
 
 FOR_FALCO_LABEL = "artifact.falcosecurity.dev/for-falco"
 
@@ -44,7 +44,7 @@ class Targeted(Protocol):
     def metadata(self) -> _Labelled: ...
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Audience:
     selector: Selector | None = None
     instance_selector: Selector | None = None

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..records import record
 from .model import ArtifactKey, sha256_hex
 from .naming import DEFAULT_RULES_CONFIG_FILE as DEFAULT_RULES_CONFIG_FILE
 from .rules import RulesFile
@@ -49,7 +49,7 @@ DEFAULT_RULES_CONFIG = b"# Written by falco-artifact-agent: a Rulesfile delivers
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ImageDefaults:
     """The image's defaults this agent's Falco loads: its default rules file (None: absent or unreadable) and the
     SHA-256 of its bytes (what Falco's rules metric says of ``falco_rules.yaml``)."""
@@ -77,7 +77,7 @@ class ImageDefaults:
         return cls(RulesFile(IMAGE_RULES_PATH, items, data.decode(errors="replace")), sha256_hex(data))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ImageDefaultsInUse:
     """What a pass leaves Falco loading from its image: the image's rules file unless ``rules_replaced_by`` (a
     Rulesfile delivering ``falco-rules`` from OCI), its container plugin unless ``plugin_replaced_by`` (a Plugin

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
 
+from ..records import record
 from .naming import Medium
 
 State = Literal["Installed", "Loaded", "Refused", "Invalid", "Failed", "Pending"]
@@ -14,7 +15,7 @@ FileRef = tuple[str, str]
 """(directory, file name): the directory is one of ``naming.DIRECTORIES``."""
 
 
-@dataclass(frozen=True, order=True)
+@record(frozen=True, order=True)
 class ArtifactKey:
     kind: str
     name: str
@@ -23,7 +24,7 @@ class ArtifactKey:
         return f"{self.kind}/{self.name}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RulesFileView:
     """One rules file in load order, for checks that need the whole set."""
 
@@ -34,7 +35,7 @@ class RulesFileView:
     """The file's text: positions in messages are then the file's lines and columns."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Content:
     """A source resolved to bytes (``digest``: the OCI digest it came from, for OCI sources)."""
 
@@ -42,7 +43,7 @@ class Content:
     digest: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Unavailable:
     """A source that could not be read: ``Pending`` while it may still come, ``Failed`` when it cannot."""
 
@@ -58,7 +59,7 @@ Resolution = Content | Unavailable
 Resolutions = Mapping[tuple[ArtifactKey, Medium], Resolution]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Delivered:
     """What is on disk for one artifact: its files and, for a Plugin, its entry in the plugins fragment."""
 
@@ -74,7 +75,7 @@ class Delivered:
 EMPTY = Delivered()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Outcome:
     """One artifact after planning: its state and what stays on disk for it."""
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from dataclasses import dataclass
 from enum import Enum
+
+from ..records import record
 
 RULES_DIR = "rules"
 CONFIG_DIR = "config"
@@ -56,7 +57,7 @@ def artifact_file_name(priority: int, name: str, medium: Medium) -> str:
 _BY_LABEL = {medium.label: medium for medium in Medium}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ParsedFileName:
     priority: int
     name: str
@@ -86,7 +87,7 @@ def plugin_library_file_name(name: str, library: bytes) -> str:
     return f"{name}-{hashlib.sha256(library).hexdigest()[:LIBRARY_DIGEST_LENGTH]}.so"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ParsedLibraryName:
     name: str
     digest_prefix: str

@@ -13,16 +13,16 @@ refusal).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from ..records import record
 from .rules import LoadContext
 from .rules.requirements import Requirement, engine_problem, plugin_requirement_verdict
 
 ENGINE_REQUIREMENTS = ("engine_version_semver", "engine_version")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ArtifactNeeds:
     """The dependencies and requirements of one artifact's config."""
 

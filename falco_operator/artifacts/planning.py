@@ -9,11 +9,12 @@ then its files leave, as an artifact's that stops applying.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any, Literal
 
 from ..api.plain import Config, Plugin, Rulesfile
 from ..api.wire import Refused
+from ..records import record
 from .image_defaults import (
     CONTAINER_PLUGIN,
     DEFAULT_RULES_ARTIFACT,
@@ -60,7 +61,7 @@ def parse_artifact(raw: dict[str, Any]) -> Artifact | None:
         return None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Plan:
     directories: Mapping[str, Mapping[str, bytes]]
     """For each directory, every file it must hold (name → bytes)."""

@@ -21,9 +21,10 @@ deleted or deselected Rulesfile must stop running on that node; its dependents l
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Literal
 
+from ..records import record
 from .image_defaults import CONTAINER_PLUGIN, ImageDefaults
 from .model import EMPTY, ArtifactKey, Delivered, Outcome, RulesFileView
 from .naming import RULES_DIR, Medium, artifact_file_name
@@ -46,13 +47,13 @@ fields and requirements against the ``LoadContext``; None: unknown, not judged);
 each with its first error."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Unjudged(Problem):
     """A problem of files the check could not judge (it overran its time budget): refused as they are, without
     asking why (``InvalidRules``)."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Verdict:
     state: Literal["Invalid", "Failed", "Pending"]
     reason: str

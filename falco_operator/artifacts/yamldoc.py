@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 import yaml as pyyaml
@@ -24,6 +24,7 @@ from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
 
+from ..records import record
 from .messages import capped
 
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
@@ -32,7 +33,7 @@ MAX_NODES = 500_000
 NO_ALIASES = "YAML anchors and aliases (&name, *name) are not accepted: write each value out"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Problem:
     """What is wrong with a document, where (1-based line, when known), in words a user sees in a report. The
     message is capped (``messages.MAX_MESSAGE``): it may quote what the user wrote."""
@@ -109,7 +110,7 @@ class _NeedsRoundTrip(Exception):
     pass
 
 
-@dataclass
+@record
 class _Open:
     """A mapping or sequence being read, with the key read and not yet given a value."""
 
@@ -118,7 +119,7 @@ class _Open:
     key_mark: Any = None
 
 
-@dataclass
+@record
 class _Scalars:
     """Scalars as ruamel's round-trip loader makes them: tags resolved by YAML 1.2 rules (remembered per text),
     strings as they are, other values (numbers, booleans, null, block scalars) by ruamel's own constructor."""

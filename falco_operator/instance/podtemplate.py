@@ -19,6 +19,9 @@ Json = dict[str, Any]
 FALCO_CONTAINER = "falco"
 AGENT_CONTAINER = "artifact-operator"
 AGENT_UID = 65532
+AGENT_INTERPRETER_ENV = {"PYTHONOPTIMIZE": "2"}
+"""How the agent's Python runs (as ``python -OO``): without docstrings and asserts, about 1 MiB less resident; the
+image carries bytecode compiled at that level (Containerfile), so nothing is compiled when the agent starts."""
 DRIVER_LOADER_CONTAINER = "driver-loader"
 IMAGE_DEFAULTS_CONTAINER = "image-defaults"
 RESERVED_CONTAINERS = (FALCO_CONTAINER, AGENT_CONTAINER, DRIVER_LOADER_CONTAINER, IMAGE_DEFAULTS_CONTAINER)
@@ -214,6 +217,7 @@ def agent_container(falco: Falco, options: BuildOptions) -> Json:
             _field_env("POD_UID", "metadata.uid"),
             _field_env("NODE_NAME", "spec.nodeName"),
             {"name": "FALCO_INSTANCE", "value": name},
+            *({"name": key, "value": value} for key, value in AGENT_INTERPRETER_ENV.items()),
         ],
         "ports": [{"name": "agent-probes", "containerPort": AGENT_PORT, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},

@@ -22,7 +22,6 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -30,6 +29,8 @@ from urllib.parse import urlencode, urlsplit
 import anyio
 import anyio.abc
 import h11
+
+from ..records import record
 
 READ_SIZE = 65_536
 CLOSE_TIMEOUT = 1.0
@@ -58,7 +59,7 @@ class _StaleConnection(TransportError):
     """A kept-alive connection the server had closed: nothing was answered, a fresh connection may try again."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Timeouts:
     connect: float
     read: float

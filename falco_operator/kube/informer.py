@@ -11,12 +11,12 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import anyio.abc
 
+from ..records import record
 from .backoff import Backoff
 from .client import Client
 from .errors import ApiError, Gone
@@ -37,7 +37,7 @@ METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
 METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EventHandler:
     on_add: Callable[[Json], None] | None = None
     on_update: Callable[[Json, Json], None] | None = None

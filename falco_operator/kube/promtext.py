@@ -14,9 +14,11 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from itertools import pairwise
 from typing import Generic, Literal, Protocol, TypeVar
+
+from ..records import record
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -26,14 +28,14 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 INF = math.inf
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Sample:
     name: str
     labels: Mapping[str, str]
     value: float
 
 
-@dataclass
+@record
 class MetricFamily:
     """One ``# HELP``/``# TYPE`` block: ``name`` is the name in those lines (a counter's ends in ``_total``)."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import quote
 
+from ..records import record
 
-@dataclass(frozen=True)
+
+@record(frozen=True)
 class Resource:
     group: str
     version: str

@@ -12,11 +12,11 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
 
+from ..records import record
 from .errors import ApiError
 
 log = logging.getLogger("falco_operator.kube.retry")
@@ -31,7 +31,7 @@ def retryable(error: ApiError) -> bool:
     return error.status == 0 or error.status in RETRIED_STATUSES
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RetryPolicy:
     first_window: float = 1.0
     """The random part of the first retry's wait is drawn from [0, first_window); the window doubles per retry."""

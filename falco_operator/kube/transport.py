@@ -15,13 +15,13 @@ import tempfile
 from base64 import b64decode
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
 
+from ..records import record
 from .http import ConnectError, HttpClient, TimedOut, Timeouts, TransportError
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -121,7 +121,7 @@ class Kr8sTransport:
             await session.aclose()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Credentials:
     server: str
     ca_file: str | None = None

@@ -48,6 +48,10 @@ EARLY_ENOUGH = 0.001
 COST_SHARE = 0.1
 """The share of a core one artifact's reconciles may take: an artifact whose status costs 20 ms to compute (about
 2,000 agents) is computed again at most every 200 ms however fast reports arrive."""
+AWAITED_KEPT = 64
+"""The most awaited pods remembered per artifact. The last report awaited reconciles at once only when the
+computation before it waited for this many or fewer (reports arriving meanwhile reconcile after the batching delay,
+and each of those computations looks again): 1,000 Rulesfiles each awaiting 1,500 pods held 130 MiB of sets."""
 AWAITING_FALCO = "NotLoaded"
 """The reason of an ``Installed`` entry whose agent still expects its Falco to confirm it (``Loaded``)."""
 FINAL_STATES = ("Loaded", "Invalid", "Failed", "Refused")
@@ -141,10 +145,13 @@ def settled(target: Target, agents: Iterable[Agent], reports: Mapping[str, Json]
     return True
 
 
-def awaited(target: Target, agents: Iterable[Agent], reports: Mapping[str, Json], rollout: Json | None) -> set[str]:
+def awaited(
+    target: Target, agents: Iterable[Agent], reports: Mapping[str, Json], rollout: Json | None
+) -> set[str] | None:
     """The pods of the targeted agents that have not reported, in a final state, the generation they are to run
     (judged as ``settled`` does, by each agent's own report): when the last of them reports, the change may have
-    settled, and the artifact is reconciled at once rather than after the batching delay."""
+    settled, and the artifact is reconciled at once rather than after the batching delay. None when there are more
+    than ``AWAITED_KEPT``."""
     rollout = rollout or {}
     phase = rollout.get("phase")
     rolling = rollout.get("candidateGeneration") == target.generation and phase in (*ROLLING, *ROLLED_BACK)
@@ -154,6 +161,8 @@ def awaited(target: Target, agents: Iterable[Agent], reports: Mapping[str, Json]
         generation = target.generation if not rolling or agent.node in step else rollout.get("stableGeneration")
         if not _final(report_entry(reports.get(agent.pod), target.kind, target.name), generation):
             waiting.add(agent.pod)
+            if len(waiting) > AWAITED_KEPT:
+                return None
     return waiting
 
 
@@ -174,7 +183,8 @@ class _Record:
     started: float | None = None
     cost: float = 0.0
     awaited: set[str] | None = None
-    """The pods whose reports the last computation still waited for (``awaited``), less those that reported since."""
+    """The pods whose reports the last computation still waited for (``awaited``), less those that reported since;
+    None when none, or more than ``AWAITED_KEPT``."""
 
 
 class StatusCoalescer:
@@ -223,9 +233,10 @@ class StatusCoalescer:
         record.written = status
         record.written_over = (raw.get("metadata") or {}).get("resourceVersion")
 
-    def awaiting(self, request: Request, pods: set[str]) -> None:
-        """The pods whose reports the status computed now waits for (read from the same cache as the status)."""
-        self._records.setdefault(request, _Record()).awaited = pods
+    def awaiting(self, request: Request, pods: set[str] | None) -> None:
+        """The pods whose reports the status computed now waits for (read from the same cache as the status); None:
+        too many to remember (``awaited``)."""
+        self._records.setdefault(request, _Record()).awaited = pods or None
 
     def reported(self, request: Request, pod: str) -> bool:
         """Whether the report of ``pod`` that just arrived is the last one awaited: it may settle the change."""

@@ -4,6 +4,7 @@ must run both entry points and find its package data."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -37,8 +38,16 @@ def stages(containerfile: str) -> tuple[dict[str, str], list[list[tuple[str, str
     return arguments, result
 
 
+BYTECODE_PATHS = """
+import asyncio, importlib.util, artifact_agent.agent
+for module in (asyncio, artifact_agent.agent):
+    print(importlib.util.cache_from_source(module.__file__, optimization=2))
+"""
+
+
 def _run(command: str, cwd: Path, python: Path, wheels: Path) -> None:
     local = command.replace("/wheels", str(wheels))
+    local = re.sub(r"(?<![\w/.-])python(?![\w.-])", shlex.quote(str(python)), local)
     words = [f"{shlex.quote(str(python))} -m pip" if word == "pip" else word for word in local.split(" ")]
     subprocess.run(" ".join(words), shell=True, cwd=cwd, check=True, capture_output=True, text=True)
 
@@ -83,6 +92,12 @@ def test_the_image_recipe_builds_a_wheel_install_with_both_entry_points_as_user_
         version = subprocess.run([str(image / "bin" / entry_point), "--version"], capture_output=True, text=True)
         assert version.returncode == 0, version.stderr
         assert "0.1.0" in version.stdout
+    # The agent runs with PYTHONOPTIMIZE=2 as user 65532, who cannot write bytecode: the image carries it at that
+    # level for its own modules and the standard library's.
+    compiled = subprocess.run([str(image / "bin" / "python"), "-c", BYTECODE_PATHS], capture_output=True, text=True,
+                              check=True).stdout.split()  # fmt: skip
+    assert len(compiled) == 2, compiled
+    assert all(Path(path).is_file() for path in compiled), compiled
     # Package data (Falco's field catalogue) came along: the linter validates a real rules file.
     lint = subprocess.run([str(image / "bin" / "falco-operator"), "lint", str(RULES)], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr

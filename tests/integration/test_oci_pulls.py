@@ -20,6 +20,7 @@ import pytest
 
 from artifact_agent.metrics import AgentMetrics
 from artifact_agent.oci_cache import source_name
+from artifact_agent.oci_sources import OCISources
 from artifact_agent.pulls import OCIPulls, PullSettings, pull_request
 from e2e.controlplane import ControlPlane
 from e2e.oci_artifacts import (
@@ -49,15 +50,19 @@ def rulesfile(oci: Json, generation: int = 1) -> Rulesfile:
                                      "spec": {"ociArtifact": oci}})  # fmt: skip
 
 
+def quick_settings(cache: Path, **settings: Any) -> PullSettings:
+    defaults: Json = {"min_refresh": 0.2, "retry_initial": 0.2, "retry_max": 0.5, "request_timeout": 2.0,
+                      "allow_private": True}  # fmt: skip
+    return PullSettings(cache_dir=cache, **{**defaults, **settings})
+
+
 @asynccontextmanager
 async def running_pulls(
     control_plane: ControlPlane, namespace: str, cache: Path, **settings: Any
 ) -> AsyncIterator[OCIPulls]:
     client = await Client.connect(kubeconfig=str(control_plane.kubeconfig), field_manager="test", direct=True)
-    defaults: Json = {"min_refresh": 0.2, "retry_initial": 0.2, "retry_max": 0.5, "request_timeout": 2.0,
-                      "allow_private": True}  # fmt: skip
-    pulls = OCIPulls(client, namespace, PullSettings(cache_dir=cache, **{**defaults, **settings}),
-                     AgentMetrics(promtext.Registry()), lambda: None)  # fmt: skip
+    pulls = OCIPulls(client, namespace, quick_settings(cache, **settings), AgentMetrics(promtext.Registry()),
+                     lambda: None)  # fmt: skip
     try:
         async with anyio.create_task_group() as group:
             await group.start(pulls.run)
@@ -481,6 +486,55 @@ async def test_moved_tags_leave_only_their_current_digest_in_the_cache_while_ano
 
         await wait_for(configs_known, lambda known: known == ({a_digests[2]}, set()), timeout=5,
                        what="only A's current config known")  # fmt: skip
+
+
+async def test_the_agents_oci_sources_start_the_pulls_with_the_first_oci_artifact_and_forward_to_them(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, plain_registry: Registry
+) -> None:
+    """The agent's stand-in for the pulls (``OCISources``): inline artifacts alone start nothing and leave the cache
+    as it is; the first OCI artifact starts the pulls in the stand-in's task group, and from then on everything goes
+    to them: the answer, the prune after it, and the stop (and prune) of an artifact no longer wanted."""
+    repository = f"t{secrets.token_hex(3)}/rules"
+    rules = b"- list: lazy\n  items: []\n"
+    digest = push_rules(plain_registry, repository, "stable", rules)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    leftover = cache / ".download-0011223344556677"
+    leftover.mkdir()
+    inline = Rulesfile.from_wire({"metadata": {"name": "inline", "generation": 1},
+                                  "spec": {"inlineRules": "- list: inline\n  items: []\n"}})  # fmt: skip
+    client = await Client.connect(kubeconfig=str(control_plane.kubeconfig), field_manager="test", direct=True)
+    sources = OCISources(client, namespace, quick_settings(cache), AgentMetrics(promtext.Registry()), lambda: None)
+
+    async def result() -> Resolution | None:
+        return sources.resolve(KEY)
+
+    try:
+        async with anyio.create_task_group() as group:
+            await group.start(sources.run)
+            sources.want([inline], policy_generation=1)
+            await sources.wait_settled()
+            assert sources.pulls is None
+            assert sources.resolve(KEY) is None
+            assert sources.settled()
+            assert leftover.exists(), "no OCI artifact: the cache is not touched"
+
+            sources.want([inline, rulesfile(followed_tag(plain_registry, repository))], policy_generation=1)
+            assert sources.pulls is not None
+            assert not sources.settled()
+            with anyio.fail_after(15):
+                await sources.wait_settled()
+            await wait_for(result, holds(rules), timeout=15, interval=0.05, what="the pull's answer")
+            assert f"rules-{digest.removeprefix('sha256:')}" in await cache_names(cache)
+            assert not leftover.exists(), "the prune after the answer"
+
+            sources.want([inline], policy_generation=1)
+            assert sources.resolve(KEY) is None
+            assert not [name for name in await cache_names(cache) if name.startswith(("rules-", "source-"))]
+            group.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await client.close()
 
 
 def followed_tag(registry: Registry, repository: str) -> dict[str, Any]:

@@ -13,9 +13,10 @@ import io
 import shutil
 import tarfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
+
+from ...records import record
 
 MAX_MEMBERS = 256
 _CHUNK = 1024 * 1024
@@ -25,7 +26,7 @@ class ArchiveRefused(Exception):
     """The layer is not a tar.gz this agent accepts; the message says why."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ArchiveFile:
     name: str
     data: bytes

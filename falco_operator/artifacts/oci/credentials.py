@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
 from typing import Any
+
+from ...records import record
 
 DOCKER_CONFIG_JSON = "kubernetes.io/dockerconfigjson"
 BASIC_AUTH = "kubernetes.io/basic-auth"
@@ -35,7 +36,7 @@ class CredentialsProblem(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Credentials:
     username: str
     password: str

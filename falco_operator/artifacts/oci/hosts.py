@@ -10,9 +10,10 @@ credentials are for its own host: a mirror gets them only when the entry says so
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from ...api.ocirefs import OCILocation
+from ...records import record
 
 CA_FLAG = "--registry-host-ca"
 MIRROR_FLAG = "--registry-mirror"
@@ -20,7 +21,7 @@ MIRRORS_ONLY_FLAG = "--registry-mirrors-only"
 CREDENTIALS_TO_MIRRORS_FLAG = "--registry-credentials-to-mirrors"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostSettings:
     ca_file: str | None = None
     """A PEM file trusted for this host only."""
@@ -32,7 +33,7 @@ class HostSettings:
     """The artifact's credentials for the host go to its mirrors too."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Endpoint:
     """One host to ask for a reference: its location there, and whether the artifact's credentials go along."""
 
@@ -42,7 +43,7 @@ class Endpoint:
     send_credentials: bool = True
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RegistryHosts:
     hosts: Mapping[str, HostSettings] = field(default_factory=dict)
     """By host, lowercase."""

@@ -22,7 +22,6 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -35,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from ...api.ocirefs import KeylessSource
+from ...records import record
 from .signatures import COSIGN_SIGN_PREDICATE, IN_TOTO, SignedPayload, pae, signed_digest
 
 CERTIFICATE_IDENTITY_MISMATCH = "CertificateIdentityMismatch"
@@ -63,7 +63,7 @@ class KeylessRefused(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Validity:
     start: datetime | None
     end: datetime | None
@@ -72,28 +72,28 @@ class Validity:
         return (self.start is None or self.start <= moment) and (self.end is None or moment <= self.end)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Authority:
     chain: tuple[x509.Certificate, ...]
     """Leaf-most first: the certificate that issues leaves, then its issuers up to the root."""
     validity: Validity
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TransparencyLog:
     key_id: bytes
     public_key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
     validity: Validity
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TrustedRoot:
     source: str
     authorities: tuple[Authority, ...]
     logs: tuple[TransparencyLog, ...]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KeylessPolicy:
     source: KeylessSource
     root: TrustedRoot
@@ -195,7 +195,7 @@ def _der_utf8_string(der: bytes) -> str | None:
     return der[start:].decode(errors="replace")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KeylessBundle:
     leaf: x509.Certificate
     signatures: tuple[str, ...]

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import platform
-from dataclasses import dataclass
+import os
+
+from ...records import record
 
 _ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
 def machine_architecture() -> str:
     """This machine's architecture as OCI platforms name it (``amd64``, ``arm64``)."""
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()
     return _ARCHITECTURES.get(machine, machine)
 
 
@@ -27,7 +28,7 @@ PLUGIN_LAYER = "application/vnd.cncf.falco.plugin.layer.v1+tar.gz"
 PLUGIN_CONFIG = "application/vnd.cncf.falco.plugin.config.v1+json"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ArtifactType:
     """What an artifact kind accepts from a registry: its layer media type and the file it takes from it."""
 

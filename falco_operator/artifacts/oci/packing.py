@@ -15,9 +15,9 @@ import io
 import json
 import tarfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from ...records import record
 from .media import OCI_INDEX, OCI_MANIFEST, PLUGIN, RULES, ArtifactType
 
 TITLE_ANNOTATION = "org.opencontainers.image.title"
@@ -27,7 +27,7 @@ PLUGIN_API_REQUIREMENT = "plugin_api_version"
 Json = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Blob:
     media_type: str
     data: bytes
@@ -44,7 +44,7 @@ class Blob:
         return described
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PackedManifest:
     """One image manifest and the blobs it names (config first)."""
 
@@ -65,7 +65,7 @@ class PackedManifest:
         return digest_of(self.body)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Platform:
     os: str
     architecture: str
@@ -82,7 +82,7 @@ class Platform:
         return f"{self.os}/{self.architecture}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PackedIndex:
     """An image index of one manifest per platform."""
 

@@ -8,9 +8,9 @@ one that challenges with ``Bearer`` gets a token from its token service, asked f
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from typing import Any
 
+from ...records import record
 from .credentials import Credentials
 from .media import OCI_INDEX, OCI_MANIFEST
 from .packing import Blob, PackedIndex, PackedManifest
@@ -20,7 +20,7 @@ class PublishFailed(Exception):
     """The registry refused or could not be reached; the message says which request and why."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Destination:
     host: str
     """``host[:port]`` of the registry."""

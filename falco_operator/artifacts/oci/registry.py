@@ -18,7 +18,6 @@ import json
 import secrets
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -29,6 +28,7 @@ import certifi
 import httpx
 
 from ...api.ocirefs import OCILocation
+from ...records import record
 from .addresses import AddressRefused, guarded_pool
 from .archive import ArchiveFile, ArchiveRefused, extract_single_file
 from .credentials import Credentials
@@ -86,14 +86,14 @@ def http_client(
     return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Descriptor:
     media_type: str
     digest: str
     size: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Resolved:
     digest: str
     """What the reference resolves to (an index's digest for a multi-platform artifact): the digest reported."""
@@ -104,7 +104,7 @@ class Resolved:
     version, requirements)."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Pulled:
     digest: str
     file: ArchiveFile

@@ -18,9 +18,9 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from ...records import record
 from .ed25519ph import verify_ed25519ph
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class KeyProblem(Exception):
     """A verification key that cannot be used (not PEM, not a public key, an algorithm cosign keys do not use)."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VerificationKey:
     source: str
     """Where it was read (``ConfigMap cosign (key cosign.pub)``), for messages."""
@@ -56,7 +56,7 @@ class VerificationKey:
     """``sha256:<hex>`` of the key's DER SubjectPublicKeyInfo: what a verified artifact reports as its signer."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SignedPayload:
     payload: bytes
     """The bytes signed: a simple signing payload, or a DSSE envelope's pre-authentication encoding."""

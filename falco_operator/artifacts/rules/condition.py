@@ -17,10 +17,11 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cache
 from typing import TYPE_CHECKING
 
+from ...records import record
 from ..messages import MAX_QUOTED, capped, quoted
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ _ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", " ": "\\", "\
 _BOOLEAN_KEYWORD = re.compile(r"(?:and|or|not)(?![a-zA-Z0-9])")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Position:
     line: int
     col: int
@@ -67,63 +68,63 @@ class ConditionError(Exception):
         self.position = position
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Node:
     position: Position
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FieldRef(Node):
     name: str
     arg: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Transformer(Node):
     name: str
     args: tuple[Node, ...]
     arg: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Value(Node):
     text: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ListValue(Node):
     items: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TransformerList(Node):
     items: tuple[Node, ...]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MacroRef(Node):
     name: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Check(Node):
     left: Node
     operator: str
     right: Node | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BoolOp(Node):
     operator: str  # "and", "or"
     children: tuple[Node, ...]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Not(Node):
     child: Node
 
 
-@dataclass
+@record
 class _Cursor:
     text: str
     index: int = 0

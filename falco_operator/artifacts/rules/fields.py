@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
+from ...records import record
 from ..messages import MAX_QUOTED, capped, quoted
 
 Severity = Literal["ok", "error", "warning"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True, slots=True)
 class FieldInfo:
     name: str
     type: str
@@ -39,7 +40,7 @@ class FieldInfo:
     """Falco still accepts it, with a warning (LOAD_DEPRECATED_ITEM)."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PluginInfo:
     name: str
     version: str | None
@@ -48,7 +49,7 @@ class PluginInfo:
     """The event source the plugin provides (``k8s_audit``); None for a plugin that only extracts fields."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FieldLookup:
     info: FieldInfo | None
     problem: str | None
@@ -204,10 +205,16 @@ class FieldCatalogue:
 _EVENT_ARGUMENT_FIELDS = ("evt.arg", "evt.rawarg")
 
 
+def read_data(name: str) -> str:
+    """One of the JSON files generated from Falco, beside this module (read as a plain file: ``importlib.resources``
+    would bring ``tempfile``, ``shutil`` and ``random`` onto the agent's path)."""
+    return Path(__file__).with_name(name).read_text()
+
+
 @cache
 def event_parameters() -> frozenset[str]:
     """Names of event parameters (``evt.arg.<name>``), from Falco's event table."""
-    document = json.loads(resources.files(__package__).joinpath("events.json").read_text())
+    document = json.loads(read_data("events.json"))
     return frozenset(document["event_parameters"])
 
 
@@ -217,11 +224,15 @@ def _is_index(text: str) -> bool:
 
 @cache
 def _load() -> FieldCatalogue:
-    document: dict[str, Any] = json.loads(resources.files(__package__).joinpath("fields.json").read_text())
+    document: dict[str, Any] = json.loads(read_data("fields.json"))
     fields = {}
+    # The catalogue stays in memory for good: one copy of each of the few distinct source and plugin tuples.
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {}
     for name, entry in document["fields"].items():
+        sources, providers = tuple(entry["sources"]), tuple(entry.get("plugins", ()))
         fields[name] = FieldInfo(
-            name=name, type=entry["type"], sources=tuple(entry["sources"]), plugins=tuple(entry.get("plugins", ())),
+            name=name, type=sys.intern(entry["type"]), sources=shared.setdefault(sources, sources),
+            plugins=shared.setdefault(providers, providers),
             arg=entry.get("arg", "none"), arg_index="index" in entry.get("arg_kinds", ()),
             arg_key="key" in entry.get("arg_kinds", ()), deprecated=bool(entry.get("deprecated")),
         )  # fmt: skip

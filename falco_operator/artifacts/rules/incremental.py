@@ -35,9 +35,10 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
+from ...records import record
 from ..validation import Invalid, check_rules
 from .fields import FieldCatalogue
 from .requirements import Requirement, plugin_requirement_verdict
@@ -67,7 +68,7 @@ def words(text: str) -> set[str]:
     return set(text.translate(_SPLIT).split()) | set(_WORD.findall(text))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _FileWords:
     names: tuple[str, ...]
     """The words of the names of the lists and macros the file defines or changes."""
@@ -116,7 +117,7 @@ def _interned(found: set[str]) -> tuple[str, ...]:
     return tuple(map(sys.intern, found))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _FileTrace:
     error: Finding | None
     warnings: tuple[Finding, ...]
@@ -126,7 +127,7 @@ class _FileTrace:
 _CLEAN = _FileTrace(None, (), ())
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _RuleTrace:
     file: int
     """The group's file where the rule took its place in the set's order (its last definition or update)."""
@@ -135,7 +136,7 @@ class _RuleTrace:
     """After which of the group's files it was compiled, and its warnings then."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _GroupTrace:
     """What checking a group of files alone found, file by file."""
 

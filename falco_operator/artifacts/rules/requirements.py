@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
+from ...records import record
 from ..messages import quoted
 
 Version = tuple[int, int, int]
@@ -54,13 +54,13 @@ def engine_problem(required: Any, engine_version: str) -> str | None:
             "run a Falco whose engine meets it, or use a version of these rules made for this Falco")  # fmt: skip
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Requirement:
     name: str
     version: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RequirementVerdict:
     severity: Literal["error", "warning"]
     message: str

@@ -25,11 +25,11 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cache
-from importlib import resources
 from typing import Any, Literal
 
+from ...records import record
 from ..messages import capped, quoted
 from ..validation import Invalid, check_rules
 from ..yamldoc import line_of
@@ -48,7 +48,7 @@ from .condition import (
     walk,
 )
 from .dependencies import Dependencies
-from .fields import FieldCatalogue
+from .fields import FieldCatalogue, read_data
 from .output import output_problem
 from .requirements import Requirement, engine_problem, parse_version, plugin_requirement_verdict
 
@@ -60,7 +60,7 @@ LIST_OPERATORS = ("in", "intersects", "pmatch")
 _MODIFIERS = ("oneof", "anyof", "allof")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Finding:
     file: str
     line: int | None
@@ -76,7 +76,7 @@ class Finding:
         return f"{where}: {self.severity}: {self.message}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LoadContext:
     """What the Falco that loads the set provides: None means unknown (then the check cannot judge it)."""
 
@@ -89,7 +89,7 @@ class LoadContext:
     what they define; their own findings are not the set's (they name these files)."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RulesFile:
     """One file of the set: its name and its items as loaded (``yamldoc.load_yaml``: lines are kept)."""
 
@@ -99,14 +99,14 @@ class RulesFile:
     """The file's text, when known: positions inside folded conditions are then mapped to their own lines."""
 
 
-@dataclass
+@record
 class _Where:
     file: str
     line: int | None
     text: str | None = None
 
 
-@dataclass
+@record
 class _List:
     name: str
     items: list[str]
@@ -115,7 +115,7 @@ class _List:
     where: _Where
 
 
-@dataclass
+@record
 class _Macro:
     name: str
     condition: str
@@ -125,7 +125,7 @@ class _Macro:
     condition_line: int | None
 
 
-@dataclass
+@record
 class _Exception:
     name: str
     fields: str | list[str] | None
@@ -134,7 +134,7 @@ class _Exception:
     where: _Where
 
 
-@dataclass
+@record
 class _Rule:
     name: str
     condition: str
@@ -154,7 +154,7 @@ class _Stop(Exception):
         self.finding = finding
 
 
-@dataclass
+@record
 class _Collector:
     catalogue: FieldCatalogue
     standalone: bool
@@ -517,14 +517,14 @@ def _unmet_plugin_requirements(collector: _Collector) -> list[Finding]:
 # -- compiling -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Failure:
     finding: Finding
     undefined_macro: str | None = None
     """The macro an item uses that is not defined for it (it may be one a later file defines)."""
 
 
-@dataclass
+@record
 class _Compiled:
     """What the compiles after the files so far found, for the next compile to reuse."""
 
@@ -857,7 +857,7 @@ def _type_problem(check: Check, left: FieldRef, catalogue: FieldCatalogue) -> st
 @cache
 def event_types() -> frozenset[str]:
     """Every name ``evt.type`` may be compared with (Falco's event and syscall names)."""
-    document = json.loads(resources.files(__package__).joinpath("events.json").read_text())
+    document = json.loads(read_data("events.json"))
     return frozenset(document["event_types"])
 
 
