@@ -257,12 +257,17 @@ class Agent:
                 self._disk_at_start = None
         resolutions = resolve(artifacts, self.config_maps, self.pulls.resolve)
         resolutions.update({(key, Medium.CONFIGMAP): kept for key, kept in deliveries.config_map_content.items()})
+        swapped: list[str] = []
+
+        def write(planned: Plan) -> None:  # in the planning thread, right after the plan
+            swapped.extend(self.materializer.apply(planned.directories))
+
         result = await self.planner.plan(artifacts, resolutions, self._last_good,
                                          plugin_versions=self.pulls.plugin_versions(),
                                          engine_version=self.engine_version,
                                          artifact_needs=self.pulls.artifact_needs(),
-                                         withheld=deliveries.withheld)  # fmt: skip
-        swapped = await anyio.to_thread.run_sync(self.materializer.apply, result.directories)
+                                         withheld=deliveries.withheld,
+                                         then=write)  # fmt: skip
         self._after_swap(swapped, result, first, changed_at)
         return deliveries, result
 

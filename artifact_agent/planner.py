@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from functools import partial
 
 import anyio.from_thread
@@ -81,18 +81,28 @@ class PassPlanner:
         engine_version: str | None = None,
         artifact_needs: Mapping[str, ArtifactNeeds] | None = None,
         withheld: Mapping[ArtifactKey, Unavailable] | None = None,
+        then: Callable[[Plan], None] | None = None,
     ) -> Plan:
         """The plan of a pass, made off the event loop (which keeps serving informers, Falco polls and probes).
         ``plugin_versions``: plugin library versions by OCI digest (their artifact configs); ``engine_version``:
         the engine of the Falco this agent serves, when known (None: requirements on it are not judged);
         ``artifact_needs``: what OCI artifacts' configs need, by digest; ``withheld``: artifacts kept at their last
-        good files with that state."""
+        good files with that state. ``then`` is given the plan in the same worker thread (the agent writes the
+        files there: one trip to a worker thread per pass, not two)."""
         check = self._check if self.rules_set_check is not None else None
-        return await anyio.to_thread.run_sync(partial(
+        planned = partial(
             plan, list(artifacts), resolutions, last_good, plugins_dir=self.plugins_dir, rules_set_check=check,
             plugin_versions=plugin_versions, engine_version=engine_version, artifact_needs=artifact_needs,
             image_defaults=self.image_defaults, withheld=withheld,
-        ))  # fmt: skip
+        )  # fmt: skip
+
+        def plan_then() -> Plan:
+            result = planned()
+            if then is not None:
+                then(result)
+            return result
+
+        return await anyio.to_thread.run_sync(plan_then)
 
     def _check(self, views: Sequence[RulesFileView], context: LoadContext | None = None) -> Verdict:
         """The set check as the planner calls it, in the planning thread: waits for the budgeted check."""

@@ -11,8 +11,12 @@ alive (``Connection: close`` is honoured); an error, a cancellation or a body le
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
+import os
 import select
+import socket
 import ssl
 import time
 import zlib
@@ -29,6 +33,8 @@ import h11
 from ..records import record
 
 READ_SIZE = 65_536
+CLOSE_TIMEOUT = 1.0
+"""Closing a connection never waits for the peer; this bounds it should a stream do so all the same."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 Origin = tuple[str, str, int]
 
@@ -104,8 +110,9 @@ class _Connection:
         poller.register(sock, select.POLLIN)
         return not poller.poll(0)
 
-    async def send(self, event: h11.Event, timeout: float) -> None:
-        data = self.protocol.send(event)
+    async def send(self, events: list[h11.Event], timeout: float) -> None:
+        """Send the events' bytes in one write (a request's head and body: one TLS record, one system call)."""
+        data = b"".join(self.protocol.send(event) or b"" for event in events)
         if not data:
             return
         try:
@@ -147,7 +154,11 @@ class _Connection:
         return self.protocol.our_state is h11.DONE and self.protocol.their_state is h11.DONE
 
     async def close(self) -> None:
-        await anyio.aclose_forcefully(self.stream)
+        # The streams made here close at once (a socket is aborted, TLS is not unwrapped: no close_notify is
+        # awaited), so the close is shielded rather than cancelled as ``aclose_forcefully`` does: cancelling a
+        # scope formats the task's repr and schedules the cancellation, for every connection a server closes.
+        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLOSE_TIMEOUT):
+            await self.stream.aclose()
 
 
 class Response:
@@ -309,15 +320,21 @@ class HttpClient:
         origin, request = self._prepare(method, url, params, headers, content)
         body = content.encode() if isinstance(content, str) else content
         try:
-            with anyio.fail_after(timeouts.connect):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise TimedOut(f"no free connection within {timeouts.connect:g} s") from None
+            self._slots.acquire_nowait()  # a free slot is taken without a pass through the event loop
+        except anyio.WouldBlock:
+            await self._wait_for_slot(timeouts.connect)
         try:
             async with self._exchanging(origin, request, body, timeouts, stream) as response:
                 yield response
         finally:
             self._slots.release()
+
+    async def _wait_for_slot(self, timeout: float) -> None:
+        try:
+            with anyio.fail_after(timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise TimedOut(f"no free connection within {timeout:g} s") from None
 
     @asynccontextmanager
     async def _exchanging(
@@ -381,7 +398,9 @@ class HttpClient:
         try:
             with anyio.fail_after(timeout):
                 if context is None:
-                    return await anyio.connect_tcp(host, port)
+                    return (
+                        await _connect_plain(host, port) if _is_address(host) else await anyio.connect_tcp(host, port)
+                    )
                 return await anyio.connect_tcp(host, port, ssl_context=context, tls_hostname=host,
                                                tls_standard_compatible=False)  # fmt: skip
         except TimeoutError:
@@ -392,10 +411,10 @@ class HttpClient:
     async def _exchange(
         self, connection: _Connection, request: h11.Request, body: bytes | None, timeouts: Timeouts
     ) -> Response:
-        await connection.send(request, timeouts.write)
-        if body:
-            await connection.send(h11.Data(data=body), timeouts.write)
-        await connection.send(h11.EndOfMessage(), timeouts.write)
+        events: list[h11.Event] = (
+            [request, h11.Data(data=body), h11.EndOfMessage()] if body else [request, h11.EndOfMessage()]
+        )
+        await connection.send(events, timeouts.write)
         try:
             while True:
                 event = await connection.next_event(timeouts.read)
@@ -423,6 +442,36 @@ class HttpClient:
         idle.append(connection)
         if len(idle) > self._max_idle:
             await idle.pop(0).close()
+
+
+async def _connect_plain(host: str, port: int) -> anyio.abc.SocketStream:
+    """A TCP connection to an IP address: what ``anyio.connect_tcp`` does for one address, without the task group
+    it runs its connection attempts in (Falco's web server is asked several times a second after a swap)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setblocking(False)
+        try:
+            try:
+                sock.connect((host, port))
+            except BlockingIOError:
+                await anyio.wait_writable(sock)
+                if error := sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    raise OSError(error, os.strerror(error)) from None
+        except OSError as error:
+            raise OSError("All connection attempts failed") from error  # as anyio says it (the cause chained)
+        return await anyio.abc.SocketStream.from_socket(sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+@functools.lru_cache(maxsize=64)
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 _tls: ssl.SSLContext | None = None

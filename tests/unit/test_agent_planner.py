@@ -5,6 +5,7 @@ budget, so a set that takes too long to check refuses the file that made it slow
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -185,3 +186,22 @@ async def test_of_several_new_rules_files_only_the_one_that_overruns_the_budget_
         "uses": ("Installed", "wrote 50-03-uses-inline.yaml"),
     }
     assert sorted(result.directories[RULES_DIR]) == ["50-03-base-inline.yaml", "50-03-uses-inline.yaml"]
+
+
+@pytest.mark.anyio
+async def test_then_gets_the_plan_in_the_planning_thread_and_its_failure_is_the_pass_failure() -> None:
+    planner = PassPlanner(PLUGINS, rules_set_check)
+    artifacts = macros_and_rule(f"m_{uuid.uuid4().hex}")
+    seen: list[tuple[Plan, int]] = []
+    loop_thread = threading.get_ident()
+
+    result = await planner.plan(artifacts, {}, {}, then=lambda planned: seen.append((planned, threading.get_ident())))
+    [(given, thread)] = seen
+    assert given is result
+    assert thread != loop_thread, "written off the event loop"
+
+    def refuse(_: Plan) -> None:
+        raise OSError("read-only file system")
+
+    with pytest.raises(OSError, match="read-only"):
+        await planner.plan(artifacts, {}, remembered(result), then=refuse)

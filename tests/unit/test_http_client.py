@@ -6,6 +6,7 @@ import datetime
 import gzip
 import ipaddress
 import json
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,7 +22,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from falco_operator.kube.http import ConnectError, HttpClient, ProtocolError, TimedOut, Timeouts, _Connection
+from falco_operator.kube.http import (
+    ConnectError,
+    HttpClient,
+    ProtocolError,
+    TimedOut,
+    Timeouts,
+    _Connection,
+    _is_address,
+)
 
 
 @pytest.fixture
@@ -334,9 +343,91 @@ async def test_garbage_is_a_protocol_error() -> None:
 async def test_a_refused_connection_is_a_connect_error() -> None:
     async with serve(echo) as server:
         port = server.port
-    async with HttpClient(f"http://127.0.0.1:{port}") as http:
-        with pytest.raises(ConnectError, match=r"cannot connect to 127\.0\.0\.1"):
+    for host in ("127.0.0.1", "localhost"):  # an address is connected to directly, a name through anyio
+        async with HttpClient(f"http://{host}:{port}") as http:
+            with pytest.raises(
+                ConnectError, match=rf"cannot connect to {host}:{port}: OSError: All connection attempts"
+            ):
+                await http.get("/")
+
+
+async def test_an_address_and_a_host_name_reach_the_same_server_with_nodelay() -> None:
+    async with serve(echo) as server:
+        for host in ("127.0.0.1", "localhost"):
+            async with HttpClient(f"http://{host}:{server.port}") as http:
+                assert (await http.get("/x")).json()["target"] == "/x"
+                [(connection,)] = [tuple(idle) for idle in http._idle.values()]
+                sock = connection.stream.extra(anyio.abc.SocketAttribute.raw_socket)
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert server.connections == 2
+
+
+async def test_a_timed_out_connect_to_an_address_is_timed_out() -> None:
+    # 192.0.2.1 (TEST-NET-1) is never routed: the connection attempt hangs (or fails at once without a route).
+    async with HttpClient("http://192.0.2.1:9", timeout=0.2) as http:
+        with pytest.raises((TimedOut, ConnectError)):
             await http.get("/")
+        assert http.idle_connections() == 0
+
+
+class CountedWrites(anyio.abc.ByteStream):
+    """A real connection whose writes are recorded."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self.stream = stream
+        self.writes: list[bytes] = []
+
+    async def send(self, item: bytes) -> None:
+        self.writes.append(item)
+        await self.stream.send(item)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self.stream.receive(max_bytes)
+
+    async def send_eof(self) -> None:
+        await self.stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+async def test_a_request_head_and_body_go_out_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    streams: list[CountedWrites] = []
+    connect = HttpClient._connect
+
+    async def counted(self: HttpClient, origin: tuple[str, str, int], timeout: float) -> anyio.abc.ByteStream:
+        streams.append(CountedWrites(await connect(self, origin, timeout)))
+        return streams[-1]
+
+    monkeypatch.setattr(HttpClient, "_connect", counted)
+    async with serve(echo) as server, HttpClient(server.url()) as http:
+        said = (await http.request("PATCH", "/x", content='{"status": {}}')).json()
+        assert (await http.get("/y")).json()["target"] == "/y"
+    assert said["body"] == '{"status": {}}'
+    writes = [write for stream in streams for write in stream.writes]
+    assert len(writes) == 2
+    assert writes[0].startswith(b"PATCH /x HTTP/1.1\r\n")
+    assert writes[0].endswith(b'\r\n\r\n{"status": {}}')
+    assert writes[1].startswith(b"GET /y HTTP/1.1\r\n")
+
+
+async def test_a_connection_closes_at_once_even_in_a_cancelled_scope() -> None:
+    async with serve(echo) as server:
+        stream = await anyio.connect_tcp("127.0.0.1", server.port)
+        connection = _Connection(stream)
+        finished = False
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await connection.close()  # neither raises the cancellation nor waits for the server
+            finished = True
+        assert finished
+        with pytest.raises(anyio.ClosedResourceError):
+            await stream.send(b"GET / HTTP/1.1\r\n\r\n")
+
+
+def test_only_ip_addresses_skip_the_name_lookup() -> None:
+    assert [_is_address(host) for host in ("127.0.0.1", "::1", "10.1.2.3")] == [True, True, True]
+    assert [_is_address(host) for host in ("localhost", "falco.example", "")] == [False, False, False]
 
 
 @dataclass(frozen=True)
