@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -25,6 +24,7 @@ from falco_operator.kube.endpoints import HttpEndpoints, metrics_handler, probe_
 from falco_operator.kube.http import HttpClient, TransportError
 from falco_operator.kube.informer import strip_last_applied
 from falco_operator.kube.resources import NODES
+from falco_operator.records import record
 from falco_operator.resources import CONFIGS, FALCOS, PLUGINS, RULESFILES
 
 from .analysis import SAMPLE_INTERVAL, AnalysisWatches, parse_sample, progress_of, reported_analyses
@@ -47,7 +47,7 @@ OCI_CACHE = next(iter(PRESERVED))
 Json = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Settings:
     identity: Identity
     directories: Directories

@@ -9,7 +9,7 @@ alike what has a source to pull.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from falco_operator.api.ocirefs import MIN_REFRESH_SECONDS
@@ -17,9 +17,10 @@ from falco_operator.api.plain import OCIArtifact, Plugin, Rulesfile
 from falco_operator.artifacts import Artifact
 from falco_operator.artifacts.oci.hosts import RegistryHosts
 from falco_operator.artifacts.oci.media import PLUGIN, RULES, ArtifactType, machine_architecture
+from falco_operator.records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PullSettings:
     cache_dir: Path
     concurrency: int = 3

@@ -44,7 +44,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -74,6 +74,7 @@ from falco_operator.artifacts.oci.signatures import (
 )
 from falco_operator.kube import ApiError, Backoff, Client, Forbidden, NotFound
 from falco_operator.kube.resources import CONFIG_MAPS, SECRETS
+from falco_operator.records import record
 from falco_operator.resources import FALCOS
 
 if TYPE_CHECKING:  # the registry client, httpx and keyless verification (x509) are imported by the first pull
@@ -93,7 +94,7 @@ MAX_UNREADABLE_CONFIGS = 256
 """How many digests whose config can never be read are remembered (the newest), each with the reason's message."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PullRequest:
     """What one artifact asks of a registry; a different request means a new pull."""
 
@@ -131,7 +132,7 @@ def pull_request(artifact: Artifact, min_refresh: float = MIN_REFRESH_SECONDS) -
     return PullRequest(kind, location, oci.credentials(), refresh, artifact.metadata.generation, verify)
 
 
-@dataclass
+@record()
 class _Tracked:
     request: PullRequest
     scope: anyio.CancelScope
@@ -142,7 +143,7 @@ class _Tracked:
     """The fingerprints of the keys that signed ``result``'s digest (None: no signature policy)."""
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class _Pulling:
     """A pull whose answer is not published yet, and the digest it resolved to: no tracked result names that
     digest before the answer is published, so this record is what keeps its cached file and config from pruning."""
