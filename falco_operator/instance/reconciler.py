@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -62,6 +63,8 @@ from .services import build_extra_services, removable_services
 from .status import (
     PROGRESS_DEADLINE,
     artifact_summary,
+    counts_hold,
+    counts_only,
     desired_status,
     report_transitions,
     rollout_age,
@@ -119,8 +122,12 @@ class FalcoReconciler:
         events: EventRecorder,
         clock: Callable[[], str] = utc_now,
         service_monitors_served: Callable[[], bool] = lambda: False,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
+        self.monotonic = monotonic
+        self._counts_since: dict[Request, float] = {}
+        """When each Falco's unwritten ``status.artifacts`` difference was first seen (``ARTIFACT_COUNTS_HOLD``)."""
         self.cache = cache
         self.options = options
         self.events = events
@@ -138,6 +145,7 @@ class FalcoReconciler:
             # start, for Falcos deleted while no operator ran), or a later ServiceAccount of the same name would
             # inherit the binding. No finalizer: nothing can leave a Falco, its namespace or the CRD stuck.
             await self._remove_cluster_objects(request)
+            self._counts_since.pop(request, None)
             return None
         if raw["metadata"].get("deletionTimestamp"):
             await self._on_deletion(raw)  # needs metadata only: a spec these models cannot read never blocks deletion
@@ -167,8 +175,8 @@ class FalcoReconciler:
         summary = artifact_summary(falco.metadata.name or "", falco.metadata.labels or {}, artifacts,
                                    falco.spec.loads_image_defaults)  # fmt: skip
         extra = [condition for condition in (monitor, wired) if condition]
-        status = await self._write_status(falco, raw, kind, workload, error, summary, extra)
-        delays = []
+        status, held = await self._write_status(request, falco, raw, kind, workload, error, summary, extra)
+        delays = [held] if held is not None else []
         if any(c["type"] == "Available" and c["reason"] == "RollingOut" for c in status["conditions"]):
             # Look again when the rollout's deadline passes, even if nothing else happens by then.
             delays.append(max(1.0, PROGRESS_DEADLINE - rollout_age(status["conditions"], self.clock()) + 1.0))
@@ -280,9 +288,10 @@ class FalcoReconciler:
             self.applier.forget(other, metadata["namespace"], metadata["name"])
 
     async def _write_status(
-        self, falco: Falco, raw: Json, kind: str, workload: Json | None, error: str | None, artifacts: Json,
-        extra_conditions: list[Json] | None = None,
-    ) -> Json:  # fmt: skip
+        self, request: Request, falco: Falco, raw: Json, kind: str, workload: Json | None, error: str | None,
+        artifacts: Json, extra_conditions: list[Json] | None = None,
+    ) -> tuple[Json, float | None]:  # fmt: skip
+        """The status now live, and the seconds a held counts-only difference still waits (``counts_hold``)."""
         old = raw.get("status")
         metadata = raw["metadata"]
         if workload is None:  # an earlier object failed: the counts still come from the live workload
@@ -294,10 +303,17 @@ class FalcoReconciler:
             extra_conditions=extra_conditions or [],
         )  # fmt: skip
         if status == old:
-            return status
+            self._counts_since.pop(request, None)
+            return status, None
+        if counts_only(old, status):
+            now = self.monotonic()
+            held = counts_hold(self._counts_since.setdefault(request, now), now)
+            if held is not None and old is not None:
+                return old, held
+        self._counts_since.pop(request, None)
         await self.client.patch_status(FALCOS, metadata["name"], status_patch(old, status), metadata["namespace"])
         await report_transitions(self.events, raw, old, status)
-        return status
+        return status, None
 
     async def _drop_legacy_finalizer(self, raw: Json) -> Json:
         """Remove the finalizer earlier versions added (once per Falco, after an upgrade)."""
