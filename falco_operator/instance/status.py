@@ -147,16 +147,21 @@ def artifact_summary(
 
 
 ARTIFACT_COUNTS_HOLD = 5.0
-"""Seconds a change of ``status.artifacts`` alone (the counts of selected, programmed and failed artifacts) waits
-before it is written. An artifact's new generation takes ``programmed`` down and, once every pod loaded it, back up,
-within about a second at 100 nodes: held, that dip is not written at all, and the Falco's pods, whose agents watch
-their Falco, are not woken twice for every artifact change. Any other difference is written at once, the counts
-with it."""
+"""Seconds a drop of ``status.artifacts.programmed`` alone waits before it is written. An artifact's new generation
+takes ``programmed`` down and, once every pod loaded it, back up, within about a second at 100 nodes: held, that dip
+is not written at all, and the Falco's pods, whose agents watch their Falco, are not woken twice for every artifact
+change. Any other difference (more programmed, a failure, an artifact selected or not, any other field) is written
+at once."""
 
 
 def counts_only(old: Json | None, new: Json) -> bool:
-    """Whether ``new`` differs from ``old`` in ``artifacts`` and nowhere else."""
+    """Whether ``new`` differs from ``old`` only by fewer programmed artifacts (``ARTIFACT_COUNTS_HOLD``)."""
     if old is None or old.get("artifacts") == new.get("artifacts"):
+        return False
+    before, after = old.get("artifacts") or {}, new.get("artifacts") or {}
+    if {**after, "programmed": before.get("programmed")} != before:
+        return False  # selected, failed or imageDefaults moved too
+    if int(after.get("programmed") or 0) >= int(before.get("programmed") or 0):
         return False
     return {k: v for k, v in old.items() if k != "artifacts"} == {k: v for k, v in new.items() if k != "artifacts"}
 

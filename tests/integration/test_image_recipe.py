@@ -4,6 +4,7 @@ must run both entry points and find its package data."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -43,6 +44,10 @@ import asyncio, importlib.util, artifact_agent.agent
 for module in (asyncio, artifact_agent.agent):
     print(importlib.util.cache_from_source(module.__file__, optimization=2))
 """
+
+
+def _without_pythonpath() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
 
 
 def _run(command: str, cwd: Path, python: Path, wheels: Path) -> None:
@@ -94,8 +99,9 @@ def test_the_image_recipe_builds_a_wheel_install_with_both_entry_points_as_user_
         assert "0.1.0" in version.stdout
     # The agent runs with PYTHONOPTIMIZE=2 as user 65532, who cannot write bytecode: the image carries it at that
     # level for its own modules and the standard library's.
+    # Run outside the source tree: from it, the tree's own modules would be imported instead of the image's.
     compiled = subprocess.run([str(image / "bin" / "python"), "-c", BYTECODE_PATHS], capture_output=True, text=True,
-                              check=True).stdout.split()  # fmt: skip
+                              check=True, cwd=tmp_path, env=_without_pythonpath()).stdout.split()  # fmt: skip
     assert len(compiled) == 2, compiled
     assert all(Path(path).is_file() for path in compiled), compiled
     # Package data (Falco's field catalogue) came along: the linter validates a real rules file.

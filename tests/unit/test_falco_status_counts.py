@@ -1,5 +1,5 @@
-"""A Falco's ``status.artifacts`` counts alone wait ``ARTIFACT_COUNTS_HOLD`` before they are written: an artifact
-change's dip in ``programmed`` that comes back within that time is never written."""
+"""A drop of a Falco's ``status.artifacts.programmed`` alone waits ``ARTIFACT_COUNTS_HOLD`` before it is written: an
+artifact change's dip that comes back within that time is never written."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ LIVE: Json = {"observedGeneration": 3, "conditions": [{"type": "Reconciled", "st
               "artifacts": {"selected": 2, "programmed": 2, "failed": 0}}  # fmt: skip
 
 
-def test_a_difference_in_the_counts_alone_is_told_apart() -> None:
+def test_a_drop_of_programmed_alone_is_held_and_anything_else_written_at_once() -> None:
     dip = {**LIVE, "artifacts": {"selected": 2, "programmed": 1, "failed": 0}}
     assert counts_only(LIVE, dip)
     assert not counts_only(LIVE, dict(LIVE)), "no difference"
     assert not counts_only(None, dip), "a first status is written at once"
+    assert not counts_only(dip, LIVE), "more programmed: at once"
     assert not counts_only(LIVE, {**dip, "observedGeneration": 4}), "with another difference"
     assert not counts_only(LIVE, {**dip, "conditions": [{"type": "Reconciled", "status": "False"}]})
-    assert counts_only({k: v for k, v in LIVE.items() if k != "artifacts"}, LIVE), "the counts appear"
+    assert not counts_only(LIVE, {**LIVE, "artifacts": {"selected": 2, "programmed": 1, "failed": 1}}), "a failure"
+    assert not counts_only(LIVE, {**LIVE, "artifacts": {"selected": 3, "programmed": 1, "failed": 0}}), "selected"
+    without = {k: v for k, v in LIVE.items() if k != "artifacts"}
+    assert not counts_only(without, LIVE), "the counts appear"
 
 
 def test_the_hold_runs_from_when_the_difference_was_first_seen() -> None:
