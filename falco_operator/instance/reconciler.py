@@ -64,8 +64,8 @@ from .status import (
     PROGRESS_DEADLINE,
     artifact_summary,
     counts_hold,
-    counts_only,
     desired_status,
+    programmed_dropped,
     report_transitions,
     rollout_age,
     status_patch,
@@ -291,7 +291,7 @@ class FalcoReconciler:
         self, request: Request, falco: Falco, raw: Json, kind: str, workload: Json | None, error: str | None,
         artifacts: Json, extra_conditions: list[Json] | None = None,
     ) -> tuple[Json, float | None]:  # fmt: skip
-        """The status now live, and the seconds a held counts-only difference still waits (``counts_hold``)."""
+        """The status now live, and the seconds a held drop of ``programmed`` still waits (``counts_hold``)."""
         old = raw.get("status")
         metadata = raw["metadata"]
         if workload is None:  # an earlier object failed: the counts still come from the live workload
@@ -305,7 +305,7 @@ class FalcoReconciler:
         if status == old:
             self._counts_since.pop(request, None)
             return status, None
-        if counts_only(old, status):
+        if programmed_dropped(old, status):
             now = self.monotonic()
             held = counts_hold(self._counts_since.setdefault(request, now), now)
             if held is not None and old is not None:

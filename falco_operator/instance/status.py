@@ -154,7 +154,7 @@ change. Any other difference (more programmed, a failure, an artifact selected o
 at once."""
 
 
-def counts_only(old: Json | None, new: Json) -> bool:
+def programmed_dropped(old: Json | None, new: Json) -> bool:
     """Whether ``new`` differs from ``old`` only by fewer programmed artifacts (``ARTIFACT_COUNTS_HOLD``)."""
     if old is None or old.get("artifacts") == new.get("artifacts"):
         return False
@@ -166,9 +166,9 @@ def counts_only(old: Json | None, new: Json) -> bool:
     return {k: v for k, v in old.items() if k != "artifacts"} == {k: v for k, v in new.items() if k != "artifacts"}
 
 
-def counts_hold(since: float | None, now: float) -> float | None:
-    """Seconds a counts-only difference first seen at ``since`` still waits (None: write it now)."""
-    wait = (now if since is None else since) + ARTIFACT_COUNTS_HOLD - now
+def counts_hold(since: float, now: float) -> float | None:
+    """Seconds a drop of ``programmed`` first seen at ``since`` still waits (None: write it now)."""
+    wait = since + ARTIFACT_COUNTS_HOLD - now
     return wait if wait > 0 else None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from falco_operator.instance.status import ARTIFACT_COUNTS_HOLD, counts_hold, counts_only
+from falco_operator.instance.status import ARTIFACT_COUNTS_HOLD, counts_hold, programmed_dropped
 
 Json = dict[str, Any]
 LIVE: Json = {"observedGeneration": 3, "conditions": [{"type": "Reconciled", "status": "True"}],
@@ -14,20 +14,23 @@ LIVE: Json = {"observedGeneration": 3, "conditions": [{"type": "Reconciled", "st
 
 def test_a_drop_of_programmed_alone_is_held_and_anything_else_written_at_once() -> None:
     dip = {**LIVE, "artifacts": {"selected": 2, "programmed": 1, "failed": 0}}
-    assert counts_only(LIVE, dip)
-    assert not counts_only(LIVE, dict(LIVE)), "no difference"
-    assert not counts_only(None, dip), "a first status is written at once"
-    assert not counts_only(dip, LIVE), "more programmed: at once"
-    assert not counts_only(LIVE, {**dip, "observedGeneration": 4}), "with another difference"
-    assert not counts_only(LIVE, {**dip, "conditions": [{"type": "Reconciled", "status": "False"}]})
-    assert not counts_only(LIVE, {**LIVE, "artifacts": {"selected": 2, "programmed": 1, "failed": 1}}), "a failure"
-    assert not counts_only(LIVE, {**LIVE, "artifacts": {"selected": 3, "programmed": 1, "failed": 0}}), "selected"
+    assert programmed_dropped(LIVE, dip)
+    assert not programmed_dropped(LIVE, dict(LIVE)), "no difference"
+    assert not programmed_dropped(None, dip), "a first status is written at once"
+    assert not programmed_dropped(dip, LIVE), "more programmed: at once"
+    assert not programmed_dropped(LIVE, {**dip, "observedGeneration": 4}), "with another difference"
+    assert not programmed_dropped(LIVE, {**dip, "conditions": [{"type": "Reconciled", "status": "False"}]})
+    assert not programmed_dropped(LIVE, {**LIVE, "artifacts": {"selected": 2, "programmed": 1, "failed": 1}}), (
+        "a failure"
+    )
+    assert not programmed_dropped(LIVE, {**LIVE, "artifacts": {"selected": 3, "programmed": 1, "failed": 0}}), (
+        "selected"
+    )
     without = {k: v for k, v in LIVE.items() if k != "artifacts"}
-    assert not counts_only(without, LIVE), "the counts appear"
+    assert not programmed_dropped(without, LIVE), "the counts appear"
 
 
 def test_the_hold_runs_from_when_the_difference_was_first_seen() -> None:
-    assert counts_hold(None, 100.0) == ARTIFACT_COUNTS_HOLD
     assert counts_hold(100.0, 100.0) == ARTIFACT_COUNTS_HOLD
     assert counts_hold(100.0, 102.0) == ARTIFACT_COUNTS_HOLD - 2.0
     assert counts_hold(100.0, 100.0 + ARTIFACT_COUNTS_HOLD) is None
