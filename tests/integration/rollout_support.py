@@ -315,7 +315,9 @@ Probe = Callable[[Rig, str], Awaitable[str | None]]
 class StableWatch:
     """Polls what each watched node runs of one artifact and records each sample where a node runs anything but
     ``stable`` while the status (read right after the sample) does not let that node run the candidate: the status
-    only moves forward, so such a sample was not allowed when it was taken either."""
+    only moves forward, so such a sample was not allowed when it was taken either. A node added with ``join`` may
+    run nothing until its agent's first files land (a node that has just joined has loaded nothing yet); from its
+    first load on, it is held to the same rule."""
 
     fleet: Fleet
     kind: str
@@ -324,6 +326,7 @@ class StableWatch:
     probe: Probe
     nodes: list[str]
     samples: dict[str, int] = field(default_factory=dict)
+    joining: set[str] = field(default_factory=set)
     violations: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
@@ -335,6 +338,10 @@ class StableWatch:
                 if seen is None:
                     continue  # Falco restarting: no answer, nothing learnt
                 self.samples[node] = self.samples.get(node, 0) + 1
+                if node in self.joining:
+                    if not seen:
+                        continue
+                    self.joining.discard(node)
                 if seen == self.stable:
                     continue
                 obj = await get_artifact(self.fleet.api, self.fleet.namespace, self.kind, self.name)
@@ -343,6 +350,10 @@ class StableWatch:
                                            f"{seen[:12] or 'nothing'} instead of the stable {self.stable[:12]} while "
                                            f"status.rollout = {brief(rollout_of(obj))}")  # fmt: skip
             await anyio.sleep(0.2)
+
+    def join(self, node: str) -> None:
+        self.joining.add(node)
+        self.nodes.append(node)
 
     def verdict(self) -> str:
         return f"samples per node {self.samples}; violations: {self.violations[:5]}"

@@ -505,7 +505,7 @@ async def test_a_paused_rollout_survives_an_operator_restart_and_a_new_node_gets
 
         fleet.operator.restart()
         added = await fleet.add_node(new_node)
-        watch.nodes.append(new_node)
+        watch.join(new_node)
         await wait_on(added, loaded_rules_sha, name, lambda seen: seen == stable, "the stable generation")
         after = await wait_artifact(fleet, "Rulesfile", name, lambda obj: (obj.get("status") or {}).get(
             "nodes", {}).get("targeted") == len(NODES) + 1, "six nodes targeted")  # fmt: skip
