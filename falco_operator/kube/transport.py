@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ruamel.yaml import YAML
+import yaml
 
 from ..records import record
 from .http import ConnectError, HttpClient, TimedOut, Timeouts, TransportError
@@ -143,7 +143,7 @@ class Credentials:
     @classmethod
     def from_kubeconfig(cls, path: str, context: str | None = None) -> Credentials:
         """The current (or named) context of a kubeconfig; data fields are written to private temporary files."""
-        config = YAML(typ="safe", pure=True).load(Path(path).read_text())
+        config = yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         name = context or config.get("current-context")
         entry = _named(config.get("contexts"), name, "context")
         cluster = _named(config.get("clusters"), entry.get("cluster"), "cluster")
