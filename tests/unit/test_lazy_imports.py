@@ -64,6 +64,9 @@ NOT_ON_THE_AGENT_PATH = [
     "falco_operator.kube.workqueue",
     "falco_operator.instance",
     "falco_operator.status",
+    # ruamel reads only what libyaml's fast path leaves to it, and writes only values PyYAML writes otherwise
+    # (artifacts/yamldoc.py): common rules files, Configs and Plugins need neither.
+    "ruamel",
     # The pull machinery: imported by the first artifact with an OCI source (artifact_agent/oci_sources.py).
     "artifact_agent.pulls",
     "artifact_agent.oci_cache",
