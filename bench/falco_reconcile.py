@@ -26,12 +26,25 @@ from e2e.agent import rule, rulesfile
 from e2e.audit import AuditMark
 from e2e.controlplane import start_cluster
 from e2e.kube import call, request
-from e2e.metrics import scrape, value
+from e2e.metrics import Samples, scrape, value
 from e2e.operator import USERNAME, RunningOperator, install_crds, run_operator
 
 FALCOS = "/apis/instance.falcosecurity.dev/v1alpha1/namespaces/{ns}/falcos"
 RULESFILES = "/apis/artifact.falcosecurity.dev/v1alpha1/namespaces/{ns}/rulesfiles"
 FLOW_SCHEMAS = "/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas"
+
+
+LAG = "falco_operator_event_loop_lag_seconds"
+
+
+def loop_lags(samples: Samples) -> str:
+    """The operator's event loop lag over the run: looks, and how many came later than 0.1, 1 and 5 s."""
+    looks = value(samples, f"{LAG}_count")
+    late = {bound: looks - value(samples, f"{LAG}_bucket", le=bound) for bound in ("0.1", "1.0", "5.0")}
+    return (
+        f"{looks:.0f} looks every 0.5 s, {late['0.1']:.0f} later than 0.1 s, {late['1.0']:.0f} later than 1 s, "
+        f"{late['5.0']:.0f} later than 5 s; {value(samples, f'{LAG}_sum') / max(looks, 1) * 1000:.0f} ms mean"
+    )
 
 
 def lease_flow_schema(username: str) -> dict[str, object]:
@@ -171,6 +184,7 @@ async def main(
                 await anyio.sleep(30)
                 steady = [w for w in steady_mark.writes_since(user=operator.username)
                           if w["objectRef"].get("resource") != "leases"]  # fmt: skip
+                lags = loop_lags(await scrape(operator.metrics_url))
                 busy_rss = rss_mib(operator.process.pid)
                 peak_rss = rss_mib(operator.process.pid, "VmHWM")
                 if api._session is not None:
@@ -189,6 +203,7 @@ async def main(
         print(f"operator writes in 30 s of steady state (resync every 10 s, lease renewals excluded): {len(steady)}")
     else:
         print("steady state not measured: the simulated pods were still becoming ready (--skip-available)")
+    print(f"operator event loop lag     {lags}")
     extra = f", {unrelated_rss:.0f} MiB with {unrelated} unrelated Secrets and ConfigMaps each" if unrelated_rss else ""
     print(
         f"operator resident memory    {idle_rss:.0f} MiB idle{extra}, {busy_rss:.0f} MiB with {falcos} Falcos "

@@ -21,7 +21,7 @@ from .controller import Controller
 from .endpoints import HttpEndpoints, metrics_handler, probe_handler
 from .informer import Informer, Transform
 from .leaderelection import LeaderElector, LeaderLost
-from .metrics import RuntimeMetrics
+from .metrics import LoopLag, RuntimeMetrics
 from .resources import Resource
 from .store import IndexFunc
 
@@ -55,6 +55,7 @@ class Manager:
         self.client = client
         self.options = options
         self.metrics = metrics
+        self.loop_lag = LoopLag(metrics.registry)
         self.informers: dict[tuple[object, ...], Informer] = {}
         self.controllers: list[Controller] = []
         self.leader_runnables: list[Runnable] = []
@@ -119,6 +120,7 @@ class Manager:
     async def run(self) -> None:
         try:
             async with anyio.create_task_group() as root:
+                root.start_soon(self.loop_lag.run)
                 await self._start_endpoints(root)
                 # A stop while the caches sync (they may never, without RBAC) ends the run at once.
                 await self._until_stopped(self._start_informers(root))

@@ -6,7 +6,10 @@ several managers can run in one process.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+
+import anyio
 
 from .promtext import Counter, Gauge, Histogram, Registry
 
@@ -16,6 +19,9 @@ RECONCILE_BUCKETS = (
 )  # fmt: skip
 # 10 ns .. 1000 s, ten per decade step, as the work queue histograms of client-go.
 WORKQUEUE_BUCKETS = tuple(1e-8 * 10**exponent for exponent in range(12))
+LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LOOP_LAG_PERIOD = 0.5
+"""Seconds between two looks at the event loop's lag (``LoopLag``)."""
 
 
 class RuntimeMetrics:
@@ -117,3 +123,23 @@ class QueueMetricsRecorder:
 
     def retry(self) -> None:
         self._retries.inc()
+
+
+class LoopLag:
+    """How late the event loop runs a timer it has set (``falco_operator_event_loop_lag_seconds``): synchronous
+    work that holds the loop delays every request and timer, the Lease renewal among them."""
+
+    def __init__(self, registry: Registry, period: float = LOOP_LAG_PERIOD) -> None:
+        self.period = period
+        self.histogram = Histogram(
+            "falco_operator_event_loop_lag_seconds",
+            "How much later than asked the event loop woke a task that slept (checked every 0.5 s)",
+            buckets=LOOP_LAG_BUCKETS, registry=registry,
+        )  # fmt: skip
+
+    async def run(self) -> None:
+        """Observe the lag every ``period`` seconds until cancelled."""
+        while True:
+            asked = time.monotonic() + self.period
+            await anyio.sleep(self.period)
+            self.histogram.observe(max(0.0, time.monotonic() - asked))
