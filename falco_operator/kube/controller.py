@@ -123,18 +123,24 @@ class Controller:
         metrics.reconcile_panics.labels(name)
 
     def for_(self, informer: Informer, *predicates: Predicate) -> Controller:
-        """Reconcile the objects of ``informer`` themselves."""
-        return self.watches(informer, lambda obj: [Request.for_object(obj)], *predicates)
+        """Reconcile the objects of ``informer`` themselves, and all of them at each periodic resync."""
+        return self.watches(informer, lambda obj: [Request.for_object(obj)], *predicates, resync=True)
 
     def owns(self, informer: Informer, api_group: str, kind: str, *predicates: Predicate) -> Controller:
         """Reconcile the controller owner (of ``kind``) of each object of ``informer``."""
         return self.watches(informer, controller_owner(api_group, kind), *predicates)
 
-    def watches(self, informer: Informer, mapper: Mapper, *predicates: Predicate, delay: float = 0.0) -> Controller:
+    def watches(
+        self, informer: Informer, mapper: Mapper, *predicates: Predicate, delay: float = 0.0, resync: bool = False
+    ) -> Controller:
         """Reconcile what ``mapper`` names for each event that passes the predicates.
 
         ``delay`` coalesces bursts in the queue: the first event schedules the key ``delay`` seconds later and
-        events until then add nothing, so N events become one reconcile.
+        events until then add nothing, so N events become one reconcile. ``resync``: the informer's periodic
+        resync (the same object handed twice) reconciles whatever the predicates say; otherwise it is an update
+        like any other, which predicates that look for a change let through only when there is one. The primary
+        objects of a controller resync (``for_``); a secondary watch must not turn every resync of, say, the
+        Falcos into a reconcile of everything each Falco maps to.
         """
 
         def enqueue(obj: Json) -> None:
@@ -149,8 +155,7 @@ class Controller:
                 enqueue(obj)
 
         def on_update(old: Json, new: Json) -> None:
-            # A periodic resync hands the same object twice: it always reconciles, whatever the predicates say.
-            if old is new or all(p.update(old, new) for p in predicates):
+            if (resync and old is new) or all(p.update(old, new) for p in predicates):
                 enqueue(new)
 
         def on_delete(obj: Json) -> None:
