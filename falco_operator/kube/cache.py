@@ -47,6 +47,13 @@ class Cache:
         informer = self._informer(resource, namespace)
         return informer.store.by_index("namespace", namespace) if informer else []
 
+    def revision(self, resource: Resource) -> int:
+        """Changes so far to the cached objects of ``resource``: the same number, the same objects."""
+        informers = self._informers.get(resource)
+        if informers is None:
+            raise KeyError(f"{resource.kind} is not watched")
+        return sum(informer.store.revision for informer in informers.values())
+
     def objects(self, resource: Resource) -> list[Json]:
         """Every cached object of ``resource``, in every watched namespace."""
         informers = self._informers.get(resource)

@@ -41,6 +41,20 @@ class Request:
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
 
+EVERY_NAME = "*"
+"""The name of a request for every object of a namespace (``every_object_in``): no object can be named ``*``."""
+EVERYWHERE = "*"
+"""The namespace of a request for every object in every namespace: no namespace can be named ``*``."""
+
+
+def every_object_in(namespace: str) -> Request:
+    """A request that the controller turns, when the queue hands it out, into one request per object of
+    ``namespace`` (``EVERYWHERE``: of every namespace) that it then holds (``Controller.fan_out``). A burst of
+    events that each concern everything in a namespace (pods coming and going, for every artifact of it) costs
+    one list of the objects per burst instead of one per event."""
+    return Request(namespace, EVERY_NAME)
+
+
 @dataclass(frozen=True)
 class Result:
     requeue: bool = False
@@ -110,6 +124,9 @@ class Controller:
         self.reconciler = reconciler
         self.metrics = metrics
         self.workers = workers
+        self.fan_out: Callable[[str], Iterable[Request]] | None = None
+        """What ``every_object_in(namespace)`` stands for (``EVERYWHERE``: every namespace); set by a controller
+        whose watches map events to such requests."""
         self.queue: WorkQueue[Request] = WorkQueue(
             name, rate_limiter=default_controller_rate_limiter(), metrics=metrics.queue_metrics(name)
         )
@@ -182,9 +199,18 @@ class Controller:
             except ShutDown:
                 return
             try:
-                await self._process(request)
+                if request.name == EVERY_NAME and self.fan_out is not None:
+                    self._expand(request)
+                else:
+                    await self._process(request)
             finally:
                 self.queue.done(request)
+
+    def _expand(self, request: Request) -> None:
+        assert self.fan_out is not None
+        self.queue.forget(request)
+        for each in self.fan_out(request.namespace):
+            self.queue.add(each)
 
     async def _process(self, request: Request) -> None:
         name = self.name

@@ -37,6 +37,8 @@ class Store:
         self._items: dict[str, Json] = {}
         self._indexers = dict(DEFAULT_INDEXERS) | dict(indexers or {})
         self._indexes: dict[str, dict[str, set[str]]] = {name: {} for name in self._indexers}
+        self.revision = 0
+        """Counts the changes: what is computed from the store is still right while this is the same."""
 
     def __len__(self) -> int:
         return len(self._items)
@@ -64,6 +66,7 @@ class Store:
             self._unindex(key, previous)
         self._items[key] = obj
         self._index(key, obj)
+        self.revision += 1
         return previous
 
     def delete(self, obj: Json) -> Json | None:
@@ -71,6 +74,7 @@ class Store:
         previous = self._items.pop(key, None)
         if previous is not None:
             self._unindex(key, previous)
+            self.revision += 1
         return previous
 
     def _index(self, key: str, obj: Json) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import weakref
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -42,8 +43,31 @@ def node_metadata(node: Json) -> Json:
     return {"metadata": node.get("metadata") or {}}
 
 
-def agents_in(cache: Cache, namespace: str) -> list[Agent]:
-    """The agent of every scheduled, not terminating Falco pod on an existing node in ``namespace`` (ready or not)."""
+_AGENTS: weakref.WeakKeyDictionary[Cache, dict[str, tuple[tuple[int, int, int], tuple[Agent, ...]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def agents_in(cache: Cache, namespace: str) -> tuple[Agent, ...]:
+    """The agent of every scheduled, not terminating Falco pod on an existing node in ``namespace`` (ready or not).
+
+    Every artifact of the namespace asks, for each reconcile; the answer is kept until a pod, a node or a Falco
+    changes in the cache (their revisions), so a thousand artifacts reconciled after one report each read the
+    pods once."""
+    stamp = (cache.revision(PODS), cache.revision(NODES), cache.revision(FALCOS))
+    kept = _AGENTS.setdefault(cache, {})
+    known = kept.get(namespace)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    agents = _read_agents(cache, namespace)
+    if agents:
+        kept[namespace] = (stamp, agents)
+    else:
+        kept.pop(namespace, None)
+    return agents
+
+
+def _read_agents(cache: Cache, namespace: str) -> tuple[Agent, ...]:
     agents = []
     for pod in cache.in_namespace(PODS, namespace):
         metadata = pod.get("metadata") or {}
@@ -62,7 +86,7 @@ def agents_in(cache: Cache, namespace: str) -> list[Agent]:
             node_labels=(node_obj.get("metadata") or {}).get("labels") or {},
             falco_labels=(falco.get("metadata") or {}).get("labels") or {}, falco=str(falco_name),
         ))  # fmt: skip
-    return agents
+    return tuple(agents)
 
 
 class ArtifactStatusReconciler:

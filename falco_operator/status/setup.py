@@ -17,6 +17,7 @@ from ..kube import (
     Request,
     any_of,
 )
+from ..kube.controller import EVERYWHERE, every_object_in
 from ..kube.resources import NODES, PODS
 from ..resources import ARTIFACTREPORTS, CONFIGS, FALCOS, PLUGINS, RULESFILES
 from ..rollout.driver import ROLLOUT_ANNOTATION_CHANGED, rollout_counter
@@ -61,12 +62,19 @@ def setup_status_controllers(
         for informer in cache.watch(resource):
             controller.for_(informer, any_of(GENERATION_CHANGED, ROLLOUT_ANNOTATION_CHANGED))
 
-        def in_namespace(obj: Json, resource: Any = resource) -> list[Request]:
-            namespace = (obj.get("metadata") or {}).get("namespace") or ""
-            return [Request.for_object(item) for item in cache.in_namespace(resource, namespace)]
+        def artifacts_in(namespace: str, resource: Any = resource) -> list[Request]:
+            found = cache.objects(resource) if namespace == EVERYWHERE else cache.in_namespace(resource, namespace)
+            return [Request.for_object(item) for item in found]
 
-        def everywhere(_: Json, resource: Any = resource) -> list[Request]:
-            return [Request.for_object(item) for item in cache.objects(resource)]
+        controller.fan_out = artifacts_in
+
+        # A pod, a Falco or a node concerns every artifact of its namespace (or of all): one request stands for
+        # them all until the queue hands it out, so a burst of pod events lists the artifacts once.
+        def in_namespace(obj: Json) -> list[Request]:
+            return [every_object_in((obj.get("metadata") or {}).get("namespace") or "")]
+
+        def everywhere(_: Json) -> list[Request]:
+            return [every_object_in(EVERYWHERE)]
 
         def reported(obj: Json, kind: str = resource.kind) -> list[Request]:
             namespace = (obj.get("metadata") or {}).get("namespace") or ""
