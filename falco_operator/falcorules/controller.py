@@ -322,8 +322,9 @@ class FalcoRulesReconciler:
         """Delete what this Falco owns of the generated objects and no longer needs: the Rulesfiles of namespaces
         without accepted FalcoRules (or no longer selected), and the pair of the single file used before."""
         falco_namespace, falco_name = raw_falco["metadata"]["namespace"], raw_falco["metadata"]["name"]
+        falco_uid = str(raw_falco["metadata"].get("uid") or "")
         for resource in (RULESFILES, CONFIG_MAPS):
-            for found in self.cache.in_namespace(resource, falco_namespace):
+            for found in self.cache.owned_by(resource, falco_namespace, falco_uid):
                 metadata = found.get("metadata") or {}
                 labels = metadata.get("labels") or {}
                 name = str(metadata.get("name"))

@@ -7,6 +7,7 @@ from typing import Any
 from .informer import Informer, Transform
 from .manager import Manager
 from .resources import Resource
+from .store import BY_OWNER
 
 Json = dict[str, Any]
 
@@ -46,6 +47,14 @@ class Cache:
     def in_namespace(self, resource: Resource, namespace: str) -> list[Json]:
         informer = self._informer(resource, namespace)
         return informer.store.by_index("namespace", namespace) if informer else []
+
+    def owned_by(self, resource: Resource, namespace: str, owner_uid: str) -> list[Json]:
+        """The cached objects of ``resource`` in ``namespace`` with an ownerReference to ``owner_uid``."""
+        informer = self._informer(resource, namespace)
+        if informer is None:
+            return []
+        owned = informer.store.by_index(BY_OWNER, owner_uid)
+        return [obj for obj in owned if (obj.get("metadata") or {}).get("namespace") == namespace]
 
     def revision(self, resource: Resource) -> int:
         """Changes so far to the cached objects of ``resource``: the same number, the same objects."""

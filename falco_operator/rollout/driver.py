@@ -111,7 +111,9 @@ class RolloutDriver:
         inputs = Inputs(
             kind=kind, rollout=rollout, uid=str(metadata.get("uid") or ""),
             generation=int(metadata.get("generation") or 0), live=live,
-            targeted=frozenset(node for _, node in agents), entries=observed(agents, reports, kind, name),
+            # Without a rollout the decision is none at all: the agents' entries are not read.
+            targeted=frozenset(node for _, node in agents) if rollout else frozenset(),
+            entries=observed(agents, reports, kind, name) if rollout else {},
             annotation=annotation_of(raw), programmed=is_programmed(desired), snapshot=snapshot_name(kind, name),
             now=now,
         )  # fmt: skip

@@ -184,6 +184,25 @@ def test_references_follow_instance_selectors_and_both_credential_shapes() -> No
     assert artifact_references(falco, artifacts) == References(("cfg", "rules-cm"), ("creds", "seed-creds"))
 
 
+def test_references_are_read_again_for_a_new_resource_version_only() -> None:
+    """Every Falco of a namespace reads every artifact of it at each reconcile: what an artifact generation
+    references is remembered by uid and resourceVersion."""
+    falco, _ = make(labels={"tier": "prod"})
+
+    def rulesfile(version: str, configmap: str, tier: str = "prod") -> dict[str, Any]:
+        return {
+            "kind": "Rulesfile",
+            "metadata": {"name": "a", "uid": "u-a", "resourceVersion": version},
+            "spec": {"configMapRef": {"name": configmap}, "instanceSelector": {"matchLabels": {"tier": tier}}},
+        }
+
+    assert artifact_references(falco, [rulesfile("1", "first")]) == References(("first",))
+    assert artifact_references(falco, [rulesfile("2", "second")]) == References(("second",))
+    assert artifact_references(falco, [rulesfile("3", "second", tier="dev")]) == References()
+    other, _ = make(labels={"tier": "dev"})  # the same generation judged for another Falco: its own audience
+    assert artifact_references(other, [rulesfile("3", "second", tier="dev")]) == References(("second",))
+
+
 def test_desired_objects_cover_identity_rbac_config_service_and_workload_in_order() -> None:
     falco, raw = make()
     kinds = [resource.kind for resource, _ in desired_objects(falco, raw, BuildOptions(), References())]
