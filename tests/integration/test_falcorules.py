@@ -271,12 +271,13 @@ async def test_one_write_per_change_and_none_when_quiet(
 
     # Every file's status counts the Falco's three pods before the quiet part begins: a count still held back by
     # the status coalescing (no agent ever reports here, so the change never settles) is written up to a minute
-    # later, and on a busy machine that minute can end inside the quiet seconds below.
+    # later (hence the longer wait), and on a busy machine that minute can end inside the quiet seconds below.
     def counts_three(answer: tuple[int, Json]) -> bool:
         return bool(((answer[1] or {}).get("status") or {}).get("nodes", {}).get("targeted") == 3)
 
     for team in teams:
-        await wait_for(partial(request, api, "GET", path.format(team)), counts_three, what=f"{team}'s file counts 3")
+        await wait_for(partial(request, api, "GET", path.format(team)), counts_three, timeout=90,
+                       what=f"{team}'s file counts 3")  # fmt: skip
     mark = AuditMark.now(control_plane.state.audit_log)
     for index in range(5):
         await call(api, "PATCH", f"{ARTIFACT_API}/namespaces/{teams[1]}/falcorules/r{index}", content_type=MERGE,
