@@ -377,7 +377,7 @@ def _text_to_both(text: str) -> bool:
         return False
     try:
         return _plain_scalar(text) is text
-    except (_NeedsRoundTrip, IndexError):
+    except _NeedsRoundTrip:
         return False
 
 
